@@ -1,0 +1,86 @@
+from django import forms
+from django.contrib import messages
+from django.contrib.auth import login, password_validation
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+from django.utils import translation
+from django.utils.translation import gettext_lazy as _
+
+from protonpath.accounts import audit
+from protonpath.accounts.models import AuditEvent, Role, User
+
+
+def home(request):
+    if not request.user.is_authenticated:
+        return render(request, "home.html")
+    if request.user.is_department_staff:
+        return redirect("referrals:queues")
+    return redirect("referrals:list")
+
+
+class SignupForm(forms.ModelForm):
+    role = forms.ChoiceField(
+        label=_("I am"),
+        choices=[(Role.PATIENT, _("a patient (or a relative)")), (Role.REFERRING_DOCTOR, _("a referring doctor"))],
+        widget=forms.RadioSelect,
+    )
+    password1 = forms.CharField(label=_("Password"), widget=forms.PasswordInput, strip=False)
+    password2 = forms.CharField(label=_("Password again"), widget=forms.PasswordInput, strip=False)
+
+    class Meta:
+        model = User
+        fields = ("username", "first_name", "last_name", "email", "phone", "institution", "preferred_language")
+
+    def clean_email(self):
+        email = self.cleaned_data["email"].strip().lower()
+        if not email:
+            raise forms.ValidationError(_("An e-mail address is needed to tell you about your request."))
+        return email
+
+    def clean(self):
+        data = super().clean()
+        if data.get("password1") != data.get("password2"):
+            self.add_error("password2", _("The two passwords differ."))
+        elif data.get("password1"):
+            candidate = User(username=data.get("username", ""), email=data.get("email", ""))
+            try:
+                password_validation.validate_password(data["password1"], candidate)
+            except forms.ValidationError as exc:
+                self.add_error("password1", exc)
+        return data
+
+    def save(self, commit=True):
+        user = super().save(commit=False)
+        user.role = self.cleaned_data["role"]
+        user.set_password(self.cleaned_data["password1"])
+        if commit:
+            user.save()
+        return user
+
+
+def signup(request):
+    form = SignupForm(request.POST or None, initial={"preferred_language": translation.get_language() or "en"})
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        audit.record(actor=user, action=AuditEvent.Action.CREATE, obj=user, summary="self sign-up")
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(request, _("Welcome. You can now make a request for treatment."))
+        return redirect("home")
+    return render(request, "accounts/signup.html", {"form": form})
+
+
+@login_required
+def profile(request):
+    if request.method == "POST":
+        language = request.POST.get("preferred_language")
+        if language in dict(User._meta.get_field("preferred_language").choices):
+            request.user.preferred_language = language
+            request.user.save(update_fields=["preferred_language"])
+            audit.record(actor=request.user, action=AuditEvent.Action.UPDATE, obj=request.user, summary="language")
+            messages.success(request, _("Saved."))
+            response = redirect("accounts:profile")
+            from django.conf import settings
+
+            response.set_cookie(settings.LANGUAGE_COOKIE_NAME, language)
+            return response
+    return render(request, "accounts/profile.html")

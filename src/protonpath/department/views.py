@@ -1,0 +1,5 @@
+from django.shortcuts import render
+
+
+def about(request):
+    return render(request, "department/about.html")

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import datetime
+
+import pycountry
+from django import forms
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from protonpath.referrals.models import DocumentKind, Patient, TreatmentRequest
+from protonpath.referrals.services import PATIENT_FIELDS, REQUEST_FIELDS
+
+
+def country_choices():
+    return [("", "—")] + sorted(((c.alpha_2, c.name) for c in pycountry.countries), key=lambda item: item[1])
+
+
+class PatientForm(forms.ModelForm):
+    nationality = forms.ChoiceField(label=_("Nationality"), choices=country_choices)
+    country_of_residence = forms.ChoiceField(label=_("Country of residence"), choices=country_choices)
+
+    class Meta:
+        model = Patient
+        fields = PATIENT_FIELDS
+        widgets = {
+            "birth_date": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+            "address": forms.Textarea(attrs={"rows": 3}),
+        }
+
+    def clean_birth_date(self):
+        birth_date = self.cleaned_data["birth_date"]
+        today = timezone.localdate()
+        if birth_date > today:
+            raise forms.ValidationError(_("The date of birth is in the future."))
+        if birth_date < today - datetime.timedelta(days=125 * 366):
+            raise forms.ValidationError(_("Please check the date of birth."))
+        return birth_date
+
+
+class TreatmentRequestForm(forms.ModelForm):
+    class Meta:
+        model = TreatmentRequest
+        fields = REQUEST_FIELDS
+        widgets = {
+            "reason": forms.Textarea(attrs={"rows": 3}),
+            "addressee_address": forms.Textarea(attrs={"rows": 3}),
+        }
+
+
+class DocumentForm(forms.Form):
+    kind = forms.ChoiceField(label=_("Kind of document"), choices=DocumentKind.choices)
+    file = forms.FileField(label=_("File"))
+    description = forms.CharField(label=_("Description"), max_length=300, required=False)
+
+
+class NoteForm(forms.Form):
+    note = forms.CharField(label=_("Reason / message"), widget=forms.Textarea(attrs={"rows": 3}), required=False)
+
+
+class DecisionForm(forms.Form):
+    decision = forms.ChoiceField(
+        label=_("Decision"),
+        choices=[
+            ("accept", _("Accept: proton therapy indicated")),
+            ("decline", _("Decline")),
+            ("request_information", _("Ask for more information")),
+        ],
+        widget=forms.RadioSelect,
+    )
+    dose_gy = forms.DecimalField(label=_("Proposed dose (Gy RBE)"), max_digits=5, decimal_places=2, required=False)
+    fractions = forms.IntegerField(label=_("Number of fractions"), min_value=1, max_value=60, required=False)
+    note = forms.CharField(label=_("Note"), widget=forms.Textarea(attrs={"rows": 3}), required=False)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("decision") == "accept" and (data.get("dose_gy") is None or data.get("fractions") is None):
+            raise forms.ValidationError(_("An accepted request needs the proposed dose and number of fractions."))
+        if data.get("decision") in ("decline", "request_information") and not (data.get("note") or "").strip():
+            raise forms.ValidationError(_("Please give a reason."))
+        return data

@@ -1,0 +1,317 @@
+"""Writes: every change to a request goes through one of these functions.
+
+Each one checks who may do it, runs in one transaction, records the change in the request's
+history and in the audit trail, and notifies the people concerned after the commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.dispatch import Signal
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from protonpath.accounts import audit
+from protonpath.accounts.models import AuditEvent, Role
+from protonpath.referrals import notify, pathway, selectors
+from protonpath.referrals.models import (
+    MedicalDocument,
+    Patient,
+    State,
+    StateChange,
+    TreatmentRequest,
+)
+from protonpath.referrals.uploads import check_upload
+
+#: Sent after a transition is committed: ``sender=TreatmentRequest, treatment_request, action, actor``.
+request_transitioned = Signal()
+
+#: Guards other apps add to refuse a transition: ``guard(action_name, treatment_request, actor)``
+#: raises :class:`ValidationError` to refuse (e.g. payment in full before the first consultation).
+TRANSITION_GUARDS: list[Callable[[str, TreatmentRequest, object], None]] = []
+
+PATIENT_FIELDS = (
+    "first_name",
+    "last_name",
+    "sex",
+    "birth_date",
+    "birth_place",
+    "nationality",
+    "phone",
+    "email",
+    "address",
+    "country_of_residence",
+)
+REQUEST_FIELDS = (
+    "request_type",
+    "reason",
+    "covered_by_french_insurance",
+    "addressee_name",
+    "addressee_institution",
+    "addressee_phone",
+    "addressee_email",
+    "addressee_address",
+    "pathology_name",
+    "pathology_location",
+    "had_surgery",
+    "had_chemotherapy",
+    "had_radiotherapy",
+)
+EDITABLE_STATES = frozenset({State.DRAFT, State.INCOMPLETE, State.INFO_REQUESTED})
+
+
+def _next_reference() -> str:
+    year = timezone.localdate().year
+    prefix = f"PP-{year}-"
+    last = (
+        TreatmentRequest.objects.filter(reference__startswith=prefix).order_by("-reference").values_list("reference", flat=True).first()
+    )
+    number = int(last.rsplit("-", 1)[1]) + 1 if last else 1
+    return f"{prefix}{number:05d}"
+
+
+@transaction.atomic
+def create_request(*, actor, patient_data: dict, request_data: dict) -> TreatmentRequest:
+    """A patient or referring doctor starts a request (as a draft, until submitted)."""
+    if not actor.is_authenticated or actor.role not in (Role.PATIENT, Role.REFERRING_DOCTOR, Role.ADMIN_STAFF):
+        raise PermissionDenied(_("Only patients, referring doctors and administrative staff create requests."))
+    patient = None
+    if actor.role == Role.PATIENT:
+        patient = Patient.objects.filter(user=actor).first()
+    if patient is None:
+        patient = Patient(user=actor if actor.role == Role.PATIENT else None)
+    for field in PATIENT_FIELDS:
+        setattr(patient, field, patient_data[field])
+    patient.full_clean()
+    patient.save()
+
+    treatment_request = TreatmentRequest(
+        patient=patient,
+        submitted_by=actor,
+        referring_doctor=actor if actor.role == Role.REFERRING_DOCTOR else None,
+    )
+    for field in REQUEST_FIELDS:
+        if field in request_data:
+            setattr(treatment_request, field, request_data[field])
+    for _attempt in range(5):
+        treatment_request.reference = _next_reference()
+        try:
+            with transaction.atomic():
+                treatment_request.full_clean()
+                treatment_request.save()
+            break
+        except IntegrityError:
+            # Another request took this reference at the same moment: take the next one.
+            treatment_request.pk = None
+    else:
+        raise ValidationError(_("Could not allocate a reference; please try again."))
+    audit.record(actor=actor, action=AuditEvent.Action.CREATE, obj=treatment_request, to_state=State.DRAFT)
+    return treatment_request
+
+
+@transaction.atomic
+def update_request(*, actor, treatment_request: TreatmentRequest, patient_data: dict, request_data: dict) -> TreatmentRequest:
+    """The owner (or staff) corrects the request while it is a draft or waiting for information."""
+    treatment_request = _locked(treatment_request)
+    if not (selectors.is_owner(actor, treatment_request) or actor.role == Role.ADMIN_STAFF):
+        raise PermissionDenied(_("You may not change this request."))
+    if treatment_request.state not in EDITABLE_STATES:
+        raise ValidationError(_("This request can no longer be changed."))
+    patient = treatment_request.patient
+    for field in PATIENT_FIELDS:
+        if field in patient_data:
+            setattr(patient, field, patient_data[field])
+    patient.full_clean()
+    patient.save()
+    for field in REQUEST_FIELDS:
+        if field in request_data:
+            setattr(treatment_request, field, request_data[field])
+    treatment_request.full_clean()
+    treatment_request.save()
+    audit.record(actor=actor, action=AuditEvent.Action.UPDATE, obj=treatment_request)
+    return treatment_request
+
+
+def _locked(treatment_request: TreatmentRequest) -> TreatmentRequest:
+    return TreatmentRequest.objects.select_for_update().select_related("patient", "submitted_by", "referring_doctor").get(
+        pk=treatment_request.pk
+    )
+
+
+def _may_add_documents(actor, treatment_request: TreatmentRequest) -> bool:
+    if selectors.is_owner(actor, treatment_request):
+        return treatment_request.state in EDITABLE_STATES
+    return actor.role in (Role.ADMIN_STAFF, Role.ONCOLOGIST) and treatment_request.is_open
+
+
+def add_document(*, actor, treatment_request: TreatmentRequest, kind: str, file, description: str = "") -> MedicalDocument:
+    """Attach a document to the medical file. The whole upload is refused on any problem."""
+    checked = check_upload(file, kind=kind)
+    with transaction.atomic():
+        treatment_request = _locked(treatment_request)
+        if not _may_add_documents(actor, treatment_request):
+            raise PermissionDenied(_("Documents cannot be added to this request now."))
+        if treatment_request.documents.filter(sha256=checked.sha256).exists():
+            raise ValidationError(_("This file is already in the medical file."), code="duplicate")
+        document = MedicalDocument(
+            treatment_request=treatment_request,
+            kind=kind,
+            original_name=(getattr(file, "name", "") or "document")[-255:],
+            content_type=checked.content_type,
+            size_bytes=checked.size_bytes,
+            sha256=checked.sha256,
+            description=description[:300],
+            uploaded_by=actor,
+        )
+        document.file.save(document.original_name, file, save=False)
+        try:
+            document.save()
+            audit.record(actor=actor, action=AuditEvent.Action.CREATE, obj=document, summary=f"kind={kind}")
+        except Exception:
+            # Nothing half-saved: the stored file goes with the failed database write.
+            document.file.delete(save=False)
+            raise
+    return document
+
+
+@transaction.atomic
+def remove_document(*, actor, document: MedicalDocument) -> None:
+    treatment_request = _locked(document.treatment_request)
+    if not _may_add_documents(actor, treatment_request):
+        raise PermissionDenied(_("Documents cannot be removed from this request now."))
+    stored = document.file.name
+    storage = document.file.storage
+    audit.record(actor=actor, action=AuditEvent.Action.DELETE, obj=document, summary=f"kind={document.kind}")
+    document.delete()
+    transaction.on_commit(lambda: storage.delete(stored))
+
+
+def perform(*, actor, treatment_request: TreatmentRequest, action: str, note: str = "", **changes) -> TreatmentRequest:
+    """Move a request along its path by ``action`` (see :mod:`protonpath.referrals.pathway`)."""
+    definition = pathway.ACTIONS.get(action)
+    if definition is None:
+        raise ValidationError(_("Unknown action."))
+    with transaction.atomic():
+        treatment_request = _locked(treatment_request)
+        owner = selectors.is_owner(actor, treatment_request)
+        if not actor.is_authenticated or not pathway.role_may(definition, role=actor.role, is_owner=owner):
+            audit.record(actor=actor, action=AuditEvent.Action.DENIED, obj=treatment_request, summary=f"action={action}")
+            raise PermissionDenied(_("You may not do this."))
+        if not pathway.applies(definition, state=treatment_request.state, is_international=treatment_request.is_international):
+            raise ValidationError(
+                _("This cannot be done while the request is '%(state)s'.") % {"state": treatment_request.get_state_display()},
+                code="state",
+            )
+        note = (note or "").strip()
+        if definition.needs_note and not note:
+            raise ValidationError(_("Please give a reason."), code="note")
+        for guard in TRANSITION_GUARDS:
+            guard(action, treatment_request, actor)
+        for field, value in changes.items():
+            setattr(treatment_request, field, value)
+        previous = treatment_request.state
+        now = timezone.now()
+        treatment_request.state = definition.target
+        treatment_request.state_changed_at = now
+        if action in ("submit", "resubmit"):
+            treatment_request.submitted_at = treatment_request.submitted_at or now
+        treatment_request.full_clean()
+        treatment_request.save()
+        StateChange.objects.create(
+            treatment_request=treatment_request, from_state=previous, to_state=definition.target, actor=actor, at=now, note=note
+        )
+        audit.record(
+            actor=actor,
+            action=AuditEvent.Action.TRANSITION,
+            obj=treatment_request,
+            from_state=previous,
+            to_state=definition.target,
+            summary=f"action={action}",
+        )
+        transaction.on_commit(lambda: _after_commit(treatment_request, action, actor))
+    return treatment_request
+
+
+def _after_commit(treatment_request: TreatmentRequest, action: str, actor) -> None:
+    notify.on_transition(treatment_request)
+    request_transitioned.send(sender=TreatmentRequest, treatment_request=treatment_request, action=action, actor=actor)
+
+
+# Named transitions with their own rules -------------------------------------------------------
+
+
+def submit(*, actor, treatment_request: TreatmentRequest) -> TreatmentRequest:
+    return perform(actor=actor, treatment_request=treatment_request, action="submit")
+
+
+def resubmit(*, actor, treatment_request: TreatmentRequest, note: str = "") -> TreatmentRequest:
+    return perform(actor=actor, treatment_request=treatment_request, action="resubmit", note=note)
+
+
+def mark_incomplete(*, actor, treatment_request: TreatmentRequest, missing: str) -> TreatmentRequest:
+    return perform(
+        actor=actor, treatment_request=treatment_request, action="mark_incomplete", note=missing, missing_information=missing
+    )
+
+
+def mark_complete(*, actor, treatment_request: TreatmentRequest) -> TreatmentRequest:
+    missing = selectors.missing_items(treatment_request)
+    if missing:
+        raise ValidationError(
+            _("The medical file still lacks: %(items)s.") % {"items": ", ".join(item.label for item in missing)},
+            code="incomplete",
+        )
+    return perform(actor=actor, treatment_request=treatment_request, action="mark_complete", missing_information="")
+
+
+def send_to_review(*, actor, treatment_request: TreatmentRequest) -> TreatmentRequest:
+    return perform(actor=actor, treatment_request=treatment_request, action="send_to_review")
+
+
+def decide(
+    *,
+    actor,
+    treatment_request: TreatmentRequest,
+    decision: str,
+    note: str = "",
+    dose_gy: Decimal | None = None,
+    fractions: int | None = None,
+) -> TreatmentRequest:
+    """An oncologist records the review's decision: ``accept``, ``decline`` or ``request_information``."""
+    if decision not in ("accept", "decline", "request_information"):
+        raise ValidationError(_("Unknown decision."))
+    changes: dict = {"decision_note": note, "decided_by": actor, "decided_at": timezone.now(), "decision_sent_at": None}
+    if decision == "accept":
+        if dose_gy is None or fractions is None:
+            raise ValidationError(_("An accepted request needs the proposed dose and number of fractions."), code="dose")
+        if not (Decimal("0") < Decimal(dose_gy) <= Decimal("90")) or not (1 <= int(fractions) <= 60):
+            raise ValidationError(_("The dose must be between 0 and 90 Gy (RBE) in 1 to 60 fractions."), code="dose")
+        changes.update(proposed_dose_gy=Decimal(dose_gy), proposed_fractions=int(fractions))
+    if decision == "request_information":
+        changes["missing_information"] = note
+    return perform(actor=actor, treatment_request=treatment_request, action=decision, note=note, **changes)
+
+
+@transaction.atomic
+def send_decision(*, actor, treatment_request: TreatmentRequest) -> TreatmentRequest:
+    """Administrative staff send the recorded decision to the patient and the referring doctor."""
+    treatment_request = _locked(treatment_request)
+    if actor.role not in pathway.STAFF:
+        raise PermissionDenied(_("You may not do this."))
+    if treatment_request.state not in pathway.DECISION_STATES or treatment_request.decision_sent_at:
+        raise ValidationError(_("There is no decision to send."), code="state")
+    treatment_request.decision_sent_at = timezone.now()
+    treatment_request.save(update_fields=["decision_sent_at"])
+    audit.record(actor=actor, action=AuditEvent.Action.UPDATE, obj=treatment_request, summary="decision sent")
+    transaction.on_commit(lambda: notify.tell_external(treatment_request, _("The medical team has reviewed the request.")))
+    return treatment_request
+
+
+def cancel(*, actor, treatment_request: TreatmentRequest, reason: str) -> TreatmentRequest:
+    return perform(
+        actor=actor, treatment_request=treatment_request, action="cancel", note=reason, cancellation_reason=reason
+    )

@@ -1,0 +1,115 @@
+"""Checks on uploaded documents: size, and type sniffed from the content, not from the name."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.template.defaultfilters import filesizeformat
+from django.utils.translation import gettext as _
+
+from protonpath.referrals.models import DocumentKind
+
+PDF, JPEG, PNG, TIFF, DICOM, ZIP, DOCX, ODT, TEXT = (
+    "application/pdf",
+    "image/jpeg",
+    "image/png",
+    "image/tiff",
+    "application/dicom",
+    "application/zip",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.oasis.opendocument.text",
+    "text/plain",
+)
+REPORT_TYPES = frozenset({PDF, JPEG, PNG, TIFF, DOCX, ODT, TEXT})
+ALLOWED_TYPES = {kind: REPORT_TYPES for kind in DocumentKind.values}
+ALLOWED_TYPES[DocumentKind.DICOM_IMAGES] = frozenset({DICOM, ZIP})
+
+
+@dataclass(frozen=True)
+class CheckedUpload:
+    content_type: str
+    size_bytes: int
+    sha256: str
+
+
+def sniff_content_type(head: bytes, file) -> str | None:
+    """Recognise the formats a medical file holds from their first bytes."""
+    if head.startswith(b"%PDF-"):
+        return PDF
+    if head.startswith(b"\xff\xd8\xff"):
+        return JPEG
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return PNG
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return TIFF
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return DICOM
+    if head.startswith(b"PK\x03\x04"):
+        return _zip_flavour(file)
+    if head and _looks_like_text(head):
+        return TEXT
+    return None
+
+
+def _zip_flavour(file) -> str | None:
+    try:
+        file.seek(0)
+        with zipfile.ZipFile(file) as archive:
+            names = set(archive.namelist())
+            if "word/document.xml" in names:
+                return DOCX
+            if "mimetype" in names and archive.read("mimetype").strip() == b"application/vnd.oasis.opendocument.text":
+                return ODT
+            return ZIP
+    except (zipfile.BadZipFile, OSError, KeyError):
+        return None
+    finally:
+        file.seek(0)
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A multi-byte character cut by the end of the sample is still text.
+        return exc.start >= len(head) - 3
+    return True
+
+
+def check_upload(file, *, kind: str) -> CheckedUpload:
+    """Refuse files that are too large, empty or of a type the document kind does not take."""
+    if kind not in DocumentKind.values:
+        raise ValidationError(_("Unknown document kind."), code="kind")
+    size = file.size
+    limit = settings.PROTONPATH_MAX_DOCUMENT_BYTES
+    if kind == DocumentKind.DICOM_IMAGES:
+        limit = settings.PROTONPATH_MAX_DICOM_UPLOAD_BYTES
+    if size == 0:
+        raise ValidationError(_("The file is empty."), code="empty")
+    if size > limit:
+        raise ValidationError(
+            _("The file is too large (%(size)s); the limit is %(limit)s.")
+            % {"size": filesizeformat(size), "limit": filesizeformat(limit)},
+            code="too_large",
+        )
+    file.seek(0)
+    head = file.read(4096)
+    file.seek(0)
+    content_type = sniff_content_type(head, file)
+    if content_type is None or content_type not in ALLOWED_TYPES[kind]:
+        if kind == DocumentKind.DICOM_IMAGES:
+            message = _("Images must be DICOM files (.dcm) or a zip of a DICOM study.")
+        else:
+            message = _("Reports must be PDF, JPEG, PNG, TIFF, Word (.docx), OpenDocument (.odt) or plain text files.")
+        raise ValidationError(message, code="type")
+    digest = hashlib.sha256()
+    for chunk in file.chunks():
+        digest.update(chunk)
+    file.seek(0)
+    return CheckedUpload(content_type=content_type, size_bytes=size, sha256=digest.hexdigest())

@@ -1,0 +1,255 @@
+"""Pages for requests for treatment. Thin: forms in, services and selectors do the work."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.http import FileResponse, HttpResponseNotAllowed
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from protonpath.accounts import audit
+from protonpath.accounts.models import AuditEvent, Role
+from protonpath.referrals import pathway, selectors, services
+from protonpath.referrals.forms import DecisionForm, DocumentForm, NoteForm, PatientForm, TreatmentRequestForm
+from protonpath.referrals.models import State
+
+
+def _errors(exc: ValidationError) -> str:
+    return " ".join(exc.messages)
+
+
+@login_required
+def request_list(request):
+    qs = selectors.visible_requests(request.user)
+    state = request.GET.get("state", "")
+    if state in State.values:
+        qs = qs.filter(state=state)
+    audit.record(actor=request.user, action=AuditEvent.Action.VIEW, object_type="referrals.treatmentrequest", summary="list")
+    return render(request, "referrals/list.html", {"requests": qs[:500], "states": State.choices, "state": state})
+
+
+@login_required
+def queues(request):
+    if not request.user.is_department_staff:
+        raise PermissionDenied
+    queues = selectors.work_queues(request.user)
+    sections = [(key, selectors.QUEUE_LABELS[key], list(qs[:200])) for key, qs in queues.items()]
+    audit.record(actor=request.user, action=AuditEvent.Action.VIEW, object_type="referrals.treatmentrequest", summary="queues")
+    return render(request, "referrals/queues.html", {"sections": sections})
+
+
+@login_required
+def request_new(request):
+    if request.user.role not in (Role.PATIENT, Role.REFERRING_DOCTOR, Role.ADMIN_STAFF):
+        raise PermissionDenied
+    initial_patient = {}
+    existing = getattr(request.user, "patient_record", None) if request.user.role == Role.PATIENT else None
+    if existing is not None:
+        initial_patient = {f: getattr(existing, f) for f in services.PATIENT_FIELDS}
+    elif request.user.role == Role.PATIENT:
+        initial_patient = {"first_name": request.user.first_name, "last_name": request.user.last_name, "email": request.user.email}
+    initial_request = {}
+    if request.user.role == Role.REFERRING_DOCTOR:
+        initial_request = {
+            "addressee_name": request.user.get_full_name(),
+            "addressee_institution": request.user.institution,
+            "addressee_phone": request.user.phone,
+            "addressee_email": request.user.email,
+        }
+    patient_form = PatientForm(request.POST or None, initial=initial_patient, prefix="patient")
+    request_form = TreatmentRequestForm(request.POST or None, initial=initial_request, prefix="request")
+    if request.method == "POST" and patient_form.is_valid() and request_form.is_valid():
+        try:
+            treatment_request = services.create_request(
+                actor=request.user, patient_data=patient_form.cleaned_data, request_data=request_form.cleaned_data
+            )
+        except ValidationError as exc:
+            messages.error(request, _errors(exc))
+        else:
+            messages.success(request, _("Request %(ref)s created. Now add the medical file, then submit it.") % {"ref": treatment_request.reference})
+            return redirect("referrals:detail", pk=treatment_request.pk)
+    return render(request, "referrals/form.html", {"patient_form": patient_form, "request_form": request_form, "editing": False})
+
+
+@login_required
+def request_edit(request, pk: int):
+    treatment_request = selectors.get_request_for(request.user, pk, audit_view=False)
+    patient_form = PatientForm(request.POST or None, instance=treatment_request.patient, prefix="patient")
+    request_form = TreatmentRequestForm(request.POST or None, instance=treatment_request, prefix="request")
+    if request.method == "POST" and patient_form.is_valid() and request_form.is_valid():
+        try:
+            services.update_request(
+                actor=request.user,
+                treatment_request=treatment_request,
+                patient_data=patient_form.cleaned_data,
+                request_data=request_form.cleaned_data,
+            )
+        except ValidationError as exc:
+            messages.error(request, _errors(exc))
+        else:
+            messages.success(request, _("Changes saved."))
+            return redirect("referrals:detail", pk=pk)
+    return render(
+        request,
+        "referrals/form.html",
+        {"patient_form": patient_form, "request_form": request_form, "editing": True, "treatment_request": treatment_request},
+    )
+
+
+def _detail_context(request, treatment_request, **extra):
+    user = request.user
+    owner = selectors.is_owner(user, treatment_request)
+    actions = pathway.available_actions(
+        state=treatment_request.state, role=user.role, is_owner=owner, is_international=treatment_request.is_international
+    )
+    decision_actions = [a for a in actions if a.name in ("accept", "decline", "request_information")]
+    other_actions = [a for a in actions if a not in decision_actions]
+    context = {
+        "r": treatment_request,
+        "checklist": selectors.checklist(treatment_request),
+        "file_complete": selectors.is_file_complete(treatment_request),
+        "documents": treatment_request.documents.select_related("uploaded_by"),
+        "history": treatment_request.history.select_related("actor"),
+        "actions": other_actions,
+        "can_decide": bool(decision_actions),
+        "decision_form": DecisionForm(),
+        "document_form": DocumentForm(),
+        "can_add_documents": services._may_add_documents(user, treatment_request),
+        "can_edit": (owner or user.role == Role.ADMIN_STAFF) and treatment_request.state in services.EDITABLE_STATES,
+        "can_send_decision": user.role in pathway.STAFF
+        and treatment_request.state in pathway.DECISION_STATES
+        and treatment_request.decision_sent_at is None,
+        "is_owner": owner,
+    }
+    context.update(extra)
+    return context
+
+
+@login_required
+def request_detail(request, pk: int):
+    treatment_request = selectors.get_request_for(request.user, pk)
+    return render(request, "referrals/detail.html", _detail_context(request, treatment_request))
+
+
+@login_required
+def document_upload(request, pk: int):
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    treatment_request = selectors.get_request_for(request.user, pk, audit_view=False)
+    form = DocumentForm(request.POST, request.FILES)
+    error = ""
+    if form.is_valid():
+        try:
+            services.add_document(
+                actor=request.user,
+                treatment_request=treatment_request,
+                kind=form.cleaned_data["kind"],
+                file=form.cleaned_data["file"],
+                description=form.cleaned_data["description"],
+            )
+        except ValidationError as exc:
+            error = _errors(exc)
+        except PermissionDenied as exc:
+            error = str(exc) or _("You may not do this.")
+    else:
+        error = " ".join(e for errs in form.errors.values() for e in errs)
+    treatment_request.refresh_from_db()
+    if request.htmx:
+        context = _detail_context(request, treatment_request, upload_error=error)
+        return render(request, "referrals/_medical_file.html", context, status=400 if error else 200)
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, _("Document added."))
+    return redirect("referrals:detail", pk=pk)
+
+
+@login_required
+def document_download(request, pk: int):
+    document = selectors.get_document_for(request.user, pk)
+    audit.record(actor=request.user, action=AuditEvent.Action.DOWNLOAD, obj=document)
+    response = FileResponse(document.file.open("rb"), as_attachment=True, filename=document.original_name)
+    response["Content-Type"] = document.content_type
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@login_required
+@require_POST
+def document_delete(request, pk: int):
+    document = selectors.get_document_for(request.user, pk)
+    request_pk = document.treatment_request_id
+    try:
+        services.remove_document(actor=request.user, document=document)
+    except PermissionDenied as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, _("Document removed."))
+    return redirect("referrals:detail", pk=request_pk)
+
+
+def _run(request, pk: int, operation) -> object:
+    treatment_request = selectors.get_request_for(request.user, pk, audit_view=False)
+    try:
+        with transaction.atomic():
+            operation(treatment_request)
+    except ValidationError as exc:
+        messages.error(request, _errors(exc))
+    except PermissionDenied as exc:
+        messages.error(request, str(exc) or _("You may not do this."))
+    else:
+        messages.success(request, _("Done."))
+    return redirect("referrals:detail", pk=pk)
+
+
+@login_required
+@require_POST
+def request_action(request, pk: int, action: str):
+    form = NoteForm(request.POST)
+    note = form.data.get("note", "")
+    operations = {
+        "submit": lambda r: services.submit(actor=request.user, treatment_request=r),
+        "resubmit": lambda r: services.resubmit(actor=request.user, treatment_request=r, note=note),
+        "mark_incomplete": lambda r: services.mark_incomplete(actor=request.user, treatment_request=r, missing=note),
+        "mark_complete": lambda r: services.mark_complete(actor=request.user, treatment_request=r),
+        "send_to_review": lambda r: services.send_to_review(actor=request.user, treatment_request=r),
+        "send_decision": lambda r: services.send_decision(actor=request.user, treatment_request=r),
+        "cancel": lambda r: services.cancel(actor=request.user, treatment_request=r, reason=note),
+    }
+    operation = operations.get(action)
+    if operation is None:
+        if action not in pathway.ACTIONS:
+            messages.error(request, _("Unknown action."))
+            return redirect("referrals:detail", pk=pk)
+
+        def operation(r):
+            return services.perform(actor=request.user, treatment_request=r, action=action, note=note)
+
+    return _run(request, pk, operation)
+
+
+@login_required
+@require_POST
+def request_decide(request, pk: int):
+    form = DecisionForm(request.POST)
+    if not form.is_valid():
+        treatment_request = selectors.get_request_for(request.user, pk, audit_view=False)
+        context = _detail_context(request, treatment_request, decision_form=form)
+        return render(request, "referrals/detail.html", context, status=400)
+    data = form.cleaned_data
+    return _run(
+        request,
+        pk,
+        lambda r: services.decide(
+            actor=request.user,
+            treatment_request=r,
+            decision=data["decision"],
+            note=data["note"],
+            dose_gy=data["dose_gy"],
+            fractions=data["fractions"],
+        ),
+    )

@@ -1,0 +1,19 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+
+from protonpath.api import api
+from protonpath.accounts import views as account_views
+
+urlpatterns = [
+    path("", account_views.home, name="home"),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("accounts/", include("protonpath.accounts.urls")),
+    path("requests/", include("protonpath.referrals.urls")),
+    path("department/", include("protonpath.department.urls")),
+    path("api/", api.urls),
+    path("admin/", admin.site.urls),
+]
+for optional_app in ("imaging", "international", "scheduling", "treatment"):
+    if f"protonpath.{optional_app}" in settings.INSTALLED_APPS:
+        urlpatterns.append(path(f"{optional_app}/", include(f"protonpath.{optional_app}.urls")))
