@@ -195,12 +195,13 @@ def perform(*, actor, treatment_request: TreatmentRequest, action: str, note: st
     definition = pathway.ACTIONS.get(action)
     if definition is None:
         raise ValidationError(_("Unknown action."))
+    # Who may act does not depend on the state: checked first, so the refusal stays in the trail.
+    owner = selectors.is_owner(actor, treatment_request)
+    if not actor.is_authenticated or not pathway.role_may(definition, role=actor.role, is_owner=owner):
+        audit.record(actor=actor, action=AuditEvent.Action.DENIED, obj=treatment_request, summary=f"action={action}")
+        raise PermissionDenied(_("You may not do this."))
     with transaction.atomic():
         treatment_request = _locked(treatment_request)
-        owner = selectors.is_owner(actor, treatment_request)
-        if not actor.is_authenticated or not pathway.role_may(definition, role=actor.role, is_owner=owner):
-            audit.record(actor=actor, action=AuditEvent.Action.DENIED, obj=treatment_request, summary=f"action={action}")
-            raise PermissionDenied(_("You may not do this."))
         if not pathway.applies(definition, state=treatment_request.state, is_international=treatment_request.is_international):
             raise ValidationError(
                 _("This cannot be done while the request is '%(state)s'.") % {"state": treatment_request.get_state_display()},

@@ -38,6 +38,9 @@ class CheckedUpload:
 
 def sniff_content_type(head: bytes, file) -> str | None:
     """Recognise the formats a medical file holds from their first bytes."""
+    # First: DICOM files may carry another format's header in their 128-byte preamble (TIFF).
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return DICOM
     if head.startswith(b"%PDF-"):
         return PDF
     if head.startswith(b"\xff\xd8\xff"):
@@ -46,8 +49,6 @@ def sniff_content_type(head: bytes, file) -> str | None:
         return PNG
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return TIFF
-    if len(head) >= 132 and head[128:132] == b"DICM":
-        return DICOM
     if head.startswith(b"PK\x03\x04"):
         return _zip_flavour(file)
     if head and _looks_like_text(head):

@@ -1,0 +1,75 @@
+"""Shared fixtures: one user per role, a second patient, and the media folder in a temp dir."""
+
+from __future__ import annotations
+
+import pytest
+
+from protonpath.accounts.models import Role
+from tests.factories import UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _media_in_tmp(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+
+@pytest.fixture
+def patient(db):
+    return UserFactory(role=Role.PATIENT, username="patient1")
+
+
+@pytest.fixture
+def other_patient(db):
+    return UserFactory(role=Role.PATIENT, username="patient2")
+
+
+@pytest.fixture
+def doctor(db):
+    return UserFactory(role=Role.REFERRING_DOCTOR, username="doctor1")
+
+
+@pytest.fixture
+def other_doctor(db):
+    return UserFactory(role=Role.REFERRING_DOCTOR, username="doctor2")
+
+
+@pytest.fixture
+def staff(db):
+    return UserFactory(role=Role.ADMIN_STAFF, username="staff1", is_staff=True)
+
+
+@pytest.fixture
+def oncologist(db):
+    return UserFactory(role=Role.ONCOLOGIST, username="onco1", is_staff=True)
+
+
+@pytest.fixture
+def physicist(db):
+    return UserFactory(role=Role.PHYSICIST, username="phys1", is_staff=True)
+
+
+@pytest.fixture
+def head(db):
+    return UserFactory(role=Role.HEAD, username="head1", is_staff=True)
+
+
+@pytest.fixture
+def users(patient, other_patient, doctor, other_doctor, staff, oncologist, physicist, head):
+    return {
+        "patient": patient,
+        "other_patient": other_patient,
+        "doctor": doctor,
+        "other_doctor": other_doctor,
+        "staff": staff,
+        "oncologist": oncologist,
+        "physicist": physicist,
+        "head": head,
+    }
+
+
+def pytest_configure(config):
+    from django.conf import settings
+
+    # Fast hashing in tests: password strength is not what they check.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
