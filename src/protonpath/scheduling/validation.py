@@ -1,0 +1,77 @@
+"""Checks on a problem before solving, each failure named by course and constraint."""
+
+from __future__ import annotations
+
+from protonpath.scheduling.calendar import WorkingCalendar
+from protonpath.scheduling.config import min_to_clock
+from protonpath.scheduling.model import (
+    Course,
+    InfeasibleScheduleError,
+    Problem,
+    session_duration_min,
+    start_window_min,
+)
+
+
+def course_problems(problem: Problem, course: Course, calendar: WorkingCalendar) -> list[str]:
+    """Reasons why ``course`` cannot be placed whatever the other courses do."""
+    gantry_day = problem.gantry_day
+    name = f"course {course.course_id}"
+    reasons = []
+    if course.category not in gantry_day.categories:
+        return [f"{name}: unknown indication category {course.category!r}"]
+    if course.urgency not in gantry_day.urgencies:
+        reasons.append(f"{name}: unknown urgency {course.urgency!r}")
+    if course.gantry_id not in problem.gantry_ids:
+        reasons.append(f"{name}: unknown gantry {course.gantry_id!r}")
+    if course.fraction_count < 1:
+        return reasons + [f"{name}: needs at least one fraction"]
+    if course.ready_date > course.due_date:
+        reasons.append(
+            f"{name}: ready date {course.ready_date} is after its due date {course.due_date}"
+        )
+    first = calendar.index_on_or_after(max(course.ready_date, problem.start_date))
+    due = calendar.index_on_or_before(course.due_date)
+    if first > due:
+        reasons.append(
+            f"{name}: no working day between ready date {course.ready_date} and due date "
+            f"{course.due_date} within the planning horizon"
+        )
+    if first + course.fraction_count > len(calendar):
+        reasons.append(
+            f"{name}: {course.fraction_count} consecutive working days from "
+            f"{course.ready_date} do not fit before the horizon end {problem.end_date}"
+        )
+    for number in {course.first_fraction_number, course.first_fraction_number + 1}:
+        duration = session_duration_min(gantry_day, course, number)
+        earliest, latest = start_window_min(gantry_day, course, duration)
+        if latest < earliest or latest + duration > gantry_day.closing_min:
+            reasons.append(
+                f"{name}: a {duration} min session cannot start between "
+                f"{min_to_clock(earliest)} and {min_to_clock(latest)} and end by closing "
+                f"time {min_to_clock(gantry_day.closing_min)}"
+            )
+            break
+    if course.usual_start_min is not None:
+        duration = session_duration_min(gantry_day, course, course.first_fraction_number)
+        earliest, latest = start_window_min(gantry_day, course, duration)
+        if not earliest <= course.usual_start_min <= latest:
+            reasons.append(
+                f"{name}: usual start {min_to_clock(course.usual_start_min)} is outside the "
+                f"allowed start window {min_to_clock(earliest)}-{min_to_clock(latest)}"
+            )
+    return reasons
+
+
+def validate_problem(problem: Problem) -> None:
+    """Raise :class:`InfeasibleScheduleError` listing every course that cannot be placed."""
+    calendar = WorkingCalendar.between(problem.start_date, problem.end_date, problem.closed_dates)
+    reasons = []
+    seen = set()
+    for course in problem.courses:
+        if course.course_id in seen:
+            reasons.append(f"course {course.course_id}: appears twice")
+        seen.add(course.course_id)
+        reasons.extend(course_problems(problem, course, calendar))
+    if reasons:
+        raise InfeasibleScheduleError(reasons)
