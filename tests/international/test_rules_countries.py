@@ -22,8 +22,16 @@ def test_extra_entities_are_accepted_only_when_given():
         resolve_country("XK")
 
 
-@pytest.mark.parametrize("code, message", [("ZZ", "alpha-2"), ("ZZZ", "alpha-3"), ("F1", "not a country code"),
-                                           ("", "not a country code"), ("FRANCE", "not a country code")])
+@pytest.mark.parametrize(
+    "code, message",
+    [
+        ("ZZ", "alpha-2"),
+        ("ZZZ", "alpha-3"),
+        ("F1", "not a country code"),
+        ("", "not a country code"),
+        ("FRANCE", "not a country code"),
+    ],
+)
 def test_unknown_codes_give_clear_errors(code, message):
     with pytest.raises(UnknownCountryError, match=message):
         resolve_country(code)

@@ -29,7 +29,9 @@ def patient(nationality, **kwargs):
 
 
 def companion(nationality, relationship="spouse", **kwargs):
-    return Traveller(role=Role.COMPANION, nationality=nationality, relationship=relationship, **kwargs)
+    return Traveller(
+        role=Role.COMPANION, nationality=nationality, relationship=relationship, **kwargs
+    )
 
 
 def requirement(nationality, stay=SIX_WEEKS, **kwargs):
@@ -38,7 +40,10 @@ def requirement(nationality, stay=SIX_WEEKS, **kwargs):
 
 # The seed's examples ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("code", ["FR", "DE", "IT", "BE", "IE", "CY", "BG", "RO", "NO", "IS", "LI", "CH"])
+
+@pytest.mark.parametrize(
+    "code", ["FR", "DE", "IT", "BE", "IE", "CY", "BG", "RO", "NO", "IS", "LI", "CH"]
+)
 def test_eu_eea_and_swiss_citizens_need_no_visa(code):
     assert requirement(code) is Requirement.NONE
     assert requirement(code, stay=FOUR_MONTHS) is Requirement.NONE
@@ -79,7 +84,10 @@ def test_earlier_stays_can_push_a_visa_exempt_patient_over_the_limit():
     later = assessment.earliest_visa_free_first_day
     assert later is not None and later > ARRIVAL
     shifted = StayPeriod(later, later + timedelta(days=SIX_WEEKS.days - 1))
-    assert assess_traveller(patient("US", earlier_stays=earlier), shifted, REGIMES).requirement is Requirement.NONE
+    assert (
+        assess_traveller(patient("US", earlier_stays=earlier), shifted, REGIMES).requirement
+        is Requirement.NONE
+    )
 
 
 def test_earlier_stays_beyond_180_days_do_not_matter():
@@ -95,6 +103,7 @@ def test_earlier_stays_also_turn_a_short_stay_visa_into_a_long_stay_visa():
 
 
 # Special cases of the lists ----------------------------------------------------------------
+
 
 def test_vanuatu_needs_a_visa_since_regulation_2025_11():
     assert classify_nationality("VU", REGIMES).regime is Regime.VISA_REQUIRED
@@ -143,10 +152,15 @@ def test_most_favourable_nationality_is_assessed():
 
 # Accompanying persons and the trip -------------------------------------------------------
 
+
 def test_each_companion_is_assessed_on_their_own_nationality():
     trip = assess_trip(
         patient("MA"),
-        [companion("FR", relationship="daughter"), companion("MA", relationship="husband"), companion("US")],
+        [
+            companion("FR", relationship="daughter"),
+            companion("MA", relationship="husband"),
+            companion("US"),
+        ],
         SIX_WEEKS,
         REGIMES,
     )
@@ -166,7 +180,9 @@ def test_companion_needs_relationship_or_justification():
     trip = assess_trip(patient("TN"), [companion("TN", relationship=" ")], SIX_WEEKS, REGIMES)
     assert not trip.complete
     assert trip.companions[0].missing_information[0].code == "relationship_or_justification_missing"
-    justified = companion("TN", relationship="", justification="Close friend who cares for the patient")
+    justified = companion(
+        "TN", relationship="", justification="Close friend who cares for the patient"
+    )
     assert assess_trip(patient("TN"), [justified], SIX_WEEKS, REGIMES).complete
 
 
@@ -175,7 +191,10 @@ def test_companion_earlier_stays_and_own_stay_are_their_own():
     earlier = (StayPeriod(ARRIVAL - timedelta(days=89), ARRIVAL - timedelta(days=1)),)
     trip = assess_trip(
         patient("US"),
-        [companion("US", earlier_stays=earlier, reference="c-1"), companion("US", stay=shorter, reference="c-2")],
+        [
+            companion("US", earlier_stays=earlier, reference="c-1"),
+            companion("US", stay=shorter, reference="c-2"),
+        ],
         SIX_WEEKS,
         REGIMES,
     )
@@ -201,6 +220,7 @@ def test_trip_carries_the_legal_source_and_version():
 
 # Lead times ------------------------------------------------------------------------------
 
+
 def test_short_stay_application_window_and_usual_delay():
     advice = assess_traveller(patient("SN"), SIX_WEEKS, REGIMES).application
     assert advice.visa is Requirement.SHORT_STAY_VISA
@@ -221,7 +241,9 @@ def test_long_stay_application_has_no_deadline_but_opens_three_months_before():
 
 
 def test_confirmed_emergency_and_late_application_are_in_the_advice():
-    trip = assess_trip(patient("EG"), [], SIX_WEEKS, REGIMES, medical_emergency=True, today=date(2027, 2, 20))
+    trip = assess_trip(
+        patient("EG"), [], SIX_WEEKS, REGIMES, medical_emergency=True, today=date(2027, 2, 20)
+    )
     advice = trip.patient.application
     assert advice.late
     assert "emergency" in advice.message

@@ -138,7 +138,9 @@ def test_overlapping_earlier_stays_count_each_day_once():
 
 def test_earlier_stay_must_end_before_planned_stay():
     with pytest.raises(ValueError, match="does not end before"):
-        check_rolling_window(StayPeriod(D, D + timedelta(days=5)), [StayPeriod(D - timedelta(days=3), D)])
+        check_rolling_window(
+            StayPeriod(D, D + timedelta(days=5)), [StayPeriod(D - timedelta(days=3), D)]
+        )
 
 
 def test_invalid_rule_parameters_are_refused():
@@ -154,4 +156,6 @@ def test_earliest_compliant_start_after_a_long_earlier_stay():
     assert start is not None and start > D
     assert check_rolling_window(StayPeriod(start, start + timedelta(days=9)), [earlier]).compliant
     previous = start - timedelta(days=1)
-    assert not check_rolling_window(StayPeriod(previous, previous + timedelta(days=9)), [earlier]).compliant
+    assert not check_rolling_window(
+        StayPeriod(previous, previous + timedelta(days=9)), [earlier]
+    ).compliant

@@ -66,6 +66,8 @@ def resolve_country(code: str, extra: Iterable[Country] = ()) -> Country:
     except KeyError:  # older pycountry raised instead of returning None
         found = None
     if found is None:
-        raise UnknownCountryError(f"{code!r} is not an ISO 3166-1 {field.replace('_', '-')} country code.")
+        raise UnknownCountryError(
+            f"{code!r} is not an ISO 3166-1 {field.replace('_', '-')} country code."
+        )
     name = getattr(found, "common_name", None) or found.name
     return Country(alpha_2=found.alpha_2, alpha_3=found.alpha_3, name=name)

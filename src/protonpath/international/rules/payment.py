@@ -107,7 +107,9 @@ def payment_balance(quote_total_eur: Decimal, payments: Iterable[Payment]) -> Pa
         raise ValueError(f"A quote total cannot be negative ({total}).")
     payments = tuple(payments)
     paid = sum((p.amount_eur for p in payments if p.kind is PaymentKind.PAYMENT), Decimal("0.00"))
-    refunded = sum((p.amount_eur for p in payments if p.kind is PaymentKind.REFUND), Decimal("0.00"))
+    refunded = sum(
+        (p.amount_eur for p in payments if p.kind is PaymentKind.REFUND), Decimal("0.00")
+    )
     if refunded > paid:
         raise ValueError(f"Refunds ({refunded} EUR) exceed payments ({paid} EUR).")
     net = paid - refunded

@@ -23,7 +23,13 @@ PROTON_FRACTION = "proton_fraction"
 ANAESTHESIA_CONSULTATION = "anaesthesia_consultation"
 ANAESTHESIA_SESSION = "anaesthesia_session"
 IMAGING_PREFIX = "imaging_"
-REQUIRED_ITEMS = (CONSULTATION, TREATMENT_PLANNING, PROTON_FRACTION, ANAESTHESIA_CONSULTATION, ANAESTHESIA_SESSION)
+REQUIRED_ITEMS = (
+    CONSULTATION,
+    TREATMENT_PLANNING,
+    PROTON_FRACTION,
+    ANAESTHESIA_CONSULTATION,
+    ANAESTHESIA_SESSION,
+)
 """Tariff codes every tariff must price; imaging items are any codes starting with ``imaging_``."""
 
 
@@ -109,7 +115,7 @@ class Tariff:
 
 def _price(raw: object, what: str) -> Decimal:
     if not isinstance(raw, str):
-        raise ValueError(f"{what}: write prices as strings (e.g. \"120.00\"), got {raw!r}.")
+        raise ValueError(f'{what}: write prices as strings (e.g. "120.00"), got {raw!r}.')
     price = money_eur(raw)
     if price < 0:
         raise ValueError(f"{what}: a price cannot be negative ({raw}).")
@@ -194,13 +200,23 @@ class TreatmentParameters:
     anaesthesia: bool = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.fractions, bool) or not isinstance(self.fractions, int) or self.fractions < 1:
+        if (
+            isinstance(self.fractions, bool)
+            or not isinstance(self.fractions, int)
+            or self.fractions < 1
+        ):
             raise ValueError(f"fractions must be a positive integer, got {self.fractions!r}.")
-        if isinstance(self.consultations, bool) or not isinstance(self.consultations, int) or self.consultations < 0:
+        if (
+            isinstance(self.consultations, bool)
+            or not isinstance(self.consultations, int)
+            or self.consultations < 0
+        ):
             raise ValueError(f"consultations must be zero or more, got {self.consultations!r}.")
         for code, count in self.imaging.items():
             if not code.startswith(IMAGING_PREFIX):
-                raise ValueError(f"{code!r} is not an imaging item (codes start with {IMAGING_PREFIX!r}).")
+                raise ValueError(
+                    f"{code!r} is not an imaging item (codes start with {IMAGING_PREFIX!r})."
+                )
             if isinstance(count, bool) or not isinstance(count, int) or count < 0:
                 raise ValueError(f"Number of {code} must be zero or more, got {count!r}.")
 
@@ -287,7 +303,10 @@ def build_quote(params: TreatmentParameters, tariff: Tariff) -> Quote:
     Quote
         Lines in order (consultations, imaging, planning, fractions, anaesthesia) and the total.
     """
-    lines = tuple(quote_line(tariff.item(code), quantity) for code, quantity in quote_quantities(params, tariff))
+    lines = tuple(
+        quote_line(tariff.item(code), quantity)
+        for code, quantity in quote_quantities(params, tariff)
+    )
     return Quote(
         tariff_version=tariff.version,
         tariff_effective_from=tariff.effective_from,
@@ -369,8 +388,12 @@ class CostEstimate:
     currency: str = CURRENCY
 
 
-def _cost_line(code: str, label_en: str, label_fr: str, persons: int, quantity: int, unit: Decimal) -> CostLine:
-    return CostLine(code, label_en, label_fr, persons, quantity, unit, money_eur(unit * persons * quantity))
+def _cost_line(
+    code: str, label_en: str, label_fr: str, persons: int, quantity: int, unit: Decimal
+) -> CostLine:
+    return CostLine(
+        code, label_en, label_fr, persons, quantity, unit, money_eur(unit * persons * quantity)
+    )
 
 
 def estimate_additional_costs(
@@ -403,27 +426,56 @@ def estimate_additional_costs(
         raise ValueError(f"companions must be zero or more, got {companions!r}.")
     persons = 1 + companions
     lines = [
-        _cost_line("accommodation_first_person", "Accommodation (first person)", "Hébergement (première personne)",
-                   1, stay.nights, costs.accommodation_first_person_per_night_eur),
+        _cost_line(
+            "accommodation_first_person",
+            "Accommodation (first person)",
+            "Hébergement (première personne)",
+            1,
+            stay.nights,
+            costs.accommodation_first_person_per_night_eur,
+        ),
     ]
     if companions:
         lines.append(
-            _cost_line("accommodation_additional_persons", "Accommodation (each further person)",
-                       "Hébergement (chaque personne supplémentaire)", companions, stay.nights,
-                       costs.accommodation_additional_person_per_night_eur)
+            _cost_line(
+                "accommodation_additional_persons",
+                "Accommodation (each further person)",
+                "Hébergement (chaque personne supplémentaire)",
+                companions,
+                stay.nights,
+                costs.accommodation_additional_person_per_night_eur,
+            )
         )
-    lines.append(_cost_line("meals", "Meals", "Repas", persons, stay.days, costs.meals_per_person_per_day_eur))
     lines.append(
-        _cost_line("local_transport", "Local transport in Caen", "Transports locaux à Caen", persons, stay.days,
-                   costs.local_transport_per_person_per_day_eur)
+        _cost_line(
+            "meals", "Meals", "Repas", persons, stay.days, costs.meals_per_person_per_day_eur
+        )
+    )
+    lines.append(
+        _cost_line(
+            "local_transport",
+            "Local transport in Caen",
+            "Transports locaux à Caen",
+            persons,
+            stay.days,
+            costs.local_transport_per_person_per_day_eur,
+        )
     )
     travel_included = return_journey_per_person_eur is not None
     if travel_included:
         journey = money_eur(return_journey_per_person_eur)
         if journey < 0:
             raise ValueError("A journey cannot cost less than nothing.")
-        lines.append(_cost_line("return_journey", "Return journey to Caen", "Voyage aller-retour jusqu'à Caen",
-                                persons, 1, journey))
+        lines.append(
+            _cost_line(
+                "return_journey",
+                "Return journey to Caen",
+                "Voyage aller-retour jusqu'à Caen",
+                persons,
+                1,
+                journey,
+            )
+        )
     return CostEstimate(
         costs_version=costs.version,
         illustrative=costs.illustrative,

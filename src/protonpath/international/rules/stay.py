@@ -163,9 +163,13 @@ def expected_stay(
         raise ValueError("arrival_days_before and departure_days_after must be zero or more.")
     if closed_days is None:
         # A course with its planning lasts well under two years.
-        closed_days = french_public_holidays(range(first_consultation_day.year, first_consultation_day.year + 3))
+        closed_days = french_public_holidays(
+            range(first_consultation_day.year, first_consultation_day.year + 3)
+        )
     if not is_working_day(first_consultation_day, closed_days, weekdays):
-        raise ValueError(f"{first_consultation_day.isoformat()} is not a working day of the department.")
+        raise ValueError(
+            f"{first_consultation_day.isoformat()} is not a working day of the department."
+        )
     days = working_days_after(
         first_consultation_day, planning_working_days - 1 + fractions, closed_days, weekdays
     )
@@ -174,4 +178,6 @@ def expected_stay(
         first_day=first_consultation_day - timedelta(days=arrival_days_before),
         last_day=fraction_days[-1] + timedelta(days=departure_days_after),
     )
-    return ExpectedStay(stay=stay, first_consultation_day=first_consultation_day, fraction_days=fraction_days)
+    return ExpectedStay(
+        stay=stay, first_consultation_day=first_consultation_day, fraction_days=fraction_days
+    )

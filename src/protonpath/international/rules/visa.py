@@ -146,7 +146,9 @@ def earliest_compliant_first_day(
     # Once every earlier day has left the window, any start is compliant: the loop is bounded.
     while True:
         planned = StayPeriod(start, start + timedelta(days=duration_days - 1))
-        check = check_rolling_window(planned, earlier, limit_days=limit_days, window_days=window_days)
+        check = check_rolling_window(
+            planned, earlier, limit_days=limit_days, window_days=window_days
+        )
         if check.compliant:
             return start
         start += timedelta(days=1)
@@ -600,32 +602,49 @@ def _missing_information(traveller: Traveller) -> tuple[Reason, ...]:
     return ()
 
 
-def _nationality_reasons(status: NationalityStatus, statuses: Sequence[NationalityStatus]) -> list[Reason]:
+def _nationality_reasons(
+    status: NationalityStatus, statuses: Sequence[NationalityStatus]
+) -> list[Reason]:
     name = status.country.name
     reasons: list[Reason] = []
     if len(statuses) > 1:
         others = ", ".join(s.country.name for s in statuses if s is not status)
         reasons.append(
-            Reason("most_favourable_nationality", f"Assessed on the {name} passport (other nationalities: {others}).")
+            Reason(
+                "most_favourable_nationality",
+                f"Assessed on the {name} passport (other nationalities: {others}).",
+            )
         )
     entry = status.annex_entry
     if status.regime is Regime.FREE_MOVEMENT:
-        reasons.append(Reason("free_movement", f"{name}: EU, EEA or Swiss citizen, free movement: no visa."))
+        reasons.append(
+            Reason("free_movement", f"{name}: EU, EEA or Swiss citizen, free movement: no visa.")
+        )
     elif status.regime is Regime.VISA_EXEMPT:
         reasons.append(
-            Reason("annex_ii", f"{name} is in Annex II of Regulation (EU) 2018/1806: no visa for stays of "
-                   "no more than 90 days in any 180-day period.")
+            Reason(
+                "annex_ii",
+                f"{name} is in Annex II of Regulation (EU) 2018/1806: no visa for stays of "
+                "no more than 90 days in any 180-day period.",
+            )
         )
-    elif status.regime is Regime.VISA_REQUIRED and entry is not None and not entry.exemption_in_force:
+    elif (
+        status.regime is Regime.VISA_REQUIRED and entry is not None and not entry.exemption_in_force
+    ):
         reasons.append(Reason("annex_ii_not_in_force", f"{name}: {entry.condition}"))
     elif status.regime is Regime.VISA_REQUIRED:
         reasons.append(
-            Reason("annex_i", f"{name} is in Annex I of Regulation (EU) 2018/1806: a visa is required.")
+            Reason(
+                "annex_i", f"{name} is in Annex I of Regulation (EU) 2018/1806: a visa is required."
+            )
         )
     else:
         reasons.append(
-            Reason("unlisted", f"{name} is in none of the lists: check the person's nationality and "
-                   "passport by hand.")
+            Reason(
+                "unlisted",
+                f"{name} is in none of the lists: check the person's nationality and "
+                "passport by hand.",
+            )
         )
     if entry is not None and entry.condition and entry.exemption_in_force:
         reasons.append(Reason("passport_condition", f"{name}: {entry.condition}"))
@@ -635,8 +654,11 @@ def _nationality_reasons(status: NationalityStatus, statuses: Sequence[Nationali
 def _window_reasons(window: WindowCheck, stay: StayPeriod) -> list[Reason]:
     if window.compliant:
         return [
-            Reason("within_90_180", f"At most {window.max_days_in_window} days in any {window.window_days}-day "
-                   f"period over the stay ({stay.days} days): within the limit of {window.limit_days}.")
+            Reason(
+                "within_90_180",
+                f"At most {window.max_days_in_window} days in any {window.window_days}-day "
+                f"period over the stay ({stay.days} days): within the limit of {window.limit_days}.",
+            )
         ]
     assert window.first_day_over_limit is not None
     if stay.days > window.limit_days:
@@ -644,8 +666,11 @@ def _window_reasons(window: WindowCheck, stay: StayPeriod) -> list[Reason]:
     else:
         why = "With the earlier stays declared, the stay exceeds the limit"
     return [
-        Reason("exceeds_90_180", f"{why}: the {window.limit_days}/{window.window_days}-day rule is broken "
-               f"from {window.first_day_over_limit.isoformat()}. A French long-stay visa is needed.")
+        Reason(
+            "exceeds_90_180",
+            f"{why}: the {window.limit_days}/{window.window_days}-day rule is broken "
+            f"from {window.first_day_over_limit.isoformat()}. A French long-stay visa is needed.",
+        )
     ]
 
 
@@ -689,27 +714,39 @@ def assess_traveller(
         requirement = Requirement.NONE
         if stay.days > regimes.limit_days:
             reasons.append(
-                Reason("free_movement_over_3_months", "Beyond three months the right of residence requires "
-                       "sufficient resources and comprehensive sickness insurance; no visa.")
+                Reason(
+                    "free_movement_over_3_months",
+                    "Beyond three months the right of residence requires "
+                    "sufficient resources and comprehensive sickness insurance; no visa.",
+                )
             )
     elif status.regime is Regime.UNLISTED:
         requirement = Requirement.MANUAL_CHECK
     else:
         window = check_rolling_window(
-            stay, traveller.earlier_stays, limit_days=regimes.limit_days, window_days=regimes.window_days
+            stay,
+            traveller.earlier_stays,
+            limit_days=regimes.limit_days,
+            window_days=regimes.window_days,
         )
         reasons.extend(_window_reasons(window, stay))
         if not window.compliant:
             requirement = Requirement.LONG_STAY_VISA
             if status.regime is Regime.VISA_EXEMPT:
                 earliest_visa_free = earliest_compliant_first_day(
-                    stay.days, traveller.earlier_stays, stay.first_day,
-                    limit_days=regimes.limit_days, window_days=regimes.window_days,
+                    stay.days,
+                    traveller.earlier_stays,
+                    stay.first_day,
+                    limit_days=regimes.limit_days,
+                    window_days=regimes.window_days,
                 )
                 if earliest_visa_free is not None:
                     reasons.append(
-                        Reason("postpone_to_stay_visa_free", "Without a visa, the same stay could start on "
-                               f"{earliest_visa_free.isoformat()} at the earliest.")
+                        Reason(
+                            "postpone_to_stay_visa_free",
+                            "Without a visa, the same stay could start on "
+                            f"{earliest_visa_free.isoformat()} at the earliest.",
+                        )
                     )
         elif status.regime is Regime.VISA_REQUIRED:
             requirement = Requirement.SHORT_STAY_VISA
@@ -718,7 +755,11 @@ def assess_traveller(
     application = None
     if requirement in (Requirement.SHORT_STAY_VISA, Requirement.LONG_STAY_VISA):
         application = application_advice(
-            requirement, stay.first_day, regimes.application, medical_emergency=medical_emergency, today=today
+            requirement,
+            stay.first_day,
+            regimes.application,
+            medical_emergency=medical_emergency,
+            today=today,
         )
     return TravellerAssessment(
         reference=traveller.reference,
