@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+
+from django.conf import settings
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -125,8 +129,29 @@ def _detail_context(request, treatment_request, **extra):
         and treatment_request.decision_sent_at is None,
         "is_owner": owner,
     }
+    context["panels"] = _panels(request, treatment_request)
     context.update(extra)
     return context
+
+
+def _panels(request, treatment_request) -> list[dict]:
+    """Sections other apps add to a request's page (triage, images, quote, schedule...).
+
+    An app opts in with ``protonpath.<app>.panels.request_panels(request, treatment_request)``
+    returning a list of ``{"template": ..., "context": {...}}`` (already permission-checked).
+    """
+    panels: list[dict] = []
+    for app in settings.INSTALLED_APPS:
+        if not app.startswith("protonpath.") or app == "protonpath.referrals":
+            continue
+        try:
+            module = importlib.import_module(f"{app}.panels")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{app}.panels":
+                raise
+            continue
+        panels.extend(module.request_panels(request, treatment_request))
+    return panels
 
 
 @login_required
