@@ -61,6 +61,35 @@ def test_annex_sizes_match_the_regulation_after_its_amendments():
     assert {"HK", "MO", "TW", "XK", "GB"} <= set(regimes.annex_ii)
 
 
+def test_every_un_member_state_and_the_holy_see_is_listed_once():
+    regimes = load_visa_regimes()
+    states = (
+        len(regimes.free_movement)
+        + sum(e.part == "1" for e in regimes.annex_i.values())
+        + sum(e.part == "1" for e in regimes.annex_ii.values())
+    )
+    assert states == 193 + 1
+
+
+def test_every_iso_code_is_listed_or_a_mapped_territory_except_a_few():
+    regimes = load_visa_regimes()
+    covered = (
+        regimes.free_movement
+        | set(regimes.annex_i)
+        | set(regimes.annex_ii)
+        | set(regimes.territory_states)
+    )
+    uncovered = {c.alpha_2 for c in pycountry.countries} - covered
+    assert uncovered == {"AQ", "EH"}
+
+
+def test_territories_must_map_to_a_listed_state():
+    raw = copy.deepcopy(read_data_file(VISA_REGIMES_FILE))
+    raw["territories"]["states"]["EH"] = "EH"
+    with pytest.raises(ValueError, match="Territory EH"):
+        visa_regimes_from_dict(raw)
+
+
 @pytest.mark.parametrize(
     "section, mutate, message",
     [

@@ -129,8 +129,25 @@ def test_biometric_passport_condition_is_given_as_a_reason():
     assert any(r.code == "passport_condition" and "biometric" in r.message for r in reasons)
 
 
-def test_a_territory_in_no_list_asks_for_a_manual_check():
-    assessment = assess_traveller(patient("GI"), SIX_WEEKS, REGIMES)  # Gibraltar
+@pytest.mark.parametrize(
+    "territory, state, requirement",
+    [
+        ("RE", "FR", Requirement.NONE),
+        ("GP", "FR", Requirement.NONE),
+        ("PR", "US", Requirement.NONE),
+        ("GI", "GB", Requirement.NONE),
+        ("AX", "FI", Requirement.NONE),
+    ],
+)
+def test_a_territory_is_assessed_as_the_nationality_of_its_state(territory, state, requirement):
+    assessment = assess_traveller(patient(territory), SIX_WEEKS, REGIMES)
+    assert assessment.country.alpha_2 == state
+    assert assessment.requirement is requirement
+    assert assessment.reasons[0].code == "territory"
+
+
+def test_a_code_in_no_list_asks_for_a_manual_check():
+    assessment = assess_traveller(patient("EH"), SIX_WEEKS, REGIMES)  # Western Sahara
     assert assessment.regime is Regime.UNLISTED
     assert assessment.requirement is Requirement.MANUAL_CHECK
     assert not assessment.needs_visa

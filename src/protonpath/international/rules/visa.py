@@ -20,7 +20,7 @@ from __future__ import annotations
 import calendar
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
 
@@ -247,6 +247,8 @@ class VisaRegimes:
     annex_ii: Mapping[str, AnnexEntry]
     extra_countries: tuple[Country, ...]
     application: ApplicationRules
+    territory_states: Mapping[str, str] = field(default_factory=dict)
+    """Alpha-2 code of a territory -> alpha-2 code of the state whose nationality it gives."""
 
     @property
     def free_movement(self) -> frozenset[str]:
@@ -309,7 +311,17 @@ def visa_regimes_from_dict(raw: Mapping) -> VisaRegimes:
         annex_ii=_annex(raw["annex_ii"], extra),
         extra_countries=extra,
         application=ApplicationRules(**{k: app[k] for k in ApplicationRules.__dataclass_fields__}),
+        territory_states={
+            resolve_country(territory, extra).alpha_2: resolve_country(state, extra).alpha_2
+            for territory, state in raw.get("territories", {}).get("states", {}).items()
+        },
     )
+    listed = regimes.free_movement | frozenset(regimes.annex_i) | frozenset(regimes.annex_ii)
+    for territory, state in regimes.territory_states.items():
+        if territory in listed or state not in listed:
+            raise ValueError(
+                f"Territory {territory} must be unlisted and its state {state} listed."
+            )
     lists = {
         "free movement": regimes.free_movement,
         "Annex I": frozenset(regimes.annex_i),
@@ -330,22 +342,26 @@ def visa_regimes_from_dict(raw: Mapping) -> VisaRegimes:
 
 @dataclass(frozen=True)
 class NationalityStatus:
-    """The regime of one nationality."""
+    """The regime of one nationality.
+
+    Attributes
+    ----------
+    country : Country
+        The nationality assessed (a state; for a territory, the state it belongs to).
+    regime : Regime
+    annex_entry : AnnexEntry or None
+        The annex line, for Annex I and II nationalities.
+    territory : Country or None
+        The territory given as nationality, when it was one (e.g. Réunion for France).
+    """
 
     country: Country
     regime: Regime
     annex_entry: AnnexEntry | None = None
+    territory: Country | None = None
 
 
-def classify_nationality(code: str, regimes: VisaRegimes) -> NationalityStatus:
-    """Return the regime of a nationality given as an alpha-2 or alpha-3 code.
-
-    Raises
-    ------
-    UnknownCountryError
-        If the code names no country.
-    """
-    country = resolve_country(code, regimes.extra_countries)
+def _classify_state(country: Country, regimes: VisaRegimes) -> NationalityStatus:
     key = country.alpha_2
     if key in regimes.free_movement:
         return NationalityStatus(country, Regime.FREE_MOVEMENT)
@@ -356,6 +372,25 @@ def classify_nationality(code: str, regimes: VisaRegimes) -> NationalityStatus:
     if key in regimes.annex_i:
         return NationalityStatus(country, Regime.VISA_REQUIRED, regimes.annex_i[key])
     return NationalityStatus(country, Regime.UNLISTED)
+
+
+def classify_nationality(code: str, regimes: VisaRegimes) -> NationalityStatus:
+    """Return the regime of a nationality given as an alpha-2 or alpha-3 code.
+
+    A territory (e.g. ``RE`` Réunion, ``PR`` Puerto Rico) is assessed as the nationality of its
+    state, as the data file maps it.
+
+    Raises
+    ------
+    UnknownCountryError
+        If the code names no country.
+    """
+    country = resolve_country(code, regimes.extra_countries)
+    state = regimes.territory_states.get(country.alpha_2)
+    if state is None:
+        return _classify_state(country, regimes)
+    status = _classify_state(resolve_country(state, regimes.extra_countries), regimes)
+    return NationalityStatus(status.country, status.regime, status.annex_entry, territory=country)
 
 
 _PREFERENCE = (Regime.FREE_MOVEMENT, Regime.VISA_EXEMPT, Regime.VISA_REQUIRED, Regime.UNLISTED)
@@ -613,6 +648,13 @@ def _nationality_reasons(
             Reason(
                 "most_favourable_nationality",
                 f"Assessed on the {name} passport (other nationalities: {others}).",
+            )
+        )
+    if status.territory is not None:
+        reasons.append(
+            Reason(
+                "territory",
+                f"{status.territory.name} is a territory of {name}: assessed as a national of {name}.",
             )
         )
     entry = status.annex_entry
