@@ -254,7 +254,9 @@ def test_long_stay_application_has_no_deadline_but_opens_three_months_before():
     assert advice.visa is Requirement.LONG_STAY_VISA
     assert advice.earliest_lodging_day == date(2026, 12, 1)
     assert advice.latest_lodging_day is None
+    assert advice.usual_processing_days_min is None
     assert "as early as possible" in advice.message
+    assert "may take longer" in advice.message
 
 
 def test_confirmed_emergency_and_late_application_are_in_the_advice():

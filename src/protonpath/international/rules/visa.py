@@ -473,8 +473,9 @@ class ApplicationAdvice:
     latest_lodging_day : datetime.date or None
         For a short-stay visa, the day by which to apply as a rule (15 days before arrival);
         None for a long-stay visa: apply as early as possible.
-    usual_processing_days_min, usual_processing_days_max : int
-        Usual time to an answer (2 to 10 days).
+    usual_processing_days_min, usual_processing_days_max : int or None
+        Usual time to an answer for a short-stay visa (2 to 10 days); None for a long-stay
+        visa, for which the source gives no figure.
     late : bool
         True when ``today`` was given and is past ``latest_lodging_day``.
     message : str
@@ -484,8 +485,8 @@ class ApplicationAdvice:
     visa: Requirement
     earliest_lodging_day: date
     latest_lodging_day: date | None
-    usual_processing_days_min: int
-    usual_processing_days_max: int
+    usual_processing_days_min: int | None
+    usual_processing_days_max: int | None
     late: bool
     message: str
 
@@ -599,12 +600,19 @@ def application_advice(
     else:
         raise ValueError(f"No application for {visa!r}.")
     late = today is not None and latest is not None and today > latest
-    parts = [
-        rules.where,
-        window,
-        f"The answer usually comes within {rules.usual_processing_days_min} to "
-        f"{rules.usual_processing_days_max} days; apply early.",
-    ]
+    if visa is Requirement.SHORT_STAY_VISA:
+        usual: tuple[int, int] | None = (
+            rules.usual_processing_days_min,
+            rules.usual_processing_days_max,
+        )
+        delay = f"The answer usually comes within {usual[0]} to {usual[1]} days; apply early."
+    else:
+        usual = None
+        delay = (
+            f"The usual {rules.usual_processing_days_min} to {rules.usual_processing_days_max} days "
+            "are for short-stay visas; a long-stay visa may take longer."
+        )
+    parts = [rules.where, window, delay]
     if medical_emergency:
         parts.append(
             "The medical emergency is confirmed: the consulate may speed up the procedure; "
@@ -616,8 +624,8 @@ def application_advice(
         visa=visa,
         earliest_lodging_day=earliest,
         latest_lodging_day=latest,
-        usual_processing_days_min=rules.usual_processing_days_min,
-        usual_processing_days_max=rules.usual_processing_days_max,
+        usual_processing_days_min=usual[0] if usual else None,
+        usual_processing_days_max=usual[1] if usual else None,
         late=late,
         message=" ".join(parts),
     )
