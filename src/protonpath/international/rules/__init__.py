@@ -12,6 +12,8 @@ quote
     Quote lines from a tariff, totals in EUR, estimate of the additional costs of the stay.
 payment
     Balance of a quote from recorded payments and refunds.
+letters
+    The facts of the letters for the consulate (patient and accompanying persons).
 loaders
     The only place that reads the data files (``importlib.resources``).
 """

@@ -515,6 +515,8 @@ class TravellerAssessment:
         Why, in order.
     missing_information : tuple of Reason
         What must be filled in before letters can be written.
+    relationship, justification : str
+        The accompanying person's relationship to the patient, or why they come.
     application : ApplicationAdvice or None
         Lead times, when a visa is needed.
     """
@@ -530,6 +532,8 @@ class TravellerAssessment:
     reasons: tuple[Reason, ...]
     missing_information: tuple[Reason, ...]
     application: ApplicationAdvice | None
+    relationship: str = ""
+    justification: str = ""
 
     @property
     def needs_visa(self) -> bool:
@@ -822,6 +826,8 @@ def assess_traveller(
         earliest_visa_free_first_day=earliest_visa_free,
         reasons=tuple(reasons),
         missing_information=_missing_information(traveller),
+        relationship=traveller.relationship.strip(),
+        justification=traveller.justification.strip(),
         application=application,
     )
 
