@@ -99,10 +99,19 @@ def test_foreign_patient_pays_in_full_before_the_first_consultation(patient, sta
     assert r.is_international
     with pytest.raises(ValidationError):
         services.perform(actor=staff, treatment_request=r, action="book_consultation")
-    services.perform(actor=staff, treatment_request=r, action="send_quote")
-    services.perform(actor=patient, treatment_request=r, action="accept_quote")
+    # The quote steps need a real quote and payment (protonpath.international guards them).
+    import datetime
+
+    from protonpath.international import services as international
+
+    international.load_illustrative_tariff(valid_from=datetime.date(2026, 1, 1))
+    quote = international.send_quote(actor=staff, quote=international.build_quote(actor=staff, treatment_request=r))
+    international.accept_quote(actor=patient, quote=quote)
     with pytest.raises(ValidationError):
         services.perform(actor=staff, treatment_request=r, action="book_consultation")
+    international.record_payment(
+        actor=staff, quote=quote, amount_eur=quote.total_eur, paid_on=datetime.date.today(), method="bank_transfer", reference="VIR-1"
+    )
     services.perform(actor=staff, treatment_request=r, action="record_full_payment")
     services.perform(actor=staff, treatment_request=r, action="book_consultation")
     r.refresh_from_db()
