@@ -1,0 +1,54 @@
+"""Charts of the activity page, drawn on the server as PNG images (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib.figure import Figure  # noqa: E402
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_COLOUR = "#0b5fa5"
+_REFERENCE_COLOUR = "#b42318"
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def bar_chart(
+    labels: list[str],
+    values: list[float],
+    *,
+    title: str,
+    ylabel: str = "",
+    horizontal: bool = False,
+    reference: float | None = None,
+    reference_label: str = "",
+) -> bytes:
+    """A bar chart as PNG bytes; ``reference`` draws a horizontal line (e.g. the 2019 activity)."""
+    # Figure() rather than pyplot: no global state, safe in a threaded server.
+    figure = Figure(figsize=(7, 3.6 if not horizontal else max(2.5, 0.32 * len(labels) + 1)))
+    axes = figure.add_subplot()
+    if horizontal:
+        axes.barh(labels, values, color=_COLOUR)
+        axes.invert_yaxis()
+        axes.set_xlabel(ylabel)
+    else:
+        axes.bar([str(label) for label in labels], values, color=_COLOUR)
+        axes.set_ylabel(ylabel)
+        if reference is not None:
+            axes.axhline(reference, color=_REFERENCE_COLOUR, linestyle="--", linewidth=1.5, label=reference_label)
+            axes.legend(loc="upper left", fontsize=8)
+    axes.set_title(title, fontsize=11)
+    axes.spines[["top", "right"]].set_visible(False)
+    return _png(figure)
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")

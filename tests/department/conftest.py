@@ -1,0 +1,22 @@
+"""Fixtures of the department's tests: meetings and requests ready for review."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from django.utils import timezone
+
+from protonpath.department import services
+from tests.factories import advance_to, make_request
+
+
+@pytest.fixture
+def meeting(staff, oncologist, head):
+    starts_at = timezone.make_aware(datetime.datetime(2026, 12, 3, 14, 0))
+    return services.create_meeting(actor=staff, starts_at=starts_at, chair=oncologist, location="Staff room", attendees=[head])
+
+
+@pytest.fixture
+def complete_request(patient, staff, oncologist):
+    return advance_to(make_request(patient), "complete", staff=staff, oncologist=oncologist)
