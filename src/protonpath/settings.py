@@ -45,8 +45,13 @@ INSTALLED_APPS = [
     "protonpath.department",
     "protonpath.referrals",
 ]
-# Domain apps that exist only once their issue has landed are added when their package has models.
-for optional_app in ("imaging", "international", "scheduling", "treatment"):
+# Domain apps a department may run without (say, one that takes no patient from abroad).
+# PROTONPATH_APPS lists those to run; by default, every one whose package is present.
+OPTIONAL_APPS = ("imaging", "international", "scheduling", "treatment")
+_wanted = os.environ.get("PROTONPATH_APPS")
+for optional_app in OPTIONAL_APPS:
+    if _wanted is not None and optional_app not in {a.strip() for a in _wanted.split(",")}:
+        continue
     if (BASE_DIR / optional_app / "apps.py").exists():
         INSTALLED_APPS.append(f"protonpath.{optional_app}")
 

@@ -1,3 +1,5 @@
+import importlib.util
+
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
@@ -15,5 +17,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 for optional_app in ("imaging", "international", "scheduling", "treatment"):
-    if f"protonpath.{optional_app}" in settings.INSTALLED_APPS:
+    installed = f"protonpath.{optional_app}" in settings.INSTALLED_APPS
+    if installed and importlib.util.find_spec(f"protonpath.{optional_app}.urls") is not None:
         urlpatterns.append(path(f"{optional_app}/", include(f"protonpath.{optional_app}.urls")))

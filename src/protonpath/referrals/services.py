@@ -190,16 +190,22 @@ def remove_document(*, actor, document: MedicalDocument) -> None:
     transaction.on_commit(lambda: storage.delete(stored))
 
 
+def require_permission(*, actor, treatment_request: TreatmentRequest, action: str) -> None:
+    """Refuse (and record the refusal) unless ``actor``'s role may take ``action`` on this request."""
+    definition = pathway.ACTIONS[action]
+    owner = selectors.is_owner(actor, treatment_request)
+    if not actor.is_authenticated or not pathway.role_may(definition, role=actor.role, is_owner=owner):
+        audit.record(actor=actor, action=AuditEvent.Action.DENIED, obj=treatment_request, summary=f"action={action}")
+        raise PermissionDenied(_("You may not do this."))
+
+
 def perform(*, actor, treatment_request: TreatmentRequest, action: str, note: str = "", **changes) -> TreatmentRequest:
     """Move a request along its path by ``action`` (see :mod:`protonpath.referrals.pathway`)."""
     definition = pathway.ACTIONS.get(action)
     if definition is None:
         raise ValidationError(_("Unknown action."))
     # Who may act does not depend on the state: checked first, so the refusal stays in the trail.
-    owner = selectors.is_owner(actor, treatment_request)
-    if not actor.is_authenticated or not pathway.role_may(definition, role=actor.role, is_owner=owner):
-        audit.record(actor=actor, action=AuditEvent.Action.DENIED, obj=treatment_request, summary=f"action={action}")
-        raise PermissionDenied(_("You may not do this."))
+    require_permission(actor=actor, treatment_request=treatment_request, action=action)
     with transaction.atomic():
         treatment_request = _locked(treatment_request)
         if not pathway.applies(definition, state=treatment_request.state, is_international=treatment_request.is_international):
@@ -260,6 +266,7 @@ def mark_incomplete(*, actor, treatment_request: TreatmentRequest, missing: str)
 
 
 def mark_complete(*, actor, treatment_request: TreatmentRequest) -> TreatmentRequest:
+    require_permission(actor=actor, treatment_request=treatment_request, action="mark_complete")
     missing = selectors.missing_items(treatment_request)
     if missing:
         raise ValidationError(
