@@ -1,0 +1,48 @@
+"""Pencil-beam-scanning proton planning: a pure numpy/scipy/numba library.
+
+Modules (each takes arrays and dataclasses and returns them):
+
+``ct``            grids, CT images, HU to stopping-power-ratio calibration
+``structures``    structure masks, contour rasterisation, overlap priorities
+``machine``       beam model (depth doses, spot sizes) and its physics
+``raytrace``      beam geometry and water-equivalent depth
+``spots``         spot and energy-layer placement
+``dose``          analytical pencil-beam dose, sparse dose-influence matrix
+``optimise``      spot-weight optimisation (L-BFGS-B, analytic gradients)
+``dvh``           dose-volume histograms and statistics
+``gamma``         gamma-index comparison of doses
+``pipeline``      the steps of a whole plan
+``dicom_export``  RT Ion Plan, RT Dose, RT Structure Set and CT datasets
+
+Only ``resources`` (packaged data), ``matrad_io`` (matRad ``.mat`` files) and ``dicom_io``
+(DICOM files) read or write files.
+"""
+
+from protonpath.planning.ct import CT, Grid, HuCalibration, hu_to_spr
+from protonpath.planning.dose import DoseMatrix, compute_dose_matrix
+from protonpath.planning.machine import Machine
+from protonpath.planning.optimise import Objective, optimise_weights
+from protonpath.planning.pipeline import PlanResult, PlanSettings, plan_pbs
+from protonpath.planning.raytrace import Beam, water_equivalent_depth
+from protonpath.planning.spots import Spots, place_spots
+from protonpath.planning.structures import Structure
+
+__all__ = [
+    "CT",
+    "Beam",
+    "DoseMatrix",
+    "Grid",
+    "HuCalibration",
+    "Machine",
+    "Objective",
+    "PlanResult",
+    "PlanSettings",
+    "Spots",
+    "Structure",
+    "compute_dose_matrix",
+    "hu_to_spr",
+    "optimise_weights",
+    "place_spots",
+    "plan_pbs",
+    "water_equivalent_depth",
+]
