@@ -1,0 +1,30 @@
+"""``protonpath dicom-listen``: the DICOM receiver that files images under requests."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("dicom-listen")
+    def dicom_listen(
+        port: int = typer.Option(None, help="TCP port (default: settings.DICOM_PORT)"),
+        host: str = typer.Option(None, help="address to bind (default: settings.DICOM_BIND_ADDRESS)"),
+        ae_title: str = typer.Option(None, "--ae-title", help="our AE title (default: settings.DICOM_AE_TITLE)"),
+    ) -> None:
+        """Receive DICOM images (C-ECHO, C-STORE, study-level C-FIND) and file them under requests
+        by accession number; anything else waits in the staff inbox."""
+        from protonpath.cli import setup_django
+
+        setup_django()
+        from protonpath.imaging.ingest import build_listener
+
+        listener = build_listener(host=host, port=port, ae_title=ae_title)
+        typer.echo(
+            f"DICOM listener {listener.settings.ae_title} on {listener.settings.host}:{listener.settings.port}"
+            " (Ctrl-C to stop)"
+        )
+        try:
+            listener.serve_forever()
+        except KeyboardInterrupt:
+            typer.echo("stopped")

@@ -1,0 +1,28 @@
+"""``manage.py dicom_listen``: run the DICOM receiver (C-ECHO, C-STORE, study-level C-FIND)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from protonpath.imaging.ingest import build_listener
+
+
+class Command(BaseCommand):
+    help = "Receive DICOM images for requests (AE title, port and address from the settings)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=None, help=f"default {settings.DICOM_PORT}")
+        parser.add_argument("--host", default=None, help=f"default {settings.DICOM_BIND_ADDRESS}")
+        parser.add_argument("--ae-title", default=None, help=f"default {settings.DICOM_AE_TITLE}")
+
+    def handle(self, *args, port=None, host=None, ae_title=None, **options):
+        listener = build_listener(host=host, port=port, ae_title=ae_title)
+        self.stdout.write(
+            f"DICOM listener {listener.settings.ae_title} on {listener.settings.host}:{listener.settings.port} "
+            "(Ctrl-C to stop)"
+        )
+        try:
+            listener.serve_forever()
+        except KeyboardInterrupt:
+            self.stdout.write("stopped")
