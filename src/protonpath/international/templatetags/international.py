@@ -1,0 +1,33 @@
+"""Template filters for patients from abroad: money in euros and country names, in the active language."""
+
+from __future__ import annotations
+
+from django import template
+from django.utils import translation
+
+from protonpath.international import formatting
+
+register = template.Library()
+
+
+@register.filter
+def eur(amount) -> str:
+    """``12345.5`` → ``€12,345.50`` in English, ``12 345,50 €`` in French."""
+    return formatting.format_eur(amount, translation.get_language() or "en")
+
+
+@register.filter
+def country(code) -> str:
+    """ISO alpha-2 code → the country's name in the active language."""
+    return formatting.country_name(code, translation.get_language() or "en")
+
+
+@register.filter
+def label(obj) -> str:
+    """A quote or cost line's label in the active language."""
+    return obj.label(formatting.short_language(translation.get_language()))
+
+
+@register.filter
+def unit(obj) -> str:
+    return obj.unit(formatting.short_language(translation.get_language()))
