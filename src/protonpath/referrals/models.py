@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+import pycountry
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -46,6 +48,11 @@ class Patient(models.Model):
 
     def __str__(self) -> str:
         return f"{self.last_name.upper()} {self.first_name}"
+
+    @property
+    def nationality_name(self) -> str:
+        country = pycountry.countries.get(alpha_2=self.nationality)
+        return country.name if country else self.nationality
 
     @property
     def full_name(self) -> str:

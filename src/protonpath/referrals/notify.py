@@ -100,3 +100,9 @@ def on_transition(treatment_request: TreatmentRequest) -> None:
             with translation.override(language):
                 heading = _("A request needs your attention.")
             _send(emails, language, treatment_request, heading)
+
+
+def tell_decision(treatment_request: TreatmentRequest) -> None:
+    with translation.override(_language_for_patient(treatment_request)):
+        heading = _("The medical team has reviewed the request.")
+    tell_external(treatment_request, heading)

@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 
 from protonpath.accounts import audit
 from protonpath.accounts.models import AuditEvent, Role
-from protonpath.referrals import notify, pathway, selectors
+from protonpath.referrals import pathway, selectors, tasks
 from protonpath.referrals.models import (
     MedicalDocument,
     Patient,
@@ -244,7 +244,7 @@ def perform(*, actor, treatment_request: TreatmentRequest, action: str, note: st
 
 
 def _after_commit(treatment_request: TreatmentRequest, action: str, actor) -> None:
-    notify.on_transition(treatment_request)
+    tasks.notify_transition.enqueue(treatment_request.pk)
     request_transitioned.send(sender=TreatmentRequest, treatment_request=treatment_request, action=action, actor=actor)
 
 
@@ -315,7 +315,7 @@ def send_decision(*, actor, treatment_request: TreatmentRequest) -> TreatmentReq
     treatment_request.decision_sent_at = timezone.now()
     treatment_request.save(update_fields=["decision_sent_at"])
     audit.record(actor=actor, action=AuditEvent.Action.UPDATE, obj=treatment_request, summary="decision sent")
-    transaction.on_commit(lambda: notify.tell_external(treatment_request, _("The medical team has reviewed the request.")))
+    transaction.on_commit(lambda: tasks.notify_decision.enqueue(treatment_request.pk))
     return treatment_request
 
 
