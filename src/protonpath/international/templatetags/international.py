@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import template
 from django.utils import translation
+from django.utils.translation import gettext_lazy as _
 
 from protonpath.international import formatting
 
@@ -31,3 +32,27 @@ def label(obj) -> str:
 @register.filter
 def unit(obj) -> str:
     return obj.unit(formatting.short_language(translation.get_language()))
+
+
+REGIME_LABELS = {
+    "free_movement": _("EU, EEA or Swiss citizen: free movement"),
+    "visa_exempt": _("Visa-exempt (Annex II): 90 days in any 180"),
+    "visa_required": _("Visa required (Annex I)"),
+    "unlisted": _("In no list: to be checked by hand"),
+}
+REQUIREMENT_LABELS = {
+    "none": _("No visa needed"),
+    "short_stay_visa": _("Short-stay visa (type C)"),
+    "long_stay_visa": _("Long-stay visa (type D)"),
+    "manual_check": _("To be checked by the department"),
+}
+
+
+@register.filter
+def regime(value) -> str:
+    return str(REGIME_LABELS.get(str(value), value))
+
+
+@register.filter
+def requirement(value) -> str:
+    return str(REQUIREMENT_LABELS.get(str(value), value))

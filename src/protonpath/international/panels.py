@@ -1,0 +1,46 @@
+"""The section this app adds to a request's page: quote, payments, visa assessment, letters."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.urls import reverse
+from django.utils.translation import gettext as _
+
+from protonpath.international import pdf, selectors
+from protonpath.international.rules.letters import LetterKind
+from protonpath.referrals.models import State
+
+
+def request_panels(request, treatment_request) -> list[dict]:
+    user = request.user
+    r = treatment_request
+    if not r.is_international or not selectors.may_see_quotes(user, r):
+        return []
+    quote = selectors.quotes_for(user, r).exclude(status="superseded").first()
+    companions = list(r.companions.all())
+    letters = []
+    try:
+        for letter in pdf.letters_for(r):
+            if letter.kind == LetterKind.PATIENT_ATTESTATION:
+                letters.append({"label": _("Attestation for the patient"), "url": reverse("international:attestation", args=[r.pk])})
+            else:
+                person = next((c for c in companions if str(c.pk) == letter.traveller_reference), None)
+                if person is not None:
+                    letters.append(
+                        {
+                            "label": _("Letter for %(name)s") % {"name": person.full_name},
+                            "url": reverse("international:companion_letter", args=[person.pk]),
+                        }
+                    )
+    except ValidationError:
+        letters = []
+    context = {
+        "quote": quote,
+        "balance": selectors.quote_balance(quote) if quote is not None and quote.status == "accepted" else None,
+        "can_manage": selectors.may_manage(user),
+        "can_build": selectors.may_manage(user) and r.state == State.ACCEPTED,
+        "assessment": selectors.visa_assessment(r),
+        "companions": companions,
+        "letters": letters,
+    }
+    return [{"template": "international/_panel.html", "context": context}]
