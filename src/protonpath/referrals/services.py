@@ -137,7 +137,7 @@ def update_request(*, actor, treatment_request: TreatmentRequest, patient_data: 
 
 
 def _locked(treatment_request: TreatmentRequest) -> TreatmentRequest:
-    return TreatmentRequest.objects.select_for_update().select_related("patient", "submitted_by", "referring_doctor").get(
+    return TreatmentRequest.objects.select_for_update(of=("self",)).select_related("patient", "submitted_by", "referring_doctor").get(
         pk=treatment_request.pk
     )
 
