@@ -20,3 +20,12 @@ def meeting(staff, oncologist, head):
 @pytest.fixture
 def complete_request(patient, staff, oncologist):
     return advance_to(make_request(patient), "complete", staff=staff, oncologist=oncologist)
+
+
+@pytest.fixture(autouse=True)
+def _english_by_default():
+    """Pages served in French leave French active in the thread: each test starts in English."""
+    from django.utils import translation
+
+    with translation.override("en"):
+        yield
