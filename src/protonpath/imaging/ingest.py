@@ -116,7 +116,13 @@ def _same_content(existing: Instance, data: bytes) -> bool:
         new = pydicom.dcmread(io.BytesIO(data))
     except Exception:  # unreadable either side: not provably the same
         return False
-    return kept == new
+    # Element by element (FileDataset equality would also compare the file meta and file names),
+    # leaving out what encoders add or drop freely: group lengths and trailing padding.
+    def meaningful(ds):
+        return {tag for tag in ds.keys() if tag.element != 0x0000 and tag != 0xFFFCFFFC}
+
+    tags = meaningful(kept)
+    return tags == meaningful(new) and all(kept[tag] == new[tag] for tag in tags)
 
 
 # --- routing ----------------------------------------------------------------------------------
