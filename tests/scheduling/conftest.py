@@ -52,3 +52,15 @@ def pay_in_full(treatment_request, *, staff, owner):
 def international_paid(international_accepted, staff, patient):
     assert apps.is_installed("protonpath.international")
     return pay_in_full(international_accepted, staff=staff, owner=patient)
+
+
+@pytest.fixture
+def patient_request(international_paid, staff, oncologist):
+    """The patient's own request (from abroad), paid in full, first consultation booked."""
+    from protonpath.scheduling import selectors, services
+
+    day = selectors.next_days_with_hours(timezone.localdate() + datetime.timedelta(days=1), 1)[0]
+    start = timezone.make_aware(datetime.datetime.combine(day, datetime.time(9)))
+    services.book_consultation(actor=staff, treatment_request=international_paid, doctor=oncologist, start=start)
+    international_paid.refresh_from_db()
+    return international_paid
