@@ -13,10 +13,10 @@ from protonpath.scheduling.model import Course, GantryDay, Problem
 # Fraction counts follow usual proton schedules (e.g. 54 Gy(RBE) in 30 x 1.8 for benign
 # brain tumours, 70-74 Gy(RBE) in 35-37 for chordomas); the weights are an assumption.
 CASE_MIX = (
-    ("adult_standard", 30, 39, 0.55),
-    ("adult_complex", 15, 33, 0.20),
+    ("adult_standard", 30, 39, 0.58),
+    ("adult_complex", 15, 33, 0.22),
     ("paediatric_awake", 25, 33, 0.12),
-    ("paediatric_anaesthesia", 13, 33, 0.13),
+    ("paediatric_anaesthesia", 13, 33, 0.08),
 )
 URGENCY_MIX = (("urgent", 0.10), ("standard", 0.70), ("elective", 0.20))
 # Courses ready late in the year still need room to finish: the horizon runs on.

@@ -46,6 +46,16 @@ class GantryOccupancy:
         for block in gantry_day.qa_blocks:
             self.taken[:, self._slot_range(block.start_min, block.end_min)] = True
 
+    def copy(self) -> GantryOccupancy:
+        """An independent copy of this grid."""
+        twin = GantryOccupancy(self.calendar, self.gantry_day)
+        twin.taken = self.taken.copy()
+        return twin
+
+    def ready_day(self, course: Course) -> int:
+        """Index of the course's first allowed working day (its ready date or later)."""
+        return self.calendar.index_on_or_after(course.ready_date)
+
     def _slot_range(self, start_min: int, end_min: int) -> slice:
         opening = self.gantry_day.opening_min
         first = max(0, (start_min - opening) // self.step_min)

@@ -1,20 +1,23 @@
 """Gantry scheduling with OR-Tools CP-SAT (pure: no Django, no I/O).
 
-Two stages, per gantry (each course belongs to one gantry, so gantries are independent):
+Each course belongs to one gantry, so gantries are solved one after the other.  Per gantry:
 
-1. **Start days.**  A CP-SAT model on the working-day axis: each course is an interval of
-   ``fraction_count`` consecutive working days starting on or after its ready day; a
-   cumulative constraint keeps each day's treatment minutes below the day's free minutes
-   times a packing factor (and the anaesthesia minutes below the early-morning window).
-   It minimises the weighted waiting days; a start after the due date is allowed but costs
-   far more than any waiting, so an impossible due date is reported, not silently missed.
-2. **Times of day.**  Courses in order of their start day get the usual time that keeps most
-   sessions inside the usual window, each session within +/- ``max_start_shift_min`` of it,
-   on a minute grid that already holds QA blocks, downtimes and fixed sessions.  A course that
-   does not fit on its day slides to the next day that fits.
+1. **Start days** (CP-SAT, cumulative on the working-day axis).  A course is an interval of
+   ``fraction_count`` consecutive working days from its ready day on; each day's treatment
+   minutes stay below ``packing`` times the day's free minutes (and the anaesthesia minutes
+   below the early-morning window).  It minimises weighted waiting days; starting after the
+   due date is allowed but costs far more, so an impossible due date is reported by name.
+2. **Times of day** (CP-SAT, start days fixed).  Each course gets a usual time and each
+   session a start within ``max_start_shift_min`` of it, on time steps left free by QA,
+   downtimes and fixed sessions, with no overlap within a day.  It minimises the courses left
+   out, then the sessions outside the usual window.
+3. **Repair.**  Courses stage 2 left out slide, first-fit, to the next days where they fit.
+   A plain first-fit pass is also run and kept if it costs less, so the result is never worse
+   than the baseline.
 
-Deciding days on capacities and times afterwards is what lets a year (2,400 sessions) solve in
-seconds: one monolithic model with a minute timeline for every session does not.
+Deciding days on capacities and times afterwards is what lets a year of one gantry (2,400
+sessions) solve in well under a minute: a model with both at once on a minute timeline, or a
+2-D packing with one rectangle per course, did not improve on first-fit within a minute.
 """
 
 from __future__ import annotations
@@ -36,12 +39,23 @@ from protonpath.scheduling.model import (
 )
 from protonpath.scheduling.occupancy import (
     GantryOccupancy,
+    Placement,
     bookings_from_placement,
     occupancies_for,
 )
 from protonpath.scheduling.validation import validate_problem
 
 LATE_DAY_COST = 1_000
+# A session outside its usual window costs this many waiting days (tie-breaker).
+OUTSIDE_WINDOW_COST = 0.02
+STAGE_1_SHARE = 0.4
+MAX_LATE_DAYS = 60
+RETRY_DAYS = 10
+# Integer costs of stage 2: a waiting day is worth 50 sessions outside the usual window.
+OUTSIDE_UNITS = 1
+WAITING_DAY_UNITS = 50
+LEFT_OUT_UNITS = 1_000_000
+STAGE_2_SHARE = 0.6
 
 
 @dataclass(frozen=True)
@@ -54,7 +68,7 @@ class SolverOptions:
 
     time_limit_s: float = 20.0
     workers: int = 2
-    packing: float = 0.92
+    packing: float = 0.95
     allow_late: bool = False
     seed: int = 0
 
@@ -91,14 +105,21 @@ def solve(problem: Problem, options: SolverOptions | None = None) -> Schedule:
         courses = [c for c in problem.courses if c.gantry_id == gantry_id]
         if not courses:
             continue
-        start_days = assign_start_days(courses, grid, options)
-        placed, unplaced = place_times(courses, start_days, grid)
+        placements, unplaced = solve_gantry(courses, grid, options)
         reasons += [f"course {c.course_id}: no room before {problem.end_date}" for c in unplaced]
-        for course, placement in placed:
+        for course in courses:
+            placement = placements.get(course.course_id)
+            if placement is None:
+                continue
             bookings.extend(bookings_from_placement(course, placement, calendar))
             usual[course.course_id] = placement.usual_start_min
-            if not options.allow_late:
-                reasons += _lateness(course, calendar.days[placement.start_day_index], grid)
+            first_date = calendar.days[placement.start_day_index]
+            if not options.allow_late and first_date > course.due_date:
+                reasons.append(
+                    f"course {course.course_id} ({course.urgency}): cannot start by its due "
+                    f"date {course.due_date} around the gantry's other sessions; earliest "
+                    f"joint start {first_date}"
+                )
     if reasons:
         raise InfeasibleScheduleError(reasons)
     return Schedule(
@@ -110,13 +131,56 @@ def solve(problem: Problem, options: SolverOptions | None = None) -> Schedule:
     )
 
 
-def _lateness(course: Course, start, grid: GantryOccupancy) -> list[str]:
-    if start <= course.due_date:
-        return []
-    return [
-        f"course {course.course_id} ({course.urgency}): cannot start by its due date "
-        f"{course.due_date} with the gantry's other sessions; earliest joint start {start}"
-    ]
+def solve_gantry(
+    courses: list[Course], grid: GantryOccupancy, options: SolverOptions
+) -> tuple[dict[str, Placement], list[Course]]:
+    """Placements of the courses of one gantry, and the courses that fit nowhere.
+
+    Candidates: the two CP-SAT stages with their repair; a first-fit pass in the order of
+    the stage-1 start days; and plain first-fit in order of ready date.  The cheapest (fewest
+    courses unplaced, then :func:`placement_cost`) is kept, so the result is never worse than
+    the baseline.  ``grid`` is updated with the kept placements.
+    """
+    start_days = assign_start_days(courses, grid, options)
+    fifo_days = {c.course_id: grid.ready_day(c) for c in courses}
+    candidates = []
+    optimised = grid.copy()
+    candidates.append(
+        (optimised, *place_times_with_retries(
+            courses, start_days, optimised, options, options.time_limit_s * STAGE_2_SHARE
+        ))
+    )
+    for days, ordered_by in ((start_days, start_days), (fifo_days, fifo_days)):
+        greedy = grid.copy()
+        placed, unplaced = place_times(courses, days, greedy, mode="first_fit", order=ordered_by)
+        candidates.append((greedy, {c.course_id: p for c, p in placed}, unplaced))
+    best_grid, placements, unplaced = min(
+        candidates,
+        key=lambda item: (len(item[2]), placement_cost(courses, item[1], grid)),
+    )
+    grid.taken = best_grid.taken
+    return placements, unplaced
+
+
+def placement_cost(
+    courses: list[Course], placements: dict[str, Placement], grid: GantryOccupancy
+) -> float:
+    """Weighted waiting days, lateness and time-of-day changes of a set of placements."""
+    gantry_day = grid.gantry_day
+    cost = 0.0
+    for course in courses:
+        placement = placements.get(course.course_id)
+        if placement is None:
+            continue
+        waiting = placement.start_day_index - grid.ready_day(course)
+        late = max(0, placement.start_day_index - grid.calendar.index_on_or_before(course.due_date))
+        outside = sum(
+            abs(start - placement.usual_start_min) > gantry_day.usual_window_min
+            for start in placement.start_mins
+        )
+        weight = gantry_day.urgencies[course.urgency].waiting_weight
+        cost += weight * waiting + LATE_DAY_COST * late + OUTSIDE_WINDOW_COST * outside
+    return cost
 
 
 def assign_start_days(
@@ -139,7 +203,9 @@ def assign_start_days(
         ready = calendar.index_on_or_after(course.ready_date)
         due = calendar.index_on_or_before(course.due_date)
         count = course.fraction_count
-        start = model.new_int_var(ready, day_count - count, f"start_{course.course_id}")
+        # Waiting far beyond the due date is never useful and bloats the model.
+        latest = min(day_count - count, max(ready, due) + MAX_LATE_DAYS)
+        start = model.new_int_var(ready, max(ready, latest), f"start_{course.course_id}")
         starts[course.course_id] = start
         daily = session_duration_min(gantry_day, course, course.first_fraction_number + 1)
         first = session_duration_min(gantry_day, course, course.first_fraction_number)
@@ -169,7 +235,7 @@ def assign_start_days(
     model.minimize(sum(objective))
 
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = options.time_limit_s
+    solver.parameters.max_time_in_seconds = options.time_limit_s * STAGE_1_SHARE
     solver.parameters.num_workers = options.workers
     solver.parameters.random_seed = options.seed
     status = solver.solve(model)
@@ -203,8 +269,7 @@ def _add_day_reductions(model, capacity, capacity_by_day, intervals, demands) ->
 
 def _add_first_fit_hint(model, courses, starts, grid: GantryOccupancy) -> None:
     """Hint the start days of a first-fit pass on a copy of the grid."""
-    scratch = GantryOccupancy(grid.calendar, grid.gantry_day)
-    scratch.taken = grid.taken.copy()
+    scratch = grid.copy()
     for course in sorted(courses, key=lambda c: (c.ready_date, c.course_id)):
         ready = grid.calendar.index_on_or_after(course.ready_date)
         placement = scratch.first_fit(course, ready)
@@ -213,23 +278,192 @@ def _add_first_fit_hint(model, courses, starts, grid: GantryOccupancy) -> None:
             model.add_hint(starts[course.course_id], placement.start_day_index)
 
 
-def place_times(courses: list[Course], start_days: dict[str, int], grid: GantryOccupancy):
-    """Stage 2: usual time and session times, sliding a course later if its day is full.
+def place_times(
+    courses: list[Course],
+    start_days: dict[str, int],
+    grid: GantryOccupancy,
+    mode: str = "best",
+    order: dict[str, int] | None = None,
+):
+    """Greedy time placement, in order of start day, sliding a course later if its day is full.
 
-    Returns the placed ``(course, placement)`` pairs and the courses that fit nowhere.
+    ``order`` (default ``start_days``) gives the day by which courses are taken in turn.
+
+    Returns the placed ``(course, placement)`` pairs (committed to ``grid``) and the courses
+    that fit nowhere before the end of the horizon.
     """
     gantry_day = grid.gantry_day
 
-    def order(course: Course):
+    rank = order or start_days
+
+    def turn(course: Course):
         anaesthesia = gantry_day.categories[course.category].anaesthesia
-        return (start_days[course.course_id], not anaesthesia, -course.fraction_count)
+        return (rank[course.course_id], not anaesthesia, course.course_id)
 
     placed, unplaced = [], []
-    for course in sorted(courses, key=order):
-        placement = grid.first_fit(course, start_days[course.course_id], mode="best")
+    for course in sorted(courses, key=turn):
+        placement = grid.first_fit(course, start_days[course.course_id], mode=mode)
         if placement is None:
             unplaced.append(course)
             continue
         grid.commit(placement)
         placed.append((course, placement))
     return placed, unplaced
+
+
+def place_times_with_retries(
+    courses: list[Course],
+    start_days: dict[str, int],
+    grid: GantryOccupancy,
+    options: SolverOptions,
+    time_limit_s: float,
+) -> tuple[dict[str, Placement], list[Course]]:
+    """Stages 2 and 3: times of day, then a second chance for the courses left out.
+
+    Round one fixes every course on its stage-1 day.  Round two keeps those placed (as a
+    hint, free to move) and offers each course left out the next ``RETRY_DAYS`` days.
+    What is still left out slides first-fit after everything else.  Placements are committed
+    to ``grid``.  Returns them and the courses that fit nowhere before the horizon end.
+    """
+    day_options = {c.course_id: [start_days[c.course_id]] for c in courses}
+    placements = place_times_cp(
+        courses, day_options, grid, options, time_limit_s / 2, hint=_greedy_hint(courses, start_days, grid)
+    )
+    left_out = [c for c in courses if c.course_id not in placements]
+    if left_out:
+        for course in left_out:
+            first = start_days[course.course_id] + 1
+            day_options[course.course_id] = list(range(first, first + RETRY_DAYS))
+        placements = place_times_cp(
+            courses, day_options, grid, options, time_limit_s / 2, hint=placements
+        ) or placements
+    for placement in placements.values():
+        grid.commit(placement)
+    left_out = [c for c in courses if c.course_id not in placements]
+    slid, unplaced = place_times(left_out, start_days, grid, mode="first_fit")
+    placements.update({c.course_id: p for c, p in slid})
+    return placements, unplaced
+
+
+def _greedy_hint(
+    courses: list[Course], start_days: dict[str, int], grid: GantryOccupancy
+) -> dict[str, Placement]:
+    """Courses that fit, one by one in order of start day, on their own start day."""
+    scratch = grid.copy()
+    hint = {}
+    for course in sorted(courses, key=lambda c: (start_days[c.course_id], c.course_id)):
+        placement = scratch.try_place(course, start_days[course.course_id], mode="best")
+        if placement is not None:
+            scratch.commit(placement)
+            hint[course.course_id] = placement
+    return hint
+
+
+def place_times_cp(
+    courses: list[Course],
+    day_options: dict[str, list[int]],
+    grid: GantryOccupancy,
+    options: SolverOptions,
+    time_limit_s: float,
+    hint: dict[str, Placement] | None = None,
+) -> dict[str, Placement]:
+    """Times of day for courses whose start day is one of a few options (CP-SAT).
+
+    Each course gets at most one start day among ``day_options``, a usual time, and each
+    session a start within ``max_start_shift_min`` of it on time steps ``grid`` leaves free;
+    sessions of one day may not overlap.  Leaving a course out is allowed but costs more than
+    anything else, then come waiting days, then sessions outside the usual window.  Returns
+    the placements of the courses kept (empty if no solution was found in time).
+    """
+    gantry_day = grid.gantry_day
+    step = grid.step_min
+    shift = gantry_day.max_start_shift_min // step
+    window = gantry_day.usual_window_min // step
+    model = cp_model.CpModel()
+    by_day: dict[int, list] = {}
+    chosen = {}
+    objective = []
+    for course in courses:
+        name = course.course_id
+        count = course.fraction_count
+        durations, durations_slots, lo, hi = grid._session_slots(course, count)
+        if course.usual_start_min is not None:
+            usual = model.new_constant((course.usual_start_min - gantry_day.opening_min) // step)
+        else:
+            usual = model.new_int_var(max(lo, 0), int(hi.max()), f"usual_{name}")
+        weight = gantry_day.urgencies[course.urgency].waiting_weight
+        ready = grid.ready_day(course)
+        picks = []
+        for day in day_options[name]:
+            if day + count > len(grid.calendar):
+                continue
+            feasible = grid._feasible_starts(day, durations_slots, lo, hi)
+            if not feasible.any(axis=1).all():
+                continue
+            pick = model.new_bool_var(f"pick_{name}_{day}")
+            starts = []
+            for offset in range(count):
+                values = [int(v) for v in feasible[offset].nonzero()[0]]
+                start = model.new_int_var_from_domain(
+                    cp_model.Domain.from_values(values), f"t_{name}_{day}_{offset}"
+                )
+                model.add(start - usual <= shift).only_enforce_if(pick)
+                model.add(start - usual >= -shift).only_enforce_if(pick)
+                outside = model.new_bool_var(f"out_{name}_{day}_{offset}")
+                model.add(start - usual <= window).only_enforce_if(outside.Not())
+                model.add(start - usual >= -window).only_enforce_if(outside.Not())
+                interval = model.new_optional_fixed_size_interval_var(
+                    start, int(durations_slots[offset]), pick, f"s_{name}_{day}_{offset}"
+                )
+                by_day.setdefault(day + offset, []).append(interval)
+                starts.append(start)
+                objective.append(OUTSIDE_UNITS * outside)
+            objective.append(WAITING_DAY_UNITS * weight * (day - ready) * pick)
+            picks.append((day, pick, starts))
+        if not picks:
+            continue
+        model.add_at_most_one([pick for _, pick, _ in picks])
+        left_out = 1 - sum(pick for _, pick, _ in picks)
+        objective.append(LEFT_OUT_UNITS * count * left_out)
+        chosen[name] = (course, usual, picks, durations)
+    for intervals in by_day.values():
+        model.add_no_overlap(intervals)
+    _add_hint(model, chosen, hint or {}, grid)
+    model.minimize(sum(objective))
+
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = time_limit_s
+    solver.parameters.num_workers = options.workers
+    solver.parameters.random_seed = options.seed
+    status = solver.solve(model)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return {}
+    placements = {}
+    opening = gantry_day.opening_min
+    for name, (_course, usual, picks, durations) in chosen.items():
+        for day, pick, starts in picks:
+            if solver.boolean_value(pick):
+                placements[name] = Placement(
+                    start_day_index=day,
+                    usual_start_min=opening + solver.value(usual) * step,
+                    start_mins=tuple(opening + solver.value(s) * step for s in starts),
+                    duration_mins=tuple(int(d) for d in durations),
+                )
+    return placements
+
+
+def _add_hint(model, chosen, hint: dict[str, Placement], grid: GantryOccupancy) -> None:
+    """Hint known placements (each on one of its course's day options)."""
+    opening = grid.gantry_day.opening_min
+    step = grid.step_min
+    for name, (course, usual, picks, _durations) in chosen.items():
+        placement = hint.get(name)
+        for day, pick, starts in picks:
+            on = placement is not None and placement.start_day_index == day
+            model.add_hint(pick, on)
+            if not on:
+                continue
+            if course.usual_start_min is None:
+                model.add_hint(usual, (placement.usual_start_min - opening) // step)
+            for start, minutes in zip(starts, placement.start_mins, strict=True):
+                model.add_hint(start, (minutes - opening) // step)
