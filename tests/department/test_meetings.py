@@ -222,3 +222,25 @@ def test_only_organisers_or_the_chair_mark_a_meeting_held(meeting, users):
     for name in ("patient", "doctor", "physicist"):
         with pytest.raises(PermissionDenied):
             services.mark_held(actor=users[name], meeting=meeting)
+
+
+def test_a_decision_taken_on_the_request_page_is_written_on_the_agenda(item, oncologist, django_capture_on_commit_callbacks):
+    from protonpath.referrals import services as referrals_services
+
+    with django_capture_on_commit_callbacks(execute=True):
+        referrals_services.decide(
+            actor=oncologist, treatment_request=item.treatment_request, decision="accept", note="ok", dose_gy=60, fractions=30
+        )
+    item.refresh_from_db()
+    assert (item.decision, item.proposed_dose_gy, item.proposed_fractions, item.recorded_by) == (
+        "accepted",
+        Decimal("60.00"),
+        30,
+        oncologist,
+    )
+
+
+def test_a_decision_on_the_meeting_page_is_written_once(item, oncologist, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        services.record_decision(actor=oncologist, item=item, decision="declined", note="Not indicated.")
+    assert AuditEvent.objects.filter(object_type="department.agendaitem", action="update").count() == 1

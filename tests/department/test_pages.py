@@ -12,7 +12,13 @@ from pypdf import PdfReader
 
 from protonpath.accounts.models import AuditEvent
 from protonpath.department import services
-from protonpath.department.models import AgendaItem, OpeningHours, ReviewMeeting, Service, TeamMember
+from protonpath.department.models import (
+    AgendaItem,
+    OpeningHours,
+    ReviewMeeting,
+    Service,
+    TeamMember,
+)
 from protonpath.referrals.models import State
 
 pytestmark = pytest.mark.django_db

@@ -1,6 +1,12 @@
 from django.contrib import admin
 
-from protonpath.department.models import AgendaItem, OpeningHours, ReviewMeeting, Service, TeamMember
+from protonpath.department.models import (
+    AgendaItem,
+    OpeningHours,
+    ReviewMeeting,
+    Service,
+    TeamMember,
+)
 
 
 @admin.register(TeamMember)

@@ -9,7 +9,13 @@ from django.utils import timezone
 from protonpath.accounts.models import Role, User
 from protonpath.department import services
 from protonpath.department.directory import install_directory
-from protonpath.department.models import AgendaItem, OpeningHours, ReviewMeeting, Service, TeamMember
+from protonpath.department.models import (
+    AgendaItem,
+    OpeningHours,
+    ReviewMeeting,
+    Service,
+    TeamMember,
+)
 from protonpath.referrals.models import State, TreatmentRequest
 
 
@@ -42,5 +48,5 @@ def seed(stdout) -> None:
             services.add_to_agenda(actor=admin, meeting=meeting, treatment_request=treatment_request)
         stdout.write(f"Department: review meeting on {thursday} with {AgendaItem.objects.filter(meeting=meeting).count()} files.")
     stdout.write(
-        "Department: directory loaded (%(services)s services, %(hours)s opening periods, %(team)s team members created)." % created
+        "Department: directory loaded ({services} services, {hours} opening periods, {team} team members created).".format(**created)
     )

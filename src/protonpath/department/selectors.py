@@ -20,7 +20,14 @@ from protonpath.accounts import audit
 from protonpath.accounts.models import AuditEvent, Role
 from protonpath.department import triage as triage_rules
 from protonpath.department.directory import DATA_DIR, directory_data
-from protonpath.department.models import AgendaItem, OpeningHours, ReviewMeeting, Service, TeamMember, TeamRole
+from protonpath.department.models import (
+    AgendaItem,
+    OpeningHours,
+    ReviewMeeting,
+    Service,
+    TeamMember,
+    TeamRole,
+)
 from protonpath.department.services import AGENDA_STATES, MEETING_VIEWERS
 from protonpath.referrals.models import RequestType, State, StateChange, TreatmentRequest
 

@@ -218,3 +218,33 @@ def mark_held(*, actor, meeting: ReviewMeeting) -> ReviewMeeting:
     meeting.save(update_fields=["status", "held_at"])
     audit.record(actor=actor, action=AuditEvent.Action.UPDATE, obj=meeting, summary="held")
     return meeting
+
+
+# Decisions taken outside the meeting page ------------------------------------------------------
+
+#: The referrals path's decision actions and what the agenda records for each.
+_DECISION_OF_ACTION = {action: decision for decision, action in DECISION_ACTIONS.items()}
+
+
+def sync_agenda_after_transition(sender, treatment_request, action, actor, **kwargs) -> None:
+    """Keep the agenda true when a decision is recorded on the request's own page or API.
+
+    Connected to :data:`protonpath.referrals.services.request_transitioned` (after commit): a
+    pending agenda item of the request takes the decision the oncologist recorded there.
+    """
+    decision = _DECISION_OF_ACTION.get(action)
+    if decision is None:
+        return
+    with transaction.atomic():
+        item = AgendaItem.objects.select_for_update().filter(treatment_request=treatment_request, decision="").first()
+        if item is None:
+            return
+        r = TreatmentRequest.objects.get(pk=treatment_request.pk)
+        item.decision = decision
+        item.note = r.decision_note
+        item.proposed_dose_gy = r.proposed_dose_gy if decision == Decision.ACCEPTED else None
+        item.proposed_fractions = r.proposed_fractions if decision == Decision.ACCEPTED else None
+        item.recorded_by = actor if getattr(actor, "is_authenticated", False) else r.decided_by
+        item.recorded_at = r.decided_at or timezone.now()
+        item.save()
+        audit.record(actor=actor, action=AuditEvent.Action.UPDATE, obj=item, summary=f"decision={decision} (request page)")
