@@ -195,3 +195,11 @@ def test_tariff_page_adds_a_new_price_without_touching_the_old(client, tariff, s
 def test_patients_do_not_see_the_tariff_page(client, patient):
     client.force_login(patient)
     assert client.get(reverse("international:tariffs")).status_code == 403
+
+
+def test_the_quote_page_in_french_with_french_money(client, sent_quote, patient):
+    client.force_login(patient)
+    page = client.get(reverse("international:quote", args=[sent_quote.pk]), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert "Accepter le devis" in page and "Frais supplémentaires à prévoir" in page
+    assert "37\u00a0500,00\u00a0€" in page
+    assert "Séance de protonthérapie (fraction)" in page
