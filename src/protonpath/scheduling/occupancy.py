@@ -86,7 +86,9 @@ class GantryOccupancy:
         """Free minutes of each working day inside ``[start_min, end_min)``."""
         return (~self.taken[:, self._slot_range(start_min, end_min)]).sum(axis=1) * self.step_min
 
-    def _feasible_starts(self, first_day: int, durations_slots: np.ndarray, lo: int, hi: np.ndarray):
+    def _feasible_starts(
+        self, first_day: int, durations_slots: np.ndarray, lo: int, hi: np.ndarray
+    ):
         """Boolean (n, slots): session i may start at slot t on day ``first_day + i``."""
         count = len(durations_slots)
         rows = self.taken[first_day : first_day + count].astype(np.int32)
@@ -108,9 +110,7 @@ class GantryOccupancy:
         numbers = range(course.first_fraction_number, course.first_fraction_number + count)
         durations = np.array([session_duration_min(gantry_day, course, n) for n in numbers])
         durations_slots = -(-durations // self.step_min)
-        latest = np.array(
-            [start_window_min(gantry_day, course, int(d))[1] for d in durations]
-        )
+        latest = np.array([start_window_min(gantry_day, course, int(d))[1] for d in durations])
         earliest = start_window_min(gantry_day, course, int(durations[0]))[0]
         opening = gantry_day.opening_min
         lo = -(-(earliest - opening) // self.step_min)
@@ -118,7 +118,11 @@ class GantryOccupancy:
         return durations, durations_slots, lo, hi
 
     def try_place(
-        self, course: Course, start_day: int, mode: str = "first_fit", max_shift_min: int | None = None
+        self,
+        course: Course,
+        start_day: int,
+        mode: str = "first_fit",
+        max_shift_min: int | None = None,
     ) -> Placement | None:
         """Place ``course`` from working day ``start_day`` if it fits, else ``None``.
 

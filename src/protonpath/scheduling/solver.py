@@ -35,7 +35,6 @@ from protonpath.scheduling.model import (
     Problem,
     Schedule,
     session_duration_min,
-    start_window_min,
 )
 from protonpath.scheduling.occupancy import (
     GantryOccupancy,
@@ -146,9 +145,12 @@ def solve_gantry(
     candidates = []
     optimised = grid.copy()
     candidates.append(
-        (optimised, *place_times_with_retries(
-            courses, start_days, optimised, options, options.time_limit_s * STAGE_2_SHARE
-        ))
+        (
+            optimised,
+            *place_times_with_retries(
+                courses, start_days, optimised, options, options.time_limit_s * STAGE_2_SHARE
+            ),
+        )
     )
     for days, ordered_by in ((start_days, start_days), (fifo_days, fifo_days)):
         greedy = grid.copy()
@@ -327,16 +329,22 @@ def place_times_with_retries(
     """
     day_options = {c.course_id: [start_days[c.course_id]] for c in courses}
     placements = place_times_cp(
-        courses, day_options, grid, options, time_limit_s / 2, hint=_greedy_hint(courses, start_days, grid)
+        courses,
+        day_options,
+        grid,
+        options,
+        time_limit_s / 2,
+        hint=_greedy_hint(courses, start_days, grid),
     )
     left_out = [c for c in courses if c.course_id not in placements]
     if left_out:
         for course in left_out:
             first = start_days[course.course_id] + 1
             day_options[course.course_id] = list(range(first, first + RETRY_DAYS))
-        placements = place_times_cp(
-            courses, day_options, grid, options, time_limit_s / 2, hint=placements
-        ) or placements
+        placements = (
+            place_times_cp(courses, day_options, grid, options, time_limit_s / 2, hint=placements)
+            or placements
+        )
     for placement in placements.values():
         grid.commit(placement)
     left_out = [c for c in courses if c.course_id not in placements]
