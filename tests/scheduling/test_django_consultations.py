@@ -362,3 +362,20 @@ def test_concurrent_bookings_of_the_same_doctor_and_slot_exactly_one_wins(doctor
     assert ConsultationSlot.objects.count() == 2
     states = sorted(TreatmentRequest.objects.filter(pk__in=[r.pk for r in requests]).values_list("state", flat=True))
     assert states == [State.ACCEPTED, State.CONSULTATION_BOOKED]
+
+
+def test_the_department_opening_hours_drive_the_slots(domestic_accepted, staff, oncologist):
+    """Staff change the consultations' hours in the department app: booking follows."""
+    from protonpath.department.models import OpeningHours
+
+    day = open_days(1)[0]
+    hours = OpeningHours.objects.filter(service__code="consultations", weekday=day.weekday())
+    assert list(hours.values_list("opens", "closes")) == [(datetime.time(8), datetime.time(18, 30))]
+    hours.update(opens=datetime.time(13), closes=datetime.time(17))
+    free = selectors.free_slots(oncologist, day, 60)
+    assert free[0] == at(day, 13) and free[-1] == at(day, 16)
+    with pytest.raises(ValidationError) as exc:
+        book(domestic_accepted, staff, oncologist, at(day, 9))
+    assert exc.value.code == "hours"
+    OpeningHours.objects.filter(service__code="consultations", weekday=day.weekday()).delete()
+    assert selectors.free_slots(oncologist, day, 60) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
+from django.apps import apps
 from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
@@ -34,36 +35,46 @@ from protonpath.scheduling.occupancy import occupancies_for
 def consultation_hours():
     """Consultation opening hours: weekday -> ((opening, closing), ...), local time.
 
-    The department app keeps the opening hours once it has them
-    (``protonpath.department.selectors.consultation_hours``); until then the hours of seed page
-    000 in :data:`protonpath.scheduling.slots.CONSULTATION_HOURS`.
+    From the department's opening hours of its outpatient consultations
+    (``protonpath.department.selectors.opening_hours("consultations")``) when staff have entered
+    them; otherwise the hours of seed page 000 (:data:`protonpath.scheduling.slots.CONSULTATION_HOURS`).
     """
-    try:
-        from protonpath.department import selectors as department_selectors
-    except ImportError:
-        return slots.CONSULTATION_HOURS
-    getter = getattr(department_selectors, "consultation_hours", None)
-    hours = getter() if getter is not None else None
-    return hours or slots.CONSULTATION_HOURS
+    if apps.is_installed("protonpath.department"):
+        try:
+            from protonpath.department import selectors as department_selectors
+        except ImportError:
+            department_selectors = None
+        getter = getattr(department_selectors, "opening_hours", None)
+        hours = getter("consultations") if getter is not None else None
+        if hours:
+            return {weekday: tuple(periods) for weekday, periods in hours.items()}
+    return slots.CONSULTATION_HOURS
 
 
 def oncologists() -> QuerySet[User]:
-    return User.objects.filter(role=Role.ONCOLOGIST, is_active=True).order_by("last_name", "first_name", "pk")
+    return User.objects.filter(role=Role.ONCOLOGIST, is_active=True).order_by(
+        "last_name", "first_name", "pk"
+    )
 
 
 def taken_slots(doctor, day: date) -> list[datetime]:
     start = timezone.make_aware(datetime.combine(day, time.min))
     return list(
-        ConsultationSlot.objects.filter(doctor=doctor, start__gte=start, start__lt=start + timedelta(days=1)).values_list(
-            "start", flat=True
-        )
+        ConsultationSlot.objects.filter(
+            doctor=doctor, start__gte=start, start__lt=start + timedelta(days=1)
+        ).values_list("start", flat=True)
     )
 
 
 def free_slots(doctor, day: date, duration_min: int) -> list[datetime]:
     """Starts on ``day`` at which ``doctor`` can see a patient for ``duration_min`` minutes."""
     return slots.free_slot_starts(
-        day, consultation_hours(), timezone.get_current_timezone(), duration_min, taken_slots(doctor, day), timezone.now()
+        day,
+        consultation_hours(),
+        timezone.get_current_timezone(),
+        duration_min,
+        taken_slots(doctor, day),
+        timezone.now(),
     )
 
 
@@ -79,11 +90,16 @@ def may_see_consultations(user, treatment_request: TreatmentRequest) -> bool:
 def get_consultation_for(user, pk) -> Consultation:
     """The consultation ``pk`` if ``user`` may see its request, else 404."""
     try:
-        consultation = Consultation.objects.select_related("treatment_request__patient", "doctor").get(
-            pk=pk, treatment_request__in=referral_selectors.visible_requests(user)
-        )
+        consultation = Consultation.objects.select_related(
+            "treatment_request__patient", "doctor"
+        ).get(pk=pk, treatment_request__in=referral_selectors.visible_requests(user))
     except (Consultation.DoesNotExist, ValueError, TypeError):
-        audit.record(actor=user, action=AuditEvent.Action.DENIED, object_type="scheduling.consultation", object_id=str(pk))
+        audit.record(
+            actor=user,
+            action=AuditEvent.Action.DENIED,
+            object_type="scheduling.consultation",
+            object_id=str(pk),
+        )
         raise Http404(_("No such consultation.")) from None
     return consultation
 
@@ -97,7 +113,9 @@ def course_of(treatment_request: TreatmentRequest) -> TreatmentCourse | None:
 
 
 def sessions_of(treatment_request: TreatmentRequest) -> QuerySet[GantrySession]:
-    return GantrySession.objects.filter(course__treatment_request=treatment_request).order_by("start", "pk")
+    return GantrySession.objects.filter(course__treatment_request=treatment_request).order_by(
+        "start", "pk"
+    )
 
 
 @dataclass(frozen=True)
@@ -113,18 +131,34 @@ class CalendarEntry:
     obj: object
 
 
-def patient_calendar(treatment_request: TreatmentRequest, *, include_inactive: bool = True) -> list[CalendarEntry]:
+def patient_calendar(
+    treatment_request: TreatmentRequest, *, include_inactive: bool = True
+) -> list[CalendarEntry]:
     """Consultations and gantry sessions of a request, in time order."""
     entries = []
     for c in consultations_of(treatment_request):
         if not include_inactive and c.status == ConsultationStatus.CANCELLED:
             continue
-        entries.append(CalendarEntry("consultation", c.start, c.end, str(c.get_kind_display()), c.status, str(c.get_status_display()), c))
+        entries.append(
+            CalendarEntry(
+                "consultation",
+                c.start,
+                c.end,
+                str(c.get_kind_display()),
+                c.status,
+                str(c.get_status_display()),
+                c,
+            )
+        )
     for s in sessions_of(treatment_request):
         if not include_inactive and s.status not in ACTIVE_SESSION_STATES:
             continue
         title = str(_("Proton therapy session %(n)s") % {"n": s.fraction_number})
-        entries.append(CalendarEntry("session", s.start, s.end, title, s.status, str(s.get_status_display()), s))
+        entries.append(
+            CalendarEntry(
+                "session", s.start, s.end, title, s.status, str(s.get_status_display()), s
+            )
+        )
     return sorted(entries, key=lambda e: (e.start, e.kind))
 
 
@@ -151,13 +185,26 @@ def gantry_agenda(day: date, gantry_id: str = "G1") -> Agenda:
         .select_related("course__treatment_request__patient")
         .order_by("start", "pk")
     )
-    downtimes = list(MachineDowntime.objects.filter(gantry_id=gantry_id, start__lt=end, end__gt=start))
+    downtimes = list(
+        MachineDowntime.objects.filter(gantry_id=gantry_id, start__lt=end, end__gt=start)
+    )
     consultations = list(
-        Consultation.objects.filter(start__gte=start, start__lt=end, status__in=[ConsultationStatus.BOOKED, ConsultationStatus.DONE])
+        Consultation.objects.filter(
+            start__gte=start,
+            start__lt=end,
+            status__in=[ConsultationStatus.BOOKED, ConsultationStatus.DONE],
+        )
         .select_related("doctor", "treatment_request__patient")
         .order_by("start", "doctor__last_name")
     )
-    return Agenda(day, gantry_id, sessions, downtimes, consultations, bool(WorkingCalendar.between(day, day).days))
+    return Agenda(
+        day,
+        gantry_id,
+        sessions,
+        downtimes,
+        consultations,
+        bool(WorkingCalendar.between(day, day).days),
+    )
 
 
 #: ASSUMPTION: from a decision in review to a plan ready to treat: first consultation, CT for
@@ -180,7 +227,9 @@ class EarliestStart:
         return None if self.start_min is None else time(self.start_min // 60, self.start_min % 60)
 
 
-def earliest_start(treatment_request: TreatmentRequest, *, today: date | None = None, gantry_id: str = "G1") -> EarliestStart:
+def earliest_start(
+    treatment_request: TreatmentRequest, *, today: date | None = None, gantry_id: str = "G1"
+) -> EarliestStart:
     """The first day a course for this request could start on the gantry as it is booked now.
 
     The plan is assumed ready :data:`PLANNING_LEAD_WORKING_DAYS` working days from today; the
@@ -200,19 +249,42 @@ def earliest_start(treatment_request: TreatmentRequest, *, today: date | None = 
     end = ready + timedelta(days=365)
     start_at = timezone.make_aware(datetime.combine(ready, time.min))
     bookings = []
-    for s in GantrySession.objects.filter(gantry_id=gantry_id, status__in=ACTIVE_SESSION_STATES, start__gte=start_at):
+    for s in GantrySession.objects.filter(
+        gantry_id=gantry_id, status__in=ACTIVE_SESSION_STATES, start__gte=start_at
+    ):
         local = timezone.localtime(s.start)
         bookings.append(
-            Booking(str(s.course_id), s.fraction_number, gantry_id, local.date(), local.hour * 60 + local.minute,
-                    int((s.end - s.start).total_seconds() // 60), s.status != SessionStatus.PLANNED)
+            Booking(
+                str(s.course_id),
+                s.fraction_number,
+                gantry_id,
+                local.date(),
+                local.hour * 60 + local.minute,
+                int((s.end - s.start).total_seconds() // 60),
+                s.status != SessionStatus.PLANNED,
+            )
         )
     from protonpath.scheduling.services import downtimes_between
 
     course = Course("earliest", category, fractions, ready, end, gantry_id=gantry_id)
-    problem = Problem(gantry_day, (course,), ready, end, (gantry_id,), tuple(bookings), downtimes_between(gantry_id, ready, end))
+    problem = Problem(
+        gantry_day,
+        (course,),
+        ready,
+        end,
+        (gantry_id,),
+        tuple(bookings),
+        downtimes_between(gantry_id, ready, end),
+    )
     calendar, grids = occupancies_for(problem)
     grid = grids[gantry_id]
     placement = grid.first_fit(course, grid.ready_day(course))
     if placement is None:
         return EarliestStart(ready, None, None, fractions, category)
-    return EarliestStart(ready, calendar.days[placement.start_day_index], placement.start_mins[0], fractions, category)
+    return EarliestStart(
+        ready,
+        calendar.days[placement.start_day_index],
+        placement.start_mins[0],
+        fractions,
+        category,
+    )
