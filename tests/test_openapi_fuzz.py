@@ -1,0 +1,41 @@
+"""Property-based checks of the whole JSON API against its own OpenAPI document (schemathesis).
+
+Every operation of every app is called with input generated from the schema, signed in as
+administrative staff and as a patient: none may answer with a server error.
+"""
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+
+from protonpath.accounts.models import ApiToken
+from tests.factories import make_request
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def api_schema():
+    from protonpath.wsgi import application
+
+    return schemathesis.openapi.from_wsgi("/api/openapi.json", application)
+
+
+@pytest.mark.parametrize("role", ["staff", "patient"])
+def test_api_never_fails_on_generated_input(api_schema, users, role):
+    make_request(users["patient"])
+    token = ApiToken.issue(user=users[role], name="fuzz")[1]
+    operations = [result.ok() for result in api_schema.get_all_operations()]
+    assert len(operations) >= 10
+    failures = []
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        def call(case):
+            response = case.call(headers={"Authorization": f"Bearer {token}"})
+            if response.status_code >= 500:
+                failures.append((case.method, case.formatted_path, response.status_code))
+
+        call()
+    assert failures == []
