@@ -6,7 +6,15 @@ from django.contrib import admin
 
 from protonpath.accounts import audit
 from protonpath.accounts.models import AuditEvent
-from protonpath.international.models import AccompanyingPerson, DeclaredStay, Payment, Quote, QuoteLine, StayCostLine, Tariff
+from protonpath.international.models import (
+    AccompanyingPerson,
+    DeclaredStay,
+    Payment,
+    Quote,
+    QuoteLine,
+    StayCostLine,
+    Tariff,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -60,10 +60,6 @@ class Tariff(models.Model):
     def __str__(self) -> str:
         return f"{self.code} {self.unit_price_eur} EUR from {self.valid_from}"
 
-    @property
-    def is_used(self) -> bool:
-        return self.pk is not None and QuoteLine.objects.filter(tariff=self).exists()
-
     def save(self, *args, **kwargs):
         # A price a quote was built with is history: change it by adding a new row.
         if self.is_used:
@@ -74,6 +70,10 @@ class Tariff(models.Model):
         if self.is_used:
             raise ValidationError(_("This price is used by a quote and cannot be deleted."))
         return super().delete(*args, **kwargs)
+
+    @property
+    def is_used(self) -> bool:
+        return self.pk is not None and QuoteLine.objects.filter(tariff=self).exists()
 
 
 class TravelPlan(models.Model):
@@ -90,6 +90,9 @@ class TravelPlan(models.Model):
     class Meta:
         verbose_name = _("travel plan")
         verbose_name_plural = _("travel plans")
+
+    def __str__(self) -> str:
+        return f"{self.treatment_request_id} {self.first_consultation_on}"
 
 
 class QuoteStatus(models.TextChoices):
@@ -176,11 +179,8 @@ class QuoteLine(models.Model):
     class Meta:
         ordering = ["quote", "position"]
 
-    def label(self, language: str) -> str:
-        return self.label_fr if language == "fr" else self.label_en
-
-    def unit(self, language: str) -> str:
-        return self.unit_fr if language == "fr" else self.unit_en
+    def __str__(self) -> str:
+        return f"{self.code} × {self.quantity}"
 
     def save(self, *args, **kwargs):
         if Quote.objects.filter(pk=self.quote_id).exclude(status=QuoteStatus.DRAFT).exists():
@@ -191,6 +191,12 @@ class QuoteLine(models.Model):
         if Quote.objects.filter(pk=self.quote_id).exclude(status=QuoteStatus.DRAFT).exists():
             raise ValidationError(_("A sent quote never changes."))
         return super().delete(*args, **kwargs)
+
+    def label(self, language: str) -> str:
+        return self.label_fr if language == "fr" else self.label_en
+
+    def unit(self, language: str) -> str:
+        return self.unit_fr if language == "fr" else self.unit_en
 
 
 class StayCostLine(models.Model):
@@ -209,13 +215,16 @@ class StayCostLine(models.Model):
     class Meta:
         ordering = ["quote", "position"]
 
-    def label(self, language: str) -> str:
-        return self.label_fr if language == "fr" else self.label_en
+    def __str__(self) -> str:
+        return f"{self.code} {self.persons} × {self.quantity}"
 
     def save(self, *args, **kwargs):
         if Quote.objects.filter(pk=self.quote_id).exclude(status=QuoteStatus.DRAFT).exists():
             raise ValidationError(_("A sent quote never changes."))
         super().save(*args, **kwargs)
+
+    def label(self, language: str) -> str:
+        return self.label_fr if language == "fr" else self.label_en
 
 
 class PaymentKind(models.TextChoices):
@@ -319,6 +328,9 @@ class DeclaredStay(models.Model):
         constraints = [
             models.CheckConstraint(condition=models.Q(exit_on__gte=models.F("entry_on")), name="declared_stay_ordered"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.entry_on} – {self.exit_on}"
 
     def clean(self):
         if self.entry_on and self.exit_on and self.exit_on < self.entry_on:

@@ -19,7 +19,12 @@ from weasyprint import HTML
 from protonpath.international import selectors
 from protonpath.international.formatting import short_language
 from protonpath.international.models import AccompanyingPerson, Quote
-from protonpath.international.rules.letters import ConsulateLetter, LetterKind, LetterNotReadyError, consulate_letters
+from protonpath.international.rules.letters import (
+    ConsulateLetter,
+    LetterKind,
+    LetterNotReadyError,
+    consulate_letters,
+)
 from protonpath.international.rules.visa import Requirement
 from protonpath.referrals.models import TreatmentRequest
 

@@ -152,7 +152,7 @@ def _next_number() -> str:
 
 def _imaging(imaging: dict | None) -> dict[str, int]:
     imaging = dict(DEFAULT_IMAGING if imaging is None else imaging)
-    for code, count in imaging.items():
+    for count in imaging.values():
         if not isinstance(count, int) or count < 0:
             raise ValidationError(_("Imaging counts must be whole numbers, zero or more."), code="imaging")
     return {code: count for code, count in imaging.items() if count}
