@@ -287,3 +287,29 @@ def test_ical_escapes_folds_and_uses_crlf():
     assert "DESCRIPTION:" + "é" * 80 in unfolded
     with pytest.raises(ValueError):
         ical.utc_stamp(datetime.datetime(2026, 1, 1))
+
+
+# French ----------------------------------------------------------------------------------------------
+
+
+def test_pages_and_messages_in_french(client, staff, oncologist, ready, django_capture_on_commit_callbacks):
+    from django.core import mail
+
+    ready.patient.user = None
+    ready.submitted_by.preferred_language = "fr"
+    ready.submitted_by.save()
+    oncologist.preferred_language = "fr"
+    oncologist.save()
+    login(client, staff)
+    day = first_open_day()
+    page = client.get(f"/scheduling/requests/{ready.pk}/book/?day={day.isoformat()}", HTTP_ACCEPT_LANGUAGE="fr")
+    html = page.content.decode()
+    assert "Voir les créneaux libres" in html and "Créneaux libres de" in html
+    assert "Première consultation" in html
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.book_consultation(actor=staff, treatment_request=ready, doctor=oncologist, start=at(day, 11))
+    subjects = [m.subject for m in mail.outbox]
+    assert any(s.startswith("Consultation réservée") for s in subjects)
+    body = next(m.body for m in mail.outbox if m.subject.startswith("Consultation réservée"))
+    assert "heure de Paris" in body and "11:00" in body
