@@ -98,7 +98,7 @@ def test_the_activity_page_shows_the_figures_and_the_charts_as_images(client, he
     assert re.search(r'id="total">5<', html)
     assert re.search(r'<tr id="wait-decision">.*?<td class="num">3</td><td class="num">10.0</td><td class="num">11.3</td>', html, re.S)
     assert re.search(r'data-year="2025">.*?<td class="num">30</td><td class="num">1.3 %</td>', html, re.S)
-    assert "2373" in html and "Estimate" in html
+    assert "2,373" in html and "Estimate" in html
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
     assert len(images) == 2
     assert all(base64.b64decode(data).startswith(charts.PNG_SIGNATURE) for data in images)

@@ -344,3 +344,10 @@ def test_meeting_times_are_shown_in_local_time(client, users):
     )
     as_user(client, users["staff"])
     assert "14:30" in client.get(reverse("department:meeting", args=[meeting.pk])).content.decode()
+
+
+def test_the_team_form_offers_only_staff_accounts(client, users):
+    as_user(client, users["staff"])
+    html = client.get(reverse("department:manage")).content.decode()
+    assert f'<option value="{users["oncologist"].pk}">{users["oncologist"]}</option>' in html
+    assert str(users["patient"]) not in html and str(users["doctor"]) not in html

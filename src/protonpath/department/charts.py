@@ -9,10 +9,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOUR = "#0b5fa5"
 _REFERENCE_COLOUR = "#b42318"
+_MUTED_COLOUR = "#9aa8b6"
 
 
 def _png(figure: Figure) -> bytes:
@@ -30,21 +32,30 @@ def bar_chart(
     horizontal: bool = False,
     reference: float | None = None,
     reference_label: str = "",
+    muted: tuple[int, ...] = (),
 ) -> bytes:
-    """A bar chart as PNG bytes; ``reference`` draws a horizontal line (e.g. the 2019 activity)."""
+    """A bar chart as PNG bytes (counts on an integer axis).
+
+    ``reference`` draws a horizontal line (e.g. the 2019 activity); bars whose index is in
+    ``muted`` are greyed (e.g. the reference year's bar).
+    """
     # Figure() rather than pyplot: no global state, safe in a threaded server.
     figure = Figure(figsize=(7, 3.6 if not horizontal else max(2.5, 0.32 * len(labels) + 1)))
     axes = figure.add_subplot()
+    colours = [_MUTED_COLOUR if index in muted else _COLOUR for index in range(len(values))]
     if horizontal:
-        axes.barh(labels, values, color=_COLOUR)
+        axes.barh(labels, values, color=colours)
         axes.invert_yaxis()
         axes.set_xlabel(ylabel)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     else:
-        axes.bar([str(label) for label in labels], values, color=_COLOUR)
+        axes.bar([str(label) for label in labels], values, color=colours)
         axes.set_ylabel(ylabel)
+        axes.yaxis.set_major_locator(MaxNLocator(integer=True))
         if reference is not None:
             axes.axhline(reference, color=_REFERENCE_COLOUR, linestyle="--", linewidth=1.5, label=reference_label)
-            axes.legend(loc="upper left", fontsize=8)
+            axes.set_ylim(0, max([reference, *values]) * 1.18)
+            axes.legend(loc="upper right", fontsize=8, frameon=False)
     axes.set_title(title, fontsize=11)
     axes.spines[["top", "right"]].set_visible(False)
     return _png(figure)

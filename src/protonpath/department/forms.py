@@ -8,8 +8,25 @@ from protonpath.accounts.models import STAFF_ROLES, User
 from protonpath.department.models import Decision, OpeningHours, Service, TeamMember
 from protonpath.department.services import CHAIR_ROLES
 
+
+def staff_users():
+    return User.objects.filter(role__in=STAFF_ROLES, is_active=True).order_by("last_name", "first_name")
+
+
+class TeamMemberForm(forms.ModelForm):
+    class Meta:
+        model = TeamMember
+        fields = ("display_order", "title", "name", "role", "specialties_en", "specialties_fr", "user", "active")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Only staff accounts are offered: the directory never lists patients' names.
+        self.fields["user"].queryset = staff_users()
+
+
 TeamFormSet = modelformset_factory(
     TeamMember,
+    form=TeamMemberForm,
     fields=("display_order", "title", "name", "role", "specialties_en", "specialties_fr", "user", "active"),
     widgets={
         "specialties_en": forms.Textarea(attrs={"rows": 2}),
@@ -32,10 +49,6 @@ HoursFormSet = modelformset_factory(
     extra=1,
     can_delete=True,
 )
-
-
-def staff_users():
-    return User.objects.filter(role__in=STAFF_ROLES, is_active=True).order_by("last_name", "first_name")
 
 
 class MeetingForm(forms.Form):

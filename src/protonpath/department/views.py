@@ -333,6 +333,7 @@ def activity(request):
         ylabel=_("sessions"),
         reference=summary["reference_sessions"],
         reference_label=_("%(year)s: %(n)s sessions") % {"year": summary["reference_year"], "n": summary["reference_sessions"]},
+        muted=(0,),
     )
     audit.record(actor=request.user, action=AuditEvent.Action.VIEW, object_type="department.activity", summary="activity")
     context = {
