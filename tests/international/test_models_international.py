@@ -6,7 +6,12 @@ from decimal import Decimal
 import pytest
 from django.core.exceptions import ValidationError
 
-from protonpath.international.models import AccompanyingPerson, DeclaredStay, Tariff, validate_nationality
+from protonpath.international.models import (
+    AccompanyingPerson,
+    DeclaredStay,
+    Tariff,
+    validate_nationality,
+)
 
 pytestmark = pytest.mark.django_db
 
