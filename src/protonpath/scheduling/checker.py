@@ -102,7 +102,7 @@ def _check_course(
     )
     if numbers != expected:
         return [Violation("fraction count", cid, f"fractions {numbers}, expected {expected}")]
-    for previous, booking in zip(bookings, bookings[1:]):
+    for previous, booking in zip(bookings, bookings[1:], strict=False):
         if booking.day != days.next_working(previous.day):
             found.append(
                 Violation(

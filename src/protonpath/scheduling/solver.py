@@ -47,14 +47,15 @@ from protonpath.scheduling.validation import validate_problem
 LATE_DAY_COST = 1_000
 # A session outside its usual window costs this many waiting days (tie-breaker).
 OUTSIDE_WINDOW_COST = 0.02
-STAGE_1_SHARE = 0.4
+STAGE_1_SHARE = 0.25
+ROUND_1_SHARE = 0.8
 MAX_LATE_DAYS = 60
 RETRY_DAYS = 10
 # Integer costs of stage 2: a waiting day is worth 50 sessions outside the usual window.
 OUTSIDE_UNITS = 1
 WAITING_DAY_UNITS = 50
 LEFT_OUT_UNITS = 1_000_000
-STAGE_2_SHARE = 0.6
+STAGE_2_SHARE = 0.75
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class SolverOptions:
     the loss to fitting sessions at a steady time of day); ``time_limit_s`` is per gantry.
     """
 
-    time_limit_s: float = 20.0
+    time_limit_s: float = 50.0
     workers: int = 2
     packing: float = 0.95
     allow_late: bool = False
@@ -328,23 +329,22 @@ def place_times_with_retries(
     to ``grid``.  Returns them and the courses that fit nowhere before the horizon end.
     """
     day_options = {c.course_id: [start_days[c.course_id]] for c in courses}
+    hint = _greedy_hint(courses, start_days, grid)
     placements = place_times_cp(
-        courses,
-        day_options,
-        grid,
-        options,
-        time_limit_s / 2,
-        hint=_greedy_hint(courses, start_days, grid),
+        courses, day_options, grid, options, time_limit_s * ROUND_1_SHARE, hint=hint
     )
+    if len(placements) < len(hint):
+        placements = hint
     left_out = [c for c in courses if c.course_id not in placements]
     if left_out:
+        # Round two gets what round one did not use.
+        remaining_s = max(1.0, time_limit_s * (1 - ROUND_1_SHARE))
         for course in left_out:
             first = start_days[course.course_id] + 1
             day_options[course.course_id] = list(range(first, first + RETRY_DAYS))
-        placements = (
-            place_times_cp(courses, day_options, grid, options, time_limit_s / 2, hint=placements)
-            or placements
-        )
+        retried = place_times_cp(courses, day_options, grid, options, remaining_s, hint=placements)
+        if len(retried) > len(placements):
+            placements = retried
     for placement in placements.values():
         grid.commit(placement)
     left_out = [c for c in courses if c.course_id not in placements]
@@ -409,7 +409,7 @@ def place_times_cp(
             if not feasible.any(axis=1).all():
                 continue
             pick = model.new_bool_var(f"pick_{name}_{day}")
-            starts = []
+            starts, outs = [], []
             for offset in range(count):
                 values = [int(v) for v in feasible[offset].nonzero()[0]]
                 start = model.new_int_var_from_domain(
@@ -425,13 +425,14 @@ def place_times_cp(
                 )
                 by_day.setdefault(day + offset, []).append(interval)
                 starts.append(start)
+                outs.append(outside)
                 objective.append(OUTSIDE_UNITS * outside)
             objective.append(WAITING_DAY_UNITS * weight * (day - ready) * pick)
-            picks.append((day, pick, starts))
+            picks.append((day, pick, starts, outs))
         if not picks:
             continue
-        model.add_at_most_one([pick for _, pick, _ in picks])
-        left_out = 1 - sum(pick for _, pick, _ in picks)
+        model.add_at_most_one([pick for _, pick, _, _ in picks])
+        left_out = 1 - sum(pick for _, pick, _, _ in picks)
         objective.append(LEFT_OUT_UNITS * count * left_out)
         chosen[name] = (course, usual, picks, durations)
     for intervals in by_day.values():
@@ -449,7 +450,7 @@ def place_times_cp(
     placements = {}
     opening = gantry_day.opening_min
     for name, (_course, usual, picks, durations) in chosen.items():
-        for day, pick, starts in picks:
+        for day, pick, starts, _outs in picks:
             if solver.boolean_value(pick):
                 placements[name] = Placement(
                     start_day_index=day,
@@ -466,12 +467,18 @@ def _add_hint(model, chosen, hint: dict[str, Placement], grid: GantryOccupancy) 
     step = grid.step_min
     for name, (course, usual, picks, _durations) in chosen.items():
         placement = hint.get(name)
-        for day, pick, starts in picks:
+        for day, pick, starts, outs in picks:
             on = placement is not None and placement.start_day_index == day
             model.add_hint(pick, on)
             if not on:
+                # A complete hint lets CP-SAT start from it at once.
+                for start, outside in zip(starts, outs, strict=True):
+                    model.add_hint(start, start.proto.domain[0])
+                    model.add_hint(outside, True)
                 continue
             if course.usual_start_min is None:
                 model.add_hint(usual, (placement.usual_start_min - opening) // step)
-            for start, minutes in zip(starts, placement.start_mins, strict=True):
+            window = grid.gantry_day.usual_window_min
+            for start, outside, minutes in zip(starts, outs, placement.start_mins, strict=True):
                 model.add_hint(start, (minutes - opening) // step)
+                model.add_hint(outside, abs(minutes - placement.usual_start_min) > window)
