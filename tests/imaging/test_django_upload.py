@@ -258,3 +258,18 @@ def test_upload_needs_a_login(client, submitted):
     response = client.post(reverse("imaging:upload", args=[submitted.pk]), {})
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
 
+
+
+def test_a_folder_of_hundreds_of_slices_is_accepted_through_the_page(client, submitted, doctor, tmp_path):
+    paths = write_ct_series(tmp_path / "CT", 150, spacing_mm=1.0, patient_name=PATIENT_NAME, birth_date=PATIENT_BIRTH)
+    client.login(username=doctor.username, password=PASSWORD)
+
+    response = client.post(
+        reverse("imaging:upload", args=[submitted.pk]),
+        {"files": as_uploads(paths), "paths": [f"CT/{Path(p).name}" for p in paths]},
+        HTTP_HX_REQUEST="true",
+    )
+
+    assert response.status_code == 200, response.content[:300]
+    assert Instance.objects.count() == 150
+    assert "150 new instance(s)" in response.content.decode()
