@@ -127,9 +127,7 @@ categories = st.sampled_from(sorted(default_gantry_day().categories))
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    st.lists(
-        st.tuples(categories, st.integers(1, 8), st.integers(0, 10)), min_size=1, max_size=6
-    )
+    st.lists(st.tuples(categories, st.integers(1, 8), st.integers(0, 10)), min_size=1, max_size=6)
 )
 def test_any_small_instance_solves_to_a_valid_schedule(specs):
     courses = [

@@ -51,10 +51,13 @@ STAGE_1_SHARE = 0.25
 ROUND_1_SHARE = 0.8
 MAX_LATE_DAYS = 60
 RETRY_DAYS = 10
-# Integer costs of stage 2: a waiting day is worth 50 sessions outside the usual window.
-OUTSIDE_UNITS = 1
-WAITING_DAY_UNITS = 50
-LEFT_OUT_UNITS = 1_000_000
+# Integer costs of stage 2: a waiting day is worth 50 sessions outside the usual window; a
+# usual time one step later costs a hundredth of one, so free time stays in one block at the
+# end of the day.
+USUAL_STEP_UNITS = 1
+OUTSIDE_UNITS = 100
+WAITING_DAY_UNITS = 5_000
+LEFT_OUT_UNITS = 100_000_000
 STAGE_2_SHARE = 0.75
 
 
@@ -431,6 +434,7 @@ def place_times_cp(
             picks.append((day, pick, starts, outs))
         if not picks:
             continue
+        objective.append(USUAL_STEP_UNITS * usual)
         model.add_at_most_one([pick for _, pick, _, _ in picks])
         left_out = 1 - sum(pick for _, pick, _, _ in picks)
         objective.append(LEFT_OUT_UNITS * count * left_out)
