@@ -93,3 +93,14 @@ def test_others_get_404_from_the_api(client, sent_quote, users, role):
 def test_quote_pdf_through_the_api(client, sent_quote, patient):
     response = Api(client, patient).get(f"/api/international/quotes/{sent_quote.pk}/pdf?lang=fr")
     assert response.status_code == 200 and response.content.startswith(b"%PDF-")
+
+
+def test_openapi_lists_the_international_operations(client):
+    paths = client.get("/api/openapi.json").json()["paths"]
+    for path in (
+        "/api/international/requests/{request_id}/quotes",
+        "/api/international/quotes/{quote_id}/accept",
+        "/api/international/quotes/{quote_id}/payments",
+        "/api/international/requests/{request_id}/visa",
+    ):
+        assert path in paths, path
