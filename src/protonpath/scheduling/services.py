@@ -157,6 +157,17 @@ def _take_slots(consultation: Consultation) -> None:
         ) from None
 
 
+def _busy(exc: OperationalError) -> Exception:
+    """A write that lost a race for a lock (SQLite 'database is locked', a PostgreSQL deadlock)
+    is a booking that came second; any other database error is not ours to explain."""
+    text = str(exc).lower()
+    if "locked" in text or "deadlock" in text or "could not serialize" in text:
+        return ValidationError(
+            _("Someone else was booking at the same moment: please choose the slot again."), code="busy"
+        )
+    return exc
+
+
 def _may_book_first(treatment_request: TreatmentRequest) -> bool:
     if treatment_request.state == State.PAID:
         return True
@@ -225,11 +236,8 @@ def book_consultation(
             if kind == ConsultationKind.FIRST and locked.state in (State.ACCEPTED, State.PAID):
                 referral_services.perform(actor=actor, treatment_request=locked, action="book_consultation")
             transaction.on_commit(lambda: send_consultation_message(consultation, "booked"))
-    except OperationalError:
-        # SQLite reports a write racing another writer as a lock: the other booking came first.
-        raise ValidationError(
-            _("Someone else was booking at the same moment: please choose the slot again."), code="busy"
-        ) from None
+    except OperationalError as exc:
+        raise _busy(exc) from None
     return consultation
 
 
@@ -270,10 +278,8 @@ def reschedule_consultation(*, actor, consultation: Consultation, start: datetim
                 summary=f"rescheduled from {old:%Y-%m-%d %H:%M} doctor={doctor.pk}",
             )
             transaction.on_commit(lambda: send_consultation_message(locked, "moved"))
-    except OperationalError:
-        raise ValidationError(
-            _("Someone else was booking at the same moment: please choose the slot again."), code="busy"
-        ) from None
+    except OperationalError as exc:
+        raise _busy(exc) from None
     return locked
 
 
