@@ -351,3 +351,55 @@ def test_the_team_form_offers_only_staff_accounts(client, users):
     html = client.get(reverse("department:manage")).content.decode()
     assert f'<option value="{users["oncologist"].pk}">{users["oncologist"]}</option>' in html
     assert str(users["patient"]) not in html and str(users["doctor"]) not in html
+
+
+@pytest.mark.parametrize("role", ["patient", "doctor", "physicist", "oncologist"])
+def test_only_organisers_edit_remove_or_close_a_meeting(client, users, meeting, complete_request, role):
+    item = services.add_to_agenda(actor=users["staff"], meeting=meeting, treatment_request=complete_request)
+    as_user(client, users[role])
+    edit = client.post(reverse("department:meeting_edit", args=[meeting.pk]), {"starts_at": "2027-01-07T14:00"})
+    assert edit.status_code == 403
+    assert client.post(reverse("department:agenda_remove", args=[item.pk])).status_code == 403
+    assert AgendaItem.objects.filter(pk=item.pk).exists()
+    held = client.post(reverse("department:meeting_held", args=[meeting.pk]))
+    meeting.refresh_from_db()
+    if role == "oncologist":  # the chair of this meeting closes it
+        assert held.status_code == 302 and meeting.status == ReviewMeeting.Status.HELD
+    else:
+        assert held.status_code == 403 and meeting.status == ReviewMeeting.Status.PLANNED
+    assert timezone.localtime(meeting.starts_at).date() == datetime.date(2026, 12, 3)
+
+
+def test_staff_change_the_attendees_and_take_a_file_off_the_agenda(client, users, meeting, complete_request):
+    item = services.add_to_agenda(actor=users["staff"], meeting=meeting, treatment_request=complete_request)
+    as_user(client, users["staff"])
+    response = client.post(
+        reverse("department:meeting_edit", args=[meeting.pk]),
+        {"starts_at": "2026-12-03T15:00", "chair": users["head"].pk, "attendees": [users["oncologist"].pk]},
+    )
+    assert response.status_code == 302
+    meeting.refresh_from_db()
+    assert meeting.chair == users["head"] and set(meeting.attendees.all()) == {users["head"], users["oncologist"]}
+    assert client.post(reverse("department:agenda_remove", args=[item.pk])).status_code == 302
+    assert not AgendaItem.objects.exists()
+    complete_request.refresh_from_db()
+    assert complete_request.state == State.IN_REVIEW
+    assert AuditEvent.objects.filter(action="delete", object_type="department.agendaitem").exists()
+
+
+def test_a_file_in_the_wrong_state_gets_a_clear_message(client, users, meeting, patient):
+    from tests.factories import make_request
+
+    draft = make_request(patient, submit=False)
+    as_user(client, users["staff"])
+    response = client.post(reverse("department:agenda_add"), {"meeting": meeting.pk, "treatment_request": draft.pk}, follow=True)
+    assert "Only complete files go to the review meeting" in response.content.decode()
+    assert not AgendaItem.objects.exists()
+
+
+def test_the_meeting_page_speaks_french(client, users, meeting, complete_request):
+    services.add_to_agenda(actor=users["staff"], meeting=meeting, treatment_request=complete_request)
+    as_user(client, users["oncologist"])
+    html = client.get(reverse("department:meeting", args=[meeting.pk]), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert "Ordre du jour" in html and "Indication possible : Tumeurs malignes cartilagineuses" in html
+    assert "Enregistrer la décision" in html
