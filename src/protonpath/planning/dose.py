@@ -351,49 +351,13 @@ def compute_dose_matrix(
     return DoseMatrix(matrix, voxel_indices, dose_grid)
 
 
-@numba.njit(cache=True, parallel=True)
-def _csc_matvec(indptr, indices, data, x, n_rows, n_threads):
-    n_cols = indptr.shape[0] - 1
-    partial = np.zeros((n_threads, n_rows))
-    chunk = (n_cols + n_threads - 1) // n_threads
-    for t in numba.prange(n_threads):
-        c0 = t * chunk
-        c1 = min(n_cols, c0 + chunk)
-        for c in range(c0, c1):
-            xc = x[c]
-            if xc == 0.0:
-                continue
-            for q in range(indptr[c], indptr[c + 1]):
-                partial[t, indices[q]] += data[q] * xc
-    out = np.zeros(n_rows)
-    for t in range(n_threads):
-        out += partial[t]
-    return out
-
-
-@numba.njit(cache=True, parallel=True)
-def _csc_rmatvec(indptr, indices, data, y):
-    n_cols = indptr.shape[0] - 1
-    out = np.zeros(n_cols)
-    for c in numba.prange(n_cols):
-        acc = 0.0
-        for q in range(indptr[c], indptr[c + 1]):
-            acc += data[q] * y[indices[q]]
-        out[c] = acc
-    return out
-
-
 def csc_matvec(matrix: sp.csc_matrix, x: np.ndarray) -> np.ndarray:
-    """``matrix @ x`` for a CSC matrix, parallel over column blocks."""
-    n_threads = numba.get_num_threads()
-    return _csc_matvec(
-        matrix.indptr, matrix.indices, matrix.data, np.ascontiguousarray(x, dtype=np.float64),
-        matrix.shape[0], n_threads,
-    )
+    """``matrix @ x`` (float64) for a CSC matrix (SciPy's scatter loop: fastest serially, and
+    a parallel scatter needs per-thread buffers that do not pay off on few cores)."""
+    return np.asarray(matrix @ np.asarray(x, dtype=np.float64), dtype=np.float64)
 
 
 def csc_rmatvec(matrix: sp.csc_matrix, y: np.ndarray) -> np.ndarray:
-    """``matrix.T @ y`` for a CSC matrix, parallel over columns."""
-    return _csc_rmatvec(
-        matrix.indptr, matrix.indices, matrix.data, np.ascontiguousarray(y, dtype=np.float64)
-    )
+    """``matrix.T @ y`` (float64): a gather per column, i.e. SciPy's CSR product on the
+    transposed view."""
+    return np.asarray(matrix.T @ np.asarray(y, dtype=np.float64), dtype=np.float64)

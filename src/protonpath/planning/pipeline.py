@@ -38,7 +38,7 @@ class PlanSettings:
 
     dose_grid_mm: float = 3.0
     spot_spacing_mm: float = 5.0
-    lateral_margin_mm: float = 5.0
+    lateral_margin_mm: float = 6.0
     layer_spacing_mm: float = 3.0
     proximal_margin_mm: float = 3.0
     distal_margin_mm: float = 3.0

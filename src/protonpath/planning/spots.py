@@ -3,7 +3,7 @@
 Spots sit on a square lattice on each beam's isocentre plane (BEV ``u, v`` in mm).  A lattice
 position gets spots if the target, widened by a lateral margin, projects onto it; it gets
 one spot per energy layer whose Bragg peak lies within the target's water-equivalent depth
-along that position, widened by proximal and distal margins.
+along that position, widened by proximal and distal margins (see :func:`place_spots`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from protonpath.planning.machine import Machine
 from protonpath.planning.raytrace import BeamView
@@ -73,11 +73,21 @@ def spots_from_arrays(machine: Machine, beam_index, energy_mev, u_mm, v_mm) -> S
     )
 
 
-def select_energy_layers(machine: Machine, layer_spacing_mm: float) -> np.ndarray:
-    """Indices of machine energies whose Bragg peaks are at least ``layer_spacing_mm`` apart."""
+def select_energy_layers(machine: Machine, layer_spacing_mm: float, deepest_mm: float | None = None):
+    """Indices of machine energies whose Bragg peaks are at least ``layer_spacing_mm`` apart.
+
+    The ladder starts at the shallowest peak at or beyond ``deepest_mm`` (default: the
+    machine's deepest peak) and goes upstream, so the distal layer sits on the target's edge.
+    """
     peaks = machine.peak_depth_mm
-    chosen = [int(np.argmax(peaks))]
-    for i in np.argsort(peaks)[::-1]:
+    order = np.argsort(peaks)[::-1]
+    if deepest_mm is None:
+        start = int(order[0])
+    else:
+        beyond = np.flatnonzero(peaks >= deepest_mm)
+        start = int(beyond[np.argmin(peaks[beyond])]) if len(beyond) else int(order[0])
+    chosen = [start]
+    for i in order:
         if peaks[chosen[-1]] - peaks[i] >= layer_spacing_mm - 1e-9:
             chosen.append(int(i))
     return np.array(sorted(set(chosen), key=lambda i: peaks[i]))
@@ -88,12 +98,18 @@ def place_spots(
     machine: Machine,
     beam_index: int = 0,
     spot_spacing_mm: float = 5.0,
-    lateral_margin_mm: float = 3.0,
+    lateral_margin_mm: float = 6.0,
     layer_spacing_mm: float = 3.0,
     proximal_margin_mm: float = 3.0,
     distal_margin_mm: float = 3.0,
 ) -> Spots:
     """Spots covering the target for one beam.
+
+    A lattice position (spacing ``spot_spacing_mm``, through the isocentre) is kept when a
+    target voxel projects within ``lateral_margin_mm`` of it; its depth range is that of the
+    target voxels projecting within ``max(lateral_margin_mm, spot_spacing_mm)``, widened by the
+    proximal and distal margins.  It gets every layer whose peak lies in that range and the
+    first layer beyond it, so the distal edge is always covered.
 
     Parameters
     ----------
@@ -120,44 +136,34 @@ def place_spots(
     if len(target_view.u_mm) == 0:
         raise ValueError("the target has no voxel")
     s = spot_spacing_mm
-    ia = np.rint(target_view.u_mm / s).astype(int)
-    ib = np.rint(target_view.v_mm / s).astype(int)
-    reach = int(np.ceil((lateral_margin_mm + 0.5 * s) / s))
-    a0, b0 = ia.min() - reach, ib.min() - reach
-    shape = (ia.max() - a0 + reach + 1, ib.max() - b0 + reach + 1)
-    wmin = np.full(shape, np.inf)
-    wmax = np.full(shape, -np.inf)
-    np.minimum.at(wmin, (ia - a0, ib - b0), target_view.wed_mm)
-    np.maximum.at(wmax, (ia - a0, ib - b0), target_view.wed_mm)
-    occupied = np.isfinite(wmin)
-    # positions within the lateral margin of an occupied bin inherit its depth range
-    r = lateral_margin_mm / s
-    n = int(np.ceil(r))
-    yy, xx = np.mgrid[-n : n + 1, -n : n + 1]
-    disk = (xx**2 + yy**2) <= r**2 + 1e-9
-    wmin_d = -ndimage.grey_dilation(np.where(occupied, -wmin, -1e9), footprint=disk)
-    wmax_d = ndimage.grey_dilation(np.where(occupied, wmax, -1e9), footprint=disk)
-    lattice = ndimage.binary_dilation(occupied, structure=disk)
+    uv = np.column_stack([target_view.u_mm, target_view.v_mm])
+    tree = cKDTree(uv)
+    ia = np.arange(np.floor((uv[:, 0].min() - lateral_margin_mm) / s), np.ceil((uv[:, 0].max() + lateral_margin_mm) / s) + 1)
+    ib = np.arange(np.floor((uv[:, 1].min() - lateral_margin_mm) / s), np.ceil((uv[:, 1].max() + lateral_margin_mm) / s) + 1)
+    lattice = np.array(np.meshgrid(ia * s, ib * s, indexing="ij")).reshape(2, -1).T
+    near, _ = tree.query(lattice, distance_upper_bound=lateral_margin_mm + 1e-9)
+    lattice = lattice[np.isfinite(near)]
+    wed = np.asarray(target_view.wed_mm, dtype=float)
+    neighbours = tree.query_ball_point(lattice, max(lateral_margin_mm, s) + 1e-9)
+    lo = np.array([wed[n].min() for n in neighbours]) - proximal_margin_mm
+    hi = np.array([wed[n].max() for n in neighbours]) + distal_margin_mm
 
-    layers = select_energy_layers(machine, layer_spacing_mm)
-    peaks = machine.peak_depth_mm[layers]
-    out_b, out_e, out_u, out_v = [], [], [], []
-    pa, pb = np.nonzero(lattice)
-    lo = wmin_d[pa, pb] - proximal_margin_mm
-    hi = wmax_d[pa, pb] + distal_margin_mm
-    for layer, peak in sorted(zip(layers, peaks, strict=True), key=lambda t: -t[1]):
-        on = (peak >= lo) & (peak <= hi)
-        if not on.any():
-            continue
-        out_b.append(np.full(on.sum(), beam_index))
-        out_e.append(np.full(on.sum(), layer))
-        out_u.append((pa[on] + a0) * s)
-        out_v.append((pb[on] + b0) * s)
-    if not out_b:
+    layers = select_energy_layers(machine, layer_spacing_mm, deepest_mm=float(hi.max()))
+    peaks = machine.peak_depth_mm[layers]  # ascending
+    # per position: layers within [lo, hi] and the first one beyond hi
+    first_beyond = np.searchsorted(peaks, hi, side="left")
+    out_e, out_u, out_v = [], [], []
+    for k in range(len(layers) - 1, -1, -1):
+        on = ((peaks[k] >= lo) & (peaks[k] <= hi)) | (first_beyond == k)
+        if on.any():
+            out_e.append(np.full(on.sum(), layers[k]))
+            out_u.append(lattice[on, 0])
+            out_v.append(lattice[on, 1])
+    if not out_e:
         raise ValueError("no machine energy reaches the target")
     e_idx = np.concatenate(out_e).astype(np.int32)
     return Spots(
-        np.concatenate(out_b).astype(np.int32),
+        np.full(len(e_idx), beam_index, dtype=np.int32),
         e_idx,
         machine.energies_mev[e_idx],
         np.concatenate(out_u).astype(float),
