@@ -403,3 +403,14 @@ def test_the_meeting_page_speaks_french(client, users, meeting, complete_request
     html = client.get(reverse("department:meeting", args=[meeting.pk]), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
     assert "Ordre du jour" in html and "Indication possible : Tumeurs malignes cartilagineuses" in html
     assert "Enregistrer la décision" in html
+
+
+def test_services_are_closed_on_french_public_holidays():
+    from protonpath.department import selectors
+
+    bastille_day = datetime.date(2026, 7, 14)  # a Tuesday
+    assert bastille_day.weekday() == 1 and selectors.is_public_holiday(bastille_day)
+    assert selectors.opening_periods_on("consultations", bastille_day) == []
+    assert selectors.opening_periods_on("consultations", datetime.date(2026, 7, 15)) == [(datetime.time(8), datetime.time(18, 30))]
+    assert not selectors.is_open("consultations", timezone.make_aware(datetime.datetime(2026, 7, 14, 10, 0)))
+    assert selectors.is_open("consultations", timezone.make_aware(datetime.datetime(2026, 7, 15, 10, 0)))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protonpath.department import triage
 from protonpath.department.directory import DATA_DIR
@@ -257,3 +259,23 @@ def test_normalisation_removes_accents_ligatures_and_plurals():
     assert triage.normalise_word("Œil") == "oeil"
     assert triage.normalise_word("Méningiomes") == "meningiome"
     assert triage.phrase("l'œil") == ("l", "oeil")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pathology=st.text(max_size=80),
+    location=st.text(max_size=60),
+    age=st.integers(min_value=0, max_value=120),
+    had_radiotherapy=st.booleans(),
+    requested=st.booleans(),
+)
+def test_any_text_gets_an_answer_that_follows_the_rules(pathology, location, age, had_radiotherapy, requested):
+    result = run(pathology, location, age=age, had_radiotherapy=had_radiotherapy, reirradiation_requested=requested)
+    assert result.population == (triage.ADULT if age >= 18 else triage.PAEDIATRIC)
+    assert all(c.indication.population == result.population for c in result.candidates)
+    if had_radiotherapy or requested:
+        assert result.reirradiation
+    # Either a named indication, or the file is explicitly to be discussed.
+    assert result.is_validated_indication != result.needs_discussion
+    if result.population == triage.PAEDIATRIC:
+        assert result.candidates  # never left without an answer: at worst 'other paediatric tumours'

@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Literal
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 
 from protonpath.accounts import audit
 from protonpath.accounts.models import AuditEvent, User
@@ -250,7 +250,7 @@ def list_meetings(request, status: str | None = None):
 def create_meeting(request, payload: MeetingIn):
     chair = User.objects.filter(pk=payload.chair_id).first() if payload.chair_id else None
     meeting = services.create_meeting(actor=request.auth, starts_at=payload.starts_at, chair=chair, location=payload.location)
-    return 201, _meeting_out(meeting)
+    return Status(201, _meeting_out(meeting))
 
 
 @router.get("/meetings/{int:meeting_id}", response={200: MeetingOut, 403: Error, 404: Error})
@@ -266,7 +266,7 @@ def add_item(request, meeting_id: int, payload: AgendaIn):
     meeting = selectors.get_meeting_for(request.auth, meeting_id)
     treatment_request = referrals_selectors.get_request_for(request.auth, payload.request_id, audit_view=False)
     item = services.add_to_agenda(actor=request.auth, meeting=meeting, treatment_request=treatment_request)
-    return 201, _item_out(item)
+    return Status(201, _item_out(item))
 
 
 @router.post("/agenda/{int:item_id}/decision", response={200: ItemOut, 400: Error, 403: Error, 404: Error})

@@ -9,6 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 
+import holidays
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Min, Prefetch, Q, QuerySet
 from django.http import Http404
@@ -68,10 +69,22 @@ def opening_hours(service_code: str) -> dict[int, list[tuple[datetime.time, date
     return dict(hours)
 
 
+def is_public_holiday(day: datetime.date) -> bool:
+    """French public holidays (the ``holidays`` package), when every service is closed."""
+    return day in holidays.country_holidays("FR", years=day.year)
+
+
+def opening_periods_on(service_code: str, day: datetime.date) -> list[tuple[datetime.time, datetime.time]]:
+    """The periods a service is open on ``day``: none on weekends not listed and public holidays."""
+    if is_public_holiday(day):
+        return []
+    return opening_hours(service_code).get(day.weekday(), [])
+
+
 def is_open(service_code: str, at: datetime.datetime) -> bool:
-    """Whether the service is open at ``at`` (local time); holidays are the caller's business."""
+    """Whether the service is open at ``at`` (local time), public holidays included."""
     local = timezone.localtime(at) if timezone.is_aware(at) else at
-    return any(opens <= local.time() < closes for opens, closes in opening_hours(service_code).get(local.weekday(), []))
+    return any(opens <= local.time() < closes for opens, closes in opening_periods_on(service_code, local.date()))
 
 
 # Triage ---------------------------------------------------------------------------------------
