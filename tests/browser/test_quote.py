@@ -23,7 +23,7 @@ def test_a_foreign_patient_accepts_the_quote_online(page, screenshot, patient, s
     assert quote.number in page.inner_text("#international")
     screenshot("request-page-with-quote")
 
-    page.click(f"#international a[href='/international/quotes/{quote.pk}/']")
+    page.click("#open-quote")
     page.wait_for_selector("#accept-quote")
     assert "Proton therapy session (fraction)" in page.inner_text("main")
     assert "Additional costs to plan for" in page.inner_text("main")
