@@ -203,3 +203,17 @@ def test_the_quote_page_in_french_with_french_money(client, sent_quote, patient)
     assert "Accepter le devis" in page and "Frais supplémentaires à prévoir" in page
     assert "37\u00a0500,00\u00a0€" in page
     assert "Séance de protonthérapie (fraction)" in page
+
+
+def test_a_cancelled_request_offers_no_answer_to_its_quote(client, sent_quote, patient):
+    from protonpath.referrals import services as referral_services
+
+    referral_services.cancel(actor=patient, treatment_request=sent_quote.treatment_request, reason="Treated elsewhere.")
+    client.force_login(patient)
+    page = client.get(reverse("international:quote", args=[sent_quote.pk])).content.decode()
+    assert 'id="accept-quote"' not in page
+    detail = client.get(reverse("referrals:detail", args=[sent_quote.treatment_request_id])).content.decode()
+    assert 'id="open-quote"' not in detail
+    client.post(reverse("international:quote_accept", args=[sent_quote.pk]))
+    sent_quote.refresh_from_db()
+    assert sent_quote.status == QuoteStatus.SENT

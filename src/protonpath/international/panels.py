@@ -39,7 +39,7 @@ def request_panels(request, treatment_request) -> list[dict]:
         "quote": quote,
         "balance": selectors.quote_balance(quote) if quote is not None and quote.status == "accepted" else None,
         "can_manage": selectors.may_manage(user),
-        "can_answer": quote is not None and quote.status == "sent" and referral_selectors.is_owner(user, r),
+        "can_answer": quote is not None and quote.status == "sent" and r.state == State.QUOTE_SENT and referral_selectors.is_owner(user, r),
         "can_build": selectors.may_manage(user) and r.state == State.ACCEPTED,
         "assessment": selectors.visa_assessment(r),
         "companions": companions,
