@@ -31,7 +31,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -220,6 +219,11 @@ def main() -> None:
     parser.add_argument("--gantry", default="0,90")
     parser.add_argument("--grid-mm", type=float, default=5.0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--reuse-pyradplan",
+        action="store_true",
+        help="reuse the last pyRadPlan result in .cache/bench (same case) instead of running it",
+    )
     parser.add_argument("--ours", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.ours:
@@ -228,15 +232,24 @@ def main() -> None:
 
     env = thread_env(args.threads)
     python = ensure_pyradplan_venv()
-    with tempfile.TemporaryDirectory() as tmp:
-        worker = Path(tmp) / "pyradplan_worker.py"
+    out = CACHE / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    case = f"g{args.gantry.replace(',', '_')}_grid{args.grid_mm:g}"
+    npz = str(out / f"pyradplan_{case}.npz")
+    theirs_json = out / f"pyradplan_{case}.json"
+    print(f"TG119, protons, gantry {args.gantry}, dose grid {args.grid_mm:g} mm, "
+          f"{args.threads} threads", flush=True)
+    if args.reuse_pyradplan and theirs_json.exists() and Path(npz).exists():
+        theirs = json.loads(theirs_json.read_text())
+        print("pyRadPlan: reusing", npz)
+    else:
+        worker = out / "pyradplan_worker.py"
         worker.write_text(PYRADPLAN_WORKER)
-        npz = str(Path(tmp) / "pyradplan.npz")
-        print(f"TG119, protons, gantry {args.gantry}, dose grid {args.grid_mm:g} mm, "
-              f"{args.threads} threads", flush=True)
         t = time.perf_counter()
         theirs = run_json([str(python), str(worker), npz, args.gantry, str(args.grid_mm)], env)
+        theirs_json.write_text(json.dumps(theirs))
         print(f"pyRadPlan run: {time.perf_counter() - t:.1f} s wall", flush=True)
+    if True:
         ours_cmd = [sys.executable, str(Path(__file__).resolve()), "--ours", npz]
         t = time.perf_counter()
         first = run_json(ours_cmd, env)

@@ -1,0 +1,221 @@
+"""``protonpath plan``: a PBS plan from a CT series and its RT Structure Set.
+
+Example::
+
+    protonpath plan CT_DIR --target PTV --beams 0,90 --dose 60 --fractions 30 \\
+        --oar "Rectum:50" --out plan_out
+
+writes ``RTPLAN.dcm`` (RT Ion Plan), ``RTDOSE.dcm`` (RT Dose), ``dvh.png`` and ``summary.json``
+in the output folder and prints the target and organ statistics.  ``CT_DIR`` may also be a
+matRad ``.mat`` phantom (e.g. TG119).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import typer
+
+
+def _parse_floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+def _parse_oars(items: list[str]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for item in items:
+        name, _, limit = item.partition(":")
+        out[name.strip()] = float(limit) if limit else None
+    return out
+
+
+def _load_images(source: Path):
+    from protonpath.planning import dicom_export, dicom_io, matrad_io
+
+    if source.is_file() and source.suffix == ".mat":
+        phantom = matrad_io.load_matrad_phantom(source)
+        return phantom.ct, phantom.structures, dicom_export.StudyContext()
+    images = dicom_io.read_planning_folder(source)
+    return images.ct, images.structures, images.context
+
+
+def _dvh_png(dvhs, path: Path, prescription_gy: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for dvh in dvhs:
+        ax.plot(dvh.dose_gy, 100 * dvh.volume_fraction, label=dvh.name)
+    ax.axvline(prescription_gy, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("Dose (Gy)")
+    ax.set_ylabel("Volume (%)")
+    ax.set_ylim(0, 102)
+    ax.set_xlim(0, None)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title("Cumulative DVH")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plan_command(
+    ct_dir: Path = typer.Argument(..., help="Folder with the CT series and RT Structure Set (or a matRad .mat phantom)."),
+    target: str = typer.Option(..., "--target", help="Name of the target structure."),
+    beams: str = typer.Option("0", "--beams", help="Gantry angles in degrees, comma separated."),
+    couch: str = typer.Option("", "--couch", help="Couch angles in degrees, comma separated (default 0)."),
+    dose: float = typer.Option(2.0, "--dose", help="Prescribed target dose in Gy (whole course)."),
+    fractions: int = typer.Option(1, "--fractions", help="Number of fractions."),
+    oar: list[str] = typer.Option([], "--oar", help="Organ at risk NAME[:MAX_GY]; repeatable."),
+    mode: str = typer.Option("multi", "--mode", help="multi (IMPT) or single (SFUD)."),
+    grid: float = typer.Option(3.0, "--grid", help="Dose grid spacing in mm."),
+    spot_spacing: float = typer.Option(5.0, "--spot-spacing", help="Lateral spot spacing in mm."),
+    layer_spacing: float = typer.Option(3.0, "--layer-spacing", help="Energy layer spacing in mm of water."),
+    iterations: int = typer.Option(300, "--iterations", help="Maximum optimiser iterations."),
+    machine_file: Path = typer.Option(None, "--machine", help="Machine JSON (default: Proteus One-like)."),
+    calibration_file: Path = typer.Option(None, "--calibration", help="HU to SPR CSV (hu,spr)."),
+    out: Path = typer.Option(Path("plan_out"), "--out", help="Output folder."),
+) -> None:
+    """Plan a proton PBS treatment and write RT Ion Plan, RT Dose, a DVH plot and a summary."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from protonpath.planning import dicom_export, dicom_io, resources
+    from protonpath.planning.dvh import Dvh
+    from protonpath.planning.optimise import SQUARED_DEVIATION, SQUARED_OVERDOSE, Objective
+    from protonpath.planning.pipeline import PlanSettings, plan_pbs, target_centre_mm
+    from protonpath.planning.raytrace import Beam
+
+    console = Console()
+    gantries = _parse_floats(beams)
+    couches = _parse_floats(couch) if couch else [0.0] * len(gantries)
+    if len(couches) != len(gantries):
+        raise typer.BadParameter("--couch needs one angle per beam")
+    if mode not in ("multi", "single"):
+        raise typer.BadParameter("--mode is multi or single")
+
+    with console.status("reading images"):
+        ct, structures, ctx = _load_images(ct_dir)
+    names = [s.name for s in structures]
+    if target not in names:
+        raise typer.BadParameter(f"no structure {target!r}; structures: {', '.join(names)}")
+    oars = _parse_oars(oar)
+    for name in oars:
+        if name not in names:
+            raise typer.BadParameter(f"no structure {name!r}; structures: {', '.join(names)}")
+
+    machine = (
+        resources.load_machine_json(machine_file.read_text()) if machine_file else resources.load_default_machine()
+    )
+    calibration = (
+        resources.parse_calibration_csv(calibration_file.read_text())
+        if calibration_file
+        else resources.load_default_calibration()
+    )
+    per_fraction = dose / fractions
+    objectives = [Objective(target, SQUARED_DEVIATION, per_fraction, 1000.0)]
+    for name, limit in oars.items():
+        limit_fx = (limit / fractions) if limit is not None else 0.5 * per_fraction
+        objectives.append(Objective(name, SQUARED_OVERDOSE, limit_fx, 100.0))
+    target_structure = next(s for s in structures if s.name == target)
+    iso = target_centre_mm(target_structure, ct.grid)
+    beam_list = [Beam(g, c, iso) for g, c in zip(gantries, couches, strict=True)]
+    settings = PlanSettings(
+        dose_grid_mm=grid,
+        spot_spacing_mm=spot_spacing,
+        layer_spacing_mm=layer_spacing,
+        mode=mode,
+        max_iterations=iterations,
+    )
+
+    with Progress(
+        TextColumn("{task.description:<14}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bars:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bars.add_task(stage, total=total)
+            bars.update(tasks[stage], completed=done, total=total)
+
+        result = plan_pbs(
+            ct,
+            structures,
+            beam_list,
+            machine,
+            calibration,
+            objectives,
+            target=target,
+            prescription_gy=per_fraction,
+            settings=settings,
+            progress=progress,
+        )
+
+    out.mkdir(parents=True, exist_ok=True)
+    total_dose = result.dose_gy * fractions
+    sigma = machine.spot_sigma_in_air_mm(result.spots.energy_index, np.full(len(result.spots), machine.sad_mm))
+    plan_ds = dicom_export.rt_ion_plan_dataset(
+        beam_list,
+        result.spots,
+        result.weights,
+        machine,
+        ctx,
+        n_fractions=fractions,
+        prescription_gy=dose,
+        spot_sigma_mm=sigma,
+    )
+    dose_ds = dicom_export.rt_dose_dataset(total_dose, result.dose_grid, ctx, plan=plan_ds)
+    dicom_io.write_datasets([plan_ds], out, "RTPLAN")
+    dicom_io.write_datasets([dose_ds], out, "RTDOSE")
+    course_dvhs = [Dvh(d.name, d.dose_gy * fractions, d.volume_fraction) for d in result.dvhs]
+    _dvh_png(course_dvhs, out / "dvh.png", dose)
+
+    stats = {}
+    for s in result.structures:
+        st = dict(result.statistics[s.name])
+        for key in ("mean", "min", "max", "D98", "D95", "D50", "D2"):
+            if key in st:
+                st[key] = st[key] * fractions
+        stats[s.name] = st
+    summary = {
+        "target": target,
+        "prescription_gy": dose,
+        "fractions": fractions,
+        "mode": mode,
+        "machine": machine.name,
+        "beams": [{"gantry_deg": b.gantry_deg, "couch_deg": b.couch_deg} for b in beam_list],
+        "isocentre_mm": [float(v) for v in iso],
+        "spots": len(result.spots),
+        "energy_layers": int(len({(int(b), int(e)) for b, e in zip(result.spots.beam_index, result.spots.energy_index, strict=True)})),
+        "dose_grid_mm": grid,
+        "optimiser": {
+            "iterations": result.optimisation.iterations,
+            "objective": result.optimisation.objective,
+            "message": result.optimisation.message,
+        },
+        "timings_s": result.timings_s,
+        "structures": stats,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+
+    table = Table(title=f"{target}: {dose:g} Gy in {fractions} fraction(s), {len(result.spots)} spots")
+    for col in ("structure", "mean", "D98", "D95", "D2", "max", "V95"):
+        table.add_column(col, justify="right" if col != "structure" else "left")
+    for name, st in stats.items():
+        v95 = f"{100 * st['V95']:.1f} %" if "V95" in st else ""
+        table.add_row(name, *(f"{st[k]:.2f}" for k in ("mean", "D98", "D95", "D2", "max")), v95)
+    console.print(table)
+    console.print(f"wrote {out}/RTPLAN.dcm, RTDOSE.dcm, dvh.png, summary.json")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plan")(plan_command)
