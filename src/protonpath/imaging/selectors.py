@@ -116,6 +116,23 @@ def structure_sets_for(series: Series) -> list[Instance]:
     return found
 
 
+RT_MODALITIES = ("RTSTRUCT", "RTPLAN", "RTDOSE")
+
+
+def instances_for_export(study: Study) -> list[Instance]:
+    """The study's instances, and the RT objects (structures, plans, doses) of the same request
+    kept in other studies: images first, then RTSTRUCT, RTPLAN, RTDOSE."""
+    own = list(Instance.objects.filter(series__study=study).select_related("series"))
+    if study.treatment_request_id:
+        own += list(
+            Instance.objects.filter(
+                series__study__treatment_request_id=study.treatment_request_id, series__modality__in=RT_MODALITIES
+            ).exclude(series__study=study).select_related("series")
+        )
+    order = {m: i for i, m in enumerate(RT_MODALITIES, start=1)}
+    return sorted(own, key=lambda i: (order.get(i.series.modality, 0), i.series_id, i.slice_position_mm or 0, i.pk))
+
+
 # --- C-FIND -----------------------------------------------------------------------------------
 
 FIND_KEYS = (

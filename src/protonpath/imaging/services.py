@@ -6,6 +6,8 @@ records what it did in the audit trail. Nothing here logs a patient's name or id
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import tempfile
 import zipfile
@@ -283,37 +285,37 @@ def export_deidentified(*, actor, study: Study) -> tuple[bytes, str]:
     """A zip of the study and the RT objects of the same request, de-identified (PS3.15 basic
     profile, UIDs remapped consistently across the files). Returns (zip bytes, file name).
 
+    The UID salt is derived from the server's secret and the study, so two exports of the same
+    study agree with each other, and nobody without the secret can link them to the originals.
+
     Raises
     ------
     PermissionDenied
         If ``actor`` is not department staff.
     """
     from protonpath.imaging import export as exporter
+    from protonpath.imaging.selectors import instances_for_export
 
     if not (actor.is_authenticated and actor.is_department_staff):
         raise PermissionDenied(_("Only the department's staff export images."))
-    instances = list(exporter.instances_for_export(study))
+    instances = instances_for_export(study)
     datasets = []
     for instance in instances:
         with instance.file.open("rb") as f:
             datasets.append(pydicom.dcmread(f))
-    deidentified = exporter.deidentify(datasets, seed=f"study-{study.pk}")
+    salt = hmac.new(settings.SECRET_KEY.encode(), f"imaging-export-{study.pk}".encode(), hashlib.sha256).hexdigest()
+    pseudonym = f"ANON-{salt[:10].upper()}"
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for number, ds in enumerate(deidentified, start=1):
+        for number, ds in enumerate(exporter.deidentify(datasets, salt=salt, pseudonym=pseudonym), start=1):
             member = io.BytesIO()
             ds.save_as(member, enforce_file_format=True)
-            modality = str(ds.get("Modality", "OT") or "OT")
-            archive.writestr(f"{modality}/{number:05d}.dcm", member.getvalue())
+            modality = "".join(c for c in str(ds.get("Modality", "OT") or "OT") if c.isalnum())[:16] or "OT"
+            archive.writestr(f"{pseudonym}/{modality}/{number:05d}.dcm", member.getvalue())
     audit.record(
         actor=actor,
         action=AuditEvent.Action.EXPORT,
         obj=study,
         summary=f"de-identified export of {len(instances)} instance(s)",
     )
-    name = f"study-{study.pk}-deidentified.zip"
-    return buffer.getvalue(), name
-
-
-def visible_request_or_404(actor, pk: int) -> TreatmentRequest:
-    return referral_selectors.get_request_for(actor, pk, audit_view=False)
+    return buffer.getvalue(), f"{pseudonym}.zip"
