@@ -27,6 +27,9 @@ class Action:
     international_only: bool = False
     domestic_only: bool = False
     needs_note: bool = False
+    #: The app whose own pages carry this step (with the data it needs: a quote, a booking...).
+    #: When that app is installed, the request page links to it instead of offering a bare button.
+    handled_by: str = ""
 
 
 def _action(name, label, sources, target, roles, **kw) -> Action:
@@ -74,7 +77,13 @@ ACTIONS: dict[str, Action] = {
             needs_note=True,
         ),
         _action(
-            "send_quote", _("Send the quote"), {State.ACCEPTED}, State.QUOTE_SENT, STAFF, international_only=True
+            "send_quote",
+            _("Send the quote"),
+            {State.ACCEPTED},
+            State.QUOTE_SENT,
+            STAFF,
+            international_only=True,
+            handled_by="international",
         ),
         _action(
             "accept_quote",
@@ -83,6 +92,7 @@ ACTIONS: dict[str, Action] = {
             State.QUOTE_ACCEPTED,
             {OWNER},
             international_only=True,
+            handled_by="international",
         ),
         _action(
             "refuse_quote",
@@ -92,6 +102,7 @@ ACTIONS: dict[str, Action] = {
             {OWNER},
             international_only=True,
             needs_note=True,
+            handled_by="international",
         ),
         _action(
             "record_full_payment",
@@ -100,6 +111,7 @@ ACTIONS: dict[str, Action] = {
             State.PAID,
             STAFF,
             international_only=True,
+            handled_by="international",
         ),
         _action(
             "book_consultation",
@@ -107,6 +119,7 @@ ACTIONS: dict[str, Action] = {
             {State.ACCEPTED, State.PAID},
             State.CONSULTATION_BOOKED,
             STAFF,
+            handled_by="scheduling",
         ),
         _action(
             "start_planning",

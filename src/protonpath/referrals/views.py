@@ -110,6 +110,7 @@ def _detail_context(request, treatment_request, **extra):
     actions = pathway.available_actions(
         state=treatment_request.state, role=user.role, is_owner=owner, is_international=treatment_request.is_international
     )
+    actions = [a for a in actions if not (a.handled_by and f"protonpath.{a.handled_by}" in settings.INSTALLED_APPS)]
     decision_actions = [a for a in actions if a.name in ("accept", "decline", "request_information")]
     other_actions = [a for a in actions if a not in decision_actions]
     context = {
