@@ -414,3 +414,15 @@ def test_services_are_closed_on_french_public_holidays():
     assert selectors.opening_periods_on("consultations", datetime.date(2026, 7, 15)) == [(datetime.time(8), datetime.time(18, 30))]
     assert not selectors.is_open("consultations", timezone.make_aware(datetime.datetime(2026, 7, 14, 10, 0)))
     assert selectors.is_open("consultations", timezone.make_aware(datetime.datetime(2026, 7, 15, 10, 0)))
+
+
+def test_the_minutes_can_be_asked_for_in_the_other_language(client, users, meeting):
+    as_user(client, users["staff"])
+    french = _pdf_text(client.get(reverse("department:minutes", args=[meeting.pk]) + "?lang=fr").content)
+    assert "Compte rendu de la réunion de concertation pluridisciplinaire" in french
+    english = _pdf_text(
+        client.get(reverse("department:minutes", args=[meeting.pk]) + "?lang=en", HTTP_ACCEPT_LANGUAGE="fr").content
+    )
+    assert "Minutes of the multidisciplinary review meeting" in english
+    unknown = _pdf_text(client.get(reverse("department:minutes", args=[meeting.pk]) + "?lang=xx").content)
+    assert "Minutes of the multidisciplinary review meeting" in unknown

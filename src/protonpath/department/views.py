@@ -5,6 +5,7 @@ Thin: forms in, services and selectors do the work. Roles that may not see a pag
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -268,7 +269,6 @@ def agenda_decide(request, item_pk: int):
             messages.error(request, f"{item.treatment_request.reference}: {_errors(exc)}")
         else:
             messages.success(request, _("Decision recorded for %(ref)s.") % {"ref": item.treatment_request.reference})
-            return redirect(reverse("department:meeting", args=[item.meeting_id]) + f"#item-{item.pk}")
         return redirect(reverse("department:meeting", args=[item.meeting_id]) + f"#item-{item.pk}")
     meeting = selectors.get_meeting_for(request.user, item.meeting_id)
     context = _meeting_context(request, meeting, forms={item.pk: form})
@@ -291,7 +291,10 @@ def meeting_held(request, pk: int):
 @login_required
 def minutes_pdf(request, pk: int):
     meeting = selectors.get_meeting_for(request.user, pk)
-    language = (get_language() or request.user.preferred_language or "en")[:2]
+    # The reader's language (as on the pages), or the one asked for: ?lang=fr / ?lang=en.
+    languages = {code for code, _name in settings.LANGUAGES}
+    asked = request.GET.get("lang", "")
+    language = asked if asked in languages else (get_language() or request.user.preferred_language or "en")[:2]
     content = pdf.render_minutes(meeting, language=language)
     audit.record(actor=request.user, action=AuditEvent.Action.DOWNLOAD, obj=meeting, summary="minutes")
     for item in meeting.items.all():
