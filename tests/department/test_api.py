@@ -132,3 +132,10 @@ def test_activity_api_per_role(client, users, role, status):
     if status == 200:
         body = response.json()
         assert body["reference_sessions"] == 2373 and body["sessions_are_estimates"] is True
+
+
+def test_the_catalogue_is_public(client):
+    catalogue = client.get("/api/department/indications").json()
+    assert {"code": "paed-neuroblastoma", "population": "paediatric", "label_en": "Tumours of the nervous system: neuroblastomas",
+            "label_fr": "Tumeurs du système nerveux : neuroblastomes"} in catalogue
+    assert len(catalogue) == 13

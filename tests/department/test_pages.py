@@ -426,3 +426,12 @@ def test_the_minutes_can_be_asked_for_in_the_other_language(client, users, meeti
     assert "Minutes of the multidisciplinary review meeting" in english
     unknown = _pdf_text(client.get(reverse("department:minutes", args=[meeting.pk]) + "?lang=xx").content)
     assert "Minutes of the multidisciplinary review meeting" in unknown
+
+
+def test_the_public_page_lists_the_validated_indications_in_both_languages(client):
+    html = client.get(reverse("department:about")).content.decode()
+    assert "Adult cancers" in html and "Paediatric cancers" in html
+    assert "Malignant cartilage tumours: chondrosarcomas, chordomas" in html and "Curative re-irradiation" in html
+    french = client.get(reverse("department:about"), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert "Cancers de l&#x27;enfant" in french or "Cancers de l'enfant" in french
+    assert "Tumeurs du système nerveux : neuroblastomes" in french

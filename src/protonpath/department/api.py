@@ -201,6 +201,22 @@ def service_list(request):
     ]
 
 
+class IndicationOut(Schema):
+    code: str
+    population: str
+    label_en: str
+    label_fr: str
+
+
+@router.get("/indications", response=list[IndicationOut], auth=None)
+def indications(request):
+    """The catalogue of validated indications (seed 000), adult and paediatric."""
+    return [
+        {"code": i.code, "population": i.population, "label_en": i.label_en, "label_fr": i.label_fr}
+        for i in selectors.catalogue().indications
+    ]
+
+
 # Triage --------------------------------------------------------------------------------------
 
 

@@ -95,6 +95,15 @@ def catalogue() -> triage_rules.Catalogue:
     return triage_rules.load_catalogue(json.loads((DATA_DIR / "indications.json").read_text(encoding="utf-8")))
 
 
+def indications_by_population() -> list[tuple[str, list[str]]]:
+    """The catalogue's labels in the active language: [(population label, [indication labels])]."""
+    language = (get_language() or "en")[:2]
+    return [
+        (_("Adult cancers"), [i.label(language) for i in catalogue().of(triage_rules.ADULT)]),
+        (_("Paediatric cancers"), [i.label(language) for i in catalogue().of(triage_rules.PAEDIATRIC)]),
+    ]
+
+
 def triage_request(treatment_request: TreatmentRequest, *, on: datetime.date | None = None) -> triage_rules.TriageResult:
     """The triage of a request, with the patient's age on ``on`` (today by default)."""
     age = treatment_request.patient.age_on(on or timezone.localdate())

@@ -49,6 +49,7 @@ def about(request):
     context = {
         "team": selectors.team_by_role(),
         "services": selectors.services_with_hours(),
+        "indications": selectors.indications_by_population(),
         "can_edit": request.user.is_authenticated and request.user.role in services.DIRECTORY_EDITORS,
     }
     return render(request, "department/about.html", context)
