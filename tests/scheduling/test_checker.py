@@ -48,7 +48,7 @@ def test_a_valid_schedule_has_no_violation():
         (1, {"duration_min": 45}, "session duration"),
         (0, {"duration_min": 30}, "session duration"),
         (1, {"start_min": clock_to_min("08:20")}, "QA block"),
-        (1, {"start_min": clock_to_min("15:50")}, "opening hours"),
+        (1, {"start_min": default_gantry_day().closing_min - 10}, "opening hours"),
         (1, {"start_min": NINE + 35}, "start-time variation"),
         (1, {"gantry_id": "G2"}, "gantry"),
     ],

@@ -173,3 +173,15 @@ def start_window_min(gantry_day: GantryDay, course: Course, duration_min: int) -
     if gantry_day.categories[course.category].anaesthesia:
         return gantry_day.anaesthesia_earliest_start_min, gantry_day.anaesthesia_latest_start_min
     return gantry_day.opening_min, gantry_day.closing_min - duration_min
+
+
+def anaesthesia_reserve_min(gantry_day: GantryDay) -> tuple[int, int]:
+    """Start and end (minutes after midnight) of the early-morning anaesthesia slots."""
+    longest = max(
+        (c.first_session_duration_min for c in gantry_day.categories.values() if c.anaesthesia),
+        default=0,
+    )
+    return (
+        gantry_day.anaesthesia_earliest_start_min,
+        gantry_day.anaesthesia_latest_start_min + longest,
+    )

@@ -17,11 +17,15 @@ from protonpath.scheduling.model import (
     Course,
     Downtime,
     GantryDay,
+    anaesthesia_reserve_min,
     session_duration_min,
     start_window_min,
 )
 
 _FAR = 10**6
+# Cost, in the units of mode "best" (10,000 per session outside the usual window), of a
+# usual time inside the early-morning anaesthesia slots for a course that needs none.
+RESERVE_COST = 5_000
 
 
 @dataclass(frozen=True)
@@ -155,7 +159,7 @@ class GantryOccupancy:
             usual = int(np.argmax(ok))
         else:
             outside = (distance > window_slots).sum(axis=0)
-            cost = outside * 10_000 + distance.sum(axis=0)
+            cost = outside * 10_000 + distance.sum(axis=0) + self._reserve_cost(course)
             usual = int(np.argmin(np.where(ok, cost, _FAR * 10_000)))
         opening = self.gantry_day.opening_min
         starts = tuple(int(opening + chosen[i, usual] * self.step_min) for i in range(count))
@@ -165,6 +169,20 @@ class GantryOccupancy:
             start_mins=starts,
             duration_mins=tuple(int(d) for d in durations),
         )
+
+    def _reserve_cost(self, course: Course) -> np.ndarray | int:
+        """Cost of each usual time for keeping the early-morning anaesthesia slots free.
+
+        Children under anaesthesia can only be treated early, so other courses avoid it
+        (at a cost below one session outside the usual window).
+        """
+        if self.gantry_day.categories[course.category].anaesthesia:
+            return 0
+        first, last = anaesthesia_reserve_min(self.gantry_day)
+        opening = self.gantry_day.opening_min
+        duration = session_duration_min(self.gantry_day, course, course.first_fraction_number + 1)
+        starts = opening + np.arange(self.slot_count) * self.step_min
+        return np.where((starts < last) & (starts + duration > first), RESERVE_COST, 0)
 
     def commit(self, placement: Placement) -> None:
         """Mark a placement's sessions as taken."""

@@ -34,6 +34,7 @@ from protonpath.scheduling.model import (
     InfeasibleScheduleError,
     Problem,
     Schedule,
+    anaesthesia_reserve_min,
     session_duration_min,
 )
 from protonpath.scheduling.occupancy import (
@@ -58,6 +59,10 @@ USUAL_STEP_UNITS = 1
 OUTSIDE_UNITS = 100
 WAITING_DAY_UNITS = 5_000
 LEFT_OUT_UNITS = 100_000_000
+# A course this close to its due date (working days) goes first in the slack list schedule.
+SLACK_DAYS = 3
+# A course without anaesthesia whose usual time falls in the anaesthesia slots.
+RESERVE_UNITS = 50
 STAGE_2_SHARE = 0.75
 
 
@@ -71,7 +76,7 @@ class SolverOptions:
 
     time_limit_s: float = 50.0
     workers: int = 2
-    packing: float = 0.95
+    packing: float = 1.0
     allow_late: bool = False
     seed: int = 0
 
@@ -139,33 +144,67 @@ def solve_gantry(
 ) -> tuple[dict[str, Placement], list[Course]]:
     """Placements of the courses of one gantry, and the courses that fit nowhere.
 
-    Candidates: the two CP-SAT stages with their repair; a first-fit pass in the order of
-    the stage-1 start days; and plain first-fit in order of ready date.  The cheapest (fewest
+    Candidates: the two CP-SAT stages with their repair; the stage-1 start days with greedy
+    steady times, sliding a course that does not fit; and day-by-day list schedules
+    (:func:`list_schedule`) by slack then length, and by ready date, with steady times or
+    first-fit times (the last is the baseline).  The cheapest (fewest
     courses unplaced, then :func:`placement_cost`) is kept, so the result is never worse than
     the baseline.  ``grid`` is updated with the kept placements.
     """
     start_days = assign_start_days(courses, grid, options)
-    fifo_days = {c.course_id: grid.ready_day(c) for c in courses}
     candidates = []
     optimised = grid.copy()
-    candidates.append(
-        (
-            optimised,
-            *place_times_with_retries(
-                courses, start_days, optimised, options, options.time_limit_s * STAGE_2_SHARE
-            ),
-        )
+    placements, unplaced = place_times_with_retries(
+        courses, start_days, optimised, options, options.time_limit_s * STAGE_2_SHARE
     )
-    for days, ordered_by in ((start_days, start_days), (fifo_days, fifo_days)):
+    candidates.append((optimised, placements, unplaced))
+    slid = grid.copy()
+    placed, unplaced = place_times(courses, start_days, slid, mode="best")
+    candidates.append((slid, {c.course_id: p for c, p in placed}, unplaced))
+    for priority, mode in (("slack", "best"), ("ready", "best"), ("ready", "first_fit")):
         greedy = grid.copy()
-        placed, unplaced = place_times(courses, days, greedy, mode="first_fit", order=ordered_by)
-        candidates.append((greedy, {c.course_id: p for c, p in placed}, unplaced))
+        candidates.append((greedy, *list_schedule(courses, greedy, priority, mode)))
     best_grid, placements, unplaced = min(
         candidates,
         key=lambda item: (len(item[2]), placement_cost(courses, item[1], grid)),
     )
     grid.taken = best_grid.taken
     return placements, unplaced
+
+
+def list_schedule(
+    courses: list[Course], grid: GantryOccupancy, priority: str, mode: str
+) -> tuple[dict[str, Placement], list[Course]]:
+    """Day by day, start the waiting courses that fit, most pressing first.
+
+    ``priority="slack"`` takes courses within ``SLACK_DAYS`` of their due date first, then
+    shorter courses first (short jobs first cut mean waiting); ``priority="ready"`` takes them
+    in order of ready date.  ``mode`` is passed to :meth:`GantryOccupancy.try_place`.
+    Placements are committed to ``grid``.
+    """
+    calendar = grid.calendar
+    ready = {c.course_id: grid.ready_day(c) for c in courses}
+    due = {c.course_id: calendar.index_on_or_before(c.due_date) for c in courses}
+
+    def urgency(course: Course, day: int):
+        if priority == "slack":
+            pressing = due[course.course_id] - day > SLACK_DAYS
+            return (pressing, course.fraction_count, course.course_id)
+        return (ready[course.course_id], course.course_id)
+
+    waiting = sorted(courses, key=lambda c: ready[c.course_id])
+    placements: dict[str, Placement] = {}
+    for day in range(len(calendar)):
+        queue = [c for c in waiting if ready[c.course_id] <= day]
+        for course in sorted(queue, key=lambda c: urgency(c, day)):
+            placement = grid.try_place(course, day, mode=mode)
+            if placement is not None:
+                grid.commit(placement)
+                placements[course.course_id] = placement
+        waiting = [c for c in waiting if c.course_id not in placements]
+        if not waiting:
+            break
+    return placements, waiting
 
 
 def placement_cost(
@@ -435,6 +474,11 @@ def place_times_cp(
         if not picks:
             continue
         objective.append(USUAL_STEP_UNITS * usual)
+        reserve_end = _reserve_end_slot(course, grid)
+        if reserve_end is not None and course.usual_start_min is None:
+            in_reserve = model.new_bool_var(f"reserve_{name}")
+            model.add(usual >= reserve_end).only_enforce_if(in_reserve.Not())
+            objective.append(RESERVE_UNITS * in_reserve)
         model.add_at_most_one([pick for _, pick, _, _ in picks])
         left_out = 1 - sum(pick for _, pick, _, _ in picks)
         objective.append(LEFT_OUT_UNITS * count * left_out)
@@ -463,6 +507,14 @@ def place_times_cp(
                     duration_mins=tuple(int(d) for d in durations),
                 )
     return placements
+
+
+def _reserve_end_slot(course: Course, grid: GantryOccupancy) -> int | None:
+    """First time step after the anaesthesia slots, for a course that needs none."""
+    if grid.gantry_day.categories[course.category].anaesthesia:
+        return None
+    _first, last = anaesthesia_reserve_min(grid.gantry_day)
+    return -(-(last - grid.gantry_day.opening_min) // grid.step_min)
 
 
 def _add_hint(model, chosen, hint: dict[str, Placement], grid: GantryOccupancy) -> None:
