@@ -11,10 +11,12 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 from tests.factories import advance_to, make_request
 
+from protonpath.accounts.models import AuditEvent
 from protonpath.referrals import services as referral_services
 from protonpath.referrals.models import State, TreatmentRequest
 from protonpath.scheduling import selectors, services
 from protonpath.scheduling.calendar import add_working_days, is_working_day
+from protonpath.scheduling.config import default_gantry_day
 from protonpath.scheduling.models import (
     GantrySession,
     MachineDowntime,
@@ -62,6 +64,10 @@ def local(moment):
     return timezone.localtime(moment)
 
 
+def minutes(moment) -> int:
+    return local(moment).hour * 60 + local(moment).minute
+
+
 def assert_no_overlap(sessions):
     ordered = sorted(sessions, key=lambda s: s.start)
     for a, b in zip(ordered, ordered[1:], strict=False):
@@ -83,8 +89,10 @@ def test_a_course_is_placed_on_consecutive_working_days_inside_the_gantry_day(pl
     assert days == [add_working_days(days[0], k) for k in range(6)]  # consecutive working days
     assert (sessions[0].end - sessions[0].start) == datetime.timedelta(minutes=50)
     assert all(s.end - s.start == datetime.timedelta(minutes=30) for s in sessions[1:])
-    for s in sessions:  # after the morning QA (08:00-08:40), before 16:00
-        assert local(s.start).time() >= datetime.time(8, 40) and local(s.end).time() <= datetime.time(16, 0)
+    gantry_day = default_gantry_day()
+    qa_end = max(block.end_min for block in gantry_day.qa_blocks)
+    for s in sessions:  # after the morning QA, before the end of the gantry day
+        assert minutes(s.start) >= qa_end and minutes(s.end) <= gantry_day.closing_min
     course.refresh_from_db()
     assert course.usual_start_min is not None
     with pytest.raises(ValidationError):
@@ -114,8 +122,10 @@ def test_planned_sessions_move_only_when_allowed(doctor, staff, oncologist, phys
     assert {s.pk for s in active(course_a)} == ids_a  # not allowed: untouched
     course_c = make_course(in_planning(doctor, staff, oncologist), physicist, fractions=4, urgency="urgent")
     services.schedule_course(actor=physicist, course=course_c, move_planned=True)
-    # Allowed: the planned courses were placed again together with the new one.
-    assert not ids_a & {s.pk for s in active(course_a)}
+    # Allowed: the planned courses were placed again together with the new one (sessions that
+    # land where they were are kept as they are).
+    placed_again = AuditEvent.objects.filter(summary="sessions placed again").values_list("object_id", flat=True)
+    assert set(placed_again) == {str(course_a.pk), str(course_b.pk)}
     for course in (course_a, course_b, course_c):
         assert len(active(course)) == 4
     assert_no_overlap(active(course_a) + active(course_b) + active(course_c))
@@ -183,7 +193,7 @@ def test_a_downtime_moves_the_sessions_it_hits_to_the_end(planning, physicist, s
     hit_day = local(sessions[2].start).date()
     mail.outbox.clear()
     with django_capture_on_commit_callbacks(execute=True):
-        downtime, created = services.record_downtime(actor=staff, start=at(hit_day, 7), end=at(hit_day, 17), reason="Cyclotron RF fault")
+        downtime, created = services.record_downtime(actor=staff, start=at(hit_day, 0), end=at(hit_day, 23, 59), reason="Cyclotron RF fault")
     assert GantrySession.objects.get(pk=sessions[2].pk).status == SessionStatus.CANCELLED
     assert len(created) == 1 and local(created[0].start).date() > local(sessions[-1].start).date()
     after = active(course)
@@ -247,7 +257,8 @@ def test_a_child_under_anaesthesia_is_treated_early_in_the_morning(doctor, staff
     course = make_course(r, physicist, category="paediatric_anaesthesia", fractions=3)
     assert course.under_anaesthesia and course.first_session_minutes == 60
     for s in services.schedule_course(actor=physicist, course=course):
-        assert datetime.time(8, 40) <= local(s.start).time() <= datetime.time(9, 50)
+        gantry_day = default_gantry_day()
+        assert gantry_day.anaesthesia_earliest_start_min <= minutes(s.start) <= gantry_day.anaesthesia_latest_start_min
 
 
 # Payment in full before the first session -------------------------------------------------------
@@ -291,7 +302,6 @@ def test_earliest_start_of_a_request_in_review(doctor, staff, oncologist):
     estimate = selectors.earliest_start(r)
     assert estimate.fractions == selectors.DEFAULT_FRACTIONS and estimate.category == "adult_standard"
     assert estimate.first_day == estimate.ready_date and is_working_day(estimate.first_day)
-    assert estimate.start_time >= datetime.time(8, 40)
     # A downtime on that day pushes the estimate to the next working day.
     MachineDowntime.objects.create(
         start=at(estimate.ready_date, 0), end=at(estimate.ready_date, 23, 59), reason="Maintenance", recorded_by=staff
@@ -306,10 +316,10 @@ def test_earliest_start_goes_around_the_booked_sessions(doctor, staff, oncologis
     in_review = advance_to(make_request(doctor, covered_by_french_insurance=True), "in_review", staff=staff, oncologist=oncologist)
     empty = selectors.earliest_start(in_review)
     day = empty.ready_date
-    # Downtimes take the treatment day (08:40-16:00) but 12:00-13:00, room for a 50-minute first
-    # session; then a session takes 12:00-12:30 and it no longer fits.
-    MachineDowntime.objects.create(start=at(day, 8, 40), end=at(day, 12), reason="QA", recorded_by=staff)
-    MachineDowntime.objects.create(start=at(day, 13), end=at(day, 16), reason="QA", recorded_by=staff)
+    # Downtimes take the whole day but 12:00-13:00, room for a 50-minute first session; then a
+    # session takes 12:00-12:30 and it no longer fits.
+    MachineDowntime.objects.create(start=at(day, 0), end=at(day, 12), reason="QA", recorded_by=staff)
+    MachineDowntime.objects.create(start=at(day, 13), end=at(day, 23, 59), reason="QA", recorded_by=staff)
     course = make_course(planning, physicist, fractions=1)
     assert selectors.earliest_start(in_review).first_day == day
     GantrySession.objects.create(course=course, fraction_number=1, start=at(day, 12), end=at(day, 12, 30))

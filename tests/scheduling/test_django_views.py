@@ -95,7 +95,7 @@ def test_staff_see_the_earliest_possible_start_of_a_request_in_review(client, us
     for name in ("staff", "oncologist", "head"):
         html = get(client, users[name], f"/requests/{r.pk}/").content.decode()
         assert 'id="earliest-start"' in html, name
-        assert estimate.start_time.strftime("%H:%M") in html
+        assert estimate.first_day.strftime("%d %B %Y").lstrip("0") in html
     assert 'id="earliest-start"' not in get(client, users["doctor"], f"/requests/{r.pk}/").content.decode()
 
 

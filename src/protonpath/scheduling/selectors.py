@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
@@ -15,10 +16,9 @@ from protonpath.accounts import audit
 from protonpath.accounts.models import AuditEvent, Role, User
 from protonpath.referrals import selectors as referral_selectors
 from protonpath.referrals.models import TreatmentRequest
-from protonpath.scheduling import slots
+from protonpath.scheduling import incremental, slots
 from protonpath.scheduling.calendar import WorkingCalendar, add_working_days
-from protonpath.scheduling.config import default_gantry_day
-from protonpath.scheduling.model import Booking, Course, Problem
+from protonpath.scheduling.model import Course
 from protonpath.scheduling.models import (
     ACTIVE_SESSION_STATES,
     Consultation,
@@ -26,10 +26,8 @@ from protonpath.scheduling.models import (
     ConsultationStatus,
     GantrySession,
     MachineDowntime,
-    SessionStatus,
     TreatmentCourse,
 )
-from protonpath.scheduling.occupancy import occupancies_for
 
 
 def consultation_hours():
@@ -218,25 +216,20 @@ DEFAULT_FRACTIONS = 30
 class EarliestStart:
     ready_date: date
     first_day: date | None
-    start_min: int | None
     fractions: int
     category: str
 
-    @property
-    def start_time(self) -> time | None:
-        return None if self.start_min is None else time(self.start_min // 60, self.start_min % 60)
 
-
-def earliest_start(
-    treatment_request: TreatmentRequest, *, today: date | None = None, gantry_id: str = "G1"
-) -> EarliestStart:
+def earliest_start(treatment_request: TreatmentRequest, *, today: date | None = None, gantry_id: str = "G1") -> EarliestStart:
     """The first day a course for this request could start on the gantry as it is booked now.
 
     The plan is assumed ready :data:`PLANNING_LEAD_WORKING_DAYS` working days from today; the
     course (the proposed number of fractions, else :data:`DEFAULT_FRACTIONS`; a child's or an
-    adult's session length) is fitted first-fit around every active session and downtime, without
-    moving anything.
+    adult's session length) is fitted around every active session and downtime without moving
+    anything (``incremental.earliest_start``).
     """
+    from protonpath.scheduling.services import live_schedule
+
     today = today or timezone.localdate()
     course_row = course_of(treatment_request)
     if course_row is not None:
@@ -245,46 +238,8 @@ def earliest_start(
         category = "paediatric_awake" if treatment_request.patient.is_child else "adult_standard"
         fractions = treatment_request.proposed_fractions or DEFAULT_FRACTIONS
     ready = add_working_days(today + timedelta(days=1), PLANNING_LEAD_WORKING_DAYS)
-    gantry_day = default_gantry_day()
     end = ready + timedelta(days=365)
-    start_at = timezone.make_aware(datetime.combine(ready, time.min))
-    bookings = []
-    for s in GantrySession.objects.filter(
-        gantry_id=gantry_id, status__in=ACTIVE_SESSION_STATES, start__gte=start_at
-    ):
-        local = timezone.localtime(s.start)
-        bookings.append(
-            Booking(
-                str(s.course_id),
-                s.fraction_number,
-                gantry_id,
-                local.date(),
-                local.hour * 60 + local.minute,
-                int((s.end - s.start).total_seconds() // 60),
-                s.status != SessionStatus.PLANNED,
-            )
-        )
-    from protonpath.scheduling.services import downtimes_between
-
-    course = Course("earliest", category, fractions, ready, end, gantry_id=gantry_id)
-    problem = Problem(
-        gantry_day,
-        (course,),
-        ready,
-        end,
-        (gantry_id,),
-        tuple(bookings),
-        downtimes_between(gantry_id, ready, end),
-    )
-    calendar, grids = occupancies_for(problem)
-    grid = grids[gantry_id]
-    placement = grid.first_fit(course, grid.ready_day(course))
-    if placement is None:
-        return EarliestStart(ready, None, None, fractions, category)
-    return EarliestStart(
-        ready,
-        calendar.days[placement.start_day_index],
-        placement.start_mins[0],
-        fractions,
-        category,
-    )
+    live = live_schedule(gantry_id, ready, end)
+    problem = dataclasses.replace(live.problem, fixed_bookings=live.bookings)
+    probe = Course(f"request-{treatment_request.pk}", category, fractions, ready, end, gantry_id=gantry_id)
+    return EarliestStart(ready, incremental.earliest_start(problem, probe), fractions, category)

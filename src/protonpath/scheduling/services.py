@@ -25,15 +25,22 @@ from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
 from protonpath.accounts import audit
-from protonpath.accounts.models import AuditEvent, Role, User
+from protonpath.accounts.models import AuditEvent, Role
 from protonpath.referrals import notify as referral_notify
 from protonpath.referrals import selectors as referral_selectors
 from protonpath.referrals import services as referral_services
 from protonpath.referrals.models import State, StateChange, TreatmentRequest
-from protonpath.scheduling import ical, selectors, slots
+from protonpath.scheduling import ical, incremental, selectors, slots
 from protonpath.scheduling.calendar import add_working_days
 from protonpath.scheduling.config import default_gantry_day
-from protonpath.scheduling.model import Booking, Course, Downtime, InfeasibleScheduleError, Problem
+from protonpath.scheduling.model import (
+    Booking,
+    Course,
+    Downtime,
+    InfeasibleScheduleError,
+    Problem,
+    Schedule,
+)
 from protonpath.scheduling.models import (
     ACTIVE_SESSION_STATES,
     Consultation,
@@ -46,7 +53,7 @@ from protonpath.scheduling.models import (
     SessionStatus,
     TreatmentCourse,
 )
-from protonpath.scheduling.solver import SolverOptions, solve
+from protonpath.scheduling.solver import SolverOptions
 
 logger = logging.getLogger(__name__)
 
@@ -430,6 +437,7 @@ def _aware(day: date, minutes: int) -> datetime:
 
 
 def booking_of(session: GantrySession) -> Booking:
+    """The solver's view of a session; given and announced sessions are 'announced' (fixed)."""
     day, start_min = _local_minutes(session.start)
     return Booking(
         course_id=str(session.course_id),
@@ -442,20 +450,27 @@ def booking_of(session: GantrySession) -> Booking:
     )
 
 
-def downtimes_between(gantry_id: str, first: date, last: date) -> tuple[Downtime, ...]:
+def downtimes_between(gantry_id: str, first: date, last: date, exclude_pk=None) -> tuple[Downtime, ...]:
     """The recorded downtimes as the solver's per-day blocks (clipped to the gantry day)."""
     gantry_day = default_gantry_day()
     result = []
     window_start, window_end = _aware(first, 0), _aware(last + timedelta(days=1), 0)
-    for downtime in MachineDowntime.objects.filter(gantry_id=gantry_id, start__lt=window_end, end__gt=window_start):
-        day = max(timezone.localtime(downtime.start).date(), first)
-        while day <= min(timezone.localtime(downtime.end).date(), last):
-            day_open, day_close = _aware(day, gantry_day.opening_min), _aware(day, gantry_day.closing_min)
-            start, end = max(downtime.start, day_open), min(downtime.end, day_close)
-            if start < end:
-                result.append(Downtime(gantry_id, day, _local_minutes(start)[1], _local_minutes(end)[1] or 24 * 60, downtime.reason))
-            day += timedelta(days=1)
+    rows = MachineDowntime.objects.filter(gantry_id=gantry_id, start__lt=window_end, end__gt=window_start).exclude(pk=exclude_pk)
+    for downtime in rows:
+        result.extend(_downtime_blocks(downtime, first, last, gantry_day))
     return tuple(result)
+
+
+def _downtime_blocks(downtime: MachineDowntime, first: date, last: date, gantry_day) -> list[Downtime]:
+    blocks = []
+    day = max(timezone.localtime(downtime.start).date(), first)
+    while day <= min(timezone.localtime(downtime.end).date(), last):
+        day_open, day_close = _aware(day, gantry_day.opening_min), _aware(day, gantry_day.closing_min)
+        start, end = max(downtime.start, day_open), min(downtime.end, day_close)
+        if start < end:
+            blocks.append(Downtime(downtime.gantry_id, day, _local_minutes(start)[1], _local_minutes(end)[1], downtime.reason))
+        day += timedelta(days=1)
+    return blocks
 
 
 def course_of(course: TreatmentCourse, **overrides) -> Course:
@@ -472,30 +487,37 @@ def course_of(course: TreatmentCourse, **overrides) -> Course:
     return Course(**values)
 
 
-def _fixed_bookings(gantry_id: str, first: date, exclude_course_ids=()) -> tuple[Booking, ...]:
+def live_schedule(gantry_id: str, start_date: date, end_date: date, *, courses=(), exclude_downtime_pk=None) -> Schedule:
+    """The gantry's active sessions from ``start_date`` on, as the solver's :class:`Schedule`.
+
+    ``courses`` are the course definitions the incremental functions may place again (their
+    sessions are then movable); the sessions of every other course stay fixed.
+    """
     sessions = GantrySession.objects.filter(
-        gantry_id=gantry_id, status__in=ACTIVE_SESSION_STATES, start__gte=_aware(first, 0)
-    ).exclude(course_id__in=exclude_course_ids)
-    return tuple(booking_of(s) for s in sessions)
-
-
-def _solve(courses: list[Course], gantry_id: str, start_date: date, end_date: date, exclude_course_ids=(), allow_late=False):
+        gantry_id=gantry_id, status__in=ACTIVE_SESSION_STATES, start__gte=_aware(start_date, 0)
+    ).select_related("course")
+    bookings = tuple(booking_of(s) for s in sessions)
+    usual = {str(s.course_id): s.course.usual_start_min for s in sessions if s.course.usual_start_min is not None}
     problem = Problem(
         gantry_day=default_gantry_day(),
         courses=tuple(courses),
         start_date=start_date,
         end_date=end_date,
         gantry_ids=(gantry_id,),
-        fixed_bookings=_fixed_bookings(gantry_id, start_date, exclude_course_ids),
-        downtimes=downtimes_between(gantry_id, start_date, end_date),
+        downtimes=downtimes_between(gantry_id, start_date, end_date, exclude_pk=exclude_downtime_pk),
     )
-    try:
-        return solve(problem, SolverOptions(time_limit_s=WEB_SOLVER_SECONDS, allow_late=allow_late))
-    except InfeasibleScheduleError as exc:
-        raise ValidationError(
-            _("The gantry schedule has no room for this: %(reasons)s") % {"reasons": "; ".join(exc.reasons)},
-            code="infeasible",
-        ) from None
+    return Schedule(problem=problem, bookings=bookings, usual_start_min=usual, method="live")
+
+
+def _solver_options() -> SolverOptions:
+    return SolverOptions(time_limit_s=WEB_SOLVER_SECONDS)
+
+
+def _infeasible(exc: InfeasibleScheduleError) -> ValidationError:
+    return ValidationError(
+        _("The gantry schedule has no room for this: %(reasons)s") % {"reasons": "; ".join(exc.reasons)},
+        code="infeasible",
+    )
 
 
 def _create_sessions(course: TreatmentCourse, bookings, status=SessionStatus.PLANNED) -> list[GantrySession]:
@@ -515,6 +537,53 @@ def _create_sessions(course: TreatmentCourse, bookings, status=SessionStatus.PLA
             return GantrySession.objects.bulk_create(sessions)
     except IntegrityError:
         raise ValidationError(_("The gantry schedule changed meanwhile: please try again."), code="conflict") from None
+
+
+def apply_schedule(result: Schedule, course_ids, *, since: date, note: str) -> dict[int, list[GantrySession]]:
+    """Make the active sessions of ``course_ids`` (from ``since`` on) those of ``result``.
+
+    Sessions that keep their day, time and length stay (renumbered if needed); the others are
+    cancelled with ``note``; new bookings become sessions (announced if the course's patient had
+    been told its sessions). Returns the new sessions of each course.
+    """
+    created: dict[int, list[GantrySession]] = {}
+    pending = []
+    # First free the places of every course (a course's new session may take another's old place).
+    for course_id in course_ids:
+        course = TreatmentCourse.objects.select_for_update().get(pk=int(course_id))
+        wanted = {(b.day, b.start_min, b.duration_min): b for b in result.all_bookings() if b.course_id == str(course.pk)}
+        existing = list(course.sessions.filter(status__in=ACTIVE_SESSION_STATES, start__gte=_aware(since, 0)))
+        announced = course.sessions.filter(status__in=[SessionStatus.ANNOUNCED, SessionStatus.DONE]).exists()
+        kept = []
+        for session in existing:
+            b = booking_of(session)
+            if (b.day, b.start_min, b.duration_min) in wanted:
+                kept.append((session, wanted.pop((b.day, b.start_min, b.duration_min)).fraction_number))
+            else:
+                session.status = SessionStatus.CANCELLED
+                session.status_note = note
+                session.sequence += 1
+                session.save(update_fields=["status", "status_note", "sequence"])
+        # Two passes so that no two active sessions of the course ever share a number.
+        moving = [(s, n) for s, n in kept if s.fraction_number != n]
+        for session, _number in moving:
+            session.fraction_number += 1000
+            session.save(update_fields=["fraction_number"])
+        for session, number in moving:
+            session.fraction_number = number
+            session.sequence += 1
+            session.save(update_fields=["fraction_number", "sequence"])
+        pending.append((course, wanted, announced, bool(moving)))
+    for course, wanted, announced, renumbered in pending:
+        status = SessionStatus.ANNOUNCED if announced else SessionStatus.PLANNED
+        created[course.pk] = _create_sessions(course, sorted(wanted.values(), key=lambda b: (b.day, b.start_min)), status)
+        usual = result.usual_start_min.get(str(course.pk))
+        if usual is not None and usual != course.usual_start_min:
+            course.usual_start_min = usual
+            course.save(update_fields=["usual_start_min"])
+        if announced and (created[course.pk] or renumbered):
+            transaction.on_commit(lambda c=course: send_course_message(c, _("Your treatment sessions have changed.")))
+    return created
 
 
 def _tomorrow() -> date:
@@ -586,8 +655,12 @@ def create_course(
 
 
 def _replaceable_courses(gantry_id: str, first: date, exclude_pk: int) -> list[TreatmentCourse]:
-    """Courses whose sessions are all planned (not announced, none given) from ``first`` on."""
-    candidates = TreatmentCourse.objects.filter(gantry_id=gantry_id, sessions__status=SessionStatus.PLANNED).exclude(pk=exclude_pk).distinct()
+    """Courses whose active sessions are all planned (none announced or given) and from ``first`` on."""
+    candidates = (
+        TreatmentCourse.objects.filter(gantry_id=gantry_id, sessions__status=SessionStatus.PLANNED)
+        .exclude(pk=exclude_pk)
+        .distinct()
+    )
     result = []
     for course in candidates:
         active = course.sessions.filter(status__in=ACTIVE_SESSION_STATES)
@@ -596,9 +669,14 @@ def _replaceable_courses(gantry_id: str, first: date, exclude_pk: int) -> list[T
     return result
 
 
+def _definition(course: TreatmentCourse, start_date: date) -> Course:
+    ready = max(course.ready_date, start_date)
+    return course_of(course, ready_date=ready, due_date=max(course.due_date, ready))
+
+
 @transaction.atomic
 def schedule_course(*, actor, course: TreatmentCourse, move_planned: bool = False) -> list[GantrySession]:
-    """Place a course's sessions in the live gantry schedule.
+    """Place a course's sessions in the live gantry schedule (``incremental.add_course``).
 
     Announced and given sessions never move. Planned sessions of other courses stay where they
     are unless ``move_planned`` is set: then courses not yet announced are placed again together
@@ -611,30 +689,29 @@ def schedule_course(*, actor, course: TreatmentCourse, move_planned: bool = Fals
     if course.sessions.filter(status__in=ACTIVE_SESSION_STATES).exists():
         raise ValidationError(_("This course is already scheduled."), code="scheduled")
     start_date = max(course.ready_date, _tomorrow())
-    end_date = max(course.due_date, start_date) + timedelta(days=course.fractions * 2 + HORIZON_EXTRA_DAYS)
     others = _replaceable_courses(course.gantry_id, start_date, course.pk) if move_planned else []
-    courses = [course_of(course, ready_date=start_date, due_date=max(course.due_date, start_date))]
+    end_date = max(course.due_date, start_date) + timedelta(days=course.fractions * 2 + HORIZON_EXTRA_DAYS)
     for other in others:
-        ready = max(other.ready_date, start_date)
-        courses.append(course_of(other, ready_date=ready, due_date=max(other.due_date, ready)))
-    schedule = _solve(courses, course.gantry_id, start_date, end_date, exclude_course_ids=[o.pk for o in others], allow_late=True)
+        end_date = max(end_date, max(other.due_date, start_date) + timedelta(days=other.fractions * 2 + HORIZON_EXTRA_DAYS))
+    live = live_schedule(course.gantry_id, start_date, end_date, courses=[_definition(o, start_date) for o in others])
+    new_course = _definition(course, start_date)
+    try:
+        result = incremental.add_course(
+            live, new_course, allow_moving=bool(others), options=dataclasses.replace(_solver_options(), allow_late=True)
+        )
+    except InfeasibleScheduleError as exc:
+        raise _infeasible(exc) from None
+    created = apply_schedule(result, [str(o.pk) for o in others] + [str(course.pk)], since=start_date, note="moved")
     for other in others:
-        other.sessions.filter(status=SessionStatus.PLANNED).delete()
-        _create_sessions(other, schedule.bookings_of(str(other.pk)))
-        other.usual_start_min = schedule.usual_start_min.get(str(other.pk))
-        other.save(update_fields=["usual_start_min"])
         audit.record(actor=actor, action=AuditEvent.Action.UPDATE, obj=other, summary="sessions placed again")
-    created = _create_sessions(course, schedule.bookings_of(str(course.pk)))
-    course.usual_start_min = schedule.usual_start_min.get(str(course.pk))
-    course.save(update_fields=["usual_start_min"])
     audit.record(
         actor=actor,
         action=AuditEvent.Action.UPDATE,
         obj=course,
         treatment_request_id=course.treatment_request_id,
-        summary=f"scheduled {len(created)} sessions moved_courses={len(others)}",
+        summary=f"scheduled {len(created[course.pk])} sessions moved_courses={len(others)}",
     )
-    return created
+    return created[course.pk]
 
 
 @transaction.atomic
@@ -668,73 +745,32 @@ def announce_course(*, actor, course: TreatmentCourse) -> int:
 # Gantry: what happened ------------------------------------------------------------------------
 
 
-def _renumber(course: TreatmentCourse) -> list[GantrySession]:
-    """Number the course's active sessions 1, 2, ... in time order (numbers only go down)."""
-    active = list(course.sessions.filter(status__in=ACTIVE_SESSION_STATES).order_by("start"))
-    for number, session in enumerate(active, start=1):
-        if session.fraction_number != number:
-            session.fraction_number = number
-            session.sequence += 1
-            session.save(update_fields=["fraction_number", "sequence"])
-    return active
+def _reschedule_horizon(course_ids, start_date: date) -> date:
+    longest = max((c.fractions for c in TreatmentCourse.objects.filter(pk__in=course_ids)), default=1)
+    last = GantrySession.objects.filter(course_id__in=course_ids, status__in=ACTIVE_SESSION_STATES).order_by("-start").first()
+    last_day = timezone.localtime(last.start).date() if last else start_date
+    return max(last_day, start_date) + timedelta(days=longest * 2 + HORIZON_EXTRA_DAYS)
 
 
-def push_to_end(course: TreatmentCourse, *, after: date) -> list[GantrySession]:
-    """Add the sessions a course lost (missed, or cancelled by a downtime) after its last one.
+def _definitions_for_reschedule(course_ids, start_date: date, end_date: date) -> list[Course]:
+    """Definitions of the courses hit (used when a course must be placed again from the start).
 
-    The remaining sessions keep their times and are numbered again; the lost fractions go to the
-    working days after the course's last session (and after ``after``), at the patient's usual
-    time when the gantry is free then. A course not yet started is placed again from ``after``.
+    Lateness is allowed when rescheduling, so their due date is the end of the horizon.
     """
-    active = _renumber(course)
-    missing = course.fractions - len(active)
-    if missing <= 0:
-        return []
-    announced = any(s.status != SessionStatus.PLANNED for s in active)
-    started = any(s.status == SessionStatus.DONE for s in active)
-    new_status = SessionStatus.ANNOUNCED if announced else SessionStatus.PLANNED
-    if not started:
-        # The first session (the long one) is still to come: place the whole course again.
-        for session in active:
-            session.status = SessionStatus.CANCELLED
-            session.status_note = "moved"
-            session.save(update_fields=["status", "status_note"])
-        ready = add_working_days(after + timedelta(days=1), 0)
-        target = course_of(course, ready_date=ready, due_date=add_working_days(ready, 10))
-    else:
-        last_day = max([timezone.localtime(s.start).date() for s in active] + [after])
-        ready = add_working_days(last_day + timedelta(days=1), 0)
-        usual = course.usual_start_min
-        gantry_day = default_gantry_day()
-        target = course_of(
-            course,
-            fraction_count=missing,
-            ready_date=ready,
-            due_date=add_working_days(ready, 10),
-            first_fraction_number=len(active) + 1,
-            usual_start_min=usual if usual is not None and usual % gantry_day.time_step_min == 0 else None,
-        )
-    end_date = target.due_date + timedelta(days=target.fraction_count * 2 + HORIZON_EXTRA_DAYS)
-    try:
-        schedule = _solve([target], course.gantry_id, ready, end_date, allow_late=True)
-    except ValidationError:
-        if target.usual_start_min is None:
-            raise
-        # The usual time is taken on those days: any time of day will do.
-        target = dataclasses.replace(target, usual_start_min=None)
-        schedule = _solve([target], course.gantry_id, ready, end_date, allow_late=True)
-    created = _create_sessions(course, schedule.bookings_of(str(course.pk)), status=new_status)
-    if not started:
-        course.usual_start_min = schedule.usual_start_min.get(str(course.pk))
-        course.save(update_fields=["usual_start_min"])
-    if announced:
-        transaction.on_commit(lambda: send_course_message(course, _("Your treatment sessions have changed.")))
-    return created
+    return [
+        course_of(c, ready_date=max(c.ready_date, start_date), due_date=end_date)
+        for c in TreatmentCourse.objects.filter(pk__in=course_ids)
+    ]
 
 
 @transaction.atomic
 def record_session(*, actor, session: GantrySession, outcome: str, note: str = "") -> GantrySession:
-    """Record a session as given (``done``) or ``missed``; a missed fraction goes to the end."""
+    """Record a session as given (``done``) or ``missed``; a missed fraction goes to the end.
+
+    A missed session is handed to ``incremental.reschedule_after_missed_session``: the course's
+    other sessions keep their times and are numbered again, and the fraction is added after the
+    last one (a course whose first session was missed is placed again from the next day).
+    """
     if not actor.is_authenticated or actor.role not in SESSION_RECORDERS:
         raise PermissionDenied(_("You may not record sessions."))
     session = GantrySession.objects.select_for_update().select_related("course__treatment_request").get(pk=session.pk)
@@ -747,12 +783,22 @@ def record_session(*, actor, session: GantrySession, outcome: str, note: str = "
     r = session.course.treatment_request
     if outcome == SessionStatus.DONE:
         ensure_paid_if_international(r)
+    result = None
+    if outcome == SessionStatus.MISSED:
+        day = timezone.localtime(session.start).date()
+        course_ids = [session.course_id]
+        end_date = _reschedule_horizon(course_ids, day)
+        live = live_schedule(session.gantry_id, day, end_date, courses=_definitions_for_reschedule(course_ids, day, end_date))
+        try:
+            result = incremental.reschedule_after_missed_session(live, str(session.course_id), day, options=_solver_options())
+        except InfeasibleScheduleError as exc:
+            raise _infeasible(exc) from None
     session.status = outcome
     session.status_note = note[:200]
     session.save(update_fields=["status", "status_note"])
     audit.record(actor=actor, action=AuditEvent.Action.UPDATE, obj=session, treatment_request_id=r.pk, summary=f"session {outcome}")
-    if outcome == SessionStatus.MISSED:
-        push_to_end(session.course, after=timezone.localtime(session.start).date())
+    if result is not None:
+        apply_schedule(result, [str(session.course_id)], since=timezone.localtime(session.start).date(), note="moved")
     elif r.state == State.SCHEDULED:
         referral_services.perform(actor=actor, treatment_request=r, action="start_treatment")
     return session
@@ -762,8 +808,9 @@ def record_session(*, actor, session: GantrySession, outcome: str, note: str = "
 def record_downtime(*, actor, start: datetime, end: datetime, reason: str, gantry_id: str = "G1") -> tuple[MachineDowntime, list[GantrySession]]:
     """Record that the gantry cannot treat from ``start`` to ``end``; its sessions move.
 
-    Sessions (planned or announced) overlapping the downtime are cancelled and each course
-    affected gets its lost fractions pushed to its end. Returns the downtime and the new sessions.
+    Sessions (planned or announced) the downtime hits are cancelled and each course hit gets its
+    lost fractions pushed to its end (``incremental.reschedule_after_downtime``). Returns the
+    downtime and the new sessions.
     """
     if not actor.is_authenticated or actor.role not in SESSION_RECORDERS:
         raise PermissionDenied(_("You may not record machine downtimes."))
@@ -773,30 +820,33 @@ def record_downtime(*, actor, start: datetime, end: datetime, reason: str, gantr
     if end <= start:
         raise ValidationError(_("The end must be after the start."), code="order")
     downtime = MachineDowntime.objects.create(gantry_id=gantry_id, start=start, end=end, reason=reason[:200], recorded_by=actor)
-    hit = list(
-        GantrySession.objects.select_for_update()
-        .filter(gantry_id=gantry_id, status__in=(SessionStatus.PLANNED, SessionStatus.ANNOUNCED), start__lt=end, end__gt=start)
-        .select_related("course")
+    hit = GantrySession.objects.filter(
+        gantry_id=gantry_id, status__in=(SessionStatus.PLANNED, SessionStatus.ANNOUNCED), start__lt=end, end__gt=start
     )
-    courses = {}
-    for session in hit:
-        session.status = SessionStatus.CANCELLED
-        session.status_note = "downtime"
-        session.sequence += 1
-        session.save(update_fields=["status", "status_note", "sequence"])
-        courses[session.course_id] = session.course
-    created = []
-    last_day = timezone.localtime(end).date()
-    for course in courses.values():
-        created += push_to_end(course, after=last_day)
+    course_ids = sorted({str(c) for c in hit.values_list("course_id", flat=True)})
+    created: list[GantrySession] = []
+    if course_ids:
+        first_day = timezone.localtime(start).date()
+        end_date = _reschedule_horizon(course_ids, timezone.localtime(end).date())
+        live = live_schedule(
+            gantry_id, first_day, end_date, courses=_definitions_for_reschedule(course_ids, first_day, end_date), exclude_downtime_pk=downtime.pk
+        )
+        blocks = _downtime_blocks(downtime, first_day, end_date, default_gantry_day())
+        # A session outside the gantry day (not in any block) is hit too: block its whole day.
+        for session in hit:
+            day = timezone.localtime(session.start).date()
+            if not any(b.day == day for b in blocks):
+                blocks.append(Downtime(gantry_id, day, 0, 24 * 60, reason))
+        try:
+            result = incremental.reschedule_after_downtime(live, blocks, options=_solver_options())
+        except InfeasibleScheduleError as exc:
+            raise _infeasible(exc) from None
+        for new in apply_schedule(result, course_ids, since=first_day, note="downtime").values():
+            created.extend(new)
     audit.record(
         actor=actor,
         action=AuditEvent.Action.CREATE,
         obj=downtime,
-        summary=f"downtime sessions_moved={len(hit)} courses={len(courses)}",
+        summary=f"downtime courses={len(course_ids)} new_sessions={len(created)}",
     )
     return downtime, created
-
-
-def oncologist_choices():
-    return User.objects.filter(role=Role.ONCOLOGIST, is_active=True).order_by("last_name", "first_name")
