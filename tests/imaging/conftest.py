@@ -10,7 +10,6 @@ from pathlib import Path
 import pydicom
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-
 from tests.factories import make_request
 
 #: The patient of factories.make_request, as a DICOM PN and DA.

@@ -15,12 +15,12 @@ import pytest
 from django.conf import settings
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage
+from tests.imaging.conftest import PATIENT_BIRTH, PATIENT_NAME, stamp
+from tests.imaging.dicomdata import write_ct_series
 
 from protonpath.accounts.models import AuditEvent
 from protonpath.imaging import services
 from protonpath.imaging.models import CheckReport, Instance, Study, Transfer
-from tests.imaging.conftest import PATIENT_BIRTH, PATIENT_NAME, stamp
-from tests.imaging.dicomdata import write_ct_series
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.dicom_peer]
 

@@ -9,14 +9,14 @@ import pydicom
 import pytest
 from django.urls import reverse
 from PIL import Image
+from tests.factories import PASSWORD, advance_to, make_request
+from tests.imaging.conftest import PATIENT_BIRTH, PATIENT_NAME, as_uploads
+from tests.imaging.dicomdata import pydicom_file, rt_study, write_ct_series  # noqa: F401 (fixture)
 
 from protonpath.accounts.models import AuditEvent
 from protonpath.imaging import services
 from protonpath.imaging.models import Instance, Series, Study
 from protonpath.referrals.models import Patient
-from tests.factories import PASSWORD, advance_to, make_request
-from tests.imaging.conftest import PATIENT_BIRTH, PATIENT_NAME, as_uploads, stamp
-from tests.imaging.dicomdata import pydicom_file, rt_study, write_ct_series  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -78,9 +78,10 @@ def test_the_patient_sees_what_was_received_only(client, with_ct, patient, docto
 
 def test_the_panel_tells_staff_how_many_studies_wait_in_the_inbox(client, staff, submitted, tmp_path):
     paths = write_ct_series(tmp_path / "ct", 1)
+    from django.db import transaction
+
     from protonpath.imaging import ingest
     from protonpath.imaging.files import classify_file
-    from django.db import transaction
 
     with transaction.atomic():
         ingest.store_instance(classify_file(paths[0]), treatment_request=None, via="dicom", inbox_reason="no accession number")
@@ -333,3 +334,11 @@ def test_api_images_of_a_request(client, users, with_ct, role, status, verdict, 
         assert (data["findings"] is not None) == findings
         if verdict:
             assert "2 slice(s) missing: 1 gap(s) wider than the 2.50 mm spacing" in data["reasons"]
+
+
+def test_the_images_panel_speaks_french(client, staff, with_ct):
+    login(client, staff)
+    page = client.get(reverse("referrals:detail", args=[with_ct.pk]), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert "Non exploitable pour la planification" in page
+    assert "28 images reçues." in page
+    assert "Export anonymisé (zip)" in page

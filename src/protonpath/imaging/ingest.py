@@ -26,7 +26,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 import pydicom
-from django.core.files.base import ContentFile, File
+from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import close_old_connections, connection, transaction
 from django.db.models import F, Value
@@ -187,7 +187,7 @@ def _slice_position(header: checks.InstanceHeader) -> float | None:
         normal = checks.slice_normal(header.image_orientation)
     except ValueError:
         return None
-    return float(sum(p * n for p, n in zip(header.image_position_mm, normal)))
+    return float(sum(p * n for p, n in zip(header.image_position_mm, normal, strict=True)))
 
 
 def _study_for(

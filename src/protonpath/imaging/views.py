@@ -153,7 +153,7 @@ def series_contours(request, pk: int):
         with instance.file.open("rb") as f:
             loaded.extend(viewing.structures(pydicom.dcmread(f)))
     positions = [s.slice_position_mm for s in slices if s.slice_position_mm is not None]
-    gaps = sorted(abs(b - a) for a, b in zip(positions, positions[1:]) if abs(b - a) > 1e-3)
+    gaps = sorted(abs(b - a) for a, b in zip(positions, positions[1:], strict=False) if abs(b - a) > 1e-3)
     tolerance = (gaps[len(gaps) // 2] / 2) if gaps else 1.0
     by_slice = {}
     for instance in slices:
