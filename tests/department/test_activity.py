@@ -97,7 +97,7 @@ def test_the_activity_page_shows_the_figures_and_the_charts_as_images(client, he
     html = response.content.decode()
     assert re.search(r'id="total">5<', html)
     assert re.search(r'<tr id="wait-decision">.*?<td class="num">3</td><td class="num">10.0</td><td class="num">11.3</td>', html, re.S)
-    assert re.search(r'data-year="2025">.*?<td class="num">30</td><td class="num">1.3 %</td>', html, re.S)
+    assert re.search(r'data-year="2025"><th scope="row">2025</th><td class="num">1</td><td class="num">30</td>.*?<td class="num">1.3 %</td>', html, re.S)
     assert "2,373" in html and "Estimate" in html
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
     assert len(images) == 2
@@ -118,3 +118,36 @@ def test_anonymous_visitors_are_sent_to_sign_in(client):
 def test_a_chart_is_a_png_image():
     png = charts.bar_chart(["2019", "2025"], [2373, 30], title="Sessions", reference=2373, reference_label="2019")
     assert png.startswith(charts.PNG_SIGNATURE) and len(png) > 1000
+
+
+def test_sessions_given_are_counted_from_the_gantry_records_when_kept(client, head, staff, known_activity):
+    from django.apps import apps
+
+    assert apps.is_installed("protonpath.scheduling"), "this installation keeps session records"
+    course_model = apps.get_model("scheduling", "TreatmentCourse")
+    session_model = apps.get_model("scheduling", "GantrySession")
+    r = TreatmentRequest.objects.get(state=State.IN_TREATMENT)
+    course = course_model.objects.create(
+        treatment_request=r,
+        fractions=39,
+        category="adult_standard",
+        session_minutes=30,
+        first_session_extra_minutes=15,
+        ready_date=datetime.date(2026, 3, 30),
+        due_date=datetime.date(2026, 4, 30),
+        created_by=staff,
+    )
+    first = timezone.make_aware(datetime.datetime(2026, 4, 7, 9, 0))
+    for number, status in enumerate(["done", "done", "done", "missed", "planned"], start=1):
+        start = first + datetime.timedelta(days=number)
+        session_model.objects.create(
+            course=course, fraction_number=number, start=start, end=start + datetime.timedelta(minutes=30), status=status
+        )
+    summary = selectors.activity_summary()
+    assert summary["recorded_sessions"] == [(2025, 0), (2026, 3)]
+    assert summary["sessions_per_year"] == [(2025, 30, 1), (2026, 39, 1)]
+    client.force_login(head)
+    html = client.get(reverse("department:activity")).content.decode()
+    # 2026: 3 sessions given, compared with 2,373: 0.1 %; 2025 has no records: the estimate (30) counts.
+    assert re.search(r'data-year="2026">.*?<td class="num given">3</td><td class="num">0.1 %</td>', html, re.S)
+    assert re.search(r'data-year="2025">.*?<td class="num given">0</td><td class="num">1.3 %</td>', html, re.S)

@@ -130,6 +130,7 @@ class StateCountOut(Schema):
 class YearOut(Schema):
     year: int
     sessions_estimate: int
+    sessions_given: int | None
     courses_started: int
 
 
@@ -309,6 +310,7 @@ def activity(request):
         audit.record(actor=request.auth, action=AuditEvent.Action.DENIED, object_type="department.activity")
         raise PermissionDenied
     summary = selectors.activity_summary()
+    recorded = dict(summary["recorded_sessions"]) if summary["recorded_sessions"] is not None else None
     audit.record(actor=request.auth, action=AuditEvent.Action.VIEW, object_type="department.activity", summary="api")
     return {
         "total": summary["total"],
@@ -316,7 +318,8 @@ def activity(request):
         "to_decision": summary["to_decision"].__dict__,
         "to_first_session": summary["to_first_session"].__dict__,
         "sessions_per_year": [
-            {"year": y, "sessions_estimate": s, "courses_started": c} for y, s, c in summary["sessions_per_year"]
+            {"year": y, "sessions_estimate": s, "sessions_given": recorded.get(y, 0) if recorded is not None else None, "courses_started": c}
+            for y, s, c in summary["sessions_per_year"]
         ],
         "reference_year": summary["reference_year"],
         "reference_sessions": summary["reference_sessions"],

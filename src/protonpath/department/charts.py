@@ -63,3 +63,33 @@ def bar_chart(
 
 def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def grouped_bar_chart(
+    labels: list[str],
+    series: list[tuple[str, list[float]]],
+    *,
+    title: str,
+    ylabel: str = "",
+    reference: float | None = None,
+    reference_label: str = "",
+) -> bytes:
+    """Bars side by side for each label, one colour per series, with an optional reference line."""
+    figure = Figure(figsize=(7, 3.6))
+    axes = figure.add_subplot()
+    width = 0.8 / max(len(series), 1)
+    colours = [_COLOUR, "#1f7a3a", _MUTED_COLOUR]
+    for index, (name, values) in enumerate(series):
+        positions = [x - 0.4 + width * (index + 0.5) for x in range(len(labels))]
+        axes.bar(positions, values, width=width, label=name, color=colours[index % len(colours)])
+    axes.set_xticks(range(len(labels)), [str(label) for label in labels])
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_ylabel(ylabel)
+    if reference is not None:
+        axes.axhline(reference, color=_REFERENCE_COLOUR, linestyle="--", linewidth=1.5, label=reference_label)
+        tallest = max([reference, *(v for _name, values in series for v in values)])
+        axes.set_ylim(0, tallest * 1.25)
+    axes.legend(loc="upper right", fontsize=8, frameon=False)
+    axes.set_title(title, fontsize=11)
+    axes.spines[["top", "right"]].set_visible(False)
+    return _png(figure)

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import holidays
+from django.apps import apps
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Min, Prefetch, Q, QuerySet
+from django.db.models.functions import ExtractYear
 from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import get_language
@@ -314,6 +316,28 @@ def _first_reached(states) -> dict[int, datetime.datetime]:
     return {row["treatment_request_id"]: row["first"] for row in rows}
 
 
+def recorded_sessions_per_year() -> dict[int, int] | None:
+    """Sessions given per (local) year, from the scheduling app's gantry sessions when installed.
+
+    ``None`` when no session records exist in this installation (the page then shows only the
+    estimate). Read through the app registry: the department does not depend on scheduling.
+    """
+    if not apps.is_installed("protonpath.scheduling"):
+        return None
+    try:
+        session_model = apps.get_model("scheduling", "GantrySession")
+    except LookupError:
+        return None
+    rows = (
+        session_model.objects.filter(status="done")
+        .annotate(year=ExtractYear("start"))
+        .values("year")
+        .annotate(n=Count("id"))
+        .order_by("year")
+    )
+    return {row["year"]: row["n"] for row in rows}
+
+
 def activity_summary() -> dict:
     """The head of department's figures, computed from the requests' history."""
     counts = dict(TreatmentRequest.objects.values_list("state").annotate(n=Count("id")).values_list("state", "n"))
@@ -344,12 +368,15 @@ def activity_summary() -> dict:
         courses[year] += 1
         sessions[year] += fractions.get(pk, 0)
     reference = activity_reference()
+    recorded = recorded_sessions_per_year()
+    years = sorted(set(sessions) | set(recorded or {}))
     return {
         "by_state": by_state,
         "total": sum(counts.values()),
         "to_decision": Waiting.of(days_between(decided)),
         "to_first_session": Waiting.of(days_between(started)),
-        "sessions_per_year": [(year, sessions[year], courses[year]) for year in sorted(sessions)],
+        "sessions_per_year": [(year, sessions.get(year, 0), courses.get(year, 0)) for year in years],
+        "recorded_sessions": None if recorded is None else [(year, recorded.get(year, 0)) for year in years],
         "reference_year": reference["year"],
         "reference_sessions": reference["sessions"],
         "sessions_are_estimates": True,

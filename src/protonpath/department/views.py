@@ -328,25 +328,45 @@ def activity(request):
         horizontal=True,
     )
     years = summary["sessions_per_year"]
-    labels = [str(summary["reference_year"])] + [str(year) for year, _s, _c in years]
-    values = [summary["reference_sessions"]] + [s for _year, s, _c in years]
-    sessions_chart = charts.bar_chart(
-        labels,
-        values,
-        title=_("Sessions per year (estimate from prescribed fractions)"),
-        ylabel=_("sessions"),
-        reference=summary["reference_sessions"],
-        reference_label=_("%(year)s: %(n)s sessions") % {"year": summary["reference_year"], "n": summary["reference_sessions"]},
-        muted=(0,),
-    )
+    recorded = dict(summary["recorded_sessions"] or [])
+    reference_label = _("%(year)s: %(n)s sessions") % {"year": summary["reference_year"], "n": summary["reference_sessions"]}
+    if summary["recorded_sessions"] is None:
+        labels = [str(summary["reference_year"])] + [str(year) for year, _s, _c in years]
+        values = [summary["reference_sessions"]] + [s for _year, s, _c in years]
+        sessions_chart = charts.bar_chart(
+            labels,
+            values,
+            title=_("Sessions per year (estimate from prescribed fractions)"),
+            ylabel=_("sessions"),
+            reference=summary["reference_sessions"],
+            reference_label=reference_label,
+            muted=(0,),
+        )
+    else:
+        sessions_chart = charts.grouped_bar_chart(
+            [str(year) for year, _s, _c in years] or ["—"],
+            [
+                (_("estimate (prescribed fractions)"), [s for _year, s, _c in years] or [0]),
+                (_("sessions given (recorded)"), [recorded.get(year, 0) for year, _s, _c in years] or [0]),
+            ],
+            title=_("Sessions per year"),
+            ylabel=_("sessions"),
+            reference=summary["reference_sessions"],
+            reference_label=reference_label,
+        )
+    comparison = []
+    for year, estimate, courses in years:
+        # Given sessions when the year has any on record; before the records, the estimate.
+        counted = recorded.get(year) or estimate
+        comparison.append(
+            (year, estimate, courses, recorded.get(year), round(100 * counted / summary["reference_sessions"], 1))
+        )
     audit.record(actor=request.user, action=AuditEvent.Action.VIEW, object_type="department.activity", summary="activity")
     context = {
         "summary": summary,
         "state_chart": charts.data_uri(state_chart),
         "sessions_chart": charts.data_uri(sessions_chart),
-        "comparison": [
-            (year, sessions, courses, round(100 * sessions / summary["reference_sessions"], 1))
-            for year, sessions, courses in years
-        ],
+        "comparison": comparison,
+        "has_records": summary["recorded_sessions"] is not None,
     }
     return render(request, "department/activity.html", context)
