@@ -70,7 +70,7 @@ def test_fixed_sessions_and_downtimes_are_left_free():
     )
     assert check_schedule(schedule) == []
     assert schedule.bookings and all(b.course_id == "a" for b in schedule.bookings)
-    assert schedule.all_bookings()[: len(fixed)] == fixed
+    assert set(fixed) <= set(schedule.all_bookings())
 
 
 def test_a_ready_date_after_the_due_date_is_named():
