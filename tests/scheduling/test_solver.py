@@ -85,8 +85,9 @@ def test_an_unknown_category_is_named():
 
 
 def test_an_anaesthesia_window_too_late_for_the_session_is_named():
+    closing_min = default_gantry_day().closing_min
     gantry_day = dataclasses.replace(
-        default_gantry_day(), anaesthesia_latest_start_min=clock_to_min("15:40")
+        default_gantry_day(), anaesthesia_latest_start_min=closing_min - 20
     )
     child = course("child", "paediatric_anaesthesia")
     with pytest.raises(InfeasibleScheduleError, match="course child: a 60 min session"):
