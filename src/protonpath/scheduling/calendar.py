@@ -72,3 +72,12 @@ def add_working_days(day: date, count: int, closed_dates: frozenset[date] = froz
         while not is_working_day(current, closed_dates):
             current += timedelta(days=1)
     return current
+
+
+def due_date_for(ready_date: date, due_working_days: int, closed_dates=frozenset()) -> date:
+    """Latest first-session date: ``due_working_days`` working days after ``ready_date``.
+
+    ``due_working_days`` comes from the course's urgency
+    (``GantryDay.urgencies[name].due_working_days``).
+    """
+    return add_working_days(ready_date, due_working_days, closed_dates)
