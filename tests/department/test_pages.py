@@ -435,3 +435,12 @@ def test_the_public_page_lists_the_validated_indications_in_both_languages(clien
     french = client.get(reverse("department:about"), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
     assert "Cancers de l&#x27;enfant" in french or "Cancers de l'enfant" in french
     assert "Tumeurs du système nerveux : neuroblastomes" in french
+
+
+def test_the_request_page_shows_the_triage_to_the_oncologist_not_to_the_patient(client, users, complete_request):
+    as_user(client, users["oncologist"])
+    html = client.get(reverse("referrals:detail", args=[complete_request.pk])).content.decode()
+    assert 'id="triage"' in html and "Candidate indication: Malignant cartilage tumours" in html
+    as_user(client, users["patient"])
+    html = client.get(reverse("referrals:detail", args=[complete_request.pk])).content.decode()
+    assert 'id="triage"' not in html and "Candidate indication" not in html
