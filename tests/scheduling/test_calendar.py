@@ -2,7 +2,12 @@
 
 from datetime import date
 
-from protonpath.scheduling.calendar import WorkingCalendar, add_working_days, is_working_day
+from protonpath.scheduling.calendar import (
+    WorkingCalendar,
+    add_working_days,
+    due_date_for,
+    is_working_day,
+)
 
 
 def test_bastille_day_and_weekends_are_closed():
@@ -35,3 +40,8 @@ def test_calendar_numbers_working_days_in_order():
     )
     assert calendar.index_on_or_after(date(2026, 7, 14)) == 2
     assert calendar.index_on_or_before(date(2026, 7, 14)) == 1
+
+
+def test_due_date_counts_working_days_from_the_ready_date():
+    # Ready Friday 10 July 2026; 14 July is closed: 13, 15, 16 July.
+    assert due_date_for(date(2026, 7, 10), 3) == date(2026, 7, 16)

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from protonpath.scheduling.checker import check_schedule
 from protonpath.scheduling.config import clock_to_min, default_gantry_day
+from protonpath.scheduling.generate import generate_year
 from protonpath.scheduling.model import Booking, Course, Downtime, InfeasibleScheduleError, Problem
 from protonpath.scheduling.solver import SolverOptions, solve
 
@@ -137,3 +138,10 @@ def test_any_small_instance_solves_to_a_valid_schedule(specs):
     ]
     schedule = solve(problem(*courses), dataclasses.replace(FAST, time_limit_s=2.0))
     assert check_schedule(schedule) == []
+
+
+def test_a_generated_quarter_of_load_solves_to_a_schedule_with_only_late_starts_reported():
+    problem = generate_year(seed=4, sessions_per_gantry=400)
+    schedule = solve(problem, dataclasses.replace(FAST, allow_late=True))
+    assert {v.constraint for v in check_schedule(schedule)} <= {"due date"}
+    assert len(schedule.bookings) == sum(c.fraction_count for c in problem.courses)
