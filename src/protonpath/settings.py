@@ -84,6 +84,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "protonpath.accounts.context_processors.role",
+                "protonpath.accounts.context_processors.navigation",
             ],
         },
     }

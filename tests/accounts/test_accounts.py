@@ -97,3 +97,20 @@ def test_audit_trail_cannot_be_changed_in_the_admin(client, staff):
     assert client.get(reverse("admin:accounts_auditevent_change", args=[event.pk])).status_code == 200
     assert client.post(reverse("admin:accounts_auditevent_delete", args=[event.pk]), {"post": "yes"}).status_code == 403
     assert AuditEvent.objects.filter(pk=event.pk).exists()
+
+
+@pytest.mark.parametrize(
+    ("role", "present", "absent"),
+    [
+        ("head", ["Activity", "Review meetings", "Work queues"], []),
+        ("physicist", ["Work queues"], ["Tariffs", "Activity", "Review meetings"]),
+        ("patient", ["My requests"], ["Work queues", "Tariffs", "Activity"]),
+    ],
+)
+def test_menu_shows_each_role_its_own_entries(client, users, role, present, absent):
+    client.force_login(users[role])
+    header = client.get(reverse("department:about")).content.decode().split("</header>")[0]
+    for label in present:
+        assert label in header, label
+    for label in absent:
+        assert label not in header, label

@@ -1,3 +1,6 @@
+from django.urls import NoReverseMatch, reverse
+from django.utils.translation import gettext_lazy as _
+
 from protonpath.accounts.models import Role
 
 
@@ -5,3 +8,31 @@ def role(request):
     user = getattr(request, "user", None)
     current = getattr(user, "role", None) if user is not None and user.is_authenticated else None
     return {"current_role": current, "Role": Role}
+
+
+#: The staff menu: (url name, label, roles that see it). Entries of apps not installed are left out.
+STAFF_MENU = [
+    ("referrals:queues", _("Work queues"), {Role.ADMIN_STAFF, Role.ONCOLOGIST, Role.PHYSICIST, Role.HEAD}),
+    ("referrals:list", _("All requests"), {Role.ADMIN_STAFF, Role.ONCOLOGIST, Role.PHYSICIST, Role.HEAD}),
+    ("department:meetings", _("Review meetings"), {Role.ADMIN_STAFF, Role.ONCOLOGIST, Role.HEAD}),
+    ("scheduling:agenda_today", _("Gantry agenda"), {Role.ADMIN_STAFF, Role.ONCOLOGIST, Role.PHYSICIST, Role.HEAD}),
+    ("imaging:inbox", _("DICOM inbox"), {Role.ADMIN_STAFF, Role.ONCOLOGIST, Role.PHYSICIST, Role.HEAD}),
+    ("international:tariffs", _("Tariffs"), {Role.ADMIN_STAFF, Role.HEAD}),
+    ("department:activity", _("Activity"), {Role.ADMIN_STAFF, Role.HEAD}),
+    ("department:manage", _("Team and hours"), {Role.ADMIN_STAFF, Role.HEAD}),
+]
+
+
+def navigation(request):
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated or not user.is_department_staff:
+        return {"staff_menu": []}
+    items = []
+    for name, label, roles in STAFF_MENU:
+        if user.role not in roles:
+            continue
+        try:
+            items.append({"url": reverse(name), "label": label, "active": request.path == reverse(name)})
+        except NoReverseMatch:
+            continue  # that app is not installed here
+    return {"staff_menu": items}
