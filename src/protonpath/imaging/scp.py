@@ -240,6 +240,9 @@ class DicomListener:
         # pynetdicom's standard handlers format a log line for every PDU and message even when
         # nobody reads them; they cost a fifth of the receive time. This listener logs its own.
         _config.LOG_HANDLER_LEVEL = "none"
+        # C-FIND identifiers carry patient names: never in the logs.
+        _config.LOG_REQUEST_IDENTIFIERS = False
+        _config.LOG_RESPONSE_IDENTIFIERS = False
         ae = AE(ae_title=self.settings.ae_title)
         ae.maximum_pdu_size = self.settings.maximum_pdu_size
         ae.network_timeout = self.settings.network_timeout_s
@@ -331,8 +334,12 @@ class DicomListener:
         self._end(event.assoc, "aborted")
 
     def _handle_closed(self, event: Any) -> None:
-        # A dropped connection raises neither released nor aborted: it counts as aborted.
-        self._end(event.assoc, "aborted")
+        # The connection closes just before pynetdicom reports a release or an abort; should it
+        # report neither (a connection dropped before the association was set up), end the
+        # transfer as aborted shortly after. _end only acts once.
+        timer = threading.Timer(2.0, self._end, (event.assoc, "aborted"))
+        timer.daemon = True
+        timer.start()
 
     def _end(self, assoc: Any, outcome: Literal["released", "aborted"]) -> None:
         with self._lock:
