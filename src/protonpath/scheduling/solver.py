@@ -7,17 +7,23 @@ Each course belongs to one gantry, so gantries are solved one after the other.  
    minutes stay below ``packing`` times the day's free minutes (and the anaesthesia minutes
    below the early-morning window).  It minimises weighted waiting days; starting after the
    due date is allowed but costs far more, so an impossible due date is reported by name.
-2. **Times of day** (CP-SAT, start days fixed).  Each course gets a usual time and each
-   session a start within ``max_start_shift_min`` of it, on time steps left free by QA,
-   downtimes and fixed sessions, with no overlap within a day.  It minimises the courses left
-   out, then the sessions outside the usual window.
-3. **Repair.**  Courses stage 2 left out slide, first-fit, to the next days where they fit.
-   A plain first-fit pass is also run and kept if it costs less, so the result is never worse
-   than the baseline.
+2. **Steady times, sliding.**  In order of start day (children under anaesthesia first),
+   each course takes the usual time that keeps most sessions inside the usual window, each
+   session within +/- ``max_start_shift_min`` of it, on time steps left free by QA,
+   downtimes, fixed sessions and the courses before it; other courses avoid the early-morning
+   anaesthesia slots.  A course that fits nowhere on its day slides to the next day that fits.
+3. **Polish** (CP-SAT, days nearly fixed).  Starting from step 2, every course may shift its
+   session times and each course that slid may start on a few days back towards its stage-1
+   day; no two sessions of a day overlap.  It minimises waiting, then sessions outside the
+   usual window.
+4. **Candidates.**  Day-by-day list schedules (shortest pressing course first, or first
+   ready first) are also built, the baseline among them, and the cheapest result is kept:
+   the solver is never worse than first-fit on its own objective.
 
 Deciding days on capacities and times afterwards is what lets a year of one gantry (2,400
-sessions) solve in well under a minute: a model with both at once on a minute timeline, or a
-2-D packing with one rectangle per course, did not improve on first-fit within a minute.
+sessions) solve within a minute on two cores: a model with both at once on a minute timeline,
+or a 2-D packing with one rectangle per course, did not improve on first-fit within a minute,
+and a time-of-day model over the whole year from scratch did not place every course in time.
 """
 
 from __future__ import annotations
@@ -48,10 +54,10 @@ from protonpath.scheduling.validation import validate_problem
 LATE_DAY_COST = 1_000
 # A session outside its usual window costs this many waiting days (tie-breaker).
 OUTSIDE_WINDOW_COST = 0.02
-STAGE_1_SHARE = 0.25
-ROUND_1_SHARE = 0.8
+STAGE_1_SHARE = 0.3
+MIN_POLISH_S = 1.0
 MAX_LATE_DAYS = 60
-RETRY_DAYS = 10
+POLISH_DAY_OPTIONS = 8
 # Integer costs of stage 2: a waiting day is worth 50 sessions outside the usual window; a
 # usual time one step later costs a hundredth of one, so free time stays in one block at the
 # end of the day.
@@ -63,7 +69,6 @@ LEFT_OUT_UNITS = 100_000_000
 SLACK_DAYS = 3
 # A course without anaesthesia whose usual time falls in the anaesthesia slots.
 RESERVE_UNITS = 50
-STAGE_2_SHARE = 0.75
 
 
 @dataclass(frozen=True)
@@ -144,23 +149,27 @@ def solve_gantry(
 ) -> tuple[dict[str, Placement], list[Course]]:
     """Placements of the courses of one gantry, and the courses that fit nowhere.
 
-    Candidates: the two CP-SAT stages with their repair; the stage-1 start days with greedy
-    steady times, sliding a course that does not fit; and day-by-day list schedules
+    Candidates: the stage-1 start days with greedy steady times, sliding a course that does
+    not fit, then polished by the stage-2 model; and day-by-day list schedules
     (:func:`list_schedule`) by slack then length, and by ready date, with steady times or
     first-fit times (the last is the baseline).  The cheapest (fewest
     courses unplaced, then :func:`placement_cost`) is kept, so the result is never worse than
     the baseline.  ``grid`` is updated with the kept placements.
     """
+    started = time.perf_counter()
     start_days = assign_start_days(courses, grid, options)
-    candidates = []
-    optimised = grid.copy()
-    placements, unplaced = place_times_with_retries(
-        courses, start_days, optimised, options, options.time_limit_s * STAGE_2_SHARE
-    )
-    candidates.append((optimised, placements, unplaced))
     slid = grid.copy()
-    placed, unplaced = place_times(courses, start_days, slid, mode="best")
-    candidates.append((slid, {c.course_id: p for c, p in placed}, unplaced))
+    placed, slid_unplaced = place_times(courses, start_days, slid, mode="best")
+    placements = {c.course_id: p for c, p in placed}
+    if not slid_unplaced:
+        remaining_s = options.time_limit_s - (time.perf_counter() - started)
+        placements = polish(
+            courses, placements, start_days, grid, options, max(MIN_POLISH_S, remaining_s)
+        )
+        slid = grid.copy()
+        for placement in placements.values():
+            slid.commit(placement)
+    candidates = [(slid, placements, slid_unplaced)]
     for priority, mode in (("slack", "best"), ("ready", "best"), ("ready", "first_fit")):
         greedy = grid.copy()
         candidates.append((greedy, *list_schedule(courses, greedy, priority, mode)))
@@ -356,57 +365,33 @@ def place_times(
     return placed, unplaced
 
 
-def place_times_with_retries(
+def polish(
     courses: list[Course],
+    placements: dict[str, Placement],
     start_days: dict[str, int],
     grid: GantryOccupancy,
     options: SolverOptions,
     time_limit_s: float,
-) -> tuple[dict[str, Placement], list[Course]]:
-    """Stages 2 and 3: times of day, then a second chance for the courses left out.
-
-    Round one fixes every course on its stage-1 day.  Round two keeps those placed (as a
-    hint, free to move) and offers each course left out the next ``RETRY_DAYS`` days.
-    What is still left out slides first-fit after everything else.  Placements are committed
-    to ``grid``.  Returns them and the courses that fit nowhere before the horizon end.
-    """
-    day_options = {c.course_id: [start_days[c.course_id]] for c in courses}
-    hint = _greedy_hint(courses, start_days, grid)
-    placements = place_times_cp(
-        courses, day_options, grid, options, time_limit_s * ROUND_1_SHARE, hint=hint
-    )
-    if len(placements) < len(hint):
-        placements = hint
-    left_out = [c for c in courses if c.course_id not in placements]
-    if left_out:
-        # Round two gets what round one did not use.
-        remaining_s = max(1.0, time_limit_s * (1 - ROUND_1_SHARE))
-        for course in left_out:
-            first = start_days[course.course_id] + 1
-            day_options[course.course_id] = list(range(first, first + RETRY_DAYS))
-        retried = place_times_cp(courses, day_options, grid, options, remaining_s, hint=placements)
-        if len(retried) > len(placements):
-            placements = retried
-    for placement in placements.values():
-        grid.commit(placement)
-    left_out = [c for c in courses if c.course_id not in placements]
-    slid, unplaced = place_times(left_out, start_days, grid, mode="first_fit")
-    placements.update({c.course_id: p for c, p in slid})
-    return placements, unplaced
-
-
-def _greedy_hint(
-    courses: list[Course], start_days: dict[str, int], grid: GantryOccupancy
 ) -> dict[str, Placement]:
-    """Courses that fit, one by one in order of start day, on their own start day."""
-    scratch = grid.copy()
-    hint = {}
-    for course in sorted(courses, key=lambda c: (start_days[c.course_id], c.course_id)):
-        placement = scratch.try_place(course, start_days[course.course_id], mode="best")
-        if placement is not None:
-            scratch.commit(placement)
-            hint[course.course_id] = placement
-    return hint
+    """Move courses that slid past their stage-1 day back towards it (CP-SAT).
+
+    Starts from ``placements`` (complete and valid on ``grid``, which must not hold them):
+    each course that slid may start on a few days between its stage-1 day and where it is,
+    and every course may shift its times; the result is kept only if it costs less.
+    """
+    day_options = {}
+    for course in courses:
+        now = placements[course.course_id].start_day_index
+        planned = min(start_days[course.course_id], now)
+        span = list(range(planned, now + 1))
+        stride = max(1, math.ceil(len(span) / POLISH_DAY_OPTIONS))
+        day_options[course.course_id] = sorted(set(span[::stride]) | {now})
+    polished = place_times_cp(courses, day_options, grid, options, time_limit_s, hint=placements)
+    if len(polished) == len(placements) and placement_cost(
+        courses, polished, grid
+    ) < placement_cost(courses, placements, grid):
+        return polished
+    return placements
 
 
 def place_times_cp(
