@@ -379,3 +379,15 @@ def test_the_department_opening_hours_drive_the_slots(domestic_accepted, staff, 
     assert exc.value.code == "hours"
     OpeningHours.objects.filter(service__code="consultations", weekday=day.weekday()).delete()
     assert selectors.free_slots(oncologist, day, 60) == []
+
+
+def test_a_consultation_is_marked_done_once_it_has_begun(domestic_accepted, staff, oncologist, physicist):
+    consultation = book(domestic_accepted, staff, oncologist, at(open_days(1)[0], 9))
+    with pytest.raises(ValidationError):
+        services.mark_consultation_done(actor=oncologist, consultation=consultation)
+    with pytest.raises(PermissionDenied):
+        services.mark_consultation_done(actor=physicist, consultation=consultation)
+    earlier = timezone.now() - datetime.timedelta(minutes=10)
+    Consultation.objects.filter(pk=consultation.pk).update(start=earlier, end=earlier + datetime.timedelta(hours=1))
+    done = services.mark_consultation_done(actor=oncologist, consultation=consultation)
+    assert done.status == ConsultationStatus.DONE and not done.slots.exists()

@@ -197,6 +197,12 @@ def test_the_agenda_lists_the_days_sessions_and_records_a_downtime(client, users
     client.post(f"/scheduling/courses/{course.pk}/schedule/")
     sessions = list(course.sessions.order_by("start"))
     assert len(sessions) == 3
+    # Planned sessions may still move: the patient sees them once announced.
+    ics = get(client, users["patient"], f"/scheduling/requests/{patient_request.pk}/calendar.ics").content.decode()
+    assert ics.count("BEGIN:VEVENT") == 1
+    staff_ics = get(client, staff, f"/scheduling/requests/{patient_request.pk}/calendar.ics").content.decode()
+    assert staff_ics.count("BEGIN:VEVENT") == 4
+    login(client, physicist)
     client.post(f"/scheduling/courses/{course.pk}/announce/")
     assert set(course.sessions.values_list("status", flat=True)) == {SessionStatus.ANNOUNCED}
     first_day = timezone.localtime(sessions[0].start).date()

@@ -65,7 +65,7 @@ def request_calendar(request, pk: int):
     audit.record(actor=request.auth, action=AuditEvent.Action.VIEW, obj=treatment_request, summary="calendar")
     return [
         {"kind": e.kind, "start": e.start, "end": e.end, "title": e.title, "status": e.status}
-        for e in selectors.patient_calendar(treatment_request)
+        for e in selectors.patient_calendar(treatment_request, for_user=request.auth)
     ]
 
 

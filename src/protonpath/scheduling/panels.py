@@ -18,7 +18,7 @@ def request_panels(request, treatment_request) -> list[dict]:
     if not user.is_authenticated or not selectors.may_see_consultations(user, treatment_request):
         return []
     r = treatment_request
-    entries = selectors.patient_calendar(r)
+    entries = selectors.patient_calendar(r, for_user=user)
     for entry in entries:
         if entry.kind == "consultation" and entry.status == ConsultationStatus.BOOKED:
             entry.obj.can_cancel = services.may_cancel_consultation(user, entry.obj)

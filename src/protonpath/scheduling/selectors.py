@@ -26,6 +26,7 @@ from protonpath.scheduling.models import (
     ConsultationStatus,
     GantrySession,
     MachineDowntime,
+    SessionStatus,
     TreatmentCourse,
 )
 
@@ -130,9 +131,14 @@ class CalendarEntry:
 
 
 def patient_calendar(
-    treatment_request: TreatmentRequest, *, include_inactive: bool = True
+    treatment_request: TreatmentRequest, *, for_user=None, include_inactive: bool = True
 ) -> list[CalendarEntry]:
-    """Consultations and gantry sessions of a request, in time order."""
+    """Consultations and gantry sessions of a request, in time order.
+
+    Outside the department (``for_user`` a patient or referring doctor) sessions appear once
+    announced: planned ones may still move.
+    """
+    hide_planned = for_user is not None and not for_user.is_department_staff
     entries = []
     for c in consultations_of(treatment_request):
         if not include_inactive and c.status == ConsultationStatus.CANCELLED:
@@ -150,6 +156,8 @@ def patient_calendar(
         )
     for s in sessions_of(treatment_request):
         if not include_inactive and s.status not in ACTIVE_SESSION_STATES:
+            continue
+        if hide_planned and s.status == SessionStatus.PLANNED:
             continue
         title = str(_("Proton therapy session %(n)s") % {"n": s.fraction_number})
         entries.append(

@@ -169,7 +169,7 @@ def request_ics(request, pk: int):
     if not selectors.may_see_consultations(request.user, treatment_request):
         raise Http404
     events = []
-    for entry in selectors.patient_calendar(treatment_request):
+    for entry in selectors.patient_calendar(treatment_request, for_user=request.user):
         events.append(ical.consultation_event(entry.obj) if entry.kind == "consultation" else ical.session_event(entry.obj))
     audit.record(actor=request.user, action=AuditEvent.Action.EXPORT, obj=treatment_request, summary="calendar ics")
     name = _("Appointments %(ref)s") % {"ref": treatment_request.reference}
