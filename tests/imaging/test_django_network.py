@@ -51,6 +51,8 @@ def test_instances_with_the_request_accession_land_on_that_request(listener, sub
     result = storescu(listener, paths)
 
     assert result.returncode == 0, result.stderr
+    # The listener re-checks the request once the association has ended (in its own thread).
+    report = _wait_for(lambda: CheckReport.objects.filter(treatment_request=submitted).first())
     study = Study.objects.get()
     assert study.treatment_request_id == submitted.pk and study.accession_number == submitted.accession_number
     instances = Instance.objects.filter(series__study=study)
@@ -61,7 +63,7 @@ def test_instances_with_the_request_accession_land_on_that_request(listener, sub
     assert kept.SOPInstanceUID == pydicom.dcmread(paths[0]).SOPInstanceUID
     transfer = Transfer.objects.get()
     assert (transfer.stored, transfer.outcome, transfer.calling_ae_title) == (22, "complete", "HOSPITAL_PACS")
-    assert CheckReport.objects.get(treatment_request=submitted).fit_for_planning
+    assert report.fit_for_planning and report.instance_count == 22
     receipt = AuditEvent.objects.filter(actor=None, treatment_request_id=submitted.pk, via="dicom", summary__contains="HOSPITAL_PACS")
     assert receipt.exists()
     assert not list((tmp_path / "incoming").rglob("*.dcm"))  # moved into storage
