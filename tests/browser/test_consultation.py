@@ -55,6 +55,11 @@ def test_staff_book_a_first_consultation_in_a_free_slot(page, screenshot, patien
     assert any(oncologist.email in m.to for m in mail.outbox)
     assert any(r.patient.email in m.to and m.subject.startswith("Consultation booked") for m in mail.outbox)
 
+    # The day's agenda lists it for staff.
+    page.goto(f"/scheduling/agenda/{day.isoformat()}/")
+    assert "10:30" in page.inner_text("#consultations")
+    screenshot("agenda-of-the-day")
+
     # The slot is no longer offered.
     page.goto(f"/scheduling/requests/{r.pk}/book/?kind=follow_up&doctor={oncologist.pk}&day={day.isoformat()}")
     assert page.locator("button.slot:text-is('10:30')").count() == 0

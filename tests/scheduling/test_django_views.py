@@ -319,3 +319,25 @@ def test_pages_and_messages_in_french(client, staff, oncologist, ready, django_c
     assert any(s.startswith("Consultation réservée") for s in subjects)
     body = next(m.body for m in mail.outbox if m.subject.startswith("Consultation réservée"))
     assert "heure de Paris" in body and "11:00" in body
+
+
+def test_course_pages_per_role(client, users, patient_request):
+    """Only department staff prepare, place and announce courses; outsiders get 403 or 404."""
+    referral_services.perform(actor=users["oncologist"], treatment_request=patient_request, action="start_planning")
+    form = {"category": "adult_standard", "fractions": 2, "ready_date": first_open_day().isoformat(), "urgency": "standard"}
+    url = f"/scheduling/requests/{patient_request.pk}/course/"
+    for name, status in {"patient": 403, "other_patient": 404, "doctor": 404, "other_doctor": 404}.items():
+        login(client, users[name])
+        assert client.post(url, form).status_code == status, name
+    assert not TreatmentCourse.objects.exists()
+    login(client, users["oncologist"])
+    assert client.post(url, form).status_code == 302
+    course = TreatmentCourse.objects.get()
+    for action in ("schedule", "announce"):
+        for name, status in {"patient": 403, "other_patient": 404}.items():
+            login(client, users[name])
+            assert client.post(f"/scheduling/courses/{course.pk}/{action}/").status_code == status, (action, name)
+    assert not course.sessions.exists()
+    login(client, users["other_patient"])
+    assert client.post("/scheduling/downtimes/new/", {}).status_code == 403
+    assert client.get(f"/scheduling/courses/{course.pk}/schedule/").status_code == 405
