@@ -81,6 +81,14 @@ def test_staff_scroll_a_ct_with_window_presets_and_contours(page, screenshot, do
 
     page.click("button[data-preset=bone]")
     page.wait_for_function("document.getElementById('viewer').dataset.loadedUrl.includes('width=1800')")
+    box = page.locator("#slice-canvas").bounding_box()
+    page.mouse.move(box["x"] + 100, box["y"] + 100)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 150, box["y"] + 80)
+    page.mouse.up()
+    page.wait_for_function("document.getElementById('viewer').dataset.preset === 'custom'")
+    assert page.input_value("#wl-center") == "440" and page.input_value("#wl-width") == "2000"
+    page.wait_for_function("document.getElementById('viewer').dataset.loadedUrl.includes('width=2000')")
     page.keyboard.press("End")
     page.wait_for_function("document.getElementById('viewer').dataset.index === '97'")
     assert page.inner_text("#slice-label").startswith("98 / 98")

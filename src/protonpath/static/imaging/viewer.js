@@ -1,7 +1,7 @@
 // DICOM slice viewer: plain script, no build step. The server renders each slice as a PNG with
 // the chosen window (centre/width in modality units: HU for CT) and gives RTSTRUCT contours in
 // each slice's pixel coordinates; this draws the image on a canvas and the contours over it.
-// Scroll: mouse wheel, slider, arrow keys / PageUp / PageDown / Home / End.
+// Scroll: mouse wheel, slider, arrow keys / PageUp / PageDown / Home / End; drag to set the window.
 (function () {
   "use strict";
 
@@ -79,6 +79,28 @@
       });
     });
     this.showContours.addEventListener("change", function () { self.draw(); });
+    // Drag on the image to set the window: right/left changes the width, up/down the centre.
+    var drag = null;
+    this.canvas.addEventListener("mousedown", function (event) {
+      if (event.button !== 0) return;
+      event.preventDefault();
+      var c = parseFloat(self.centerInput.value), w = parseFloat(self.widthInput.value);
+      drag = { x: event.clientX, y: event.clientY, center: isNaN(c) ? 40 : c, width: isNaN(w) ? 400 : w };
+    });
+    window.addEventListener("mousemove", function (event) {
+      if (!drag) return;
+      var width = Math.max(1, Math.round(drag.width + (event.clientX - drag.x) * 4));
+      var center = Math.round(drag.center - (event.clientY - drag.y) * 2);
+      self.centerInput.value = center;
+      self.widthInput.value = width;
+    });
+    window.addEventListener("mouseup", function () {
+      if (!drag) return;
+      drag = null;
+      var c = parseFloat(self.centerInput.value), w = parseFloat(self.widthInput.value);
+      self.setWindow(c, w, "custom");
+      self.show(self.index);
+    });
   };
 
   Viewer.prototype.setWindow = function (center, width, preset) {
