@@ -19,8 +19,15 @@ from tests.factories import PASSWORD, advance_to, make_request
 
 
 @pytest.mark.django_db(transaction=True)
-def test_staff_book_a_first_consultation_in_a_free_slot(page, screenshot, patient, staff, oncologist):
-    r = advance_to(make_request(patient, covered_by_french_insurance=True), "accepted", staff=staff, oncologist=oncologist)
+def test_staff_book_a_first_consultation_in_a_free_slot(
+    page, screenshot, patient, staff, oncologist
+):
+    r = advance_to(
+        make_request(patient, covered_by_french_insurance=True),
+        "accepted",
+        staff=staff,
+        oncologist=oncologist,
+    )
     referral_services.send_decision(actor=staff, treatment_request=r)
     day = selectors.next_days_with_hours(timezone.localdate() + datetime.timedelta(days=1), 1)[0]
     mail.outbox.clear()
@@ -49,11 +56,17 @@ def test_staff_book_a_first_consultation_in_a_free_slot(page, screenshot, patien
 
     consultation = Consultation.objects.get(treatment_request=r)
     start = timezone.make_aware(datetime.datetime.combine(day, datetime.time(10, 30)))
-    assert consultation.start == start and consultation.doctor == oncologist and consultation.booked_by == staff
+    assert (
+        consultation.start == start
+        and consultation.doctor == oncologist
+        and consultation.booked_by == staff
+    )
     assert ConsultationSlot.objects.filter(doctor=oncologist).count() == 2
     assert TreatmentRequest.objects.get(pk=r.pk).state == State.CONSULTATION_BOOKED
     assert any(oncologist.email in m.to for m in mail.outbox)
-    assert any(r.patient.email in m.to and m.subject.startswith("Consultation booked") for m in mail.outbox)
+    assert any(
+        r.patient.email in m.to and m.subject.startswith("Consultation booked") for m in mail.outbox
+    )
 
     # The day's agenda lists it for staff.
     page.goto(f"/scheduling/agenda/{day.isoformat()}/")
@@ -61,7 +74,9 @@ def test_staff_book_a_first_consultation_in_a_free_slot(page, screenshot, patien
     screenshot("agenda-of-the-day")
 
     # The slot is no longer offered.
-    page.goto(f"/scheduling/requests/{r.pk}/book/?kind=follow_up&doctor={oncologist.pk}&day={day.isoformat()}")
+    page.goto(
+        f"/scheduling/requests/{r.pk}/book/?kind=follow_up&doctor={oncologist.pk}&day={day.isoformat()}"
+    )
     assert page.locator("button.slot:text-is('10:30')").count() == 0
     assert page.locator("button.slot:text-is('11:30')").count() == 1
 
@@ -72,7 +87,9 @@ def test_staff_book_a_first_consultation_in_a_free_slot(page, screenshot, patien
     page.wait_for_selector("#appointments")
     assert "10:30" in page.inner_text("#appointments")
     with page.expect_download() as download:
-        page.click(f"#appointments a[href='/scheduling/consultations/{consultation.pk}/consultation.ics']")
+        page.click(
+            f"#appointments a[href='/scheduling/consultations/{consultation.pk}/consultation.ics']"
+        )
     content = open(download.value.path(), encoding="utf-8").read()
     assert "BEGIN:VEVENT" in content and f"consultation-{consultation.uid}@protonpath" in content
     screenshot("patient-sees-the-appointment")

@@ -16,7 +16,12 @@ from protonpath.referrals import services as referral_services
 @pytest.fixture
 def domestic_accepted(doctor, staff, oncologist):
     """A request of a patient covered by French insurance, accepted, decision sent."""
-    r = advance_to(make_request(doctor, covered_by_french_insurance=True), "accepted", staff=staff, oncologist=oncologist)
+    r = advance_to(
+        make_request(doctor, covered_by_french_insurance=True),
+        "accepted",
+        staff=staff,
+        oncologist=oncologist,
+    )
     referral_services.send_decision(actor=staff, treatment_request=r)
     r.refresh_from_db()
     return r
@@ -33,7 +38,9 @@ def pay_in_full(treatment_request, *, staff, owner):
     from protonpath.international import services as intl
 
     intl.load_illustrative_tariff(valid_from=datetime.date(2026, 1, 1))
-    quote = intl.send_quote(actor=staff, quote=intl.build_quote(actor=staff, treatment_request=treatment_request))
+    quote = intl.send_quote(
+        actor=staff, quote=intl.build_quote(actor=staff, treatment_request=treatment_request)
+    )
     quote = intl.accept_quote(actor=owner, quote=quote)
     intl.record_payment(
         actor=staff,
@@ -61,6 +68,8 @@ def patient_request(international_paid, staff, oncologist):
 
     day = selectors.next_days_with_hours(timezone.localdate() + datetime.timedelta(days=1), 1)[0]
     start = timezone.make_aware(datetime.datetime.combine(day, datetime.time(9)))
-    services.book_consultation(actor=staff, treatment_request=international_paid, doctor=oncologist, start=start)
+    services.book_consultation(
+        actor=staff, treatment_request=international_paid, doctor=oncologist, start=start
+    )
     international_paid.refresh_from_db()
     return international_paid

@@ -37,7 +37,11 @@ def at(day: datetime.date, hour: int, minute: int = 0) -> datetime.datetime:
 def next_weekday_holiday() -> datetime.date:
     """The next French public holiday that falls on a weekday."""
     today = timezone.localdate()
-    return min(d for d in holidays.France(years=[today.year, today.year + 1, today.year + 2]) if d > today and d.weekday() < 5)
+    return min(
+        d
+        for d in holidays.France(years=[today.year, today.year + 1, today.year + 2])
+        if d > today and d.weekday() < 5
+    )
 
 
 def next_saturday() -> datetime.date:
@@ -46,7 +50,9 @@ def next_saturday() -> datetime.date:
 
 
 def book(r, staff, doctor, start, **kw):
-    return services.book_consultation(actor=staff, treatment_request=r, doctor=doctor, start=start, **kw)
+    return services.book_consultation(
+        actor=staff, treatment_request=r, doctor=doctor, start=start, **kw
+    )
 
 
 # The pure slot rules --------------------------------------------------------------------------
@@ -74,7 +80,10 @@ def test_no_slot_on_weekends_and_french_public_holidays():
     tz = timezone.get_current_timezone()
     now = timezone.now()
     assert slots.free_slot_starts(next_saturday(), slots.CONSULTATION_HOURS, tz, 30, [], now) == []
-    assert slots.free_slot_starts(next_weekday_holiday(), slots.CONSULTATION_HOURS, tz, 30, [], now) == []
+    assert (
+        slots.free_slot_starts(next_weekday_holiday(), slots.CONSULTATION_HOURS, tz, 30, [], now)
+        == []
+    )
     # 14 July and 25 December are closed whatever the weekday (holidays package, France).
     assert not slots.periods_on(datetime.date(2031, 7, 14), slots.CONSULTATION_HOURS)
     assert not slots.periods_on(datetime.date(2030, 12, 25), slots.CONSULTATION_HOURS)
@@ -100,9 +109,17 @@ def test_refusals_name_the_rule(when, duration, code):
 
 def test_weekend_and_holiday_refusals():
     now = timezone.now()
-    assert slots.refusal(at(next_saturday(), 9), 30, slots.CONSULTATION_HOURS, now, PARIS).code == "weekend"
-    assert slots.refusal(at(next_weekday_holiday(), 9), 30, slots.CONSULTATION_HOURS, now, PARIS).code == "holiday"
-    assert slots.refusal(at(open_days(1)[0], 17, 30), 60, slots.CONSULTATION_HOURS, now, PARIS) is None
+    assert (
+        slots.refusal(at(next_saturday(), 9), 30, slots.CONSULTATION_HOURS, now, PARIS).code
+        == "weekend"
+    )
+    assert (
+        slots.refusal(at(next_weekday_holiday(), 9), 30, slots.CONSULTATION_HOURS, now, PARIS).code
+        == "holiday"
+    )
+    assert (
+        slots.refusal(at(open_days(1)[0], 17, 30), 60, slots.CONSULTATION_HOURS, now, PARIS) is None
+    )
 
 
 # Booking ----------------------------------------------------------------------------------------
@@ -120,14 +137,25 @@ def test_booking_a_first_consultation_moves_the_request_and_tells_everyone(
     assert r.state == State.CONSULTATION_BOOKED
     assert r.history.filter(to_state=State.CONSULTATION_BOOKED, actor=staff).exists()
     assert consultation.end == at(day, 10) and consultation.status == ConsultationStatus.BOOKED
-    assert list(ConsultationSlot.objects.filter(doctor=oncologist).values_list("start", flat=True).order_by("start")) == [
+    assert list(
+        ConsultationSlot.objects.filter(doctor=oncologist)
+        .values_list("start", flat=True)
+        .order_by("start")
+    ) == [
         at(day, 9),
         at(day, 9, 30),
     ]
-    assert AuditEvent.objects.filter(action="create", object_type="scheduling.consultation", treatment_request_id=r.pk).exists()
+    assert AuditEvent.objects.filter(
+        action="create", object_type="scheduling.consultation", treatment_request_id=r.pk
+    ).exists()
     confirmations = [m for m in mail.outbox if m.subject.startswith("Consultation booked")]
     recipients = {address for m in confirmations for address in m.to}
-    assert {r.patient.email, r.addressee_email, r.referring_doctor.email, oncologist.email} <= recipients
+    assert {
+        r.patient.email,
+        r.addressee_email,
+        r.referring_doctor.email,
+        oncologist.email,
+    } <= recipients
     for message in confirmations:
         assert r.pathology_name not in message.body and r.pathology_location not in message.body
         assert r.reference in message.body and "09:00" in message.body
@@ -137,10 +165,17 @@ def test_booking_a_first_consultation_moves_the_request_and_tells_everyone(
         assert r.pathology_name not in content
 
 
-def test_the_doctor_cannot_be_booked_twice_for_overlapping_times(domestic_accepted, doctor, staff, oncologist):
+def test_the_doctor_cannot_be_booked_twice_for_overlapping_times(
+    domestic_accepted, doctor, staff, oncologist
+):
     day = open_days(1)[0]
     book(domestic_accepted, staff, oncologist, at(day, 9))
-    other = advance_to(make_request(doctor, covered_by_french_insurance=True), "accepted", staff=staff, oncologist=oncologist)
+    other = advance_to(
+        make_request(doctor, covered_by_french_insurance=True),
+        "accepted",
+        staff=staff,
+        oncologist=oncologist,
+    )
     referral_services.send_decision(actor=staff, treatment_request=other)
     with pytest.raises(ValidationError) as exc:
         book(other, staff, oncologist, at(day, 9, 30))  # 09:30-10:30 overlaps 09:00-10:00
@@ -157,12 +192,16 @@ def test_the_doctor_cannot_be_booked_twice_for_overlapping_times(domestic_accept
     assert book(other, staff, colleague, at(day, 9, 30)).doctor == colleague
 
 
-def test_the_database_refuses_a_second_row_for_the_same_doctor_and_slot(domestic_accepted, staff, oncologist):
+def test_the_database_refuses_a_second_row_for_the_same_doctor_and_slot(
+    domestic_accepted, staff, oncologist
+):
     from django.db import IntegrityError, transaction
 
     consultation = book(domestic_accepted, staff, oncologist, at(open_days(1)[0], 11))
     with pytest.raises(IntegrityError), transaction.atomic():
-        ConsultationSlot.objects.create(consultation=consultation, doctor=oncologist, start=consultation.start)
+        ConsultationSlot.objects.create(
+            consultation=consultation, doctor=oncologist, start=consultation.start
+        )
 
 
 @pytest.mark.parametrize(
@@ -175,7 +214,9 @@ def test_the_database_refuses_a_second_row_for_the_same_doctor_and_slot(domestic
         (lambda: timezone.now().replace(microsecond=0) - datetime.timedelta(days=1), "past"),
     ],
 )
-def test_bad_times_are_refused_and_nothing_changes(domestic_accepted, staff, oncologist, start, code):
+def test_bad_times_are_refused_and_nothing_changes(
+    domestic_accepted, staff, oncologist, start, code
+):
     with pytest.raises(ValidationError) as exc:
         book(domestic_accepted, staff, oncologist, start())
     assert exc.value.code == code and exc.value.messages[0]
@@ -195,16 +236,36 @@ def test_who_may_book(domestic_accepted, users):
     for name in ("patient", "doctor", "oncologist", "physicist"):
         with pytest.raises(PermissionDenied):
             book(domestic_accepted, users[name], users["oncologist"], start)
-    assert AuditEvent.objects.filter(action="denied", treatment_request_id=domestic_accepted.pk).count() == 4
-    assert book(domestic_accepted, users["head"], users["oncologist"], start).booked_by == users["head"]
+    assert (
+        AuditEvent.objects.filter(
+            action="denied", treatment_request_id=domestic_accepted.pk
+        ).count()
+        == 4
+    )
+    assert (
+        book(domestic_accepted, users["head"], users["oncologist"], start).booked_by
+        == users["head"]
+    )
 
 
-def test_a_request_not_yet_accepted_or_not_sent_cannot_have_a_first_consultation(doctor, staff, oncologist):
-    r = advance_to(make_request(doctor, covered_by_french_insurance=True), "in_review", staff=staff, oncologist=oncologist)
+def test_a_request_not_yet_accepted_or_not_sent_cannot_have_a_first_consultation(
+    doctor, staff, oncologist
+):
+    r = advance_to(
+        make_request(doctor, covered_by_french_insurance=True),
+        "in_review",
+        staff=staff,
+        oncologist=oncologist,
+    )
     with pytest.raises(ValidationError) as exc:
         book(r, staff, oncologist, at(open_days(1)[0], 9))
     assert exc.value.code == "state"
-    accepted = advance_to(make_request(doctor, covered_by_french_insurance=True), "accepted", staff=staff, oncologist=oncologist)
+    accepted = advance_to(
+        make_request(doctor, covered_by_french_insurance=True),
+        "accepted",
+        staff=staff,
+        oncologist=oncologist,
+    )
     with pytest.raises(ValidationError):  # the decision has not been sent yet
         book(accepted, staff, oncologist, at(open_days(1)[0], 9))
 
@@ -231,13 +292,17 @@ def test_the_patient_cannot_be_in_two_consultations_at_once(domestic_accepted, s
 # Patients from abroad ---------------------------------------------------------------------------
 
 
-def test_a_patient_from_abroad_is_not_booked_before_paying(international_accepted, staff, oncologist):
+def test_a_patient_from_abroad_is_not_booked_before_paying(
+    international_accepted, staff, oncologist
+):
     with pytest.raises(ValidationError):
         book(international_accepted, staff, oncologist, at(open_days(1)[0], 9))
     assert not Consultation.objects.exists()
 
 
-def test_the_scheduling_service_checks_the_paid_state_in_the_history(international_accepted, staff, oncologist):
+def test_the_scheduling_service_checks_the_paid_state_in_the_history(
+    international_accepted, staff, oncologist
+):
     """Even a request put in 'paid' by hand (no 'paid' in its history) is refused."""
     TreatmentRequest.objects.filter(pk=international_accepted.pk).update(state=State.PAID)
     international_accepted.refresh_from_db()
@@ -265,9 +330,14 @@ def test_rescheduling_moves_the_consultation_and_frees_the_old_slots(
     consultation = book(domestic_accepted, staff, oncologist, at(day, 9))
     mail.outbox.clear()
     with django_capture_on_commit_callbacks(execute=True):
-        moved = services.reschedule_consultation(actor=staff, consultation=consultation, start=at(later, 14))
+        moved = services.reschedule_consultation(
+            actor=staff, consultation=consultation, start=at(later, 14)
+        )
     assert moved.pk == consultation.pk and moved.start == at(later, 14) and moved.sequence == 1
-    assert set(ConsultationSlot.objects.values_list("start", flat=True)) == {at(later, 14), at(later, 14, 30)}
+    assert set(ConsultationSlot.objects.values_list("start", flat=True)) == {
+        at(later, 14),
+        at(later, 14, 30),
+    }
     assert at(day, 9) in selectors.free_slots(oncologist, day, 60)
     assert any(m.subject.startswith("Consultation moved") for m in mail.outbox)
     assert "SEQUENCE:1" in mail.outbox[-1].attachments[0][1]
@@ -277,7 +347,12 @@ def test_a_refused_reschedule_keeps_the_old_booking(domestic_accepted, doctor, s
     day = open_days(1)[0]
     consultation = book(domestic_accepted, staff, oncologist, at(day, 9))
     colleague = UserFactory(role=Role.ONCOLOGIST, username="onco2")
-    other = advance_to(make_request(doctor, covered_by_french_insurance=True), "accepted", staff=staff, oncologist=oncologist)
+    other = advance_to(
+        make_request(doctor, covered_by_french_insurance=True),
+        "accepted",
+        staff=staff,
+        oncologist=oncologist,
+    )
     referral_services.send_decision(actor=staff, treatment_request=other)
     book(other, staff, oncologist, at(day, 14))
     for start, doctor_, code in [
@@ -286,11 +361,20 @@ def test_a_refused_reschedule_keeps_the_old_booking(domestic_accepted, doctor, s
         (at(day, 18), colleague, "hours"),
     ]:
         with pytest.raises(ValidationError) as exc:
-            services.reschedule_consultation(actor=staff, consultation=consultation, start=start, doctor=doctor_)
+            services.reschedule_consultation(
+                actor=staff, consultation=consultation, start=start, doctor=doctor_
+            )
         assert exc.value.code == code
         consultation.refresh_from_db()
-        assert consultation.start == at(day, 9) and consultation.doctor == oncologist and consultation.is_booked
-        assert set(consultation.slots.values_list("start", flat=True)) == {at(day, 9), at(day, 9, 30)}
+        assert (
+            consultation.start == at(day, 9)
+            and consultation.doctor == oncologist
+            and consultation.is_booked
+        )
+        assert set(consultation.slots.values_list("start", flat=True)) == {
+            at(day, 9),
+            at(day, 9, 30),
+        }
 
 
 def test_cancellation_needs_a_reason_and_frees_the_slot(
@@ -303,8 +387,13 @@ def test_cancellation_needs_a_reason_and_frees_the_slot(
     assert Consultation.objects.get(pk=consultation.pk).is_booked
     mail.outbox.clear()
     with django_capture_on_commit_callbacks(execute=True):
-        cancelled = services.cancel_consultation(actor=staff, consultation=consultation, reason="Patient unwell")
-    assert cancelled.status == ConsultationStatus.CANCELLED and cancelled.cancellation_reason == "Patient unwell"
+        cancelled = services.cancel_consultation(
+            actor=staff, consultation=consultation, reason="Patient unwell"
+        )
+    assert (
+        cancelled.status == ConsultationStatus.CANCELLED
+        and cancelled.cancellation_reason == "Patient unwell"
+    )
     assert not ConsultationSlot.objects.exists()
     assert at(day, 9) in selectors.free_slots(oncologist, day, 60)
     ics = mail.outbox[0].attachments[0][1]
@@ -318,22 +407,36 @@ def test_cancellation_needs_a_reason_and_frees_the_slot(
 
 
 def test_who_may_cancel(domestic_accepted, users):
-    consultation = book(domestic_accepted, users["staff"], users["oncologist"], at(open_days(1)[0], 9))
+    consultation = book(
+        domestic_accepted, users["staff"], users["oncologist"], at(open_days(1)[0], 9)
+    )
     for name in ("patient", "other_doctor", "physicist"):
         with pytest.raises(PermissionDenied):
             services.cancel_consultation(actor=users[name], consultation=consultation, reason="no")
     # The referring doctor who made the request may cancel it.
-    assert services.cancel_consultation(actor=users["doctor"], consultation=consultation, reason="Travel").cancelled_by == users["doctor"]
+    assert (
+        services.cancel_consultation(
+            actor=users["doctor"], consultation=consultation, reason="Travel"
+        ).cancelled_by
+        == users["doctor"]
+    )
 
 
 # Concurrency ------------------------------------------------------------------------------------
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_bookings_of_the_same_doctor_and_slot_exactly_one_wins(doctor, staff, oncologist):
+def test_concurrent_bookings_of_the_same_doctor_and_slot_exactly_one_wins(
+    doctor, staff, oncologist
+):
     requests = []
     for _ in range(2):
-        r = advance_to(make_request(doctor, covered_by_french_insurance=True), "accepted", staff=staff, oncologist=oncologist)
+        r = advance_to(
+            make_request(doctor, covered_by_french_insurance=True),
+            "accepted",
+            staff=staff,
+            oncologist=oncologist,
+        )
         referral_services.send_decision(actor=staff, treatment_request=r)
         requests.append(r)
     start = at(open_days(1)[0], 10)
@@ -360,7 +463,11 @@ def test_concurrent_bookings_of_the_same_doctor_and_slot_exactly_one_wins(doctor
     assert lost[0].code in ("doctor_busy", "busy") and lost[0].messages[0]
     assert Consultation.objects.filter(status="booked").count() == 1
     assert ConsultationSlot.objects.count() == 2
-    states = sorted(TreatmentRequest.objects.filter(pk__in=[r.pk for r in requests]).values_list("state", flat=True))
+    states = sorted(
+        TreatmentRequest.objects.filter(pk__in=[r.pk for r in requests]).values_list(
+            "state", flat=True
+        )
+    )
     assert states == [State.ACCEPTED, State.CONSULTATION_BOOKED]
 
 
@@ -381,13 +488,17 @@ def test_the_department_opening_hours_drive_the_slots(domestic_accepted, staff, 
     assert selectors.free_slots(oncologist, day, 60) == []
 
 
-def test_a_consultation_is_marked_done_once_it_has_begun(domestic_accepted, staff, oncologist, physicist):
+def test_a_consultation_is_marked_done_once_it_has_begun(
+    domestic_accepted, staff, oncologist, physicist
+):
     consultation = book(domestic_accepted, staff, oncologist, at(open_days(1)[0], 9))
     with pytest.raises(ValidationError):
         services.mark_consultation_done(actor=oncologist, consultation=consultation)
     with pytest.raises(PermissionDenied):
         services.mark_consultation_done(actor=physicist, consultation=consultation)
     earlier = timezone.now() - datetime.timedelta(minutes=10)
-    Consultation.objects.filter(pk=consultation.pk).update(start=earlier, end=earlier + datetime.timedelta(hours=1))
+    Consultation.objects.filter(pk=consultation.pk).update(
+        start=earlier, end=earlier + datetime.timedelta(hours=1)
+    )
     done = services.mark_consultation_done(actor=oncologist, consultation=consultation)
     assert done.status == ConsultationStatus.DONE and not done.slots.exists()

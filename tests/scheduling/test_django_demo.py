@@ -15,9 +15,16 @@ pytestmark = pytest.mark.django_db
 
 
 def test_the_demo_seed_is_idempotent(doctor, staff, oncologist):
-    r = advance_to(make_request(doctor, covered_by_french_insurance=True), "accepted", staff=staff, oncologist=oncologist)
+    r = advance_to(
+        make_request(doctor, covered_by_french_insurance=True),
+        "accepted",
+        staff=staff,
+        oncologist=oncologist,
+    )
     referral_services.send_decision(actor=staff, treatment_request=r)
-    referral_services.perform(actor=staff, treatment_request=r, action="book_consultation")  # as the demo does
+    referral_services.perform(
+        actor=staff, treatment_request=r, action="book_consultation"
+    )  # as the demo does
     out = io.StringIO()
     demo.seed(out)
     demo.seed(out)

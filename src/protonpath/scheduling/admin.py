@@ -22,7 +22,14 @@ class ConsultationAdmin(admin.ModelAdmin):
 
 @admin.register(TreatmentCourse)
 class TreatmentCourseAdmin(admin.ModelAdmin):
-    list_display = ("treatment_request", "fractions", "category", "ready_date", "due_date", "urgency")
+    list_display = (
+        "treatment_request",
+        "fractions",
+        "category",
+        "ready_date",
+        "due_date",
+        "urgency",
+    )
     readonly_fields = ("created_by", "created_at", "usual_start_min")
 
 

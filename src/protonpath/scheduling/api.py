@@ -62,7 +62,9 @@ def request_calendar(request, pk: int):
     treatment_request = referral_selectors.get_request_for(request.auth, pk, audit_view=False)
     if not selectors.may_see_consultations(request.auth, treatment_request):
         raise Http404
-    audit.record(actor=request.auth, action=AuditEvent.Action.VIEW, obj=treatment_request, summary="calendar")
+    audit.record(
+        actor=request.auth, action=AuditEvent.Action.VIEW, obj=treatment_request, summary="calendar"
+    )
     return [
         {"kind": e.kind, "start": e.start, "end": e.end, "title": e.title, "status": e.status}
         for e in selectors.patient_calendar(treatment_request, for_user=request.auth)
@@ -84,7 +86,11 @@ def book(request, pk: int, payload: BookingIn):
     treatment_request = referral_selectors.get_request_for(request.auth, pk, audit_view=False)
     doctor = selectors.oncologists().filter(pk=payload.doctor_id).first()
     consultation = services.book_consultation(
-        actor=request.auth, treatment_request=treatment_request, doctor=doctor, start=payload.start, kind=payload.kind
+        actor=request.auth,
+        treatment_request=treatment_request,
+        doctor=doctor,
+        start=payload.start,
+        kind=payload.kind,
     )
     return 201, _consultation_out(consultation)
 
@@ -92,4 +98,8 @@ def book(request, pk: int, payload: BookingIn):
 @router.post("/consultations/{pk}/cancel", response=ConsultationOut)
 def cancel(request, pk: int, payload: CancelIn):
     consultation = selectors.get_consultation_for(request.auth, pk)
-    return _consultation_out(services.cancel_consultation(actor=request.auth, consultation=consultation, reason=payload.reason))
+    return _consultation_out(
+        services.cancel_consultation(
+            actor=request.auth, consultation=consultation, reason=payload.reason
+        )
+    )

@@ -26,10 +26,15 @@ def seed(stdout) -> None:
             for day in selectors.next_days_with_hours(timezone.localdate() + timedelta(days=1), 10):
                 free = selectors.free_slots(doctor, day, slots.DURATION_MINUTES["first"])
                 if free:
-                    services.book_consultation(actor=admin, treatment_request=r, doctor=doctor, start=free[0])
+                    services.book_consultation(
+                        actor=admin, treatment_request=r, doctor=doctor, start=free[0]
+                    )
                     stdout.write(f"  scheduling: first consultation booked for request {r.pk}")
                     break
-        if not TreatmentCourse.objects.filter(treatment_request=r).exists() and r.proposed_fractions:
+        if (
+            not TreatmentCourse.objects.filter(treatment_request=r).exists()
+            and r.proposed_fractions
+        ):
             course = services.create_course(
                 actor=admin,
                 treatment_request=r,
@@ -37,4 +42,6 @@ def seed(stdout) -> None:
                 ready_date=add_working_days(timezone.localdate(), 10),
             )
             sessions = services.schedule_course(actor=admin, course=course)
-            stdout.write(f"  scheduling: {len(sessions)} gantry sessions planned for request {r.pk}")
+            stdout.write(
+                f"  scheduling: {len(sessions)} gantry sessions planned for request {r.pk}"
+            )

@@ -18,8 +18,12 @@ class DoctorChoiceField(forms.ModelChoiceField):
 class SlotSearchForm(forms.Form):
     """Which doctor and which day to show free slots for (GET)."""
 
-    doctor = DoctorChoiceField(label=_("Doctor"), queryset=selectors.oncologists(), empty_label=None)
-    day = forms.DateField(label=_("Day"), widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"))
+    doctor = DoctorChoiceField(
+        label=_("Doctor"), queryset=selectors.oncologists(), empty_label=None
+    )
+    day = forms.DateField(
+        label=_("Day"), widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+    )
 
 
 class BookingForm(forms.Form):
@@ -40,19 +44,29 @@ class BookingForm(forms.Form):
 
 
 class CancelForm(forms.Form):
-    reason = forms.CharField(label=_("Reason"), widget=forms.Textarea(attrs={"rows": 2}), max_length=1000)
+    reason = forms.CharField(
+        label=_("Reason"), widget=forms.Textarea(attrs={"rows": 2}), max_length=1000
+    )
 
 
 class CourseForm(forms.Form):
     category = forms.ChoiceField(label=_("Indication category"), choices=IndicationCategory.choices)
     fractions = forms.IntegerField(label=_("Number of fractions"), min_value=1, max_value=60)
-    ready_date = forms.DateField(label=_("Plan ready on"), widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"))
-    urgency = forms.ChoiceField(label=_("Urgency"), choices=Urgency.choices, initial=Urgency.STANDARD)
+    ready_date = forms.DateField(
+        label=_("Plan ready on"), widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+    )
+    urgency = forms.ChoiceField(
+        label=_("Urgency"), choices=Urgency.choices, initial=Urgency.STANDARD
+    )
 
 
 class DowntimeForm(forms.Form):
-    start = forms.DateTimeField(label=_("From"), widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
-    end = forms.DateTimeField(label=_("Until"), widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    start = forms.DateTimeField(
+        label=_("From"), widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
+    end = forms.DateTimeField(
+        label=_("Until"), widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
     reason = forms.CharField(label=_("Reason"), max_length=200)
 
     def clean(self):

@@ -86,7 +86,13 @@ def event_lines(event: Event, now: datetime) -> list[str]:
     return lines
 
 
-def calendar(events: Iterable[Event], *, method: str | None = None, name: str = "", now: datetime | None = None) -> str:
+def calendar(
+    events: Iterable[Event],
+    *,
+    method: str | None = None,
+    name: str = "",
+    now: datetime | None = None,
+) -> str:
     """A VCALENDAR document with ``events`` (CRLF line ends, folded lines)."""
     now = now or timezone.now()
     lines = ["BEGIN:VCALENDAR", "VERSION:2.0", f"PRODID:{PRODID}", "CALSCALE:GREGORIAN"]
@@ -110,7 +116,8 @@ def consultation_event(consultation) -> Event:
         uid=f"consultation-{consultation.uid}@{UID_DOMAIN}",
         start=consultation.start,
         end=consultation.end,
-        summary=_("%(kind)s with %(doctor)s") % {"kind": consultation.get_kind_display(), "doctor": doctor},
+        summary=_("%(kind)s with %(doctor)s")
+        % {"kind": consultation.get_kind_display(), "doctor": doctor},
         location=_location(),
         description=_("Request %(ref)s") % {"ref": consultation.treatment_request.reference},
         status="CANCELLED" if consultation.status == "cancelled" else "CONFIRMED",
@@ -119,7 +126,9 @@ def consultation_event(consultation) -> Event:
 
 
 def session_event(session) -> Event:
-    status = {"planned": "TENTATIVE", "missed": "CANCELLED", "cancelled": "CANCELLED"}.get(session.status, "CONFIRMED")
+    status = {"planned": "TENTATIVE", "missed": "CANCELLED", "cancelled": "CANCELLED"}.get(
+        session.status, "CONFIRMED"
+    )
     return Event(
         uid=f"session-{session.uid}@{UID_DOMAIN}",
         start=session.start,

@@ -37,31 +37,48 @@ class Consultation(models.Model):
     """An outpatient consultation of a patient (through a request) with a radiation oncologist."""
 
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    treatment_request = models.ForeignKey(TreatmentRequest, on_delete=models.PROTECT, related_name="consultations")
+    treatment_request = models.ForeignKey(
+        TreatmentRequest, on_delete=models.PROTECT, related_name="consultations"
+    )
     doctor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="consultations_given", verbose_name=_("doctor")
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="consultations_given",
+        verbose_name=_("doctor"),
     )
     start = models.DateTimeField(_("start"), db_index=True)
     end = models.DateTimeField(_("end"))
-    kind = models.CharField(_("kind"), max_length=16, choices=ConsultationKind.choices, default=ConsultationKind.FIRST)
-    status = models.CharField(
-        _("status"), max_length=16, choices=ConsultationStatus.choices, default=ConsultationStatus.BOOKED, db_index=True
+    kind = models.CharField(
+        _("kind"), max_length=16, choices=ConsultationKind.choices, default=ConsultationKind.FIRST
     )
-    booked_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(
+        _("status"),
+        max_length=16,
+        choices=ConsultationStatus.choices,
+        default=ConsultationStatus.BOOKED,
+        db_index=True,
+    )
+    booked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
     booked_at = models.DateTimeField(default=timezone.now, editable=False)
     cancelled_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     cancelled_at = models.DateTimeField(null=True, blank=True)
     cancellation_reason = models.TextField(_("reason for cancellation"), blank=True)
-    sequence = models.PositiveIntegerField(default=0, editable=False, help_text="iCalendar SEQUENCE")
+    sequence = models.PositiveIntegerField(
+        default=0, editable=False, help_text="iCalendar SEQUENCE"
+    )
 
     class Meta:
         verbose_name = _("consultation")
         verbose_name_plural = _("consultations")
         ordering = ["start"]
         constraints = [
-            models.CheckConstraint(condition=Q(end__gt=models.F("start")), name="consultation_end_after_start"),
+            models.CheckConstraint(
+                condition=Q(end__gt=models.F("start")), name="consultation_end_after_start"
+            ),
             models.UniqueConstraint(
                 fields=["treatment_request"],
                 condition=Q(kind="first", status="booked"),
@@ -90,7 +107,9 @@ class ConsultationSlot(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["doctor", "start"], name="one_consultation_per_doctor_per_slot"),
+            models.UniqueConstraint(
+                fields=["doctor", "start"], name="one_consultation_per_doctor_per_slot"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -107,7 +126,10 @@ class IndicationCategory(models.TextChoices):
     """Categories of the gantry day data (``data/gantry_day.toml``): they set session durations."""
 
     ADULT_STANDARD = "adult_standard", _("Adult, standard (base of skull, ENT, brain, orbit)")
-    ADULT_COMPLEX = "adult_complex", _("Adult, complex (trunk with motion management, re-irradiation)")
+    ADULT_COMPLEX = (
+        "adult_complex",
+        _("Adult, complex (trunk with motion management, re-irradiation)"),
+    )
     PAEDIATRIC_AWAKE = "paediatric_awake", _("Child, awake")
     PAEDIATRIC_ANAESTHESIA = "paediatric_anaesthesia", _("Child under general anaesthesia")
 
@@ -115,28 +137,44 @@ class IndicationCategory(models.TextChoices):
 class TreatmentCourse(models.Model):
     """The gantry sessions a request needs: how many, how long, from when, by when."""
 
-    treatment_request = models.OneToOneField(TreatmentRequest, on_delete=models.PROTECT, related_name="course")
+    treatment_request = models.OneToOneField(
+        TreatmentRequest, on_delete=models.PROTECT, related_name="course"
+    )
     gantry_id = models.CharField(_("gantry"), max_length=16, default="G1")
     fractions = models.PositiveSmallIntegerField(_("number of fractions"))
-    category = models.CharField(_("indication category"), max_length=32, choices=IndicationCategory.choices)
+    category = models.CharField(
+        _("indication category"), max_length=32, choices=IndicationCategory.choices
+    )
     session_minutes = models.PositiveSmallIntegerField(_("session duration (min)"))
-    first_session_extra_minutes = models.PositiveSmallIntegerField(_("extra minutes of the first session"))
+    first_session_extra_minutes = models.PositiveSmallIntegerField(
+        _("extra minutes of the first session")
+    )
     under_anaesthesia = models.BooleanField(_("child under general anaesthesia"), default=False)
     ready_date = models.DateField(_("plan ready on"))
     due_date = models.DateField(_("first session at the latest on"))
-    urgency = models.CharField(_("urgency"), max_length=16, choices=Urgency.choices, default=Urgency.STANDARD)
-    usual_start_min = models.PositiveSmallIntegerField(
-        null=True, blank=True, help_text="usual time of day, minutes after midnight (set by the scheduler)"
+    urgency = models.CharField(
+        _("urgency"), max_length=16, choices=Urgency.choices, default=Urgency.STANDARD
     )
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    usual_start_min = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="usual time of day, minutes after midnight (set by the scheduler)",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
         verbose_name = _("treatment course")
         verbose_name_plural = _("treatment courses")
         constraints = [
-            models.CheckConstraint(condition=Q(fractions__gte=1) & Q(fractions__lte=60), name="course_fractions_1_60"),
-            models.CheckConstraint(condition=Q(due_date__gte=models.F("ready_date")), name="course_due_after_ready"),
+            models.CheckConstraint(
+                condition=Q(fractions__gte=1) & Q(fractions__lte=60), name="course_fractions_1_60"
+            ),
+            models.CheckConstraint(
+                condition=Q(due_date__gte=models.F("ready_date")), name="course_due_after_ready"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -168,16 +206,22 @@ class GantrySession(models.Model):
     gantry_id = models.CharField(_("gantry"), max_length=16, default="G1")
     start = models.DateTimeField(_("start"), db_index=True)
     end = models.DateTimeField(_("end"))
-    status = models.CharField(_("status"), max_length=16, choices=SessionStatus.choices, default=SessionStatus.PLANNED)
+    status = models.CharField(
+        _("status"), max_length=16, choices=SessionStatus.choices, default=SessionStatus.PLANNED
+    )
     status_note = models.CharField(_("note"), max_length=200, blank=True)
-    sequence = models.PositiveIntegerField(default=0, editable=False, help_text="iCalendar SEQUENCE")
+    sequence = models.PositiveIntegerField(
+        default=0, editable=False, help_text="iCalendar SEQUENCE"
+    )
 
     class Meta:
         verbose_name = _("gantry session")
         verbose_name_plural = _("gantry sessions")
         ordering = ["start"]
         constraints = [
-            models.CheckConstraint(condition=Q(end__gt=models.F("start")), name="session_end_after_start"),
+            models.CheckConstraint(
+                condition=Q(end__gt=models.F("start")), name="session_end_after_start"
+            ),
             models.UniqueConstraint(
                 fields=["course", "fraction_number"],
                 condition=Q(status__in=["planned", "announced", "done"]),
@@ -205,7 +249,9 @@ class MachineDowntime(models.Model):
     start = models.DateTimeField(_("from"))
     end = models.DateTimeField(_("until"))
     reason = models.CharField(_("reason"), max_length=200)
-    recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
     recorded_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -213,7 +259,9 @@ class MachineDowntime(models.Model):
         verbose_name_plural = _("machine downtimes")
         ordering = ["start"]
         constraints = [
-            models.CheckConstraint(condition=Q(end__gt=models.F("start")), name="downtime_end_after_start"),
+            models.CheckConstraint(
+                condition=Q(end__gt=models.F("start")), name="downtime_end_after_start"
+            ),
         ]
 
     def __str__(self) -> str:

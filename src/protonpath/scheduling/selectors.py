@@ -228,7 +228,9 @@ class EarliestStart:
     category: str
 
 
-def earliest_start(treatment_request: TreatmentRequest, *, today: date | None = None, gantry_id: str = "G1") -> EarliestStart:
+def earliest_start(
+    treatment_request: TreatmentRequest, *, today: date | None = None, gantry_id: str = "G1"
+) -> EarliestStart:
     """The first day a course for this request could start on the gantry as it is booked now.
 
     The plan is assumed ready :data:`PLANNING_LEAD_WORKING_DAYS` working days from today; the
@@ -249,5 +251,7 @@ def earliest_start(treatment_request: TreatmentRequest, *, today: date | None = 
     end = ready + timedelta(days=365)
     live = live_schedule(gantry_id, ready, end)
     problem = dataclasses.replace(live.problem, fixed_bookings=live.bookings)
-    probe = Course(f"request-{treatment_request.pk}", category, fractions, ready, end, gantry_id=gantry_id)
+    probe = Course(
+        f"request-{treatment_request.pk}", category, fractions, ready, end, gantry_id=gantry_id
+    )
     return EarliestStart(ready, incremental.earliest_start(problem, probe), fractions, category)

@@ -66,18 +66,25 @@ COURSE_PLANNERS = frozenset({Role.ADMIN_STAFF, Role.HEAD, Role.ONCOLOGIST, Role.
 #: Who records a session as given or missed, and machine downtimes.
 SESSION_RECORDERS = frozenset({Role.ADMIN_STAFF, Role.HEAD, Role.ONCOLOGIST})
 #: Requests whose course may be scheduled on the gantry.
-COURSE_STATES = frozenset({State.CONSULTATION_BOOKED, State.PLANNING, State.SCHEDULED, State.IN_TREATMENT})
+COURSE_STATES = frozenset(
+    {State.CONSULTATION_BOOKED, State.PLANNING, State.SCHEDULED, State.IN_TREATMENT}
+)
 #: Solver time limit for the web (the problems are one or a few courses around fixed sessions).
 WEB_SOLVER_SECONDS = 5.0
 
 REFUSAL_MESSAGES = {
     "naive": lambda: _("The time has no time zone."),
-    "duration": lambda: _("A consultation lasts a whole number of %(n)s-minute slots.") % {"n": slots.SLOT_MINUTES},
+    "duration": lambda: (
+        _("A consultation lasts a whole number of %(n)s-minute slots.") % {"n": slots.SLOT_MINUTES}
+    ),
     "past": lambda: _("This time is in the past."),
     "holiday": lambda: _("The department is closed on public holidays."),
     "weekend": lambda: _("The department is closed at weekends."),
     "hours": lambda: _("This time is outside the consultation opening hours."),
-    "boundary": lambda: _("Consultations start on the slots shown (every %(n)s minutes).") % {"n": slots.SLOT_MINUTES},
+    "boundary": lambda: (
+        _("Consultations start on the slots shown (every %(n)s minutes).")
+        % {"n": slots.SLOT_MINUTES}
+    ),
 }
 
 
@@ -86,7 +93,9 @@ REFUSAL_MESSAGES = {
 
 def has_passed_through_paid(treatment_request: TreatmentRequest) -> bool:
     """True if the request's history shows the quote was paid in full."""
-    return StateChange.objects.filter(treatment_request=treatment_request, to_state=State.PAID).exists()
+    return StateChange.objects.filter(
+        treatment_request=treatment_request, to_state=State.PAID
+    ).exists()
 
 
 def ensure_paid_if_international(treatment_request: TreatmentRequest) -> None:
@@ -95,7 +104,8 @@ def ensure_paid_if_international(treatment_request: TreatmentRequest) -> None:
         has_passed_through_paid(treatment_request) and _paid_in_full_now(treatment_request)
     ):
         raise ValidationError(
-            _("A patient from abroad is seen and treated only once the quote is paid in full."), code="unpaid"
+            _("A patient from abroad is seen and treated only once the quote is paid in full."),
+            code="unpaid",
         )
 
 
@@ -109,7 +119,9 @@ def _paid_in_full_now(treatment_request: TreatmentRequest) -> bool:
 
 
 #: Path actions a patient from abroad may take only once paid (checked against the history).
-PAID_ACTIONS = frozenset({"book_consultation", "start_planning", "schedule_treatment", "start_treatment"})
+PAID_ACTIONS = frozenset(
+    {"book_consultation", "start_planning", "schedule_treatment", "start_treatment"}
+)
 
 
 def require_paid_guard(action: str, treatment_request: TreatmentRequest, actor) -> None:
@@ -127,7 +139,11 @@ def _refuse(code: str) -> ValidationError:
 
 def _check_time(start: datetime, duration_min: int) -> None:
     problem = slots.refusal(
-        start, duration_min, selectors.consultation_hours(), timezone.now(), timezone.get_current_timezone()
+        start,
+        duration_min,
+        selectors.consultation_hours(),
+        timezone.now(),
+        timezone.get_current_timezone(),
     )
     if problem is not None:
         raise _refuse(problem.code)
@@ -135,10 +151,14 @@ def _check_time(start: datetime, duration_min: int) -> None:
 
 def _check_doctor(doctor) -> None:
     if doctor is None or doctor.role != Role.ONCOLOGIST or not doctor.is_active:
-        raise ValidationError(_("Consultations are given by the department's radiation oncologists."), code="doctor")
+        raise ValidationError(
+            _("Consultations are given by the department's radiation oncologists."), code="doctor"
+        )
 
 
-def _check_patient_free(treatment_request: TreatmentRequest, start: datetime, end: datetime, exclude_pk=None) -> None:
+def _check_patient_free(
+    treatment_request: TreatmentRequest, start: datetime, end: datetime, exclude_pk=None
+) -> None:
     clash = Consultation.objects.filter(
         treatment_request__patient=treatment_request.patient,
         status=ConsultationStatus.BOOKED,
@@ -146,7 +166,9 @@ def _check_patient_free(treatment_request: TreatmentRequest, start: datetime, en
         end__gt=start,
     ).exclude(pk=exclude_pk)
     if clash.exists():
-        raise ValidationError(_("The patient already has a consultation at that time."), code="patient_busy")
+        raise ValidationError(
+            _("The patient already has a consultation at that time."), code="patient_busy"
+        )
 
 
 def _take_slots(consultation: Consultation) -> None:
@@ -160,7 +182,8 @@ def _take_slots(consultation: Consultation) -> None:
             ConsultationSlot.objects.bulk_create(rows)
     except IntegrityError:
         raise ValidationError(
-            _("The doctor is no longer free at that time: please choose another slot."), code="doctor_busy"
+            _("The doctor is no longer free at that time: please choose another slot."),
+            code="doctor_busy",
         ) from None
 
 
@@ -170,7 +193,8 @@ def _busy(exc: OperationalError) -> Exception:
     text = str(exc).lower()
     if "locked" in text or "deadlock" in text or "could not serialize" in text:
         return ValidationError(
-            _("Someone else was booking at the same moment: please choose the slot again."), code="busy"
+            _("Someone else was booking at the same moment: please choose the slot again."),
+            code="busy",
         )
     return exc
 
@@ -179,7 +203,10 @@ def _may_book_first(treatment_request: TreatmentRequest) -> bool:
     if treatment_request.state == State.PAID:
         return True
     if treatment_request.state == State.ACCEPTED:
-        return not treatment_request.is_international and treatment_request.decision_sent_at is not None
+        return (
+            not treatment_request.is_international
+            and treatment_request.decision_sent_at is not None
+        )
     # A first consultation cancelled after booking can be booked again.
     return treatment_request.state in (State.CONSULTATION_BOOKED, State.PLANNING)
 
@@ -201,9 +228,16 @@ def book_consultation(
     """
     if kind not in ConsultationKind.values:
         raise ValidationError(_("Unknown kind of consultation."), code="kind")
-    allowed = FIRST_CONSULTATION_BOOKERS if kind == ConsultationKind.FIRST else CONSULTATION_MANAGERS
+    allowed = (
+        FIRST_CONSULTATION_BOOKERS if kind == ConsultationKind.FIRST else CONSULTATION_MANAGERS
+    )
     if not actor.is_authenticated or actor.role not in allowed:
-        audit.record(actor=actor, action=AuditEvent.Action.DENIED, obj=treatment_request, summary="book consultation")
+        audit.record(
+            actor=actor,
+            action=AuditEvent.Action.DENIED,
+            obj=treatment_request,
+            summary="book consultation",
+        )
         raise PermissionDenied(_("You may not book this consultation."))
     duration_min = duration_min or slots.DURATION_MINUTES[kind]
     _check_doctor(doctor)
@@ -211,7 +245,11 @@ def book_consultation(
     end = start + timedelta(minutes=duration_min)
     try:
         with transaction.atomic():
-            locked = TreatmentRequest.objects.select_for_update().select_related("patient").get(pk=treatment_request.pk)
+            locked = (
+                TreatmentRequest.objects.select_for_update()
+                .select_related("patient")
+                .get(pk=treatment_request.pk)
+            )
             ensure_paid_if_international(locked)
             if kind == ConsultationKind.FIRST:
                 if not _may_book_first(locked):
@@ -220,18 +258,29 @@ def book_consultation(
                         % {"state": locked.get_state_display()},
                         code="state",
                     )
-                if locked.consultations.filter(kind=ConsultationKind.FIRST, status=ConsultationStatus.BOOKED).exists():
-                    raise ValidationError(_("A first consultation is already booked."), code="already_booked")
+                if locked.consultations.filter(
+                    kind=ConsultationKind.FIRST, status=ConsultationStatus.BOOKED
+                ).exists():
+                    raise ValidationError(
+                        _("A first consultation is already booked."), code="already_booked"
+                    )
             elif not locked.is_open:
                 raise ValidationError(_("This request is closed."), code="state")
             _check_patient_free(locked, start, end)
             try:
                 with transaction.atomic():
                     consultation = Consultation.objects.create(
-                        treatment_request=locked, doctor=doctor, start=start, end=end, kind=kind, booked_by=actor
+                        treatment_request=locked,
+                        doctor=doctor,
+                        start=start,
+                        end=end,
+                        kind=kind,
+                        booked_by=actor,
                     )
             except IntegrityError:
-                raise ValidationError(_("A first consultation is already booked."), code="already_booked") from None
+                raise ValidationError(
+                    _("A first consultation is already booked."), code="already_booked"
+                ) from None
             _take_slots(consultation)
             audit.record(
                 actor=actor,
@@ -241,7 +290,9 @@ def book_consultation(
                 summary=f"consultation kind={kind} doctor={doctor.pk}",
             )
             if kind == ConsultationKind.FIRST and locked.state in (State.ACCEPTED, State.PAID):
-                referral_services.perform(actor=actor, treatment_request=locked, action="book_consultation")
+                referral_services.perform(
+                    actor=actor, treatment_request=locked, action="book_consultation"
+                )
             transaction.on_commit(lambda: send_consultation_message(consultation, "booked"))
     except OperationalError as exc:
         raise _busy(exc) from None
@@ -249,16 +300,22 @@ def book_consultation(
 
 
 def _may_manage(actor, consultation: Consultation) -> bool:
-    return actor.is_authenticated and (actor.role in CONSULTATION_MANAGERS or actor.pk == consultation.doctor_id)
+    return actor.is_authenticated and (
+        actor.role in CONSULTATION_MANAGERS or actor.pk == consultation.doctor_id
+    )
 
 
-def reschedule_consultation(*, actor, consultation: Consultation, start: datetime, doctor=None) -> Consultation:
+def reschedule_consultation(
+    *, actor, consultation: Consultation, start: datetime, doctor=None
+) -> Consultation:
     """Move a booked consultation (optionally to another doctor): all or nothing.
 
     If the new time is refused the consultation keeps its old time and doctor.
     """
     if not _may_manage(actor, consultation):
-        audit.record(actor=actor, action=AuditEvent.Action.DENIED, obj=consultation, summary="reschedule")
+        audit.record(
+            actor=actor, action=AuditEvent.Action.DENIED, obj=consultation, summary="reschedule"
+        )
         raise PermissionDenied(_("You may not move this consultation."))
     doctor = doctor or consultation.doctor
     _check_doctor(doctor)
@@ -266,7 +323,11 @@ def reschedule_consultation(*, actor, consultation: Consultation, start: datetim
     _check_time(start, duration_min)
     try:
         with transaction.atomic():
-            locked = Consultation.objects.select_for_update().select_related("treatment_request__patient").get(pk=consultation.pk)
+            locked = (
+                Consultation.objects.select_for_update()
+                .select_related("treatment_request__patient")
+                .get(pk=consultation.pk)
+            )
             if locked.status != ConsultationStatus.BOOKED:
                 raise ValidationError(_("Only a booked consultation can be moved."), code="state")
             old = timezone.localtime(locked.start)
@@ -300,7 +361,9 @@ def may_cancel_consultation(actor, consultation: Consultation) -> bool:
 def cancel_consultation(*, actor, consultation: Consultation, reason: str) -> Consultation:
     """Cancel a booked consultation, with a reason; the slots become free again."""
     if not may_cancel_consultation(actor, consultation):
-        audit.record(actor=actor, action=AuditEvent.Action.DENIED, obj=consultation, summary="cancel")
+        audit.record(
+            actor=actor, action=AuditEvent.Action.DENIED, obj=consultation, summary="cancel"
+        )
         raise PermissionDenied(_("You may not cancel this consultation."))
     reason = (reason or "").strip()
     if not reason:
@@ -316,7 +379,11 @@ def cancel_consultation(*, actor, consultation: Consultation, reason: str) -> Co
     locked.sequence += 1
     locked.save()
     audit.record(
-        actor=actor, action=AuditEvent.Action.UPDATE, obj=locked, treatment_request_id=locked.treatment_request_id, summary="cancelled"
+        actor=actor,
+        action=AuditEvent.Action.UPDATE,
+        obj=locked,
+        treatment_request_id=locked.treatment_request_id,
+        summary="cancelled",
     )
     transaction.on_commit(lambda: send_consultation_message(locked, "cancelled"))
     return locked
@@ -328,7 +395,9 @@ def mark_consultation_done(*, actor, consultation: Consultation) -> Consultation
         raise PermissionDenied(_("You may not do this."))
     locked = Consultation.objects.select_for_update().get(pk=consultation.pk)
     if locked.status != ConsultationStatus.BOOKED or locked.start > timezone.now():
-        raise ValidationError(_("Only a booked consultation that has begun can be marked as done."), code="state")
+        raise ValidationError(
+            _("Only a booked consultation that has begun can be marked as done."), code="state"
+        )
     locked.slots.all().delete()
     locked.status = ConsultationStatus.DONE
     locked.save(update_fields=["status"])
@@ -383,15 +452,21 @@ def send_consultation_message(consultation: Consultation, event: str) -> None:
                 }[event],
                 _("Request: %(ref)s") % {"ref": r.reference},
                 _("When: %(when)s (Paris time)") % {"when": when},
-                _("With: %(doctor)s") % {"doctor": consultation.doctor.get_full_name() or consultation.doctor.username},
+                _("With: %(doctor)s")
+                % {"doctor": consultation.doctor.get_full_name() or consultation.doctor.username},
                 _("Where: %(place)s, outpatient consultations") % {"place": department},
                 _("Sign in to see the details: %(link)s") % {"link": link},
                 department,
             ]
             message = EmailMessage(
-                subjects[event] % {"when": when}, "\n\n".join(lines), settings.DEFAULT_FROM_EMAIL, recipients
+                subjects[event] % {"when": when},
+                "\n\n".join(lines),
+                settings.DEFAULT_FROM_EMAIL,
+                recipients,
             )
-        message.attach("consultation.ics", attachment, f"text/calendar; charset=utf-8; method={method}")
+        message.attach(
+            "consultation.ics", attachment, f"text/calendar; charset=utf-8; method={method}"
+        )
         message.send(fail_silently=False)
     logger.info("consultation message consultation=%s event=%s", consultation.pk, event)
 
@@ -410,12 +485,20 @@ def send_course_message(course: TreatmentCourse, heading: str) -> None:
             str(heading),
             _("Request: %(ref)s") % {"ref": r.reference},
             _("%(n)s sessions, from %(first)s to %(last)s (Paris time).")
-            % {"n": len(sessions), "first": _when(sessions[0].start), "last": _when(sessions[-1].start)},
-            _("The attached calendar lists every session. Sign in to see the details: %(link)s") % {"link": link},
+            % {
+                "n": len(sessions),
+                "first": _when(sessions[0].start),
+                "last": _when(sessions[-1].start),
+            },
+            _("The attached calendar lists every session. Sign in to see the details: %(link)s")
+            % {"link": link},
             settings.PROTONPATH_DEPARTMENT_NAME,
         ]
         message = EmailMessage(
-            _("Treatment sessions: %(ref)s") % {"ref": r.reference}, "\n\n".join(lines), settings.DEFAULT_FROM_EMAIL, recipients
+            _("Treatment sessions: %(ref)s") % {"ref": r.reference},
+            "\n\n".join(lines),
+            settings.DEFAULT_FROM_EMAIL,
+            recipients,
         )
     message.attach("sessions.ics", attachment, "text/calendar; charset=utf-8; method=PUBLISH")
     message.send(fail_silently=False)
@@ -450,25 +533,42 @@ def booking_of(session: GantrySession) -> Booking:
     )
 
 
-def downtimes_between(gantry_id: str, first: date, last: date, exclude_pk=None) -> tuple[Downtime, ...]:
+def downtimes_between(
+    gantry_id: str, first: date, last: date, exclude_pk=None
+) -> tuple[Downtime, ...]:
     """The recorded downtimes as the solver's per-day blocks (clipped to the gantry day)."""
     gantry_day = default_gantry_day()
     result = []
     window_start, window_end = _aware(first, 0), _aware(last + timedelta(days=1), 0)
-    rows = MachineDowntime.objects.filter(gantry_id=gantry_id, start__lt=window_end, end__gt=window_start).exclude(pk=exclude_pk)
+    rows = MachineDowntime.objects.filter(
+        gantry_id=gantry_id, start__lt=window_end, end__gt=window_start
+    ).exclude(pk=exclude_pk)
     for downtime in rows:
         result.extend(_downtime_blocks(downtime, first, last, gantry_day))
     return tuple(result)
 
 
-def _downtime_blocks(downtime: MachineDowntime, first: date, last: date, gantry_day) -> list[Downtime]:
+def _downtime_blocks(
+    downtime: MachineDowntime, first: date, last: date, gantry_day
+) -> list[Downtime]:
     blocks = []
     day = max(timezone.localtime(downtime.start).date(), first)
     while day <= min(timezone.localtime(downtime.end).date(), last):
-        day_open, day_close = _aware(day, gantry_day.opening_min), _aware(day, gantry_day.closing_min)
+        day_open, day_close = (
+            _aware(day, gantry_day.opening_min),
+            _aware(day, gantry_day.closing_min),
+        )
         start, end = max(downtime.start, day_open), min(downtime.end, day_close)
         if start < end:
-            blocks.append(Downtime(downtime.gantry_id, day, _local_minutes(start)[1], _local_minutes(end)[1], downtime.reason))
+            blocks.append(
+                Downtime(
+                    downtime.gantry_id,
+                    day,
+                    _local_minutes(start)[1],
+                    _local_minutes(end)[1],
+                    downtime.reason,
+                )
+            )
         day += timedelta(days=1)
     return blocks
 
@@ -487,7 +587,9 @@ def course_of(course: TreatmentCourse, **overrides) -> Course:
     return Course(**values)
 
 
-def live_schedule(gantry_id: str, start_date: date, end_date: date, *, courses=(), exclude_downtime_pk=None) -> Schedule:
+def live_schedule(
+    gantry_id: str, start_date: date, end_date: date, *, courses=(), exclude_downtime_pk=None
+) -> Schedule:
     """The gantry's active sessions from ``start_date`` on, as the solver's :class:`Schedule`.
 
     ``courses`` are the course definitions the incremental functions may place again (their
@@ -497,14 +599,20 @@ def live_schedule(gantry_id: str, start_date: date, end_date: date, *, courses=(
         gantry_id=gantry_id, status__in=ACTIVE_SESSION_STATES, start__gte=_aware(start_date, 0)
     ).select_related("course")
     bookings = tuple(booking_of(s) for s in sessions)
-    usual = {str(s.course_id): s.course.usual_start_min for s in sessions if s.course.usual_start_min is not None}
+    usual = {
+        str(s.course_id): s.course.usual_start_min
+        for s in sessions
+        if s.course.usual_start_min is not None
+    }
     problem = Problem(
         gantry_day=default_gantry_day(),
         courses=tuple(courses),
         start_date=start_date,
         end_date=end_date,
         gantry_ids=(gantry_id,),
-        downtimes=downtimes_between(gantry_id, start_date, end_date, exclude_pk=exclude_downtime_pk),
+        downtimes=downtimes_between(
+            gantry_id, start_date, end_date, exclude_pk=exclude_downtime_pk
+        ),
     )
     return Schedule(problem=problem, bookings=bookings, usual_start_min=usual, method="live")
 
@@ -515,12 +623,15 @@ def _solver_options() -> SolverOptions:
 
 def _infeasible(exc: InfeasibleScheduleError) -> ValidationError:
     return ValidationError(
-        _("The gantry schedule has no room for this: %(reasons)s") % {"reasons": "; ".join(exc.reasons)},
+        _("The gantry schedule has no room for this: %(reasons)s")
+        % {"reasons": "; ".join(exc.reasons)},
         code="infeasible",
     )
 
 
-def _create_sessions(course: TreatmentCourse, bookings, status=SessionStatus.PLANNED) -> list[GantrySession]:
+def _create_sessions(
+    course: TreatmentCourse, bookings, status=SessionStatus.PLANNED
+) -> list[GantrySession]:
     sessions = [
         GantrySession(
             course=course,
@@ -536,10 +647,14 @@ def _create_sessions(course: TreatmentCourse, bookings, status=SessionStatus.PLA
         with transaction.atomic():
             return GantrySession.objects.bulk_create(sessions)
     except IntegrityError:
-        raise ValidationError(_("The gantry schedule changed meanwhile: please try again."), code="conflict") from None
+        raise ValidationError(
+            _("The gantry schedule changed meanwhile: please try again."), code="conflict"
+        ) from None
 
 
-def apply_schedule(result: Schedule, course_ids, *, since: date, note: str) -> dict[int, list[GantrySession]]:
+def apply_schedule(
+    result: Schedule, course_ids, *, since: date, note: str
+) -> dict[int, list[GantrySession]]:
     """Make the active sessions of ``course_ids`` (from ``since`` on) those of ``result``.
 
     Sessions that keep their day, time and length stay (renumbered if needed); the others are
@@ -551,14 +666,24 @@ def apply_schedule(result: Schedule, course_ids, *, since: date, note: str) -> d
     # First free the places of every course (a course's new session may take another's old place).
     for course_id in course_ids:
         course = TreatmentCourse.objects.select_for_update().get(pk=int(course_id))
-        wanted = {(b.day, b.start_min, b.duration_min): b for b in result.all_bookings() if b.course_id == str(course.pk)}
-        existing = list(course.sessions.filter(status__in=ACTIVE_SESSION_STATES, start__gte=_aware(since, 0)))
-        announced = course.sessions.filter(status__in=[SessionStatus.ANNOUNCED, SessionStatus.DONE]).exists()
+        wanted = {
+            (b.day, b.start_min, b.duration_min): b
+            for b in result.all_bookings()
+            if b.course_id == str(course.pk)
+        }
+        existing = list(
+            course.sessions.filter(status__in=ACTIVE_SESSION_STATES, start__gte=_aware(since, 0))
+        )
+        announced = course.sessions.filter(
+            status__in=[SessionStatus.ANNOUNCED, SessionStatus.DONE]
+        ).exists()
         kept = []
         for session in existing:
             b = booking_of(session)
             if (b.day, b.start_min, b.duration_min) in wanted:
-                kept.append((session, wanted.pop((b.day, b.start_min, b.duration_min)).fraction_number))
+                kept.append(
+                    (session, wanted.pop((b.day, b.start_min, b.duration_min)).fraction_number)
+                )
             else:
                 session.status = SessionStatus.CANCELLED
                 session.status_note = note
@@ -576,13 +701,17 @@ def apply_schedule(result: Schedule, course_ids, *, since: date, note: str) -> d
         pending.append((course, wanted, announced, bool(moving)))
     for course, wanted, announced, renumbered in pending:
         status = SessionStatus.ANNOUNCED if announced else SessionStatus.PLANNED
-        created[course.pk] = _create_sessions(course, sorted(wanted.values(), key=lambda b: (b.day, b.start_min)), status)
+        created[course.pk] = _create_sessions(
+            course, sorted(wanted.values(), key=lambda b: (b.day, b.start_min)), status
+        )
         usual = result.usual_start_min.get(str(course.pk))
         if usual is not None and usual != course.usual_start_min:
             course.usual_start_min = usual
             course.save(update_fields=["usual_start_min"])
         if announced and (created[course.pk] or renumbered):
-            transaction.on_commit(lambda c=course: send_course_message(c, _("Your treatment sessions have changed.")))
+            transaction.on_commit(
+                lambda c=course: send_course_message(c, _("Your treatment sessions have changed."))
+            )
     return created
 
 
@@ -613,10 +742,15 @@ def create_course(
     """Describe the gantry sessions a request needs (the solver places them later)."""
     if not actor.is_authenticated or actor.role not in COURSE_PLANNERS:
         raise PermissionDenied(_("You may not prepare treatment courses."))
-    r = TreatmentRequest.objects.select_for_update().select_related("patient").get(pk=treatment_request.pk)
+    r = (
+        TreatmentRequest.objects.select_for_update()
+        .select_related("patient")
+        .get(pk=treatment_request.pk)
+    )
     if r.state not in COURSE_STATES:
         raise ValidationError(
-            _("A treatment course is prepared after the first consultation is booked."), code="state"
+            _("A treatment course is prepared after the first consultation is booked."),
+            code="state",
         )
     ensure_paid_if_international(r)
     if TreatmentCourse.objects.filter(treatment_request=r).exists():
@@ -625,7 +759,9 @@ def create_course(
         raise ValidationError(_("Unknown indication category."), code="category")
     anaesthesia = default_gantry_day().categories[category].anaesthesia
     if anaesthesia and not r.patient.is_child:
-        raise ValidationError(_("General anaesthesia sessions are for children."), code="anaesthesia")
+        raise ValidationError(
+            _("General anaesthesia sessions are for children."), code="anaesthesia"
+        )
     fractions = fractions or r.proposed_fractions
     if not fractions or not 1 <= int(fractions) <= 60:
         raise ValidationError(_("The course needs 1 to 60 fractions."), code="fractions")
@@ -650,7 +786,13 @@ def create_course(
         urgency=urgency,
         created_by=actor,
     )
-    audit.record(actor=actor, action=AuditEvent.Action.CREATE, obj=course, treatment_request_id=r.pk, summary=f"fractions={fractions}")
+    audit.record(
+        actor=actor,
+        action=AuditEvent.Action.CREATE,
+        obj=course,
+        treatment_request_id=r.pk,
+        summary=f"fractions={fractions}",
+    )
     return course
 
 
@@ -664,7 +806,10 @@ def _replaceable_courses(gantry_id: str, first: date, exclude_pk: int) -> list[T
     result = []
     for course in candidates:
         active = course.sessions.filter(status__in=ACTIVE_SESSION_STATES)
-        if not active.exclude(status=SessionStatus.PLANNED).exists() and not active.filter(start__lt=_aware(first, 0)).exists():
+        if (
+            not active.exclude(status=SessionStatus.PLANNED).exists()
+            and not active.filter(start__lt=_aware(first, 0)).exists()
+        ):
             result.append(course)
     return result
 
@@ -675,7 +820,9 @@ def _definition(course: TreatmentCourse, start_date: date) -> Course:
 
 
 @transaction.atomic
-def schedule_course(*, actor, course: TreatmentCourse, move_planned: bool = False) -> list[GantrySession]:
+def schedule_course(
+    *, actor, course: TreatmentCourse, move_planned: bool = False
+) -> list[GantrySession]:
     """Place a course's sessions in the live gantry schedule (``incremental.add_course``).
 
     Announced and given sessions never move. Planned sessions of other courses stay where they
@@ -684,26 +831,45 @@ def schedule_course(*, actor, course: TreatmentCourse, move_planned: bool = Fals
     """
     if not actor.is_authenticated or actor.role not in COURSE_PLANNERS:
         raise PermissionDenied(_("You may not schedule treatment courses."))
-    course = TreatmentCourse.objects.select_for_update().select_related("treatment_request__patient").get(pk=course.pk)
+    course = (
+        TreatmentCourse.objects.select_for_update()
+        .select_related("treatment_request__patient")
+        .get(pk=course.pk)
+    )
     ensure_paid_if_international(course.treatment_request)
     if course.sessions.filter(status__in=ACTIVE_SESSION_STATES).exists():
         raise ValidationError(_("This course is already scheduled."), code="scheduled")
     start_date = max(course.ready_date, _tomorrow())
     others = _replaceable_courses(course.gantry_id, start_date, course.pk) if move_planned else []
-    end_date = max(course.due_date, start_date) + timedelta(days=course.fractions * 2 + HORIZON_EXTRA_DAYS)
+    end_date = max(course.due_date, start_date) + timedelta(
+        days=course.fractions * 2 + HORIZON_EXTRA_DAYS
+    )
     for other in others:
-        end_date = max(end_date, max(other.due_date, start_date) + timedelta(days=other.fractions * 2 + HORIZON_EXTRA_DAYS))
-    live = live_schedule(course.gantry_id, start_date, end_date, courses=[_definition(o, start_date) for o in others])
+        end_date = max(
+            end_date,
+            max(other.due_date, start_date)
+            + timedelta(days=other.fractions * 2 + HORIZON_EXTRA_DAYS),
+        )
+    live = live_schedule(
+        course.gantry_id, start_date, end_date, courses=[_definition(o, start_date) for o in others]
+    )
     new_course = _definition(course, start_date)
     try:
         result = incremental.add_course(
-            live, new_course, allow_moving=bool(others), options=dataclasses.replace(_solver_options(), allow_late=True)
+            live,
+            new_course,
+            allow_moving=bool(others),
+            options=dataclasses.replace(_solver_options(), allow_late=True),
         )
     except InfeasibleScheduleError as exc:
         raise _infeasible(exc) from None
-    created = apply_schedule(result, [str(o.pk) for o in others] + [str(course.pk)], since=start_date, note="moved")
+    created = apply_schedule(
+        result, [str(o.pk) for o in others] + [str(course.pk)], since=start_date, note="moved"
+    )
     for other in others:
-        audit.record(actor=actor, action=AuditEvent.Action.UPDATE, obj=other, summary="sessions placed again")
+        audit.record(
+            actor=actor, action=AuditEvent.Action.UPDATE, obj=other, summary="sessions placed again"
+        )
     audit.record(
         actor=actor,
         action=AuditEvent.Action.UPDATE,
@@ -722,11 +888,17 @@ def announce_course(*, actor, course: TreatmentCourse) -> int:
     """
     if not actor.is_authenticated or actor.role not in COURSE_PLANNERS:
         raise PermissionDenied(_("You may not do this."))
-    course = TreatmentCourse.objects.select_for_update().select_related("treatment_request").get(pk=course.pk)
+    course = (
+        TreatmentCourse.objects.select_for_update()
+        .select_related("treatment_request")
+        .get(pk=course.pk)
+    )
     r = course.treatment_request
     ensure_paid_if_international(r)
     if r.state not in (State.PLANNING, State.SCHEDULED, State.IN_TREATMENT):
-        raise ValidationError(_("Sessions are announced once treatment planning has started."), code="state")
+        raise ValidationError(
+            _("Sessions are announced once treatment planning has started."), code="state"
+        )
     planned = course.sessions.filter(status=SessionStatus.PLANNED)
     count = planned.count()
     if not count:
@@ -735,10 +907,18 @@ def announce_course(*, actor, course: TreatmentCourse) -> int:
         session.status = SessionStatus.ANNOUNCED
         session.sequence += 1
         session.save(update_fields=["status", "sequence"])
-    audit.record(actor=actor, action=AuditEvent.Action.UPDATE, obj=course, treatment_request_id=r.pk, summary=f"announced {count}")
+    audit.record(
+        actor=actor,
+        action=AuditEvent.Action.UPDATE,
+        obj=course,
+        treatment_request_id=r.pk,
+        summary=f"announced {count}",
+    )
     if r.state == State.PLANNING:
         referral_services.perform(actor=actor, treatment_request=r, action="schedule_treatment")
-    transaction.on_commit(lambda: send_course_message(course, _("Your treatment sessions are scheduled.")))
+    transaction.on_commit(
+        lambda: send_course_message(course, _("Your treatment sessions are scheduled."))
+    )
     return count
 
 
@@ -746,8 +926,14 @@ def announce_course(*, actor, course: TreatmentCourse) -> int:
 
 
 def _reschedule_horizon(course_ids, start_date: date) -> date:
-    longest = max((c.fractions for c in TreatmentCourse.objects.filter(pk__in=course_ids)), default=1)
-    last = GantrySession.objects.filter(course_id__in=course_ids, status__in=ACTIVE_SESSION_STATES).order_by("-start").first()
+    longest = max(
+        (c.fractions for c in TreatmentCourse.objects.filter(pk__in=course_ids)), default=1
+    )
+    last = (
+        GantrySession.objects.filter(course_id__in=course_ids, status__in=ACTIVE_SESSION_STATES)
+        .order_by("-start")
+        .first()
+    )
     last_day = timezone.localtime(last.start).date() if last else start_date
     return max(last_day, start_date) + timedelta(days=longest * 2 + HORIZON_EXTRA_DAYS)
 
@@ -773,7 +959,11 @@ def record_session(*, actor, session: GantrySession, outcome: str, note: str = "
     """
     if not actor.is_authenticated or actor.role not in SESSION_RECORDERS:
         raise PermissionDenied(_("You may not record sessions."))
-    session = GantrySession.objects.select_for_update().select_related("course__treatment_request").get(pk=session.pk)
+    session = (
+        GantrySession.objects.select_for_update()
+        .select_related("course__treatment_request")
+        .get(pk=session.pk)
+    )
     if outcome not in (SessionStatus.DONE, SessionStatus.MISSED):
         raise ValidationError(_("Unknown outcome."), code="outcome")
     if session.status not in (SessionStatus.PLANNED, SessionStatus.ANNOUNCED):
@@ -788,24 +978,44 @@ def record_session(*, actor, session: GantrySession, outcome: str, note: str = "
         day = timezone.localtime(session.start).date()
         course_ids = [session.course_id]
         end_date = _reschedule_horizon(course_ids, day)
-        live = live_schedule(session.gantry_id, day, end_date, courses=_definitions_for_reschedule(course_ids, day, end_date))
+        live = live_schedule(
+            session.gantry_id,
+            day,
+            end_date,
+            courses=_definitions_for_reschedule(course_ids, day, end_date),
+        )
         try:
-            result = incremental.reschedule_after_missed_session(live, str(session.course_id), day, options=_solver_options())
+            result = incremental.reschedule_after_missed_session(
+                live, str(session.course_id), day, options=_solver_options()
+            )
         except InfeasibleScheduleError as exc:
             raise _infeasible(exc) from None
     session.status = outcome
     session.status_note = note[:200]
     session.save(update_fields=["status", "status_note"])
-    audit.record(actor=actor, action=AuditEvent.Action.UPDATE, obj=session, treatment_request_id=r.pk, summary=f"session {outcome}")
+    audit.record(
+        actor=actor,
+        action=AuditEvent.Action.UPDATE,
+        obj=session,
+        treatment_request_id=r.pk,
+        summary=f"session {outcome}",
+    )
     if result is not None:
-        apply_schedule(result, [str(session.course_id)], since=timezone.localtime(session.start).date(), note="moved")
+        apply_schedule(
+            result,
+            [str(session.course_id)],
+            since=timezone.localtime(session.start).date(),
+            note="moved",
+        )
     elif r.state == State.SCHEDULED:
         referral_services.perform(actor=actor, treatment_request=r, action="start_treatment")
     return session
 
 
 @transaction.atomic
-def record_downtime(*, actor, start: datetime, end: datetime, reason: str, gantry_id: str = "G1") -> tuple[MachineDowntime, list[GantrySession]]:
+def record_downtime(
+    *, actor, start: datetime, end: datetime, reason: str, gantry_id: str = "G1"
+) -> tuple[MachineDowntime, list[GantrySession]]:
     """Record that the gantry cannot treat from ``start`` to ``end``; its sessions move.
 
     Sessions (planned or announced) the downtime hits are cancelled and each course hit gets its
@@ -819,9 +1029,14 @@ def record_downtime(*, actor, start: datetime, end: datetime, reason: str, gantr
         raise ValidationError(_("Please give a reason."), code="note")
     if end <= start:
         raise ValidationError(_("The end must be after the start."), code="order")
-    downtime = MachineDowntime.objects.create(gantry_id=gantry_id, start=start, end=end, reason=reason[:200], recorded_by=actor)
+    downtime = MachineDowntime.objects.create(
+        gantry_id=gantry_id, start=start, end=end, reason=reason[:200], recorded_by=actor
+    )
     hit = GantrySession.objects.filter(
-        gantry_id=gantry_id, status__in=(SessionStatus.PLANNED, SessionStatus.ANNOUNCED), start__lt=end, end__gt=start
+        gantry_id=gantry_id,
+        status__in=(SessionStatus.PLANNED, SessionStatus.ANNOUNCED),
+        start__lt=end,
+        end__gt=start,
     )
     course_ids = sorted({str(c) for c in hit.values_list("course_id", flat=True)})
     created: list[GantrySession] = []
@@ -829,7 +1044,11 @@ def record_downtime(*, actor, start: datetime, end: datetime, reason: str, gantr
         first_day = timezone.localtime(start).date()
         end_date = _reschedule_horizon(course_ids, timezone.localtime(end).date())
         live = live_schedule(
-            gantry_id, first_day, end_date, courses=_definitions_for_reschedule(course_ids, first_day, end_date), exclude_downtime_pk=downtime.pk
+            gantry_id,
+            first_day,
+            end_date,
+            courses=_definitions_for_reschedule(course_ids, first_day, end_date),
+            exclude_downtime_pk=downtime.pk,
         )
         blocks = _downtime_blocks(downtime, first_day, end_date, default_gantry_day())
         # A session outside the gantry day (not in any block) is hit too: block its whole day.

@@ -42,7 +42,9 @@ class Refusal:
     detail: str = ""
 
 
-def periods_on(day: date, hours: Mapping[int, Sequence[tuple[time, time]]]) -> tuple[tuple[time, time], ...]:
+def periods_on(
+    day: date, hours: Mapping[int, Sequence[tuple[time, time]]]
+) -> tuple[tuple[time, time], ...]:
     """Opening periods on ``day``: none on weekends, French public holidays or closed weekdays."""
     if not is_working_day(day):
         return ()
@@ -71,7 +73,9 @@ def slot_starts(
     return starts
 
 
-def slots_covering(start: datetime, duration_min: int, slot_min: int = SLOT_MINUTES) -> list[datetime]:
+def slots_covering(
+    start: datetime, duration_min: int, slot_min: int = SLOT_MINUTES
+) -> list[datetime]:
     """The slot starts a consultation from ``start`` lasting ``duration_min`` occupies."""
     count = -(-duration_min // slot_min)
     return [start + timedelta(minutes=slot_min * k) for k in range(count)]
@@ -140,7 +144,9 @@ def free_slot_starts(
     return free
 
 
-def next_open_days(start_day: date, hours: Mapping[int, Sequence[tuple[time, time]]], count: int) -> list[date]:
+def next_open_days(
+    start_day: date, hours: Mapping[int, Sequence[tuple[time, time]]], count: int
+) -> list[date]:
     """The first ``count`` days on or after ``start_day`` with consultation hours."""
     days = []
     day = start_day

@@ -33,5 +33,7 @@ urlpatterns = [
     path("courses/<int:pk>/announce/", views.course_announce, name="course_announce"),
     path("consultations/<int:pk>/reschedule/", views.reschedule, name="reschedule"),
     path("consultations/<int:pk>/cancel/", views.cancel, name="cancel"),
-    path("consultations/<int:pk>/consultation.ics", views.consultation_ics, name="consultation_ics"),
+    path(
+        "consultations/<int:pk>/consultation.ics", views.consultation_ics, name="consultation_ics"
+    ),
 ]

@@ -41,7 +41,10 @@ def _slot_picker(request, *, treatment_request, kind, doctor_initial=None, consu
     """Free slots for the doctor and day in the query string (default: first doctor, next open day)."""
     duration = consultation.duration_min if consultation else slots.DURATION_MINUTES[kind]
     days = selectors.next_days_with_hours(timezone.localdate() + timedelta(days=1), 10)
-    initial = {"doctor": doctor_initial or selectors.oncologists().first(), "day": days[0] if days else None}
+    initial = {
+        "doctor": doctor_initial or selectors.oncologists().first(),
+        "day": days[0] if days else None,
+    }
     form = SlotSearchForm(request.GET or None, initial=initial)
     doctor, day = initial["doctor"], initial["day"]
     if request.GET and form.is_valid():
@@ -49,7 +52,11 @@ def _slot_picker(request, *, treatment_request, kind, doctor_initial=None, consu
     free = selectors.free_slots(doctor, day, duration) if doctor and day else []
     closed_reason = ""
     if day and not slots.periods_on(day, selectors.consultation_hours()):
-        closed_reason = _("The department is closed on public holidays.") if slots.is_public_holiday(day) else _("No consultations on this day.")
+        closed_reason = (
+            _("The department is closed on public holidays.")
+            if slots.is_public_holiday(day)
+            else _("No consultations on this day.")
+        )
     return {
         "r": treatment_request,
         "form": form,
@@ -72,9 +79,18 @@ def book(request, pk: int):
     kind = request.POST.get("kind") or request.GET.get("kind") or ConsultationKind.FIRST
     if kind not in ConsultationKind.values:
         raise Http404
-    allowed = services.FIRST_CONSULTATION_BOOKERS if kind == ConsultationKind.FIRST else services.CONSULTATION_MANAGERS
+    allowed = (
+        services.FIRST_CONSULTATION_BOOKERS
+        if kind == ConsultationKind.FIRST
+        else services.CONSULTATION_MANAGERS
+    )
     if request.user.role not in allowed:
-        audit.record(actor=request.user, action=AuditEvent.Action.DENIED, obj=treatment_request, summary="book consultation")
+        audit.record(
+            actor=request.user,
+            action=AuditEvent.Action.DENIED,
+            obj=treatment_request,
+            summary="book consultation",
+        )
         raise PermissionDenied
     if request.method == "POST":
         form = BookingForm(request.POST)
@@ -90,32 +106,57 @@ def book(request, pk: int):
             except ValidationError as exc:
                 messages.error(request, _errors(exc))
             else:
-                messages.success(request, _("Consultation booked. The patient, the referring doctor and the oncologist are told by e-mail."))
+                messages.success(
+                    request,
+                    _(
+                        "Consultation booked. The patient, the referring doctor and the oncologist are told by e-mail."
+                    ),
+                )
                 return redirect("referrals:detail", pk=pk)
         else:
             messages.error(request, _("Please choose one of the free slots."))
     context = _slot_picker(request, treatment_request=treatment_request, kind=kind)
-    audit.record(actor=request.user, action=AuditEvent.Action.VIEW, obj=treatment_request, summary="consultation slots")
-    return render(request, "scheduling/book.html", context, status=400 if request.method == "POST" else 200)
+    audit.record(
+        actor=request.user,
+        action=AuditEvent.Action.VIEW,
+        obj=treatment_request,
+        summary="consultation slots",
+    )
+    return render(
+        request, "scheduling/book.html", context, status=400 if request.method == "POST" else 200
+    )
 
 
 @login_required
 def reschedule(request, pk: int):
     consultation = selectors.get_consultation_for(request.user, pk)
-    if not (request.user.role in services.CONSULTATION_MANAGERS or request.user.pk == consultation.doctor_id):
-        audit.record(actor=request.user, action=AuditEvent.Action.DENIED, obj=consultation, summary="reschedule")
+    if not (
+        request.user.role in services.CONSULTATION_MANAGERS
+        or request.user.pk == consultation.doctor_id
+    ):
+        audit.record(
+            actor=request.user,
+            action=AuditEvent.Action.DENIED,
+            obj=consultation,
+            summary="reschedule",
+        )
         raise PermissionDenied
     if request.method == "POST":
         form = BookingForm(request.POST)
         if form.is_valid():
             try:
                 services.reschedule_consultation(
-                    actor=request.user, consultation=consultation, start=form.cleaned_data["start"], doctor=form.cleaned_data["doctor"]
+                    actor=request.user,
+                    consultation=consultation,
+                    start=form.cleaned_data["start"],
+                    doctor=form.cleaned_data["doctor"],
                 )
             except ValidationError as exc:
                 messages.error(request, _errors(exc))
             else:
-                messages.success(request, _("Consultation moved. Everyone concerned is told by e-mail."))
+                messages.success(
+                    request, _("Consultation moved. Everyone concerned is told by e-mail.")
+                )
                 return redirect("referrals:detail", pk=consultation.treatment_request_id)
         else:
             messages.error(request, _("Please choose one of the free slots."))
@@ -126,8 +167,15 @@ def reschedule(request, pk: int):
         doctor_initial=consultation.doctor,
         consultation=consultation,
     )
-    audit.record(actor=request.user, action=AuditEvent.Action.VIEW, obj=consultation, summary="reschedule slots")
-    return render(request, "scheduling/book.html", context, status=400 if request.method == "POST" else 200)
+    audit.record(
+        actor=request.user,
+        action=AuditEvent.Action.VIEW,
+        obj=consultation,
+        summary="reschedule slots",
+    )
+    return render(
+        request, "scheduling/book.html", context, status=400 if request.method == "POST" else 200
+    )
 
 
 @login_required
@@ -138,11 +186,15 @@ def cancel(request, pk: int):
     try:
         if not services.may_cancel_consultation(request.user, consultation):
             raise PermissionDenied
-        services.cancel_consultation(actor=request.user, consultation=consultation, reason=form.data.get("reason", ""))
+        services.cancel_consultation(
+            actor=request.user, consultation=consultation, reason=form.data.get("reason", "")
+        )
     except ValidationError as exc:
         messages.error(request, _errors(exc))
     else:
-        messages.success(request, _("Consultation cancelled. Everyone concerned is told by e-mail."))
+        messages.success(
+            request, _("Consultation cancelled. Everyone concerned is told by e-mail.")
+        )
     return redirect("referrals:detail", pk=consultation.treatment_request_id)
 
 
@@ -158,8 +210,17 @@ def consultation_ics(request, pk: int):
     consultation = selectors.get_consultation_for(request.user, pk)
     if not selectors.may_see_consultations(request.user, consultation.treatment_request):
         raise Http404
-    audit.record(actor=request.user, action=AuditEvent.Action.EXPORT, obj=consultation, treatment_request_id=consultation.treatment_request_id, summary="ics")
-    return _ics_response(ical.calendar([ical.consultation_event(consultation)]), f"consultation-{consultation.pk}.ics")
+    audit.record(
+        actor=request.user,
+        action=AuditEvent.Action.EXPORT,
+        obj=consultation,
+        treatment_request_id=consultation.treatment_request_id,
+        summary="ics",
+    )
+    return _ics_response(
+        ical.calendar([ical.consultation_event(consultation)]),
+        f"consultation-{consultation.pk}.ics",
+    )
 
 
 @login_required
@@ -170,8 +231,17 @@ def request_ics(request, pk: int):
         raise Http404
     events = []
     for entry in selectors.patient_calendar(treatment_request, for_user=request.user):
-        events.append(ical.consultation_event(entry.obj) if entry.kind == "consultation" else ical.session_event(entry.obj))
-    audit.record(actor=request.user, action=AuditEvent.Action.EXPORT, obj=treatment_request, summary="calendar ics")
+        events.append(
+            ical.consultation_event(entry.obj)
+            if entry.kind == "consultation"
+            else ical.session_event(entry.obj)
+        )
+    audit.record(
+        actor=request.user,
+        action=AuditEvent.Action.EXPORT,
+        obj=treatment_request,
+        summary="calendar ics",
+    )
     name = _("Appointments %(ref)s") % {"ref": treatment_request.reference}
     return _ics_response(ical.calendar(events, name=name), f"{treatment_request.reference}.ics")
 
@@ -187,7 +257,12 @@ def agenda(request, day: date):
     """The gantry's day for staff: sessions, downtimes, and the day's consultations."""
     _require_staff(request.user)
     data = selectors.gantry_agenda(day)
-    audit.record(actor=request.user, action=AuditEvent.Action.VIEW, object_type="scheduling.agenda", summary=f"agenda {day.isoformat()}")
+    audit.record(
+        actor=request.user,
+        action=AuditEvent.Action.VIEW,
+        object_type="scheduling.agenda",
+        summary=f"agenda {day.isoformat()}",
+    )
     context = {
         "agenda": data,
         "previous": day - timedelta(days=1),
@@ -208,12 +283,19 @@ def downtime(request):
     if form.is_valid():
         try:
             _dt, created = services.record_downtime(
-                actor=request.user, start=form.cleaned_data["start"], end=form.cleaned_data["end"], reason=form.cleaned_data["reason"]
+                actor=request.user,
+                start=form.cleaned_data["start"],
+                end=form.cleaned_data["end"],
+                reason=form.cleaned_data["reason"],
             )
         except ValidationError as exc:
             messages.error(request, _errors(exc))
         else:
-            messages.success(request, _("Downtime recorded; %(n)s sessions were moved to the end of their course.") % {"n": len(created)})
+            messages.success(
+                request,
+                _("Downtime recorded; %(n)s sessions were moved to the end of their course.")
+                % {"n": len(created)},
+            )
         day = timezone.localtime(form.cleaned_data["start"]).date()
     else:
         messages.error(request, " ".join(e for errs in form.errors.values() for e in errs))
@@ -231,7 +313,12 @@ def record_session(request, pk: int):
     except GantrySession.DoesNotExist:
         raise Http404 from None
     try:
-        services.record_session(actor=request.user, session=session, outcome=request.POST.get("outcome", ""), note=request.POST.get("note", ""))
+        services.record_session(
+            actor=request.user,
+            session=session,
+            outcome=request.POST.get("outcome", ""),
+            note=request.POST.get("note", ""),
+        )
     except ValidationError as exc:
         messages.error(request, _errors(exc))
     else:
@@ -248,7 +335,9 @@ def course_create(request, pk: int):
     form = CourseForm(request.POST)
     if form.is_valid():
         try:
-            services.create_course(actor=request.user, treatment_request=treatment_request, **form.cleaned_data)
+            services.create_course(
+                actor=request.user, treatment_request=treatment_request, **form.cleaned_data
+            )
         except ValidationError as exc:
             messages.error(request, _errors(exc))
         else:
@@ -274,7 +363,9 @@ def course_schedule(request, pk: int):
     if request.user.role not in services.COURSE_PLANNERS:
         raise PermissionDenied
     try:
-        created = services.schedule_course(actor=request.user, course=course, move_planned=bool(request.POST.get("move_planned")))
+        created = services.schedule_course(
+            actor=request.user, course=course, move_planned=bool(request.POST.get("move_planned"))
+        )
     except ValidationError as exc:
         messages.error(request, _errors(exc))
     else:
