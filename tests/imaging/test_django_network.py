@@ -200,3 +200,15 @@ def test_a_non_dicom_payload_is_refused_and_nothing_kept(listener, submitted, tm
     assert status.Status != 0
     assert not Instance.objects.exists()
     assert not [p for p in Path(tmp_path / "incoming").rglob("*.dcm")]
+
+
+def test_logs_carry_no_patient_name_or_uid(listener, submitted, tmp_path, caplog):
+    paths = write_ct_series(tmp_path / "ct", 2, patient_name=PATIENT_NAME, birth_date=PATIENT_BIRTH)
+    stamp(paths, AccessionNumber=submitted.accession_number)
+    uid = pydicom.dcmread(paths[0]).SOPInstanceUID
+    with caplog.at_level("DEBUG"):
+        assert storescu(listener, paths).returncode == 0
+        _wait_for(lambda: CheckReport.objects.filter(treatment_request=submitted).first())
+    text = caplog.text
+    assert "HOSPITAL_PACS" in text  # the receipt is logged...
+    assert "Idrissi" not in text and "Amina" not in text and uid not in text and PATIENT_BIRTH not in text
