@@ -12,13 +12,13 @@ Each course belongs to one gantry, so gantries are solved one after the other.  
    session within +/- ``max_start_shift_min`` of it, on time steps left free by QA,
    downtimes, fixed sessions and the courses before it; other courses avoid the early-morning
    anaesthesia slots.  A course that fits nowhere on its day slides to the next day that fits.
-3. **Polish** (CP-SAT, days nearly fixed).  Starting from step 2, every course may shift its
-   session times and each course that slid may start on a few days back towards its stage-1
-   day; no two sessions of a day overlap.  It minimises waiting, then sessions outside the
-   usual window.
-4. **Candidates.**  Day-by-day list schedules (shortest pressing course first, or first
-   ready first) are also built, the baseline among them, and the cheapest result is kept:
-   the solver is never worse than first-fit on its own objective.
+3. **Candidates.**  Day-by-day list schedules (shortest pressing course first, or first
+   ready first; steady or first-fit times, the baseline among them) are also built and the
+   cheapest result is kept, so the solver is never worse than first-fit on its objective.
+4. **Polish** (CP-SAT, days nearly fixed).  Starting from that result, every course may
+   shift its session times and each course that starts later than its stage-1 day may start
+   on a few days back towards it; no two sessions of a day overlap.  It minimises waiting,
+   then sessions outside the usual window, and is kept only if it costs less.
 
 Deciding days on capacities and times afterwards is what lets a year of one gantry (2,400
 sessions) solve within a minute on two cores: a model with both at once on a minute timeline,
@@ -150,26 +150,18 @@ def solve_gantry(
     """Placements of the courses of one gantry, and the courses that fit nowhere.
 
     Candidates: the stage-1 start days with greedy steady times, sliding a course that does
-    not fit, then polished by the stage-2 model; and day-by-day list schedules
-    (:func:`list_schedule`) by slack then length, and by ready date, with steady times or
-    first-fit times (the last is the baseline).  The cheapest (fewest
-    courses unplaced, then :func:`placement_cost`) is kept, so the result is never worse than
-    the baseline.  ``grid`` is updated with the kept placements.
+    not fit; and day-by-day list schedules (:func:`list_schedule`) by slack then length, and
+    by ready date, with steady times or first-fit times (the last is the baseline).  The
+    cheapest (fewest courses unplaced, then :func:`placement_cost`) is polished by the CP-SAT
+    time-of-day model with the time left, so the result is never worse than the baseline.
+    ``grid`` is updated with the kept placements.
     """
     started = time.perf_counter()
     start_days = assign_start_days(courses, grid, options)
+    candidates = []
     slid = grid.copy()
-    placed, slid_unplaced = place_times(courses, start_days, slid, mode="best")
-    placements = {c.course_id: p for c, p in placed}
-    if not slid_unplaced:
-        remaining_s = options.time_limit_s - (time.perf_counter() - started)
-        placements = polish(
-            courses, placements, start_days, grid, options, max(MIN_POLISH_S, remaining_s)
-        )
-        slid = grid.copy()
-        for placement in placements.values():
-            slid.commit(placement)
-    candidates = [(slid, placements, slid_unplaced)]
+    placed, unplaced = place_times(courses, start_days, slid, mode="best")
+    candidates.append((slid, {c.course_id: p for c, p in placed}, unplaced))
     for priority, mode in (("slack", "best"), ("ready", "best"), ("ready", "first_fit")):
         greedy = grid.copy()
         candidates.append((greedy, *list_schedule(courses, greedy, priority, mode)))
@@ -177,6 +169,16 @@ def solve_gantry(
         candidates,
         key=lambda item: (len(item[2]), placement_cost(courses, item[1], grid)),
     )
+    remaining_s = options.time_limit_s - (time.perf_counter() - started)
+    placed_courses = [c for c in courses if c.course_id in placements]
+    polished = polish(
+        placed_courses, placements, start_days, grid, options, max(MIN_POLISH_S, remaining_s)
+    )
+    if polished is not placements:
+        placements = polished
+        best_grid = grid.copy()
+        for placement in placements.values():
+            best_grid.commit(placement)
     grid.taken = best_grid.taken
     return placements, unplaced
 
