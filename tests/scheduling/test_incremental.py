@@ -103,3 +103,12 @@ def test_a_downtime_on_the_first_day_moves_the_whole_course():
     assert [b.day for b in sessions] == [date(2026, 7, 7), date(2026, 7, 8), date(2026, 7, 9)]
     assert sessions[0].duration_min == 50
     assert check_schedule(after) == []
+
+
+def test_allow_moving_never_drops_the_delivered_part_of_a_pushed_course():
+    before = live(course("a", fractions=4))
+    missed_day = sorted(b.day for b in before.bookings)[1]
+    after_miss = reschedule_after_missed_session(before, "a", missed_day, options=FAST)
+    after = add_course(after_miss, course("b"), allow_moving=True, options=FAST)
+    assert len(after.bookings_of("a")) == 4
+    assert check_schedule(after) == []

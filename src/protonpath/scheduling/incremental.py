@@ -61,8 +61,11 @@ def add_course(
     existing = schedule.all_bookings()
     movable: set[str] = set()
     if allow_moving:
+        # Only whole courses placed by this schedule, none of whose sessions is announced.
         announced = {b.course_id for b in existing if b.announced}
-        movable = {c.course_id for c in schedule.problem.courses} - announced
+        partly_fixed = {b.course_id for b in schedule.problem.fixed_bookings}
+        whole = {c.course_id for c in schedule.problem.courses if c.first_fraction_number == 1}
+        movable = whole - announced - partly_fixed
     courses = [c for c in schedule.problem.courses if c.course_id in movable] + [course]
     problem = dataclasses.replace(
         schedule.problem,
