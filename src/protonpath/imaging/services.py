@@ -282,36 +282,47 @@ def _merge_into(source: Study, target: Study) -> None:
 
 
 def export_deidentified(*, actor, study: Study) -> tuple[bytes, str]:
-    """A zip of the study and the RT objects of the same request, de-identified (PS3.15 basic
-    profile, UIDs remapped consistently across the files). Returns (zip bytes, file name).
+    """A zip of the study and the RT objects of the same request, de-identified by the core's
+    :mod:`protonpath.imaging.deidentify` (PS3.15 basic profile, UIDs remapped consistently across
+    CT, RTSTRUCT, RTPLAN and RTDOSE). Returns (zip bytes, file name).
 
-    The UID salt is derived from the server's secret and the study, so two exports of the same
-    study agree with each other, and nobody without the secret can link them to the originals.
+    The UID key is derived from the server's secret and the request, so every export of the same
+    patient's images agrees with the others, and nobody without the secret can link them to the
+    originals. Warnings (burned-in annotations) go into ``WARNINGS.txt`` in the zip.
 
     Raises
     ------
     PermissionDenied
         If ``actor`` is not department staff.
     """
-    from protonpath.imaging import export as exporter
+    from protonpath.imaging import deidentify
     from protonpath.imaging.selectors import instances_for_export
 
     if not (actor.is_authenticated and actor.is_department_staff):
         raise PermissionDenied(_("Only the department's staff export images."))
     instances = instances_for_export(study)
-    datasets = []
-    for instance in instances:
-        with instance.file.open("rb") as f:
-            datasets.append(pydicom.dcmread(f))
-    salt = hmac.new(settings.SECRET_KEY.encode(), f"imaging-export-{study.pk}".encode(), hashlib.sha256).hexdigest()
-    pseudonym = f"ANON-{salt[:10].upper()}"
+    scope = f"request-{study.treatment_request_id}" if study.treatment_request_id else f"study-{study.pk}"
+    key = hmac.new(settings.SECRET_KEY.encode(), f"imaging-export-{scope}".encode(), hashlib.sha256).digest()
+    pseudonym = f"ANON-{key.hex()[:10].upper()}"
+    uids = deidentify.UidMapper(secret=key)
+    table = deidentify.load_basic_profile()
+    warnings: list[str] = []
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for number, ds in enumerate(exporter.deidentify(datasets, salt=salt, pseudonym=pseudonym), start=1):
+        for number, instance in enumerate(instances, start=1):
+            with instance.file.open("rb") as f:
+                original = pydicom.dcmread(f)
+            result = deidentify.deidentify_dataset(
+                original, uids=uids, pseudonym=deidentify.Pseudonym(pseudonym, pseudonym), table=table
+            )
             member = io.BytesIO()
-            ds.save_as(member, enforce_file_format=True)
-            modality = "".join(c for c in str(ds.get("Modality", "OT") or "OT") if c.isalnum())[:16] or "OT"
-            archive.writestr(f"{pseudonym}/{modality}/{number:05d}.dcm", member.getvalue())
+            result.dataset.save_as(member, enforce_file_format=True)
+            modality = "".join(c for c in str(result.dataset.get("Modality", "OT") or "OT") if c.isalnum())[:16] or "OT"
+            name = f"{pseudonym}/{modality}/{number:05d}.dcm"
+            archive.writestr(name, member.getvalue())
+            warnings.extend(f"{name}: {w}" for w in result.warnings)
+        if warnings:
+            archive.writestr(f"{pseudonym}/WARNINGS.txt", "\n".join(warnings) + "\n")
     audit.record(
         actor=actor,
         action=AuditEvent.Action.EXPORT,
