@@ -134,6 +134,8 @@ def thread_env(threads: int) -> dict:
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env[var] = str(threads)
+    # numba's own work queue copes better than OpenMP's spinning threads on a shared machine
+    env.setdefault("NUMBA_THREADING_LAYER", "workqueue")
     return env
 
 

@@ -13,6 +13,7 @@ matRad ``.mat`` phantom (e.g. TG119).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,7 @@ def _dvh_png(dvhs, path: Path, prescription_gy: float) -> None:
     ax.set_ylim(0, 102)
     ax.set_xlim(0, None)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="center right", fontsize=8)
     ax.set_title("Cumulative DVH")
     fig.tight_layout()
     fig.savefig(path)
@@ -81,6 +82,8 @@ def plan_command(
     out: Path = typer.Option(Path("plan_out"), "--out", help="Output folder."),
 ) -> None:
     """Plan a proton PBS treatment and write RT Ion Plan, RT Dose, a DVH plot and a summary."""
+    # numba's own work queue copes better than OpenMP's spinning threads on shared machines
+    os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table

@@ -351,13 +351,67 @@ def compute_dose_matrix(
     return DoseMatrix(matrix, voxel_indices, dose_grid)
 
 
-def csc_matvec(matrix: sp.csc_matrix, x: np.ndarray) -> np.ndarray:
-    """``matrix @ x`` (float64) for a CSC matrix (SciPy's scatter loop: fastest serially, and
-    a parallel scatter needs per-thread buffers that do not pay off on few cores)."""
-    return np.asarray(matrix @ np.asarray(x, dtype=np.float64), dtype=np.float64)
+@numba.njit(cache=True, parallel=True)
+def _csr_matvec(indptr, indices, data, x):
+    n_rows = indptr.shape[0] - 1
+    out = np.zeros(n_rows)
+    for r in numba.prange(n_rows):
+        acc = 0.0
+        for q in range(indptr[r], indptr[r + 1]):
+            acc += data[q] * x[indices[q]]
+        out[r] = acc
+    return out
+
+
+def csr_matvec(matrix: sp.csr_matrix, x: np.ndarray) -> np.ndarray:
+    """``matrix @ x`` (float64) for a CSR matrix, parallel over rows (no write conflicts)."""
+    return _csr_matvec(
+        matrix.indptr, matrix.indices, matrix.data, np.ascontiguousarray(x, dtype=np.float64)
+    )
+
+
+@numba.njit(cache=True, parallel=True)
+def _csr_rmatvec_rows(indptr, indices, data, y, rows, n_cols, n_threads):
+    partial = np.zeros((n_threads, n_cols))
+    chunk = (rows.shape[0] + n_threads - 1) // n_threads
+    for t in numba.prange(n_threads):
+        for k in range(t * chunk, min(rows.shape[0], (t + 1) * chunk)):
+            r = rows[k]
+            yr = y[r]
+            for q in range(indptr[r], indptr[r + 1]):
+                partial[t, indices[q]] += data[q] * yr
+    out = np.zeros(n_cols)
+    for t in range(n_threads):
+        out += partial[t]
+    return out
+
+
+def csr_rmatvec_rows(matrix: sp.csr_matrix, y: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``matrix.T @ y`` for a CSR matrix when ``y`` is zero outside ``rows``.
+
+    The optimiser's dose gradient vanishes on organ voxels below their limits, so the
+    transposed product only visits the few rows where it does not (a per-thread scatter).
+    """
+    return _csr_rmatvec_rows(
+        matrix.indptr,
+        matrix.indices,
+        matrix.data,
+        np.ascontiguousarray(y, dtype=np.float64),
+        np.ascontiguousarray(rows, dtype=np.int64),
+        matrix.shape[1],
+        numba.get_num_threads(),
+    )
 
 
 def csc_rmatvec(matrix: sp.csc_matrix, y: np.ndarray) -> np.ndarray:
-    """``matrix.T @ y`` (float64): a gather per column, i.e. SciPy's CSR product on the
-    transposed view."""
-    return np.asarray(matrix.T @ np.asarray(y, dtype=np.float64), dtype=np.float64)
+    """``matrix.T @ y`` (float64) for a CSC matrix: one gather per column, parallel over
+    columns."""
+    return _csr_matvec(
+        matrix.indptr, matrix.indices, matrix.data, np.ascontiguousarray(y, dtype=np.float64)
+    )
+
+
+def csc_matvec(matrix: sp.csc_matrix, x: np.ndarray) -> np.ndarray:
+    """``matrix @ x`` (float64) for a CSC matrix (SciPy; for repeated products convert the
+    matrix to CSR once and use :func:`csr_matvec`)."""
+    return np.asarray(matrix @ np.asarray(x, dtype=np.float64), dtype=np.float64)

@@ -8,7 +8,9 @@ voxels (the matRad definitions)::
     squared underdose   mean(min(d - d_min, 0)^2)
     mean dose           mean(d)
 
-with the analytic gradient ``D^T dC/dd`` computed by sparse products.  Multi-field
+with the analytic gradient ``D^T dC/dd`` computed by sparse products: a row-parallel forward
+product, and a transposed product over the rows where ``dC/dd`` is non-zero only (organ voxels
+below their limits contribute nothing).  Multi-field
 optimisation (IMPT) optimises all spots together; single-field optimisation (SFUD) gives each
 beam an equal share of the target objectives and optimises beams one at a time.
 """
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize
 
-from protonpath.planning.dose import DoseMatrix, csc_matvec, csc_rmatvec
+from protonpath.planning.dose import DoseMatrix, csc_matvec, csr_matvec, csr_rmatvec_rows
 
 SQUARED_DEVIATION = "squared_deviation"
 SQUARED_OVERDOSE = "squared_overdose"
@@ -86,19 +88,21 @@ class _Problem:
 
     def __init__(self, dose_matrix: DoseMatrix, objectives, rows: dict[str, np.ndarray]):
         self.dm = dose_matrix
+        self.csr = dose_matrix.matrix.tocsr()  # row-parallel forward products
         self.terms = [(o, rows[o.structure]) for o in objectives if len(rows[o.structure])]
         self.n_evaluations = 0
 
     def __call__(self, w: np.ndarray):
         self.n_evaluations += 1
-        dose = csc_matvec(self.dm.matrix, w)
+        dose = csr_matvec(self.csr, w)
         grad_dose = np.zeros_like(dose)
         total = 0.0
         for o, r in self.terms:
             f, g = objective_value_and_gradient(o, dose[r])
             total += f
             grad_dose[r] += g
-        return total, csc_rmatvec(self.dm.matrix, grad_dose)
+        active = np.flatnonzero(grad_dose)
+        return total, csr_rmatvec_rows(self.csr, grad_dose, active)
 
 
 def initial_weights(dose_matrix: DoseMatrix, target_rows: np.ndarray, dose_gy: float):
