@@ -60,7 +60,7 @@ PYRADPLAN_DEPS = [
 ]
 
 PYRADPLAN_WORKER = textwrap.dedent(
-    r'''
+    r"""
     import json, resource, sys, time
     import numpy as np
     out_path, gantry = sys.argv[1], [float(g) for g in sys.argv[2].split(",")]
@@ -109,7 +109,7 @@ PYRADPLAN_WORKER = textwrap.dedent(
                       "spots": len(w), "nnz": int(dij.physical_dose.flat[0].nnz),
                       "iterations": calls.get("nit"), "evaluations": calls.get("nfev"),
                       "objective": calls.get("fun")}))
-    '''
+    """
 )
 
 
@@ -163,9 +163,7 @@ def protonpath_worker(npz_path: str) -> None:
     calibration = ctm.HuCalibration(hlut[:, 0], hlut[:, 1], "pyRadPlan default HLUT")
     shape = tuple(int(v) for v in ref["grid_shape"])
     dose_grid = ctm.Grid(shape, ref["grid_origin"], ref["grid_spacing"])
-    beams = [
-        raytrace.Beam(float(g), 0.0, ref["iso"][i]) for i, g in enumerate(ref["gantry"])
-    ]
+    beams = [raytrace.Beam(float(g), 0.0, ref["iso"][i]) for i, g in enumerate(ref["gantry"])]
     frames = [raytrace.beam_frame(b) for b in beams]
     beam_idx = ref["beam"]
     u = np.array([ref["ray_pos"][k] @ frames[b].u for k, b in enumerate(beam_idx)])
@@ -174,17 +172,28 @@ def protonpath_worker(npz_path: str) -> None:
 
     t0 = time.perf_counter()
     spr = ctm.hu_to_spr(phantom.ct.hu, calibration)
-    on_dose = [structures.structure_on_grid(s, phantom.ct.grid, dose_grid) for s in phantom.structures]
+    on_dose = [
+        structures.structure_on_grid(s, phantom.ct.grid, dose_grid) for s in phantom.structures
+    ]
     interest = np.zeros(dose_grid.shape, dtype=bool)
     for s in on_dose:
         interest |= s.mask
-    dm = dose.compute_dose_matrix(spr, phantom.ct.grid, dose_grid, interest, beams, plan_spots, machine)
+    dm = dose.compute_dose_matrix(
+        spr, phantom.ct.grid, dose_grid, interest, beams, plan_spots, machine
+    )
     t_dij = time.perf_counter() - t0
 
-    rows = {k: dm.rows_of(m) for k, m in structures.resolve_overlaps(on_dose, phantom.priority).items()}
+    rows = {
+        k: dm.rows_of(m) for k, m in structures.resolve_overlaps(on_dose, phantom.priority).items()
+    }
     t0 = time.perf_counter()
     result = optimise.optimise_weights(
-        dm, phantom.objectives, rows, initial=np.zeros(dm.n_spots), max_iterations=500, tolerance=1e-5
+        dm,
+        phantom.objectives,
+        rows,
+        initial=np.zeros(dm.n_spots),
+        max_iterations=500,
+        tolerance=1e-5,
     )
     t_opt = time.perf_counter() - t0
 
@@ -239,8 +248,11 @@ def main() -> None:
     case = f"g{args.gantry.replace(',', '_')}_grid{args.grid_mm:g}"
     npz = str(out / f"pyradplan_{case}.npz")
     theirs_json = out / f"pyradplan_{case}.json"
-    print(f"TG119, protons, gantry {args.gantry}, dose grid {args.grid_mm:g} mm, "
-          f"{args.threads} threads", flush=True)
+    print(
+        f"TG119, protons, gantry {args.gantry}, dose grid {args.grid_mm:g} mm, "
+        f"{args.threads} threads",
+        flush=True,
+    )
     if args.reuse_pyradplan and theirs_json.exists() and Path(npz).exists():
         theirs = json.loads(theirs_json.read_text())
         print("pyRadPlan: reusing", npz)
@@ -258,8 +270,11 @@ def main() -> None:
         first_wall = time.perf_counter() - t
         t = time.perf_counter()
         ours = run_json(ours_cmd, env)  # numba kernels now cached on disk
-        print(f"protonpath run: {time.perf_counter() - t:.1f} s wall "
-              f"(first run incl. jit warm-up: {first_wall:.1f} s)", flush=True)
+        print(
+            f"protonpath run: {time.perf_counter() - t:.1f} s wall "
+            f"(first run incl. jit warm-up: {first_wall:.1f} s)",
+            flush=True,
+        )
 
     def ratio(key):
         return theirs[key] / ours[key]
@@ -275,20 +290,30 @@ def main() -> None:
     ]
     for label, key in rows:
         print(f"{label:28s}{theirs[key]:12.2f}{ours[key]:12.2f}{ratio(key):8.1f}x")
-    print(f"{'overall time (s)':28s}{total_theirs:12.2f}{total_ours:12.2f}"
-          f"{total_theirs / total_ours:8.1f}x")
+    print(
+        f"{'overall time (s)':28s}{total_theirs:12.2f}{total_ours:12.2f}"
+        f"{total_theirs / total_ours:8.1f}x"
+    )
     print(f"{'spots':28s}{theirs['spots']:12d}{theirs['spots']:12d}")
     print(f"{'dose-matrix non-zeros':28s}{theirs['nnz']:12d}{ours['nnz']:12d}")
     print(f"{'optimiser iterations':28s}{theirs['iterations']:12d}{ours['iterations']:12d}")
     print(f"{'final objective':28s}{theirs['objective']:12.2f}{ours['objective']:12.2f}")
-    print(f"(pyRadPlan's weights scored by protonpath's dose model: "
-          f"{ours['objective_of_pyradplan_weights']:.2f})")
-    print(f"gamma pass rate 2%/2mm (protonpath vs pyRadPlan, same weights): "
-          f"{100 * ours['gamma_2_2']:.1f} %")
-    print(f"max dose difference: {ours['max_dose_diff_percent']:.1f} % of max; target mean "
-          f"{ours['target_mean_ours_gy']:.2f} Gy vs {ours['target_mean_pyradplan_gy']:.2f} Gy")
-    print(f"first protonpath run, including numba compilation: dose matrix "
-          f"{first['dose_matrix_s']:.2f} s")
+    print(
+        f"(pyRadPlan's weights scored by protonpath's dose model: "
+        f"{ours['objective_of_pyradplan_weights']:.2f})"
+    )
+    print(
+        f"gamma pass rate 2%/2mm (protonpath vs pyRadPlan, same weights): "
+        f"{100 * ours['gamma_2_2']:.1f} %"
+    )
+    print(
+        f"max dose difference: {ours['max_dose_diff_percent']:.1f} % of max; target mean "
+        f"{ours['target_mean_ours_gy']:.2f} Gy vs {ours['target_mean_pyradplan_gy']:.2f} Gy"
+    )
+    print(
+        f"first protonpath run, including numba compilation: dose matrix "
+        f"{first['dose_matrix_s']:.2f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,10 @@ def dcmdump(path: Path) -> str:
 def small_plan():
     m = load_default_machine()
     e = m.energies_mev
-    beams = [Beam(0.0, 0.0, np.array([1.0, -2.0, 3.0])), Beam(90.0, 10.0, np.array([1.0, -2.0, 3.0]))]
+    beams = [
+        Beam(0.0, 0.0, np.array([1.0, -2.0, 3.0])),
+        Beam(90.0, 10.0, np.array([1.0, -2.0, 3.0])),
+    ]
     spots = spots_from_arrays(
         m,
         [0, 0, 0, 1, 1],
@@ -46,7 +49,9 @@ def small_plan():
 def test_rt_ion_plan_is_readable_by_pydicom_and_dcmdump(tmp_path, small_plan):
     beams, spots, weights, m = small_plan
     ctx = dicom_export.StudyContext()
-    ds = dicom_export.rt_ion_plan_dataset(beams, spots, weights, m, ctx, n_fractions=30, prescription_gy=60)
+    ds = dicom_export.rt_ion_plan_dataset(
+        beams, spots, weights, m, ctx, n_fractions=30, prescription_gy=60
+    )
     (path,) = dicom_io.write_datasets([ds], tmp_path, "RTPLAN")
     back = pydicom.dcmread(path)
     assert back.SOPClassUID == dicom_export.RT_ION_PLAN_STORAGE
@@ -58,7 +63,9 @@ def test_rt_ion_plan_is_readable_by_pydicom_and_dcmdump(tmp_path, small_plan):
     assert len(cps) == 4  # two layers, two control points each
     assert cps[0].NominalBeamEnergy == pytest.approx(spots.energy_mev[0])
     assert cps[0].GantryAngle == 0.0 and list(cps[0].IsocenterPosition) == [1.0, -2.0, 3.0]
-    layer_weights = [np.atleast_1d(np.asarray(cp.ScanSpotMetersetWeights, float)).sum() for cp in cps]
+    layer_weights = [
+        np.atleast_1d(np.asarray(cp.ScanSpotMetersetWeights, float)).sum() for cp in cps
+    ]
     assert sum(layer_weights) == pytest.approx(weights[:3].sum())
     assert cps[-1].CumulativeMetersetWeight == pytest.approx(b0.FinalCumulativeMetersetWeight)
     assert list(cps[0].ScanSpotPositionMap) == [-5.0, 0.0, 5.0, 0.0]
@@ -80,7 +87,9 @@ def test_rt_dose_round_trip_keeps_dose_and_geometry(tmp_path):
     got, got_grid = dicom_export.dose_from_rt_dose(back)
     assert np.allclose(got, dose, atol=60 / 2**31)
     assert got_grid.shape == grid.shape
-    assert np.allclose(got_grid.origin_mm, grid.origin_mm) and np.allclose(got_grid.spacing_mm, grid.spacing_mm)
+    assert np.allclose(got_grid.origin_mm, grid.origin_mm) and np.allclose(
+        got_grid.spacing_mm, grid.spacing_mm
+    )
     text = dcmdump(path)
     assert "RTDoseStorage" in text and "GY" in text
 
@@ -92,14 +101,18 @@ def test_pydicom_ct_slice_is_read_in_hounsfield_units():
     expected = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
     assert np.allclose(ct.hu[0], expected)
     assert np.allclose(ct.grid.origin_mm, [float(v) for v in ds.ImagePositionPatient])
-    assert np.allclose(ct.grid.spacing_mm[:2], [float(ds.PixelSpacing[1]), float(ds.PixelSpacing[0])])
+    assert np.allclose(
+        ct.grid.spacing_mm[:2], [float(ds.PixelSpacing[1]), float(ds.PixelSpacing[0])]
+    )
 
 
 def downsampled_tg119(tg119, step=2):
     ct = tg119.ct
     grid = Grid(ct.hu[::step, ::step, ::step].shape, ct.grid.origin_mm, ct.grid.spacing_mm * step)
     small = CT(np.ascontiguousarray(ct.hu[::step, ::step, ::step]), grid)
-    structures = [Structure(s.name, s.mask[::step, ::step, ::step].copy(), s.role) for s in tg119.structures]
+    structures = [
+        Structure(s.name, s.mask[::step, ::step, ::step].copy(), s.role) for s in tg119.structures
+    ]
     return small, structures
 
 

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from protonpath.planning import dose, machine as mach, raytrace, spots
+from protonpath.planning import dose, raytrace, spots
+from protonpath.planning import machine as mach
 from protonpath.planning.ct import hu_to_spr
 from protonpath.planning.resources import load_default_machine
 
@@ -114,7 +115,9 @@ def test_dose_scales_linearly_with_spot_weights(fine_box):
     assert np.allclose(dm.dose_cube(np.array([2.5, 0.0])), 2.5 * a)
     assert np.allclose(dm.dose_cube(np.array([1.0, 3.0])), a + 3.0 * b)
     # the matrix product and the sparse column agree
-    assert np.allclose(dose.csc_rmatvec(dm.matrix, np.ones(dm.matrix.shape[0])), dm.matrix.sum(axis=0))
+    assert np.allclose(
+        dose.csc_rmatvec(dm.matrix, np.ones(dm.matrix.shape[0])), dm.matrix.sum(axis=0)
+    )
 
 
 def test_denser_medium_pulls_the_peak_upstream(fine_box):
@@ -122,7 +125,9 @@ def test_denser_medium_pulls_the_peak_upstream(fine_box):
     d_water, m, e, _ = spot_dose(fine_box, 150.0)
     x, y, z = ct.grid.axes_mm()
     dense = ct.hu.copy()
-    dense[:, (y > 20) & (y < 40), :] = np.where(dense[:, (y > 20) & (y < 40), :] > -500, 500.0, -1000)
+    dense[:, (y > 20) & (y < 40), :] = np.where(
+        dense[:, (y > 20) & (y < 40), :] > -500, 500.0, -1000
+    )
     from protonpath.planning.ct import CT
 
     d_bone, *_ = spot_dose((CT(dense, ct.grid), None), 150.0)

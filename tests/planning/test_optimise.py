@@ -12,7 +12,9 @@ from protonpath.planning.resources import load_default_machine
 from .conftest import WATER_CALIBRATION
 
 RX = 2.0  # Gy per fraction
-SETTINGS = PlanSettings(dose_grid_mm=4.0, spot_spacing_mm=6.0, layer_spacing_mm=4.0, max_iterations=200)
+SETTINGS = PlanSettings(
+    dose_grid_mm=4.0, spot_spacing_mm=6.0, layer_spacing_mm=4.0, max_iterations=200
+)
 
 
 def make_plan(case, gantries, objectives, mode="multi"):
@@ -20,14 +22,23 @@ def make_plan(case, gantries, objectives, mode="multi"):
     beams = [Beam(g, 0.0, np.array([0.0, 80.0, 0.0])) for g in gantries]
     settings = PlanSettings(**{**SETTINGS.__dict__, "mode": mode})
     return plan_pbs(
-        ct, structures, beams, load_default_machine(), WATER_CALIBRATION, objectives,
-        target="PTV", prescription_gy=RX, settings=settings,
+        ct,
+        structures,
+        beams,
+        load_default_machine(),
+        WATER_CALIBRATION,
+        objectives,
+        target="PTV",
+        prescription_gy=RX,
+        settings=settings,
     )
 
 
 @pytest.fixture(scope="module")
 def single_beam_plan(cube_plan_case):
-    return make_plan(cube_plan_case, [0.0], default_objectives("PTV", RX, ["Rectum"], {"Rectum": 0.1}))
+    return make_plan(
+        cube_plan_case, [0.0], default_objectives("PTV", RX, ["Rectum"], {"Rectum": 0.1})
+    )
 
 
 def test_single_beam_covers_the_target(single_beam_plan):

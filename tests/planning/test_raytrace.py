@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from protonpath.planning import raytrace
-from protonpath.planning.ct import CT, hu_to_spr
+from protonpath.planning.ct import hu_to_spr
 
 from .conftest import WATER_CALIBRATION
 
@@ -35,7 +35,9 @@ def test_depth_in_a_water_box_is_the_geometric_depth(water, gantry):
     spr = hu_to_spr(ct.hu, WATER_CALIBRATION)
     x, y, z = ct.grid.axes_mm()
     iso = np.array([0.0, 110.0, 0.0])
-    pts = np.array([[0.0, d, 0.0] for d in (20.0, 60.0, 150.0)] + [[-30.0, 110.0, 10.0], [40.0, 110.0, 0]])
+    pts = np.array(
+        [[0.0, d, 0.0] for d in (20.0, 60.0, 150.0)] + [[-30.0, 110.0, 10.0], [40.0, 110.0, 0]]
+    )
     view = raytrace.water_equivalent_depth(spr, ct.grid, raytrace.Beam(gantry, 0, iso), 2000.0, pts)
     # faces: y = 0 (gantry 0), x = +60 (gantry 90), y = 220 (180), x = -60 (270)
     expected = {
@@ -56,7 +58,11 @@ def test_a_dense_slab_adds_its_water_equivalent_thickness(water):
     hu[:, slab, :] = np.where(hu[:, slab, :] > -500, 1000.0, hu[:, slab, :])
     spr = hu_to_spr(hu, WATER_CALIBRATION)
     view = raytrace.water_equivalent_depth(
-        spr, ct.grid, raytrace.Beam(0, 0, np.array([0, 110.0, 0])), 2000.0, np.array([[0, 100.0, 0]])
+        spr,
+        ct.grid,
+        raytrace.Beam(0, 0, np.array([0, 110.0, 0])),
+        2000.0,
+        np.array([[0, 100.0, 0]]),
     )
     assert abs(view.wed_mm[0] - 120.0) < 0.6
 

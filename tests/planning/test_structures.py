@@ -21,7 +21,14 @@ PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 
 
 def square(cx, cy, half):
-    return np.array([[cx - half, cy - half], [cx + half, cy - half], [cx + half, cy + half], [cx - half, cy + half]])
+    return np.array(
+        [
+            [cx - half, cy - half],
+            [cx + half, cy - half],
+            [cx + half, cy + half],
+            [cx - half, cy + half],
+        ]
+    )
 
 
 def test_square_covers_the_voxel_centres_inside():
@@ -77,7 +84,50 @@ def test_overlaps_go_to_the_higher_priority_structure():
     a = np.zeros((1, 4, 4), bool)
     a[0, :2] = True
     b = np.ones((1, 4, 4), bool)
-    out = resolve_overlaps([Structure("BODY", b, EXTERNAL), Structure("PTV", a, TARGET), Structure("X", a, OAR)])
+    out = resolve_overlaps(
+        [Structure("BODY", b, EXTERNAL), Structure("PTV", a, TARGET), Structure("X", a, OAR)]
+    )
     assert out["PTV"].sum() == 8 and out["X"].sum() == 0 and out["BODY"].sum() == 8
-    out = resolve_overlaps([Structure("PTV", a, TARGET), Structure("X", a, OAR)], priority=["X", "PTV"])
+    out = resolve_overlaps(
+        [Structure("PTV", a, TARGET), Structure("X", a, OAR)], priority=["X", "PTV"]
+    )
     assert out["X"].sum() == 8 and out["PTV"].sum() == 0
+
+
+DICOMPYLER_DATA = (
+    Path(__file__).resolve().parents[2] / ".cache/dicom-testdata/dicompyler-core/example_data"
+)
+
+
+def test_real_breast_rtstruct_matches_an_independent_even_odd_fill():
+    """dicompyler-core's example RTSTRUCT (scripts/setup.d/30-dicom-testdata.sh): lungs with up
+    to seven contours on a slice, the body with four.  Every voxel agrees with matplotlib's
+    point-in-polygon test combined by the even-odd rule."""
+    from matplotlib.path import Path as MplPath
+
+    rtss = DICOMPYLER_DATA / "rtss.dcm"
+    assert rtss.exists(), "run scripts/setup.d/30-dicom-testdata.sh"
+    ds = pydicom.dcmread(rtss, force=True)
+    grid = Grid((98, 256, 256), (-275.0, -524.0, -122.44), (2.148438, 2.148438, 3.0))
+    structures = {s.name: s for s in structures_from_rtstruct(ds, grid)}
+    assert {"BODY", "Lt Lung", "Heart", "Tumor Bed"} <= set(structures)
+    x, y, z = grid.axes_mm()
+    xx, yy = np.meshgrid(x, y)
+    centres = np.column_stack([xx.ravel(), yy.ravel()])
+    names = {int(r.ROINumber): str(r.ROIName) for r in ds.StructureSetROISequence}
+    for rc in ds.ROIContourSequence:
+        name = names[int(rc.ReferencedROINumber)]
+        if name not in ("BODY", "Lt Lung", "Heart"):
+            continue
+        expected = np.zeros(grid.shape, bool)
+        for c in rc.ContourSequence:
+            pts = np.asarray(c.ContourData, float).reshape(-1, 3)
+            k = int(np.argmin(np.abs(z - pts[0, 2])))
+            if abs(z[k] - pts[0, 2]) > 1.5:
+                continue
+            inside = MplPath(pts[:, :2]).contains_points(centres).reshape(len(y), len(x))
+            expected[k] ^= inside
+        got = structures[name].mask
+        disagree = (got ^ expected).sum()
+        assert got.sum() > 1000
+        assert disagree <= 1e-3 * expected.sum(), (name, disagree, expected.sum())

@@ -48,11 +48,20 @@ def test_tg119_plan_covers_the_c_shape_and_spares_the_core(tg119):
     target = next(s for s in structures if s.name == "OuterTarget")
     iso = ct.grid.points_mm(np.flatnonzero(target.mask)).mean(axis=0)
     beams = [Beam(g, 0.0, iso) for g in (0.0, 90.0)]
-    settings = PlanSettings(dose_grid_mm=8.0, spot_spacing_mm=6.0, layer_spacing_mm=4.0, max_iterations=150)
+    settings = PlanSettings(
+        dose_grid_mm=8.0, spot_spacing_mm=6.0, layer_spacing_mm=4.0, max_iterations=150
+    )
     plan = plan_pbs(
-        ct, structures, beams, load_default_machine(), load_default_calibration(),
-        tg119.objectives, target="OuterTarget", prescription_gy=50.0,
-        priority=tg119.priority, settings=settings,
+        ct,
+        structures,
+        beams,
+        load_default_machine(),
+        load_default_calibration(),
+        tg119.objectives,
+        target="OuterTarget",
+        prescription_gy=50.0,
+        priority=tg119.priority,
+        settings=settings,
     )
     t, core = plan.statistics["OuterTarget"], plan.statistics["Core"]
     assert t["D95"] > 0.9 * 50 and t["D2"] < 1.12 * 50
@@ -67,10 +76,28 @@ def test_plan_command_writes_plan_dose_dvh_and_summary(tmp_path, tg119):
     result = CliRunner().invoke(
         build_app(),
         [
-            "plan", str(images), "--target", "OuterTarget", "--beams", "0,90",
-            "--dose", "50", "--fractions", "25", "--oar", "Core:25", "--grid", "9",
-            "--spot-spacing", "7", "--layer-spacing", "5", "--iterations", "60",
-            "--out", str(out),
+            "plan",
+            str(images),
+            "--target",
+            "OuterTarget",
+            "--beams",
+            "0,90",
+            "--dose",
+            "50",
+            "--fractions",
+            "25",
+            "--oar",
+            "Core:25",
+            "--grid",
+            "9",
+            "--spot-spacing",
+            "7",
+            "--layer-spacing",
+            "5",
+            "--iterations",
+            "60",
+            "--out",
+            str(out),
         ],
     )
     assert result.exit_code == 0, result.output

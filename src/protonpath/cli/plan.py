@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -65,21 +66,44 @@ def _dvh_png(dvhs, path: Path, prescription_gy: float) -> None:
 
 
 def plan_command(
-    ct_dir: Path = typer.Argument(..., help="Folder with the CT series and RT Structure Set (or a matRad .mat phantom)."),
-    target: str = typer.Option(..., "--target", help="Name of the target structure."),
-    beams: str = typer.Option("0", "--beams", help="Gantry angles in degrees, comma separated."),
-    couch: str = typer.Option("", "--couch", help="Couch angles in degrees, comma separated (default 0)."),
-    dose: float = typer.Option(2.0, "--dose", help="Prescribed target dose in Gy (whole course)."),
-    fractions: int = typer.Option(1, "--fractions", help="Number of fractions."),
-    oar: list[str] = typer.Option([], "--oar", help="Organ at risk NAME[:MAX_GY]; repeatable."),
-    mode: str = typer.Option("multi", "--mode", help="multi (IMPT) or single (SFUD)."),
-    grid: float = typer.Option(3.0, "--grid", help="Dose grid spacing in mm."),
-    spot_spacing: float = typer.Option(5.0, "--spot-spacing", help="Lateral spot spacing in mm."),
-    layer_spacing: float = typer.Option(3.0, "--layer-spacing", help="Energy layer spacing in mm of water."),
-    iterations: int = typer.Option(300, "--iterations", help="Maximum optimiser iterations."),
-    machine_file: Path = typer.Option(None, "--machine", help="Machine JSON (default: Proteus One-like)."),
-    calibration_file: Path = typer.Option(None, "--calibration", help="HU to SPR CSV (hu,spr)."),
-    out: Path = typer.Option(Path("plan_out"), "--out", help="Output folder."),
+    ct_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder with the CT series and RT Structure Set (or a matRad .mat phantom)."
+        ),
+    ],
+    target: Annotated[str, typer.Option("--target", help="Name of the target structure.")],
+    beams: Annotated[
+        str, typer.Option("--beams", help="Gantry angles in degrees, comma separated.")
+    ] = "0",
+    couch: Annotated[
+        str, typer.Option("--couch", help="Couch angles in degrees, comma separated (default 0).")
+    ] = "",
+    dose: Annotated[
+        float, typer.Option("--dose", help="Prescribed target dose in Gy (whole course).")
+    ] = 2.0,
+    fractions: Annotated[int, typer.Option("--fractions", help="Number of fractions.")] = 1,
+    oar: Annotated[
+        list[str] | None, typer.Option("--oar", help="Organ at risk NAME[:MAX_GY]; repeatable.")
+    ] = None,
+    mode: Annotated[str, typer.Option("--mode", help="multi (IMPT) or single (SFUD).")] = "multi",
+    grid: Annotated[float, typer.Option("--grid", help="Dose grid spacing in mm.")] = 3.0,
+    spot_spacing: Annotated[
+        float, typer.Option("--spot-spacing", help="Lateral spot spacing in mm.")
+    ] = 5.0,
+    layer_spacing: Annotated[
+        float, typer.Option("--layer-spacing", help="Energy layer spacing in mm of water.")
+    ] = 3.0,
+    iterations: Annotated[
+        int, typer.Option("--iterations", help="Maximum optimiser iterations.")
+    ] = 300,
+    machine_file: Annotated[
+        Path | None, typer.Option("--machine", help="Machine JSON (default: Proteus One-like).")
+    ] = None,
+    calibration_file: Annotated[
+        Path | None, typer.Option("--calibration", help="HU to SPR CSV (hu,spr).")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("plan_out"),
 ) -> None:
     """Plan a proton PBS treatment and write RT Ion Plan, RT Dose, a DVH plot and a summary."""
     # numba's own work queue copes better than OpenMP's spinning threads on shared machines
@@ -107,13 +131,15 @@ def plan_command(
     names = [s.name for s in structures]
     if target not in names:
         raise typer.BadParameter(f"no structure {target!r}; structures: {', '.join(names)}")
-    oars = _parse_oars(oar)
+    oars = _parse_oars(oar or [])
     for name in oars:
         if name not in names:
             raise typer.BadParameter(f"no structure {name!r}; structures: {', '.join(names)}")
 
     machine = (
-        resources.load_machine_json(machine_file.read_text()) if machine_file else resources.load_default_machine()
+        resources.load_machine_json(machine_file.read_text())
+        if machine_file
+        else resources.load_default_machine()
     )
     calibration = (
         resources.parse_calibration_csv(calibration_file.read_text())
@@ -165,7 +191,9 @@ def plan_command(
 
     out.mkdir(parents=True, exist_ok=True)
     total_dose = result.dose_gy * fractions
-    sigma = machine.spot_sigma_in_air_mm(result.spots.energy_index, np.full(len(result.spots), machine.sad_mm))
+    sigma = machine.spot_sigma_in_air_mm(
+        result.spots.energy_index, np.full(len(result.spots), machine.sad_mm)
+    )
     plan_ds = dicom_export.rt_ion_plan_dataset(
         beam_list,
         result.spots,
@@ -198,7 +226,14 @@ def plan_command(
         "beams": [{"gantry_deg": b.gantry_deg, "couch_deg": b.couch_deg} for b in beam_list],
         "isocentre_mm": [float(v) for v in iso],
         "spots": len(result.spots),
-        "energy_layers": int(len({(int(b), int(e)) for b, e in zip(result.spots.beam_index, result.spots.energy_index, strict=True)})),
+        "energy_layers": int(
+            len(
+                {
+                    (int(b), int(e))
+                    for b, e in zip(result.spots.beam_index, result.spots.energy_index, strict=True)
+                }
+            )
+        ),
         "dose_grid_mm": grid,
         "optimiser": {
             "iterations": result.optimisation.iterations,
@@ -210,7 +245,9 @@ def plan_command(
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
 
-    table = Table(title=f"{target}: {dose:g} Gy in {fractions} fraction(s), {len(result.spots)} spots")
+    table = Table(
+        title=f"{target}: {dose:g} Gy in {fractions} fraction(s), {len(result.spots)} spots"
+    )
     for col in ("structure", "mean", "D98", "D95", "D2", "max", "V95"):
         table.add_column(col, justify="right" if col != "structure" else "left")
     for name, st in stats.items():

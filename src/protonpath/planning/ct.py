@@ -109,8 +109,8 @@ def resample_nearest(values: np.ndarray, source: Grid, target: Grid) -> np.ndarr
     """Nearest-neighbour resampling of an array from one grid to another (outside: 0)."""
     x, y, z = target.axes_mm()
     idx = []
-    for axis_coords, o, s, n in zip(
-        (z, y, x), source.origin_mm[::-1], source.spacing_mm[::-1], source.shape, strict=True
+    for axis_coords, o, s in zip(
+        (z, y, x), source.origin_mm[::-1], source.spacing_mm[::-1], strict=True
     ):
         ii = np.rint((axis_coords - o) / s).astype(int)
         idx.append(ii)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
 from protonpath.planning.ct import CT, Grid
 from protonpath.planning.machine import Machine
@@ -122,7 +122,10 @@ def mask_contours_mm(mask_slice: np.ndarray, x_mm: np.ndarray, y_mm: np.ndarray)
 
 
 def rtstruct_dataset(
-    structures: list[Structure], grid: Grid, ctx: StudyContext, ct_slices: list[Dataset] | None = None
+    structures: list[Structure],
+    grid: Grid,
+    ctx: StudyContext,
+    ct_slices: list[Dataset] | None = None,
 ) -> Dataset:
     """RT Structure Set with one closed planar contour set per structure."""
     ds = _base(RT_STRUCTURE_SET_STORAGE, "RTSTRUCT", ctx)
@@ -138,9 +141,7 @@ def rtstruct_dataset(
         study.ReferencedSOPInstanceUID = ctx.study_instance_uid
         series = Dataset()
         series.SeriesInstanceUID = ct_slices[0].SeriesInstanceUID
-        series.ContourImageSequence = Sequence(
-            [_image_ref(s) for s in ct_slices]
-        )
+        series.ContourImageSequence = Sequence([_image_ref(s) for s in ct_slices])
         study.RTReferencedSeriesSequence = Sequence([series])
         ref_for.RTReferencedStudySequence = Sequence([study])
     ds.ReferencedFrameOfReferenceSequence = Sequence([ref_for])
@@ -318,7 +319,9 @@ def _ion_beam(b, beam, spots, weights, machine, spot_sigma_mm, sel) -> Dataset:
             cp.ScanSpotPositionMap = [
                 float(f"{v:.3f}") for v in np.column_stack([spots.u_mm[on], spots.v_mm[on]]).ravel()
             ]
-            cp.ScanSpotMetersetWeights = [float(f"{w:.6g}") for w in (layer_w if first else 0 * layer_w)]
+            cp.ScanSpotMetersetWeights = [
+                float(f"{w:.6g}") for w in (layer_w if first else 0 * layer_w)
+            ]
             if spot_sigma_mm is not None:
                 fwhm = 2.3548 * float(np.mean(spot_sigma_mm[sel][on]))
                 cp.ScanningSpotSize = [fwhm, fwhm]

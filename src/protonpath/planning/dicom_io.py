@@ -105,7 +105,9 @@ def structures_from_rtstruct(ds: Dataset, grid: Grid) -> list[Structure]:
             continue
         kind = kinds.get(number, "")
         role = TARGET if kind in TARGET_TYPES else EXTERNAL if kind == "EXTERNAL" else OAR
-        out.append(Structure(names.get(number, f"ROI {number}"), rasterise_contours(contours, grid), role))
+        out.append(
+            Structure(names.get(number, f"ROI {number}"), rasterise_contours(contours, grid), role)
+        )
     return out
 
 
@@ -123,7 +125,9 @@ def read_planning_folder(folder) -> PlanningImages:
     by_series: dict[str, list] = {}
     for d in cts:
         by_series.setdefault(str(d.SeriesInstanceUID), []).append(d)
-    slices = sorted(max(by_series.values(), key=len), key=lambda s: float(s.ImagePositionPatient[2]))
+    slices = sorted(
+        max(by_series.values(), key=len), key=lambda s: float(s.ImagePositionPatient[2])
+    )
     ct = ct_from_slices(slices)
     rts = [d for d in datasets if getattr(d, "Modality", "") == "RTSTRUCT"]
     if not rts:
@@ -133,7 +137,8 @@ def read_planning_folder(folder) -> PlanningImages:
         patient_id=str(getattr(first, "PatientID", "ANON")),
         patient_name=str(getattr(first, "PatientName", "ANONYMOUS")),
         study_instance_uid=str(first.StudyInstanceUID),
-        frame_of_reference_uid=str(getattr(first, "FrameOfReferenceUID", "")) or StudyContext().frame_of_reference_uid,
+        frame_of_reference_uid=str(getattr(first, "FrameOfReferenceUID", ""))
+        or StudyContext().frame_of_reference_uid,
         study_id=str(getattr(first, "StudyID", "1")),
         patient_position=str(getattr(first, "PatientPosition", "HFS") or "HFS"),
     )

@@ -193,9 +193,7 @@ def _bin_voxels(u: np.ndarray, v: np.ndarray, wed: np.ndarray, cell: float):
     return start, order, n_cu, n_cv, u0, v0
 
 
-def spot_initial_sigma_mm(
-    machine: Machine, spots: Spots, ssd_mm: np.ndarray
-) -> np.ndarray:
+def spot_initial_sigma_mm(machine: Machine, spots: Spots, ssd_mm: np.ndarray) -> np.ndarray:
     """Spot sigma in air at the skin (mm) of each spot, from its source-to-surface distance."""
     ssd = np.where(np.isfinite(ssd_mm), ssd_mm, machine.sad_mm)
     return machine.spot_sigma_in_air_mm(spots.energy_index, ssd)
@@ -333,11 +331,15 @@ def compute_dose_matrix(
         sel = np.flatnonzero(spots.beam_index == b)
         if len(sel) == 0:
             continue
-        view = views[b] if views is not None else water_equivalent_depth(
-            spr, ct_grid, beam, machine.sad_mm, points
+        view = (
+            views[b]
+            if views is not None
+            else water_equivalent_depth(spr, ct_grid, beam, machine.sad_mm, points)
         )
         beam_spots = spots.subset(sel)
-        ssd = source_to_surface_mm(spr, ct_grid, beam, machine.sad_mm, beam_spots.u_mm, beam_spots.v_mm)
+        ssd = source_to_surface_mm(
+            spr, ct_grid, beam, machine.sad_mm, beam_spots.u_mm, beam_spots.v_mm
+        )
         indptr, indices, data = beam_dose_columns(view, beam_spots, machine, ssd, tables, cut_level)
         indptr_all[sel[0] + 1 : sel[-1] + 2] = indptr[1:] + offset
         offset += int(indptr[-1])

@@ -110,7 +110,11 @@ def load_matrad_phantom(source) -> Phantom:
         flat = np.zeros(ny * nx * nz, dtype=bool)
         flat[idx.astype(np.int64) - 1] = True
         mask = _matrad_cube_to_zyx(flat.reshape((ny, nx, nz), order="F"))
-        role = TARGET if kind == "TARGET" else (EXTERNAL if name.upper() in ("BODY", "EXTERNAL") else OAR)
+        role = (
+            TARGET
+            if kind == "TARGET"
+            else (EXTERNAL if name.upper() in ("BODY", "EXTERNAL") else OAR)
+        )
         structures.append(Structure(name, mask, role))
         props = row[4]
         prio = getattr(props, "Priority", None)
@@ -122,11 +126,20 @@ def load_matrad_phantom(source) -> Phantom:
         for o in objs:
             if o is None or (isinstance(o, np.ndarray) and o.size == 0):
                 continue
-            get = (lambda k, o=o: o.get(k)) if isinstance(o, dict) else (lambda k, o=o: getattr(o, k, None))
+            get = (
+                (lambda k, o=o: o.get(k))
+                if isinstance(o, dict)
+                else (lambda k, o=o: getattr(o, k, None))
+            )
             cls = str(get("className") or "").split(".")[-1]
             if cls in _OBJECTIVE_KINDS:
                 objectives.append(
-                    Objective(name, _OBJECTIVE_KINDS[cls], float(np.atleast_1d(get("parameters"))[0]), float(get("penalty")))
+                    Objective(
+                        name,
+                        _OBJECTIVE_KINDS[cls],
+                        float(np.atleast_1d(get("parameters"))[0]),
+                        float(get("penalty")),
+                    )
                 )
     priority = [n for _, n in sorted(ranked, key=lambda t: t[0])]
     return Phantom(ct_obj, structures, priority, objectives)
@@ -157,7 +170,9 @@ def load_matrad_machine(source) -> Machine:
     focus_dist = None
     for r in rows:
         d = np.asarray(r["depths"], dtype=float) + float(r.get("offset", 0.0))
-        idd = np.asarray(r["Z"] if not isinstance(r["Z"], dict) else r["Z"]["profileORG"], dtype=float)
+        idd = np.asarray(
+            r["Z"] if not isinstance(r["Z"], dict) else r["Z"]["profileORG"], dtype=float
+        )
         energies.append(float(r["energy"]))
         depths.append(d)
         idds.append(idd)

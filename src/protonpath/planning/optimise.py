@@ -166,7 +166,11 @@ def optimise_weights(
         callback=on_iteration,
     )
     return OptimisationResult(
-        np.maximum(res.x, 0.0), float(res.fun), int(res.nit), problem.n_evaluations, str(res.message)
+        np.maximum(res.x, 0.0),
+        float(res.fun),
+        int(res.nit),
+        problem.n_evaluations,
+        str(res.message),
     )
 
 
@@ -192,7 +196,9 @@ def optimise_single_field(
     total_iter, total_eval, messages = 0, 0, []
     for b in beams:
         cols = np.flatnonzero(beam_index == b)
-        sub = _DM(sp.csc_matrix(dose_matrix.matrix[:, cols]), dose_matrix.voxel_indices, dose_matrix.grid)
+        sub = _DM(
+            sp.csc_matrix(dose_matrix.matrix[:, cols]), dose_matrix.voxel_indices, dose_matrix.grid
+        )
         scaled = [
             Objective(o.structure, o.kind, o.dose_gy * share, o.weight)
             if o.kind != MEAN_DOSE

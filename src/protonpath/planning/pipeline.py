@@ -154,7 +154,12 @@ def plan_pbs(
     for b, beam in enumerate(beams):
         view = water_equivalent_depth(spr, ct.grid, beam, machine.sad_mm, points)
         views.append(view)
-        tv = BeamView(view.u_mm[in_target], view.v_mm[in_target], view.axial_mm[in_target], view.wed_mm[in_target])
+        tv = BeamView(
+            view.u_mm[in_target],
+            view.v_mm[in_target],
+            view.axial_mm[in_target],
+            view.wed_mm[in_target],
+        )
         spot_parts.append(
             place_spots(
                 tv,

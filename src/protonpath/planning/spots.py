@@ -73,7 +73,9 @@ def spots_from_arrays(machine: Machine, beam_index, energy_mev, u_mm, v_mm) -> S
     )
 
 
-def select_energy_layers(machine: Machine, layer_spacing_mm: float, deepest_mm: float | None = None):
+def select_energy_layers(
+    machine: Machine, layer_spacing_mm: float, deepest_mm: float | None = None
+):
     """Indices of machine energies whose Bragg peaks are at least ``layer_spacing_mm`` apart.
 
     The ladder starts at the shallowest peak at or beyond ``deepest_mm`` (default: the
@@ -138,8 +140,14 @@ def place_spots(
     s = spot_spacing_mm
     uv = np.column_stack([target_view.u_mm, target_view.v_mm])
     tree = cKDTree(uv)
-    ia = np.arange(np.floor((uv[:, 0].min() - lateral_margin_mm) / s), np.ceil((uv[:, 0].max() + lateral_margin_mm) / s) + 1)
-    ib = np.arange(np.floor((uv[:, 1].min() - lateral_margin_mm) / s), np.ceil((uv[:, 1].max() + lateral_margin_mm) / s) + 1)
+    ia = np.arange(
+        np.floor((uv[:, 0].min() - lateral_margin_mm) / s),
+        np.ceil((uv[:, 0].max() + lateral_margin_mm) / s) + 1,
+    )
+    ib = np.arange(
+        np.floor((uv[:, 1].min() - lateral_margin_mm) / s),
+        np.ceil((uv[:, 1].max() + lateral_margin_mm) / s) + 1,
+    )
     lattice = np.array(np.meshgrid(ia * s, ib * s, indexing="ij")).reshape(2, -1).T
     near, _ = tree.query(lattice, distance_upper_bound=lateral_margin_mm + 1e-9)
     lattice = lattice[np.isfinite(near)]
