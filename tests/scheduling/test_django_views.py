@@ -6,9 +6,9 @@ import datetime
 
 import pytest
 from django.utils import timezone
-from tests.factories import PASSWORD, advance_to, make_request
+from tests.factories import PASSWORD, UserFactory, advance_to, make_request
 
-from protonpath.accounts.models import ApiToken, AuditEvent
+from protonpath.accounts.models import ApiToken, AuditEvent, Role
 from protonpath.referrals import services as referral_services
 from protonpath.referrals.models import State
 from protonpath.scheduling import ical, selectors, services
@@ -484,3 +484,23 @@ def test_course_pages_per_role(client, users, patient_request):
     login(client, users["other_patient"])
     assert client.post("/scheduling/downtimes/new/", {}).status_code == 403
     assert client.get(f"/scheduling/courses/{course.pk}/schedule/").status_code == 405
+
+
+def test_upcoming_consultations_per_role(client, users, patient_request):
+    consultation = patient_request.consultations.get()
+    for name, status in {"patient": 403, "doctor": 403, "physicist": 200, "head": 200}.items():
+        assert get(client, users[name], "/scheduling/consultations/").status_code == status, name
+    # An oncologist sees their own consultations by default.
+    page = get(client, users["oncologist"], "/scheduling/consultations/").content.decode()
+    assert patient_request.reference in page
+    colleague = UserFactory(role=Role.ONCOLOGIST, username="onco2")
+    page = get(client, colleague, "/scheduling/consultations/").content.decode()
+    assert (
+        patient_request.reference not in page and "No consultation in the next two weeks." in page
+    )
+    page = get(client, colleague, "/scheduling/consultations/?doctor=all").content.decode()
+    assert patient_request.reference in page
+    page = get(
+        client, users["staff"], f"/scheduling/consultations/?doctor={consultation.doctor_id}"
+    ).content.decode()
+    assert patient_request.reference in page

@@ -81,6 +81,17 @@ def next_days_with_hours(start: date, count: int = 10) -> list[date]:
     return slots.next_open_days(start, consultation_hours(), count)
 
 
+def upcoming_consultations(doctor=None, *, days: int = 14) -> QuerySet[Consultation]:
+    """Booked consultations from today on for ``days`` days (of one doctor, or all)."""
+    start, _end = day_bounds(timezone.localdate())
+    qs = Consultation.objects.filter(
+        status=ConsultationStatus.BOOKED, start__gte=start, start__lt=start + timedelta(days=days)
+    ).select_related("doctor", "treatment_request__patient")
+    if doctor is not None:
+        qs = qs.filter(doctor=doctor)
+    return qs.order_by("start", "doctor__last_name")
+
+
 def may_see_consultations(user, treatment_request: TreatmentRequest) -> bool:
     """Staff and the request's owners see its consultations (the request itself being visible)."""
     return user.is_department_staff or referral_selectors.is_owner(user, treatment_request)

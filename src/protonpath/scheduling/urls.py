@@ -31,6 +31,7 @@ urlpatterns = [
     path("requests/<int:pk>/course/", views.course_create, name="course_create"),
     path("courses/<int:pk>/schedule/", views.course_schedule, name="course_schedule"),
     path("courses/<int:pk>/announce/", views.course_announce, name="course_announce"),
+    path("consultations/", views.consultation_list, name="consultations"),
     path("consultations/<int:pk>/reschedule/", views.reschedule, name="reschedule"),
     path("consultations/<int:pk>/cancel/", views.cancel, name="cancel"),
     path(

@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from protonpath.accounts import audit
-from protonpath.accounts.models import AuditEvent
+from protonpath.accounts.models import AuditEvent, Role
 from protonpath.referrals import selectors as referral_selectors
 from protonpath.scheduling import ical, selectors, services, slots
 from protonpath.scheduling.forms import (
@@ -244,6 +244,32 @@ def request_ics(request, pk: int):
     )
     name = _("Appointments %(ref)s") % {"ref": treatment_request.reference}
     return _ics_response(ical.calendar(events, name=name), f"{treatment_request.reference}.ics")
+
+
+@login_required
+def consultation_list(request):
+    """Upcoming consultations: an oncologist's own by default; staff choose the doctor."""
+    _require_staff(request.user)
+    doctors = selectors.oncologists()
+    doctor = None
+    if request.GET.get("doctor") == "all":
+        doctor = None
+    elif request.GET.get("doctor", "").isdigit():
+        doctor = doctors.filter(pk=int(request.GET["doctor"])).first()
+    elif request.user.role == Role.ONCOLOGIST:
+        doctor = request.user
+    consultations = selectors.upcoming_consultations(doctor)
+    audit.record(
+        actor=request.user,
+        action=AuditEvent.Action.VIEW,
+        object_type="scheduling.consultation",
+        summary=f"list doctor={getattr(doctor, 'pk', 'all')}",
+    )
+    return render(
+        request,
+        "scheduling/consultations.html",
+        {"consultations": consultations, "doctors": doctors, "doctor": doctor},
+    )
 
 
 @login_required
