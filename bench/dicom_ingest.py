@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -91,10 +92,22 @@ def count_files(folder: Path) -> int:
     return sum(1 for p in folder.rglob("*") if p.is_file() and not p.name.endswith(".part"))
 
 
-def round_storescp(study: Path, count: int, work: Path) -> float:
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def round_storescp(study: Path, count: int, work: Path) -> tuple[float, float]:
+    """Instances per second, and CPU seconds of storescp and storescu together."""
     out = work / "storescp"
     out.mkdir()
     port = free_port()
+    cpu_before = children_cpu_s()
     server = subprocess.Popen(["storescp", "-aet", "STORESCP", "-od", str(out), str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=DCMTK_ENV)
     try:
@@ -103,14 +116,16 @@ def round_storescp(study: Path, count: int, work: Path) -> float:
     finally:
         server.terminate()
         server.wait()
+    cpu = children_cpu_s() - cpu_before
     received = count_files(out)
     if received != count:
         raise RuntimeError(f"storescp stored {received} of {count} instances")
     shutil.rmtree(out)
-    return count / seconds
+    return count / seconds, cpu
 
 
-def round_protonpath(study: Path, count: int, work: Path) -> float:
+def round_protonpath(study: Path, count: int, work: Path) -> tuple[float, float]:
+    """Instances per second, and CPU seconds of the listener and storescu together."""
     out = work / "protonpath"
     received: list[ReceivedInstance] = []
     lock = threading.Lock()
@@ -120,12 +135,14 @@ def round_protonpath(study: Path, count: int, work: Path) -> float:
             received.append(instance)
 
     settings = ListenerSettings(incoming_dir=out, ae_title="PROTONPATH", host="127.0.0.1", port=0)
+    cpu_before = children_cpu_s() + own_cpu_s()
     with DicomListener(settings, on_instance=sink) as listener:
         seconds = send(study, listener.port, "PROTONPATH")
+    cpu = children_cpu_s() + own_cpu_s() - cpu_before
     if len(received) != count or count_files(out) != count:
         raise RuntimeError(f"protonpath stored {len(received)} of {count} instances")
     shutil.rmtree(out)
-    return count / seconds
+    return count / seconds, cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,9 +163,14 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.rounds):
             dcmtk.append(round_storescp(work / "study", args.instances, work))
             ours.append(round_protonpath(work / "study", args.instances, work))
-        reference, result = statistics.median(dcmtk), statistics.median(ours)
-    print(f"storescp (dcmtk):      {reference:8.1f} instances/s  (rounds: {', '.join(f'{v:.0f}' for v in dcmtk)})")
-    print(f"protonpath listener:   {result:8.1f} instances/s  (rounds: {', '.join(f'{v:.0f}' for v in ours)})")
+        reference = statistics.median(rate for rate, _ in dcmtk)
+        result = statistics.median(rate for rate, _ in ours)
+    n = args.instances
+    for label, rounds, rate in (("storescp (dcmtk):   ", dcmtk, reference), ("protonpath listener:", ours, result)):
+        rates = ", ".join(f"{r:.0f}" for r, _ in rounds)
+        cpu_ms = statistics.median(cpu for _, cpu in rounds) / n * 1000
+        print(f"{label} {rate:8.1f} instances/s  (rounds: {rates}; CPU with storescu: {cpu_ms:.1f} ms/instance)")
+    print(f"machine load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     ratio = result / reference
     print(f"ratio protonpath/storescp: {ratio:.2f} (aim >= 0.5: {'met' if ratio >= 0.5 else 'NOT met'})")
     return 0
