@@ -13,7 +13,7 @@ series the RTSTRUCT was drawn on: the real slice's pixels and header, with the S
 and slice positions the RTSTRUCT references. Multi-slice series for geometry tests are derived
 from CT_small.dcm the same way (new UIDs, positions along the normal).
 
-Shared fixtures live here (not in a conftest.py); test modules import them by name.
+Shared helpers live here (not in a conftest.py); test modules import them.
 """
 
 from __future__ import annotations
@@ -138,7 +138,18 @@ def write_ct_series(
     return written
 
 
+_SHARED_STUDY: dict[str, list[Path]] = {}
+
+
+def shared_rt_study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
+    """The dicompyler-core study written once per test session, shared by every module that
+    asks (read-only for tests). Each module wraps it in its own ``rt_study`` fixture."""
+    if not _SHARED_STUDY:
+        _SHARED_STUDY.update(write_rt_study(tmp_path_factory.mktemp("rt-study")))
+    return _SHARED_STUDY
+
+
 @pytest.fixture(scope="session")
 def rt_study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
-    """The dicompyler-core study written once per test session (read-only for tests)."""
-    return write_rt_study(tmp_path_factory.mktemp("rt-study"))
+    """The shared study as a fixture, for modules that import it by name."""
+    return shared_rt_study(tmp_path_factory)

@@ -7,7 +7,7 @@ from datetime import date
 
 import pydicom
 import pytest
-from dicomdata import pydicom_file, rt_study, write_ct_series  # noqa: F401  (fixture)
+from dicomdata import pydicom_file, shared_rt_study, write_ct_series
 
 from protonpath.imaging.checks import (
     ExpectedIdentity,
@@ -20,6 +20,11 @@ from protonpath.imaging.checks import (
     normalised_name,
     slice_positions_mm,
 )
+
+
+@pytest.fixture(scope="module")
+def rt_study(tmp_path_factory):
+    return shared_rt_study(tmp_path_factory)
 
 
 def headers_of(paths) -> list[InstanceHeader]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from dicomdata import pydicom_file, rt_study  # noqa: F401  (fixture)
+from dicomdata import pydicom_file, shared_rt_study
 from pydicom.datadict import keyword_for_tag
 
 from protonpath.imaging.deidentify import (
@@ -23,6 +23,10 @@ from protonpath.imaging.deidentify import (
 )
 
 TABLE_FILE = Path(__file__).resolve().parents[2] / "src/protonpath/imaging/data/deid_basic_profile.csv"
+
+@pytest.fixture(scope="module")
+def rt_study(tmp_path_factory):
+    return shared_rt_study(tmp_path_factory)
 
 
 def all_uids(ds: pydicom.Dataset) -> set[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from dicomdata import PYDICOM_FILES, pydicom_file, rt_study  # noqa: F401  (fixture)
+from dicomdata import PYDICOM_FILES, pydicom_file, shared_rt_study
 
 from protonpath.imaging.files import (
     UploadLimits,
@@ -20,6 +20,11 @@ from protonpath.imaging.files import (
     read_dicomdir,
     read_upload,
 )
+
+
+@pytest.fixture(scope="module")
+def rt_study(tmp_path_factory):
+    return shared_rt_study(tmp_path_factory)
 
 
 def zip_folder(folder: Path, target: Path, prefix: str = "") -> Path:

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from dicomdata import pydicom_file, rt_study  # noqa: F401  (fixture)
+from dicomdata import pydicom_file, shared_rt_study
 from pydicom.uid import ImplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.dimse_messages import C_STORE_RQ
-from pynetdicom.dsutils import encode
 from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dsutils import encode
 from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.sop_class import CTImageStorage
 
@@ -39,6 +39,10 @@ from protonpath.imaging.scp import (
 
 pytestmark = pytest.mark.dicom_peer
 AE_TITLE = "PPTEST"
+
+@pytest.fixture(scope="module")
+def rt_study(tmp_path_factory):
+    return shared_rt_study(tmp_path_factory)
 
 
 class Recorder:

@@ -32,8 +32,8 @@ from typing import Any, Literal
 from pydicom import Dataset
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pynetdicom import (
-    ALL_TRANSFER_SYNTAXES,
     AE,
+    ALL_TRANSFER_SYNTAXES,
     PYNETDICOM_IMPLEMENTATION_UID,
     AllStoragePresentationContexts,
     _config,
