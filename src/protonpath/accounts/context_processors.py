@@ -32,7 +32,11 @@ def navigation(request):
         if user.role not in roles:
             continue
         try:
-            items.append({"url": reverse(name), "label": label, "active": request.path == reverse(name)})
+            items.append({"url": reverse(name), "label": label, "active": False})
         except NoReverseMatch:
             continue  # that app is not installed here
+    # The current entry is the one whose address is the longest start of the page's path.
+    matching = [item for item in items if request.path.startswith(item["url"])]
+    if matching:
+        max(matching, key=lambda item: len(item["url"]))["active"] = True
     return {"staff_menu": items}
