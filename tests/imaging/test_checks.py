@@ -7,7 +7,7 @@ from datetime import date
 
 import pydicom
 import pytest
-from dicomdata import pydicom_file, shared_rt_study, write_ct_series
+from tests.imaging.dicomdata import pydicom_file, shared_rt_study, write_ct_series
 
 from protonpath.imaging.checks import (
     ExpectedIdentity,

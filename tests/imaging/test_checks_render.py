@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pydicom
 import pytest
-from dicomdata import pydicom_file, rt_example_dir
+from tests.imaging.dicomdata import pydicom_file, rt_example_dir
 from PIL import Image
 
 from protonpath.imaging.checks import header_from_dataset

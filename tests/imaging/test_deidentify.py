@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from dicomdata import pydicom_file, shared_rt_study
+from tests.imaging.dicomdata import pydicom_file, shared_rt_study
 from pydicom.datadict import keyword_for_tag
 
 from protonpath.imaging.deidentify import (

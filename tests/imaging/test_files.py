@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from dicomdata import PYDICOM_FILES, pydicom_file, shared_rt_study
+from tests.imaging.dicomdata import PYDICOM_FILES, pydicom_file, shared_rt_study
 
 from protonpath.imaging.files import (
     UploadLimits,

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from dicomdata import pydicom_file, shared_rt_study
+from tests.imaging.dicomdata import pydicom_file, shared_rt_study
 from pydicom.uid import ImplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.dimse_messages import C_STORE_RQ
