@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python bench/schedule.py [--seed 1] [--time-limit 50] [--network-time-limit 12]
+    .venv/bin/python bench/schedule.py [--seed 1] [--time-limit 50] [--network-time-limit 15]
                                        [--skip-network]
 
 For a generated year of one gantry (about 2,400 sessions) and for a network of ten gantries
@@ -67,7 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--time-limit", type=float, default=SolverOptions().time_limit_s)
-    parser.add_argument("--network-time-limit", type=float, default=12.0)
+    parser.add_argument("--network-time-limit", type=float, default=15.0)
     parser.add_argument("--network-gantries", type=int, default=10)
     parser.add_argument("--skip-network", action="store_true")
     args = parser.parse_args()

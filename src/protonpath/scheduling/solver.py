@@ -58,6 +58,7 @@ STAGE_1_SHARE = 0.3
 MIN_POLISH_S = 1.0
 MAX_LATE_DAYS = 60
 POLISH_DAY_OPTIONS = 8
+POLISH_WINDOW = 40
 # Integer costs of stage 2: a waiting day is worth 50 sessions outside the usual window; a
 # usual time one step later costs a hundredth of one, so free time stays in one block at the
 # end of the day.
@@ -174,7 +175,7 @@ def solve_gantry(
     polished = polish(
         placed_courses, placements, start_days, grid, options, max(MIN_POLISH_S, remaining_s)
     )
-    if polished is not placements:
+    if polished != placements:
         placements = polished
         best_grid = grid.copy()
         for placement in placements.values():
@@ -375,25 +376,50 @@ def polish(
     options: SolverOptions,
     time_limit_s: float,
 ) -> dict[str, Placement]:
-    """Move courses that slid past their stage-1 day back towards it (CP-SAT).
+    """Improve complete ``placements`` window by window with the time-of-day model (CP-SAT).
 
-    Starts from ``placements`` (complete and valid on ``grid``, which must not hold them):
-    each course that slid may start on a few days between its stage-1 day and where it is,
-    and every course may shift its times; the result is kept only if it costs less.
+    Courses are taken in order of start day, ``POLISH_WINDOW`` at a time (windows overlap by
+    half); the others stay where they are.  In a window every course may shift its session
+    times, and a course starting later than its stage-1 day may start on a few days back
+    towards it.  A window's new placements are kept only if they cost less.  ``grid`` must not
+    hold the placements.  Small windows keep each model quick to load and solve.
     """
+    placements = dict(placements)
+    ordered = sorted(courses, key=lambda c: (placements[c.course_id].start_day_index, c.course_id))
+    stride = max(1, POLISH_WINDOW // 2)
+    windows = [ordered[i : i + POLISH_WINDOW] for i in range(0, len(ordered), stride)]
+    windows = [w for i, w in enumerate(windows) if i == 0 or len(w) > stride]
+    deadline = time.perf_counter() + time_limit_s
+    for index, window in enumerate(windows):
+        left_s = deadline - time.perf_counter()
+        if left_s <= 0:
+            break
+        share_s = max(MIN_POLISH_S, left_s / (len(windows) - index))
+        placements.update(_polish_window(window, placements, start_days, grid, options, share_s))
+    return placements
+
+
+def _polish_window(window, placements, start_days, grid, options, time_limit_s):
+    """Better placements for the courses of ``window``, or their current ones."""
+    names = {c.course_id for c in window}
+    around = grid.copy()
+    for name, placement in placements.items():
+        if name not in names:
+            around.commit(placement)
     day_options = {}
-    for course in courses:
+    for course in window:
         now = placements[course.course_id].start_day_index
         planned = min(start_days[course.course_id], now)
         span = list(range(planned, now + 1))
         stride = max(1, math.ceil(len(span) / POLISH_DAY_OPTIONS))
         day_options[course.course_id] = sorted(set(span[::stride]) | {now})
-    polished = place_times_cp(courses, day_options, grid, options, time_limit_s, hint=placements)
-    if len(polished) == len(placements) and placement_cost(
-        courses, polished, grid
-    ) < placement_cost(courses, placements, grid):
+    current = {name: placements[name] for name in names}
+    polished = place_times_cp(window, day_options, around, options, time_limit_s, hint=current)
+    if len(polished) == len(window) and placement_cost(window, polished, grid) < placement_cost(
+        window, current, grid
+    ):
         return polished
-    return placements
+    return current
 
 
 def place_times_cp(
