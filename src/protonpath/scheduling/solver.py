@@ -15,10 +15,11 @@ Each course belongs to one gantry, so gantries are solved one after the other.  
 3. **Candidates.**  Day-by-day list schedules (shortest pressing course first, or first
    ready first; steady or first-fit times, the baseline among them) are also built and the
    cheapest result is kept, so the solver is never worse than first-fit on its objective.
-4. **Polish** (CP-SAT, days nearly fixed).  Starting from that result, every course may
-   shift its session times and each course that starts later than its stage-1 day may start
-   on a few days back towards it; no two sessions of a day overlap.  It minimises waiting,
-   then sessions outside the usual window, and is kept only if it costs less.
+4. **Polish** (CP-SAT, days nearly fixed), in overlapping windows of courses taken in
+   order of start day.  Starting from that result, every course of a window may shift its
+   session times and each one starting later than its stage-1 day may start on a few days
+   back towards it; no two sessions of a day overlap.  It minimises waiting, then sessions
+   outside the usual window, and a window's result is kept only if it costs less.
 
 Deciding days on capacities and times afterwards is what lets a year of one gantry (2,400
 sessions) solve within a minute on two cores: a model with both at once on a minute timeline,
