@@ -59,7 +59,7 @@ def test_staff_scroll_a_ct_with_window_presets_and_contours(page, screenshot, do
     viewer = page.locator("#viewer")
     page.wait_for_function("document.getElementById('viewer').dataset.loadedUrl !== undefined")
     page.wait_for_function("document.getElementById('viewer').dataset.contoursLoaded === '1'")
-    assert viewer.get_attribute("data-preset") == "soft_tissue"
+    assert viewer.get_attribute("data-preset") == "soft tissue"
     start = int(viewer.get_attribute("data-index"))
     assert start == 49  # the middle of 98 slices
     assert int(viewer.get_attribute("data-contours-drawn")) > 0

@@ -160,7 +160,8 @@ def test_a_rendered_slice_applies_the_window_to_hounsfield_units(client, staff, 
     shown = np.asarray(Image.open(io.BytesIO(response.content)))
     ds = pydicom.dcmread(instance.file.path)
     hu = ds.pixel_array.astype(float) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
-    expected = np.rint(np.clip((hu - (40 - 200)) / 400, 0, 1) * 255)
+    # The linear window function of PS3.3 C.11.2.1.2.1.
+    expected = np.clip(np.rint(((hu - (40 - 0.5)) / (400 - 1) + 0.5) * 255), 0, 255)
     assert shown.shape == (ds.Rows, ds.Columns)
     assert np.abs(shown.astype(float) - expected).max() <= 1
     bone = np.asarray(Image.open(io.BytesIO(client.get(reverse("imaging:instance_png", args=[instance.pk]), {"center": 400, "width": 1800}).content)))
@@ -342,3 +343,40 @@ def test_the_images_panel_speaks_french(client, staff, with_ct):
     assert "Non exploitable pour la planification" in page
     assert "28 images reçues." in page
     assert "Export anonymisé (zip)" in page
+
+
+def test_contours_that_name_no_image_are_drawn_on_the_slices_they_lie_on(client, staff, submitted, tmp_path):
+    """An RTSTRUCT without ContourImageSequence (some systems write none): contours are placed by
+    the distance of their points to each slice plane."""
+    import pydicom as dicom
+
+    paths = write_ct_series(tmp_path / "ct", 3, spacing_mm=5.0, patient_name=PATIENT_NAME, birth_date=PATIENT_BIRTH)
+    slices = [dicom.dcmread(p) for p in paths]
+    rtstruct = dicom.dcmread(pydicom_file("rtstruct.dcm"), force=True)
+    rtstruct.StudyInstanceUID = slices[0].StudyInstanceUID
+    rtstruct.PatientName, rtstruct.PatientBirthDate = PATIENT_NAME, PATIENT_BIRTH
+    rtstruct.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID = slices[0].FrameOfReferenceUID
+    x, y, z = (float(v) for v in slices[1].ImagePositionPatient)
+    roi = rtstruct.ROIContourSequence[0]
+    contour = roi.ContourSequence[0]
+    if "ContourImageSequence" in contour:
+        del contour.ContourImageSequence
+    contour.ContourData = [x + 10, y + 10, z, x + 30, y + 10, z, x + 30, y + 40, z]
+    contour.NumberOfContourPoints = 3
+    roi.ContourSequence = [contour]
+    rtstruct.ROIContourSequence = [roi]
+    rt_path = tmp_path / "rs.dcm"
+    rtstruct.save_as(rt_path, enforce_file_format=False)
+    services.upload_study(actor=staff, treatment_request=submitted, files=as_uploads([*paths, rt_path]))
+    series = _ct_series(submitted)
+    login(client, staff)
+
+    data = client.get(reverse("imaging:series_contours", args=[series.pk])).json()
+
+    middle = series.instances.get(instance_number=2)
+    assert list(data["slices"]) == [str(middle.pk)]
+    dy, dx = (float(v) for v in slices[1].PixelSpacing)  # row spacing, then column spacing
+    assert [float(v) for v in slices[1].ImageOrientationPatient] == [1, 0, 0, 0, 1, 0]
+    polygon = data["slices"][str(middle.pk)][0]["polygons"][0]
+    expected = np.array([[10 / dx, 10 / dy], [30 / dx, 10 / dy], [30 / dx, 40 / dy]])
+    assert np.abs(np.array(polygon) - expected).max() < 0.01

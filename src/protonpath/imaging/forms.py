@@ -14,8 +14,7 @@ class MatchForm(forms.Form):
 
 
 class WindowForm(forms.Form):
-    """Query parameters of a rendered slice: window centre and width (modality units), frame."""
+    """Query parameters of a rendered slice: window centre and width (modality units)."""
 
     center = forms.FloatField(required=False, min_value=-100_000, max_value=100_000)
     width = forms.FloatField(required=False, min_value=1, max_value=200_000)
-    frame = forms.IntegerField(required=False, min_value=0, max_value=100_000)

@@ -3,6 +3,7 @@ selectors decide what a user may see (404 otherwise), services do the work, all 
 
 from __future__ import annotations
 
+import numpy as np
 import pydicom
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -15,7 +16,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from protonpath.accounts import audit
 from protonpath.accounts.models import AuditEvent
-from protonpath.imaging import selectors, services, viewing
+from protonpath.imaging import render as rendering
+from protonpath.imaging import selectors, services
+from protonpath.imaging.checks import InstanceHeader
 from protonpath.imaging.files import UploadRefused
 from protonpath.imaging.forms import MatchForm, WindowForm
 from protonpath.imaging.panels import request_panels
@@ -87,7 +90,12 @@ def series_viewer(request, pk: int):
     return render(
         request,
         "imaging/viewer.html",
-        {"series": series, "study": series.study, "r": series.study.treatment_request, "presets": viewing.PRESETS},
+        {
+            "series": series,
+            "study": series.study,
+            "r": series.study.treatment_request,
+            "presets": rendering.load_window_presets(series.modality),
+        },
     )
 
 
@@ -102,7 +110,10 @@ def series_slices(request, pk: int):
             "series": series.pk,
             "modality": series.modality,
             "description": series.description,
-            "presets": {k: {"center": c, "width": w} for k, (c, w) in viewing.PRESETS.items()},
+            "presets": {
+                name: {"center": w.center, "width": w.width}
+                for name, w in rendering.load_window_presets(series.modality).items()
+            },
             "slices": [
                 {
                     "index": index,
@@ -123,22 +134,74 @@ def series_slices(request, pk: int):
 @login_required
 @require_GET
 def instance_png(request, pk: int):
+    """One slice as a PNG, under the window of the query (``center``, ``width``) or the file's."""
     instance = selectors.get_instance_for(request.user, pk)
     form = WindowForm(request.GET)
     if not form.is_valid():
         return HttpResponseBadRequest(_("Invalid window."))
+    center, width = form.cleaned_data["center"], form.cleaned_data["width"]
+    window = rendering.Window(center, width) if center is not None and width is not None else None
     with instance.file.open("rb") as f:
         ds = pydicom.dcmread(f)
+    if "PixelData" not in ds or int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        return HttpResponseBadRequest(_("This instance is not a single image slice."))
     try:
-        png = viewing.slice_png(
-            ds, centre=form.cleaned_data["center"], width=form.cleaned_data["width"], frame=form.cleaned_data["frame"] or 0
-        )
-    except ValueError as error:
-        return HttpResponseBadRequest(str(error))
+        png = rendering.encode_png(rendering.render_slice(ds, window))
+    except Exception:  # a compression whose decoder is not installed, odd photometrics...
+        return HttpResponseBadRequest(_("This slice cannot be shown."))
     audit.record(actor=request.user, action=AuditEvent.Action.VIEW, obj=instance.series.study, summary=f"slice image {instance.pk}")
     response = HttpResponse(png, content_type="image/png")
     response["Cache-Control"] = "private, max-age=600"
     return response
+
+
+def _contours_by_slice(rtstruct, slices, structures: dict) -> dict[str, list[dict]]:
+    """Polygons per slice (instance pk) of one structure set, grouped by ROI.
+
+    Contours that name their image (ContourImageSequence) are projected on that image only;
+    the others are left to :func:`render.slice_contours`, which finds the slices they lie on.
+    Each contour's points are read once (reading them once per slice is slow on large sets).
+    """
+    geometry = {}
+    for instance in slices:
+        header = InstanceHeader.from_dict(instance.header)
+        if header.image_position_mm and header.image_orientation and header.pixel_spacing_mm:
+            geometry[instance.sop_instance_uid] = (instance, header)
+    drawn: dict[str, dict[int, dict]] = {}
+
+    def add(instance, number, points_px):
+        entry = drawn.setdefault(str(instance.pk), {}).setdefault(number, {**structures[number], "polygons": []})
+        entry["polygons"].append(np.round(points_px, 2).tolist())
+
+    loose = []
+    for roi in rtstruct.get("ROIContourSequence", []):
+        number = int(roi.ReferencedROINumber)
+        for contour in roi.get("ContourSequence", []):
+            references = [str(i.ReferencedSOPInstanceUID) for i in contour.get("ContourImageSequence", [])]
+            if not references:
+                loose.append((roi, contour))
+                continue
+            targets = [geometry[uid] for uid in references if uid in geometry]
+            if not targets or not contour.get("ContourData"):
+                continue
+            points = np.asarray(contour.ContourData, dtype=float).reshape(-1, 3)
+            for instance, header in targets:
+                add(instance, number, rendering.patient_to_pixel(points, header))
+    if loose:
+        subset = pydicom.Dataset()
+        subset.StructureSetROISequence = rtstruct.get("StructureSetROISequence", [])
+        items = []
+        for roi, contour in loose:
+            item = pydicom.Dataset()
+            item.ReferencedROINumber = roi.ReferencedROINumber
+            item.ROIDisplayColor = roi.get("ROIDisplayColor", list(rendering.DEFAULT_COLOR))
+            item.ContourSequence = [contour]
+            items.append(item)
+        subset.ROIContourSequence = items
+        for instance, header in geometry.values():
+            for contour in rendering.slice_contours(subset, header):
+                add(instance, contour.roi_number, contour.points_px)
+    return {pk: list(by_roi.values()) for pk, by_roi in drawn.items()}
 
 
 @login_required
@@ -148,32 +211,23 @@ def series_contours(request, pk: int):
     series = selectors.get_series_for(request.user, pk)
     slices = selectors.slices_of(series)
     sets = selectors.structure_sets_for(series)
-    loaded = []
+    structures: list[dict] = []
+    by_slice: dict[str, list[dict]] = {}
     for instance in sets:
         with instance.file.open("rb") as f:
-            loaded.extend(viewing.structures(pydicom.dcmread(f)))
-    positions = [s.slice_position_mm for s in slices if s.slice_position_mm is not None]
-    gaps = sorted(abs(b - a) for a, b in zip(positions, positions[1:], strict=False) if abs(b - a) > 1e-3)
-    tolerance = (gaps[len(gaps) // 2] / 2) if gaps else 1.0
-    by_slice = {}
-    for instance in slices:
-        header = instance.header
-        if not (header.get("image_position_mm") and header.get("image_orientation") and header.get("pixel_spacing_mm")):
-            continue
-        geometry = viewing.SliceGeometry.from_header(
-            header["image_position_mm"], header["image_orientation"], header["pixel_spacing_mm"]
-        )
-        drawn = viewing.contours_on_slice(loaded, instance.sop_instance_uid, geometry, tolerance)
-        if drawn:
-            by_slice[str(instance.pk)] = drawn
+            rtstruct = pydicom.dcmread(f)
+        names = {int(r.ROINumber): str(r.get("ROIName", "")) for r in rtstruct.get("StructureSetROISequence", [])}
+        described = {}
+        for roi in rtstruct.get("ROIContourSequence", []):
+            number = int(roi.ReferencedROINumber)
+            colour = [int(c) for c in roi.get("ROIDisplayColor", rendering.DEFAULT_COLOR)][:3]
+            described[number] = {"number": number, "name": names.get(number, str(number)), "colour": colour}
+        structures.extend(described.values())
+        for slice_pk, drawn in _contours_by_slice(rtstruct, slices, described).items():
+            by_slice.setdefault(slice_pk, []).extend(drawn)
     audit.record(actor=request.user, action=AuditEvent.Action.VIEW, obj=series.study, summary=f"contours, series {series.pk}")
     return JsonResponse(
-        {
-            "series": series.pk,
-            "structure_sets": len(sets),
-            "structures": [{"number": s.number, "name": s.name, "colour": list(s.colour)} for s in loaded],
-            "slices": by_slice,
-        }
+        {"series": series.pk, "structure_sets": len(sets), "structures": structures, "slices": by_slice}
     )
 
 

@@ -30,7 +30,8 @@
       .then(function (data) {
         self.slices = data.slices;
         self.slider.max = Math.max(0, data.slices.length - 1);
-        if (data.modality === "CT") self.setWindow(data.presets.soft_tissue.center, data.presets.soft_tissue.width, "soft_tissue");
+        var first = data.presets["soft tissue"];
+        if (first) self.setWindow(first.center, first.width, "soft tissue");
         self.index = Math.floor(data.slices.length / 2);
         self.show(self.index);
         return fetch(data.contours, { credentials: "same-origin" });
