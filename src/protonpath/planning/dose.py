@@ -27,7 +27,12 @@ import scipy.sparse as sp
 
 from protonpath.planning.ct import Grid
 from protonpath.planning.machine import IDD_TO_GY_MM2_PER_MEGAPROTON, Machine
-from protonpath.planning.raytrace import Beam, BeamView, source_to_surface_mm
+from protonpath.planning.raytrace import (
+    Beam,
+    BeamView,
+    source_to_surface_mm,
+    water_equivalent_depth,
+)
 from protonpath.planning.spots import Spots
 
 #: Stopping-power ratio of air, for the nozzle-to-skin air gap.
@@ -315,8 +320,6 @@ def compute_dose_matrix(
     -------
     DoseMatrix
     """
-    from protonpath.planning.raytrace import water_equivalent_depth
-
     voxel_indices = np.flatnonzero(voxel_mask)
     points = dose_grid.points_mm(voxel_indices)
     tables = kernel_tables(machine)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 from scipy import optimize
 
 from protonpath.planning.dose import DoseMatrix, csc_matvec, csr_matvec, csr_rmatvec_rows
@@ -58,9 +59,15 @@ class Objective:
             raise ValueError(f"unknown objective kind {self.kind!r}")
 
 
-def objective_value_and_gradient(objective: Objective, dose: np.ndarray):
-    """Value and gradient with respect to ``dose`` of one objective on its voxels' doses."""
-    n = max(len(dose), 1)
+def objective_value_and_gradient(
+    objective: Objective, dose: np.ndarray, n_voxels: int | None = None
+):
+    """Value and gradient with respect to ``dose`` of one objective on its voxels' doses.
+
+    ``n_voxels`` is the structure's size when ``dose`` holds only some of its voxels (the
+    others contributing nothing).
+    """
+    n = max(len(dose) if n_voxels is None else n_voxels, 1)
     if objective.kind == SQUARED_DEVIATION:
         diff = dose - objective.dose_gy
     elif objective.kind == SQUARED_OVERDOSE:
@@ -84,12 +91,19 @@ class OptimisationResult:
 
 
 class _Problem:
-    """Cost and gradient of weighted objectives for a dose-influence matrix."""
+    """Cost and gradient of weighted objectives for a dose-influence matrix.
 
-    def __init__(self, dose_matrix: DoseMatrix, objectives, rows: dict[str, np.ndarray]):
-        self.dm = dose_matrix
-        self.csr = dose_matrix.matrix.tocsr()  # row-parallel forward products
-        self.terms = [(o, rows[o.structure]) for o in objectives if len(rows[o.structure])]
+    ``matrix`` is a :class:`DoseMatrix` or a CSR matrix (possibly a subset of rows, with
+    ``rows`` numbered accordingly).
+    """
+
+    def __init__(self, matrix, objectives, rows: dict[str, np.ndarray], sizes=None):
+        csr = matrix.matrix if isinstance(matrix, DoseMatrix) else matrix
+        self.csr = sp.csr_matrix(csr)  # row-parallel forward products
+        sizes = sizes or {k: len(r) for k, r in rows.items()}
+        self.terms = [
+            (o, rows[o.structure], sizes[o.structure]) for o in objectives if len(rows[o.structure])
+        ]
         self.n_evaluations = 0
 
     def __call__(self, w: np.ndarray):
@@ -97,12 +111,35 @@ class _Problem:
         dose = csr_matvec(self.csr, w)
         grad_dose = np.zeros_like(dose)
         total = 0.0
-        for o, r in self.terms:
-            f, g = objective_value_and_gradient(o, dose[r])
+        for o, r, n in self.terms:
+            f, g = objective_value_and_gradient(o, dose[r], n)
             total += f
             grad_dose[r] += g
         active = np.flatnonzero(grad_dose)
         return total, csr_rmatvec_rows(self.csr, grad_dose, active)
+
+
+def _watched_rows(objectives, rows, dose, margin):
+    """Rows an objective can act on: all rows of non-overdose objectives, and the rows of
+    overdose objectives whose dose is at least ``margin`` times their limit."""
+    keep = []
+    for o in objectives:
+        r = rows[o.structure]
+        if o.kind == SQUARED_OVERDOSE:
+            r = r[dose[r] >= margin * o.dose_gy]
+        keep.append(r)
+    return np.unique(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)
+
+
+def _overdose_outside(objectives, rows, dose, watched) -> bool:
+    """Whether a voxel left out of ``watched`` exceeds an overdose limit."""
+    for o in objectives:
+        if o.kind == SQUARED_OVERDOSE:
+            r = rows[o.structure]
+            over = r[dose[r] > o.dose_gy]
+            if len(np.setdiff1d(over, watched, assume_unique=False)):
+                return True
+    return False
 
 
 def initial_weights(dose_matrix: DoseMatrix, target_rows: np.ndarray, dose_gy: float):
@@ -122,8 +159,18 @@ def optimise_weights(
     max_iterations: int = 500,
     tolerance: float = 1e-5,
     callback: Callable[[int], None] | None = None,
+    watch_margin: float | None = 0.8,
+    max_rounds: int = 10,
 ) -> OptimisationResult:
     """Non-negative spot weights minimising the objectives (all spots together).
+
+    Overdose objectives are zero, with zero gradient, on voxels below their limit, so the
+    optimiser works on the matrix rows that can matter: every row of the other objectives and
+    the rows of overdose objectives at or above ``watch_margin`` times their limit.  After
+    L-BFGS-B converges on those rows, the full dose is checked; if a left-out voxel went above
+    its limit the rows are chosen again and the optimisation continues from there (at most
+    ``max_rounds`` rounds and ``max_iterations`` iterations in all).  The returned objective is
+    that of the full matrix.
 
     Parameters
     ----------
@@ -142,12 +189,18 @@ def optimise_weights(
         Objective tolerance given to :func:`scipy.optimize.minimize`.
     callback : callable, optional
         Called with the iteration number after each iteration.
+    watch_margin : float or None
+        Fraction of an overdose limit from which a voxel's row is optimised on; ``None`` uses
+        every row in every iteration.
+    max_rounds : int
+        Most re-selections of rows.
     """
-    problem = _Problem(dose_matrix, objectives, rows)
     if initial is None:
         targets = [o for o in objectives if o.kind in (SQUARED_DEVIATION, SQUARED_UNDERDOSE)]
         ref = targets[0] if targets else objectives[0]
         initial = initial_weights(dose_matrix, rows[ref.structure], ref.dose_gy or 1.0)
+    full = sp.csr_matrix(dose_matrix.matrix)
+    w = np.asarray(initial, dtype=np.float64)
     iteration = [0]
 
     def on_iteration(_x):
@@ -155,23 +208,39 @@ def optimise_weights(
         if callback is not None:
             callback(iteration[0])
 
-    res = optimize.minimize(
-        problem,
-        np.asarray(initial, dtype=np.float64),
-        jac=True,
-        method="L-BFGS-B",
-        bounds=[(0.0, None)] * dose_matrix.n_spots,
-        tol=tolerance,
-        options={"maxiter": max_iterations},
-        callback=on_iteration,
-    )
-    return OptimisationResult(
-        np.maximum(res.x, 0.0),
-        float(res.fun),
-        int(res.nit),
-        problem.n_evaluations,
-        str(res.message),
-    )
+    evaluations = 0
+    message = ""
+    for _ in range(max_rounds):
+        dose = csr_matvec(full, w)
+        watched = (
+            _watched_rows(objectives, rows, dose, watch_margin)
+            if watch_margin is not None
+            else np.arange(full.shape[0])
+        )
+        sub_rows = {
+            k: np.searchsorted(watched, np.intersect1d(r, watched)) for k, r in rows.items()
+        }
+        sizes = {k: len(r) for k, r in rows.items()}
+        problem = _Problem(full[watched], objectives, sub_rows, sizes)
+        res = optimize.minimize(
+            problem,
+            w,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(0.0, None)] * dose_matrix.n_spots,
+            tol=tolerance,
+            options={"maxiter": max(max_iterations - iteration[0], 1)},
+            callback=on_iteration,
+        )
+        w = np.maximum(res.x, 0.0)
+        evaluations += problem.n_evaluations
+        message = str(res.message)
+        if watch_margin is None or iteration[0] >= max_iterations:
+            break
+        if not _overdose_outside(objectives, rows, csr_matvec(full, w), watched):
+            break
+    value, _ = _Problem(full, objectives, rows)(w)
+    return OptimisationResult(w, float(value), iteration[0], evaluations + 1, message)
 
 
 def optimise_single_field(
@@ -186,17 +255,13 @@ def optimise_single_field(
     Every objective's reference dose is scaled to the beam's share, and each beam is optimised
     on its own dose; the reported objective is that of the summed plan.
     """
-    import scipy.sparse as sp
-
-    from protonpath.planning.dose import DoseMatrix as _DM
-
     beams = np.unique(beam_index)
     share = 1.0 / len(beams)
     weights = np.zeros(dose_matrix.n_spots)
     total_iter, total_eval, messages = 0, 0, []
     for b in beams:
         cols = np.flatnonzero(beam_index == b)
-        sub = _DM(
+        sub = DoseMatrix(
             sp.csc_matrix(dose_matrix.matrix[:, cols]), dose_matrix.voxel_indices, dose_matrix.grid
         )
         scaled = [
