@@ -13,8 +13,9 @@ What it does, in one command:
    optimised weights, dose and timings;
 3. runs protonpath in another subprocess on the same case: same CT and HU table, same
    machine data (matRad's generic proton tables read into a protonpath ``Machine``), same
-   spots and dose grid, same objectives and optimiser settings (start at zero, tolerance
-   1e-5, at most 500 iterations);
+   spots and dose grid, same objectives, same start (zero weights) and the same number of
+   L-BFGS-B iterations as pyRadPlan used (its default cap is 500, which it reaches on this
+   case), and reports both final objective values;
 4. prints the dose-matrix time, optimisation time, peak memory (each pyRadPlan / protonpath),
    and the gamma pass rate (2 %/2 mm, global, 10 % threshold) of protonpath's dose against
    pyRadPlan's for pyRadPlan's optimised weights.
@@ -152,7 +153,7 @@ def run_json(cmd, env) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def protonpath_worker(npz_path: str) -> None:
+def protonpath_worker(npz_path: str, iterations: int) -> None:
     """Our side: same spots, grid, machine data and objectives as the pyRadPlan run."""
     import resource
 
@@ -247,9 +248,10 @@ def main() -> None:
         help="reuse the last pyRadPlan result in .cache/bench (same case) instead of running it",
     )
     parser.add_argument("--ours", help=argparse.SUPPRESS)
+    parser.add_argument("--iterations", type=int, default=500, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.ours:
-        protonpath_worker(args.ours)
+        protonpath_worker(args.ours, args.iterations)
         return
 
     env = thread_env(args.threads)
@@ -275,7 +277,15 @@ def main() -> None:
         theirs_json.write_text(json.dumps(theirs))
         print(f"pyRadPlan run: {time.perf_counter() - t:.1f} s wall", flush=True)
     if True:
-        ours_cmd = [sys.executable, str(Path(__file__).resolve()), "--ours", npz]
+        iterations = int(theirs.get("iterations") or 500)
+        ours_cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--ours",
+            npz,
+            "--iterations",
+            str(iterations),
+        ]
         t = time.perf_counter()
         first = run_json(ours_cmd, env)
         first_wall = time.perf_counter() - t

@@ -160,17 +160,18 @@ def optimise_weights(
     tolerance: float = 1e-5,
     callback: Callable[[int], None] | None = None,
     watch_margin: float | None = 0.8,
-    max_rounds: int = 10,
+    first_round_iterations: int = 20,
 ) -> OptimisationResult:
     """Non-negative spot weights minimising the objectives (all spots together).
 
     Overdose objectives are zero, with zero gradient, on voxels below their limit, so the
     optimiser works on the matrix rows that can matter: every row of the other objectives and
-    the rows of overdose objectives at or above ``watch_margin`` times their limit.  After
-    L-BFGS-B converges on those rows, the full dose is checked; if a left-out voxel went above
-    its limit the rows are chosen again and the optimisation continues from there (at most
-    ``max_rounds`` rounds and ``max_iterations`` iterations in all).  The returned objective is
-    that of the full matrix.
+    the rows of overdose objectives at or above ``watch_margin`` times their limit.  L-BFGS-B
+    runs in short rounds (``first_round_iterations``, then doubling); after each round the full
+    dose is computed and voxels that came near their limit join the watched rows.  Once a round
+    adds no row, a last round runs to convergence or to ``max_iterations`` iterations in all
+    (followed by another only if that one adds rows).  The returned objective is that of the
+    full matrix.
 
     Parameters
     ----------
@@ -192,8 +193,8 @@ def optimise_weights(
     watch_margin : float or None
         Fraction of an overdose limit from which a voxel's row is optimised on; ``None`` uses
         every row in every iteration.
-    max_rounds : int
-        Most re-selections of rows.
+    first_round_iterations : int
+        Iterations of the first round.
     """
     if initial is None:
         targets = [o for o in objectives if o.kind in (SQUARED_DEVIATION, SQUARED_UNDERDOSE)]
@@ -210,17 +211,19 @@ def optimise_weights(
 
     evaluations = 0
     message = ""
-    for _ in range(max_rounds):
-        dose = csr_matvec(full, w)
-        watched = (
-            _watched_rows(objectives, rows, dose, watch_margin)
-            if watch_margin is not None
-            else np.arange(full.shape[0])
-        )
+    sizes = {k: len(r) for k, r in rows.items()}
+    all_rows = np.arange(full.shape[0])
+    watched = (
+        all_rows
+        if watch_margin is None
+        else _watched_rows(objectives, rows, csr_matvec(full, w), watch_margin)
+    )
+    chunk = first_round_iterations if watch_margin is not None else max_iterations
+    settled = False
+    while iteration[0] < max_iterations:
         sub_rows = {
             k: np.searchsorted(watched, np.intersect1d(r, watched)) for k, r in rows.items()
         }
-        sizes = {k: len(r) for k, r in rows.items()}
         problem = _Problem(full[watched], objectives, sub_rows, sizes)
         res = optimize.minimize(
             problem,
@@ -229,16 +232,24 @@ def optimise_weights(
             method="L-BFGS-B",
             bounds=[(0.0, None)] * dose_matrix.n_spots,
             tol=tolerance,
-            options={"maxiter": max(max_iterations - iteration[0], 1)},
+            options={"maxiter": min(chunk, max_iterations - iteration[0])},
             callback=on_iteration,
         )
         w = np.maximum(res.x, 0.0)
         evaluations += problem.n_evaluations
         message = str(res.message)
-        if watch_margin is None or iteration[0] >= max_iterations:
+        if watch_margin is None:
             break
-        if not _overdose_outside(objectives, rows, csr_matvec(full, w), watched):
+        # rows only ever join the watched set, so this settles; once a round adds none, a last
+        # round with all remaining iterations runs (L-BFGS-B keeps its memory through it)
+        grown = np.union1d(
+            watched, _watched_rows(objectives, rows, csr_matvec(full, w), watch_margin)
+        )
+        if settled and len(grown) == len(watched):
             break
+        settled = len(grown) == len(watched)
+        chunk = max_iterations if settled else 2 * chunk
+        watched = grown
     value, _ = _Problem(full, objectives, rows)(w)
     return OptimisationResult(w, float(value), iteration[0], evaluations + 1, message)
 
