@@ -13,14 +13,15 @@ from pathlib import Path
 import pydicom
 import pytest
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage
-from tests.imaging.conftest import PATIENT_BIRTH, PATIENT_NAME, stamp
-from tests.imaging.dicomdata import write_ct_series
 
 from protonpath.accounts.models import AuditEvent
 from protonpath.imaging import services
 from protonpath.imaging.models import CheckReport, Instance, Study, Transfer
+from tests.imaging.conftest import PATIENT_BIRTH, PATIENT_NAME, stamp
+from tests.imaging.dicomdata import write_ct_series
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.dicom_peer]
 
@@ -212,3 +213,17 @@ def test_logs_carry_no_patient_name_or_uid(listener, submitted, tmp_path, caplog
     text = caplog.text
     assert "HOSPITAL_PACS" in text  # the receipt is logged...
     assert "Idrissi" not in text and "Amina" not in text and uid not in text and PATIENT_BIRTH not in text
+
+
+def test_images_for_a_cancelled_request_wait_in_the_inbox(listener, submitted, staff, tmp_path):
+    from protonpath.referrals import services as referral_services
+
+    referral_services.cancel(actor=staff, treatment_request=submitted, reason="Treated elsewhere.")
+    paths = write_ct_series(tmp_path / "ct", 1, patient_name=PATIENT_NAME, birth_date=PATIENT_BIRTH)
+    stamp(paths, AccessionNumber=submitted.accession_number)
+
+    assert storescu(listener, paths).returncode == 0
+
+    assert Study.objects.get().inbox_reason == f"request {submitted.reference} is closed"
+    with pytest.raises(ValidationError):
+        services.match_study(actor=staff, study=Study.objects.get(), treatment_request=submitted)

@@ -225,6 +225,8 @@ def match_study(*, actor, study: Study, treatment_request: TreatmentRequest, con
         raise PermissionDenied(_("Only the department's staff match images to requests."))
     with transaction.atomic():
         study = Study.objects.select_for_update().get(pk=study.pk)
+        # The request as it is now (a caller's copy may predate a cancellation).
+        treatment_request = TreatmentRequest.objects.select_related("patient").get(pk=treatment_request.pk)
         if study.treatment_request_id is not None:
             raise ValidationError(_("This study is not in the inbox any more."), code="matched")
         if not treatment_request.is_open:
