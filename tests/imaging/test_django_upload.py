@@ -273,3 +273,15 @@ def test_a_folder_of_hundreds_of_slices_is_accepted_through_the_page(client, sub
     assert response.status_code == 200, response.content[:300]
     assert Instance.objects.count() == 150
     assert "150 new instance(s)" in response.content.decode()
+
+
+def test_a_request_is_found_by_its_accession_number_with_or_without_dashes(submitted, other_patient):
+    from protonpath.imaging.ingest import request_by_accession
+    from tests.factories import make_request
+
+    other = make_request(other_patient)
+    assert request_by_accession(submitted.accession_number) == submitted
+    assert request_by_accession(other.reference.lower()) == other
+    assert request_by_accession(" " + other.accession_number + " ") == other
+    assert request_by_accession("PP209900001") is None
+    assert request_by_accession("") is None

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ from protonpath.referrals.models import TreatmentRequest
 
 logger = logging.getLogger(__name__)
 
+_ACCESSION = re.compile(r"^([A-Z]+)(\d{4})(\d+)$")
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 
 
@@ -133,6 +135,16 @@ def request_by_accession(accession_number: str) -> TreatmentRequest | None:
     wanted = accession_number.strip().upper().replace("-", "")
     if not wanted:
         return None
+    # Fast path on the unique reference: PP202600001 is PP-2026-00001.
+    parts = _ACCESSION.match(wanted)
+    if parts:
+        found = (
+            TreatmentRequest.objects.select_related("patient")
+            .filter(reference="-".join(parts.groups()))
+            .first()
+        )
+        if found is not None:
+            return found
     return (
         TreatmentRequest.objects.select_related("patient")
         .annotate(accession=Upper(Replace("reference", Value("-"), Value(""))))
