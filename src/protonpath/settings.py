@@ -97,9 +97,15 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # WAL lets readers and one writer work together; the busy timeout queues concurrent writers.
+    # WAL lets readers and one writer work together. Transactions take the write lock when they
+    # begin (IMMEDIATE), so concurrent writers queue for up to the timeout instead of failing on a
+    # stale snapshot half-way through (two bookings at once: the second waits, then sees the first).
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
     )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

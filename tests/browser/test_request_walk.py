@@ -22,7 +22,7 @@ CT = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
 
 
 def upload(page, kind: str, path: Path):
-    form = page.locator("form.upload")
+    form = page.locator("#medical-file form.upload")
     form.locator("select[name=kind]").select_option(kind)
     form.locator("input[type=file]").set_input_files(str(path))
     with page.expect_response(lambda r: "/documents/" in r.url and r.request.method == "POST"):
