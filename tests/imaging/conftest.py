@@ -10,6 +10,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+
 from tests.factories import make_request
 
 #: The patient of factories.make_request, as a DICOM PN and DA.

@@ -6,10 +6,10 @@ import io
 
 import pytest
 from django.core.management import call_command
-from tests.imaging.dicomdata import rt_example_dir
 
 from protonpath.imaging.models import CheckReport, Instance, Study
 from protonpath.referrals.models import TreatmentRequest
+from tests.imaging.dicomdata import rt_example_dir
 
 pytestmark = pytest.mark.django_db
 

@@ -10,14 +10,14 @@ import numpy as np
 import pydicom
 import pytest
 from django.urls import reverse
-from tests.factories import PASSWORD, make_request
-from tests.imaging.conftest import as_uploads
-from tests.imaging.dicomdata import rt_study  # noqa: F401 (fixture)
 
 from protonpath.accounts.models import AuditEvent
 from protonpath.imaging import services
 from protonpath.imaging.models import Study
 from protonpath.referrals.models import Patient
+from tests.factories import PASSWORD, make_request
+from tests.imaging.conftest import as_uploads
+from tests.imaging.dicomdata import rt_study  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.django_db
 

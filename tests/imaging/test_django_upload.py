@@ -11,14 +11,14 @@ import pytest
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
-from tests.factories import PASSWORD
-from tests.imaging.conftest import PATIENT_BIRTH, PATIENT_NAME, as_uploads, stamp, zip_of
-from tests.imaging.dicomdata import PYDICOM_FILES, pydicom_file, write_ct_series, write_rt_study
 
 from protonpath.accounts.models import AuditEvent
 from protonpath.imaging import services
 from protonpath.imaging.files import UploadRefused
 from protonpath.imaging.models import CheckReport, Instance, ReceivedVia, Study, Transfer
+from tests.factories import PASSWORD
+from tests.imaging.conftest import PATIENT_BIRTH, PATIENT_NAME, as_uploads, stamp, zip_of
+from tests.imaging.dicomdata import PYDICOM_FILES, pydicom_file, write_ct_series, write_rt_study
 
 pytestmark = pytest.mark.django_db
 

@@ -9,14 +9,14 @@ import pydicom
 import pytest
 from django.urls import reverse
 from PIL import Image
-from tests.factories import PASSWORD, advance_to, make_request
-from tests.imaging.conftest import PATIENT_BIRTH, PATIENT_NAME, as_uploads
-from tests.imaging.dicomdata import pydicom_file, rt_study, write_ct_series  # noqa: F401 (fixture)
 
 from protonpath.accounts.models import AuditEvent
 from protonpath.imaging import services
 from protonpath.imaging.models import Instance, Series, Study
 from protonpath.referrals.models import Patient
+from tests.factories import PASSWORD, advance_to, make_request
+from tests.imaging.conftest import PATIENT_BIRTH, PATIENT_NAME, as_uploads
+from tests.imaging.dicomdata import pydicom_file, rt_study, write_ct_series  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.django_db
 
