@@ -201,8 +201,8 @@ def protonpath_worker(npz_path: str, iterations: int) -> None:
         phantom.objectives,
         rows,
         initial=np.zeros(dm.n_spots),
-        max_iterations=500,
-        tolerance=1e-5,
+        max_iterations=iterations,
+        tolerance=1e-12,  # as many iterations as pyRadPlan ran (it stops at its cap here)
     )
     t_opt = time.perf_counter() - t0
     c_opt = time.process_time() - c0
