@@ -163,6 +163,13 @@ TASKS = {
 DICOM_AE_TITLE = os.environ.get("DICOM_AE_TITLE", "PROTONPATH")
 DICOM_PORT = int(os.environ.get("DICOM_PORT", "11112"))
 DICOM_BIND_ADDRESS = os.environ.get("DICOM_BIND_ADDRESS", "127.0.0.1")
+# The calling AE titles of the hospitals and modalities allowed to send and query (comma-separated).
+# Empty: any peer that knows our AE title may associate — acceptable on loopback only; set it
+# before binding the listener to a network address.
+DICOM_ALLOWED_CALLING_AE_TITLES = [
+    t.strip() for t in os.environ.get("DICOM_ALLOWED_CALLING_AE_TITLES", "").split(",") if t.strip()
+]
+DICOM_INCOMING_DIR = Path(os.environ.get("DICOM_INCOMING_DIR", VAR_DIR / "dicom-incoming"))
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
