@@ -108,7 +108,7 @@ def test_real_breast_rtstruct_matches_an_independent_even_odd_fill():
     rtss = DICOMPYLER_DATA / "rtss.dcm"
     assert rtss.exists(), "run scripts/setup.d/30-dicom-testdata.sh"
     ds = pydicom.dcmread(rtss, force=True)
-    grid = Grid((98, 256, 256), (-275.0, -524.0, -122.44), (2.148438, 2.148438, 3.0))
+    grid = Grid((98, 128, 128), (-275.0, -524.0, -122.44), (4.296876, 4.296876, 3.0))
     structures = {s.name: s for s in structures_from_rtstruct(ds, grid)}
     assert {"BODY", "Lt Lung", "Heart", "Tumor Bed"} <= set(structures)
     x, y, z = grid.axes_mm()

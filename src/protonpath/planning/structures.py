@@ -64,7 +64,7 @@ def rasterise_slice(polygons_xy_mm, x_mm: np.ndarray, y_mm: np.ndarray) -> np.nd
 
 
 def _fill_polygon(poly: np.ndarray, x_mm: np.ndarray, y_mm: np.ndarray) -> np.ndarray:
-    """Crossing-number test of every voxel centre against one polygon (vectorised per row)."""
+    """Crossing-number test of every voxel centre against one polygon (vectorised)."""
     x0, y0 = poly[:, 0], poly[:, 1]
     x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
     out = np.zeros((len(y_mm), len(x_mm)), dtype=bool)
@@ -76,15 +76,12 @@ def _fill_polygon(poly: np.ndarray, x_mm: np.ndarray, y_mm: np.ndarray) -> np.nd
     spans = ((y0 <= yr) & (y1 > yr)) | ((y1 <= yr) & (y0 > yr))
     with np.errstate(divide="ignore", invalid="ignore"):
         xc = x0 + (yr - y0) * (x1 - x0) / (y1 - y0)
-    xc = np.where(spans, xc, np.inf)
-    xc.sort(axis=1)
-    # parity of the number of crossings left of each voxel centre
-    for r, crossings in zip(rows, xc, strict=True):
-        crossings = crossings[np.isfinite(crossings)]
-        if len(crossings) == 0:
-            continue
-        count = np.searchsorted(crossings, x_mm, side="right")
-        out[r] = (count % 2) == 1
+    # a crossing at c flips the parity of every voxel centre at x >= c on its row
+    rr, ee = np.nonzero(spans)
+    first = np.searchsorted(x_mm, xc[rr, ee], side="left")
+    flips = np.zeros((len(rows), len(x_mm) + 1), dtype=np.int32)
+    np.add.at(flips, (rr, first), 1)
+    out[rows] = (np.cumsum(flips[:, :-1], axis=1) % 2) == 1
     return out
 
 
