@@ -368,11 +368,33 @@ def _csr_matvec(indptr, indices, data, x):
     return out
 
 
-def csr_matvec(matrix: sp.csr_matrix, x: np.ndarray) -> np.ndarray:
-    """``matrix @ x`` (float64) for a CSR matrix, parallel over rows (no write conflicts)."""
+def csr_matvec(matrix, x: np.ndarray) -> np.ndarray:
+    """``matrix @ x`` (float64) for a CSR matrix (or :class:`CompactCsr`), parallel over rows."""
     return _csr_matvec(
         matrix.indptr, matrix.indices, matrix.data, np.ascontiguousarray(x, dtype=np.float64)
     )
+
+
+@dataclass(frozen=True)
+class CompactCsr:
+    """CSR arrays with the narrowest column index type (uint16 below 65,536 spots): the
+    optimiser's products are limited by memory traffic, and this cuts it by a quarter."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    data: np.ndarray
+    shape: tuple
+
+    @classmethod
+    def from_matrix(cls, matrix) -> CompactCsr:
+        csr = sp.csr_matrix(matrix)
+        index_type = np.uint16 if csr.shape[1] <= np.iinfo(np.uint16).max else np.int32
+        return cls(
+            csr.indptr.astype(np.int64),
+            csr.indices.astype(index_type),
+            csr.data.astype(np.float32),
+            csr.shape,
+        )
 
 
 @numba.njit(cache=True, parallel=True)
@@ -391,7 +413,7 @@ def _csr_rmatvec_rows(indptr, indices, data, y, rows, n_cols, n_threads):
     return out
 
 
-def csr_rmatvec_rows(matrix: sp.csr_matrix, y: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def csr_rmatvec_rows(matrix, y: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """``matrix.T @ y`` for a CSR matrix when ``y`` is zero outside ``rows``.
 
     The optimiser's dose gradient vanishes on organ voxels below their limits, so the

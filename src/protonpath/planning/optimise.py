@@ -24,7 +24,13 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import optimize
 
-from protonpath.planning.dose import DoseMatrix, csc_matvec, csr_matvec, csr_rmatvec_rows
+from protonpath.planning.dose import (
+    CompactCsr,
+    DoseMatrix,
+    csc_matvec,
+    csr_matvec,
+    csr_rmatvec_rows,
+)
 
 SQUARED_DEVIATION = "squared_deviation"
 SQUARED_OVERDOSE = "squared_overdose"
@@ -99,7 +105,7 @@ class _Problem:
 
     def __init__(self, matrix, objectives, rows: dict[str, np.ndarray], sizes=None):
         csr = matrix.matrix if isinstance(matrix, DoseMatrix) else matrix
-        self.csr = sp.csr_matrix(csr)  # row-parallel forward products
+        self.csr = CompactCsr.from_matrix(csr)  # row-parallel forward products
         sizes = sizes or {k: len(r) for k, r in rows.items()}
         self.terms = [
             (o, rows[o.structure], sizes[o.structure]) for o in objectives if len(rows[o.structure])
