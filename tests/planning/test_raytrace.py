@@ -84,3 +84,14 @@ def test_projection_to_isocentre_plane_undoes_divergence():
     point = np.array([[10.0 * 1.1, 100.0, 0.0]])
     u, v, axial = raytrace.project_to_isocentre_plane(point, beam, sad)
     assert np.allclose([u[0], v[0], axial[0]], [10.0, 0.0, 1100.0])
+
+
+def test_couch_rotation_turns_a_lateral_beam_into_a_longitudinal_one(water):
+    # gantry 90 with couch 90: the beam travels towards the head (+z), entering at z = -60
+    ct, _ = water
+    spr = hu_to_spr(ct.hu, WATER_CALIBRATION)
+    beam = raytrace.Beam(90.0, 90.0, np.array([0.0, 110.0, 0.0]))
+    assert np.allclose(raytrace.beam_frame(beam).direction, [0, 0, 1])
+    pts = np.array([[0.0, 110.0, z] for z in (-40.0, 0.0, 30.0)])
+    view = raytrace.water_equivalent_depth(spr, ct.grid, beam, 2000.0, pts)
+    assert np.allclose(view.wed_mm, pts[:, 2] + 60.0, atol=0.6)
