@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 
 from protonpath.planning import matrad_io
 from protonpath.planning.ct import CT, Grid, HuCalibration
 from protonpath.planning.structures import EXTERNAL, OAR, TARGET, Structure
+
+# numba's own work queue: OpenMP's spinning threads crawl when the 2 cores are shared
+if not numba.config.THREADING_LAYER or numba.config.THREADING_LAYER == "default":
+    numba.config.THREADING_LAYER = "workqueue"
 
 WATER_CALIBRATION = HuCalibration(np.array([-1000.0, 0.0, 1000.0]), np.array([0.0, 1.0, 2.0]))
 

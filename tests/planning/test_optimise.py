@@ -13,7 +13,7 @@ from .conftest import WATER_CALIBRATION
 
 RX = 2.0  # Gy per fraction
 SETTINGS = PlanSettings(
-    dose_grid_mm=4.0, spot_spacing_mm=6.0, layer_spacing_mm=4.0, max_iterations=200
+    dose_grid_mm=4.0, spot_spacing_mm=6.0, layer_spacing_mm=4.0, max_iterations=100
 )
 
 
@@ -108,9 +108,9 @@ def test_optimising_on_watched_rows_reaches_the_full_problem_optimum(single_beam
         Objective("Rectum", SQUARED_OVERDOSE, 0.3, 300.0),
         Objective("BODY", SQUARED_OVERDOSE, 1.0, 100.0),
     ]
-    watched = optimise.optimise_weights(p.dose_matrix, objectives, rows, max_iterations=300)
+    watched = optimise.optimise_weights(p.dose_matrix, objectives, rows, max_iterations=120)
     full = optimise.optimise_weights(
-        p.dose_matrix, objectives, rows, max_iterations=300, watch_margin=None
+        p.dose_matrix, objectives, rows, max_iterations=120, watch_margin=None
     )
     # the reported objective is the full problem's, and both reach the same optimum
     value, _ = optimise._Problem(p.dose_matrix, objectives, rows)(watched.weights)

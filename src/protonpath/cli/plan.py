@@ -107,7 +107,12 @@ def plan_command(
 ) -> None:
     """Plan a proton PBS treatment and write RT Ion Plan, RT Dose, a DVH plot and a summary."""
     # numba's own work queue copes better than OpenMP's spinning threads on shared machines
+    # (the CLI calls the kernels from one thread, which that layer requires)
     os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+    import numba
+
+    if numba.config.THREADING_LAYER == "default":
+        numba.config.THREADING_LAYER = "workqueue"
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table

@@ -209,6 +209,10 @@ def optimise_weights(
     full = sp.csr_matrix(dose_matrix.matrix)
     w = np.asarray(initial, dtype=np.float64)
     iteration = [0]
+    # L-BFGS-B's tolerance is relative only while the objective is above 1: scale it to start
+    # at 1e6, so doses per fraction (small objectives) converge like whole courses
+    start_value, _ = _Problem(full, objectives, rows)(w)
+    scale = 1e6 / start_value if start_value > 0 else 1.0
 
     def on_iteration(_x):
         iteration[0] += 1
@@ -231,8 +235,13 @@ def optimise_weights(
             k: np.searchsorted(watched, np.intersect1d(r, watched)) for k, r in rows.items()
         }
         problem = _Problem(full[watched], objectives, sub_rows, sizes)
+
+        def scaled(x, problem=problem):
+            value, grad = problem(x)
+            return value * scale, grad * scale
+
         res = optimize.minimize(
-            problem,
+            scaled,
             w,
             jac=True,
             method="L-BFGS-B",
