@@ -83,3 +83,10 @@ def test_openapi_schema_lists_the_operations(client):
     paths = schema["paths"]
     for path in ("/api/requests", "/api/requests/{request_id}", "/api/requests/{request_id}/documents", "/api/requests/{request_id}/decision"):
         assert path in paths
+
+
+def test_list_paging_is_validated(client, patient):
+    api = Api(client, patient)
+    assert api.get("/api/requests?offset=-1").status_code == 400
+    assert api.get("/api/requests?limit=-5").status_code == 200
+    assert api.get("/api/requests?state=nonsense").status_code == 400

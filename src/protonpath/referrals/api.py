@@ -8,7 +8,7 @@ from typing import Literal
 
 from django.core.exceptions import ValidationError
 from django.http import FileResponse
-from ninja import File, Form, Router, Schema
+from ninja import File, Form, Query, Router, Schema
 from ninja.files import UploadedFile
 
 from protonpath.accounts import audit
@@ -190,12 +190,19 @@ def me(request):
 
 
 @router.get("/requests", response=list[RequestSummary])
-def list_requests(request, state: str | None = None, limit: int = 100, offset: int = 0):
+def list_requests(
+    request,
+    state: str | None = None,
+    limit: Query[int] = 100,  # type: ignore[type-arg]
+    offset: Query[int] = 0,  # type: ignore[type-arg]
+):
     qs = selectors.visible_requests(request.auth)
     if state:
         if state not in State.values:
             raise ValidationError(f"Unknown state {state!r}.")
         qs = qs.filter(state=state)
+    if offset < 0:
+        raise ValidationError("offset must be zero or more.")
     limit = max(1, min(limit, 500))
     audit.record(actor=request.auth, action=AuditEvent.Action.VIEW, object_type="referrals.treatmentrequest", summary="list")
     return list(qs[offset : offset + limit])
