@@ -31,7 +31,7 @@ def test_api_never_fails_on_generated_input(api_schema, users, role):
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True)
         def call(case):
             response = case.call(headers={"Authorization": f"Bearer {token}"})
             if response.status_code >= 500:
