@@ -6,6 +6,8 @@ administrative staff and as a patient: none may answer with a server error.
 
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from hypothesis import HealthCheck, given, settings
 
 from protonpath.accounts.models import ApiToken
@@ -18,7 +20,15 @@ pytestmark = pytest.mark.django_db
 def api_schema():
     from protonpath.wsgi import application
 
-    return schemathesis.openapi.from_wsgi("/api/openapi.json", application)
+    # As Django's test client does: the requests run inside the test's transaction, so the
+    # end of a request must not close the database connection.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield schemathesis.openapi.from_wsgi("/api/openapi.json", application)
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
 
 
 @pytest.mark.parametrize("role", ["staff", "patient"])
