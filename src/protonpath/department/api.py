@@ -7,7 +7,8 @@ from decimal import Decimal
 from typing import Literal
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from ninja import Router, Schema, Status
+from ninja import Field, Router, Schema, Status
+from pydantic import field_validator
 
 from protonpath.accounts import audit
 from protonpath.accounts.models import AuditEvent, User
@@ -78,8 +79,15 @@ class TriageIn(Schema):
 
 class MeetingIn(Schema):
     starts_at: datetime.datetime
-    location: str = ""
-    chair_id: int | None = None
+    location: str = Field("", max_length=120)
+    # Bounded to the database's id range: PostgreSQL refuses larger integers with a server error.
+    chair_id: int | None = Field(None, ge=1, le=2**63 - 1)
+
+    @field_validator("starts_at")
+    @classmethod
+    def _in_utc(cls, value: datetime.datetime) -> datetime.datetime:
+        # Any offset the client sends is turned into UTC: PostgreSQL refuses offsets past ±16 h.
+        return value.astimezone(datetime.UTC) if value.tzinfo is not None else value
 
 
 class ItemOut(Schema):
