@@ -142,7 +142,7 @@ def _locked(treatment_request: TreatmentRequest) -> TreatmentRequest:
     )
 
 
-def _may_add_documents(actor, treatment_request: TreatmentRequest) -> bool:
+def may_add_documents(actor, treatment_request: TreatmentRequest) -> bool:
     if selectors.is_owner(actor, treatment_request):
         return treatment_request.state in EDITABLE_STATES
     return actor.role in (Role.ADMIN_STAFF, Role.ONCOLOGIST) and treatment_request.is_open
@@ -153,7 +153,7 @@ def add_document(*, actor, treatment_request: TreatmentRequest, kind: str, file,
     checked = check_upload(file, kind=kind)
     with transaction.atomic():
         treatment_request = _locked(treatment_request)
-        if not _may_add_documents(actor, treatment_request):
+        if not may_add_documents(actor, treatment_request):
             raise PermissionDenied(_("Documents cannot be added to this request now."))
         if treatment_request.documents.filter(sha256=checked.sha256).exists():
             raise ValidationError(_("This file is already in the medical file."), code="duplicate")
@@ -181,7 +181,7 @@ def add_document(*, actor, treatment_request: TreatmentRequest, kind: str, file,
 @transaction.atomic
 def remove_document(*, actor, document: MedicalDocument) -> None:
     treatment_request = _locked(document.treatment_request)
-    if not _may_add_documents(actor, treatment_request):
+    if not may_add_documents(actor, treatment_request):
         raise PermissionDenied(_("Documents cannot be removed from this request now."))
     stored = document.file.name
     storage = document.file.storage

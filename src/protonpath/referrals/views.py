@@ -123,7 +123,7 @@ def _detail_context(request, treatment_request, **extra):
         "can_decide": bool(decision_actions),
         "decision_form": DecisionForm(),
         "document_form": DocumentForm(),
-        "can_add_documents": services._may_add_documents(user, treatment_request),
+        "can_add_documents": services.may_add_documents(user, treatment_request),
         "can_edit": (owner or user.role == Role.ADMIN_STAFF) and treatment_request.state in services.EDITABLE_STATES,
         "can_send_decision": user.role in pathway.STAFF
         and treatment_request.state in pathway.DECISION_STATES
