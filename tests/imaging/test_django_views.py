@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import io
 
 import numpy as np
@@ -343,6 +344,30 @@ def test_the_images_panel_speaks_french(client, staff, with_ct):
     assert "Non exploitable pour la planification" in page
     assert "28 images reçues." in page
     assert "Export anonymisé (zip)" in page
+
+
+def test_the_findings_read_in_the_reader_s_language(client, staff, with_ct):
+    login(client, staff)
+    url = reverse("referrals:detail", args=[with_ct.pk])
+    french = html.unescape(client.get(url, HTTP_ACCEPT_LANGUAGE="fr").content.decode())
+    assert "2 coupe(s) manquante(s) : 1 écart(s) plus grand(s) que l'espacement de 2,50 mm" in french
+    assert "aucune IRM reçue" in french and "slice(s) missing" not in french
+    english = html.unescape(client.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode())
+    assert "2 slice(s) missing: 1 gap(s) wider than the 2.50 mm spacing" in english and "no MR received" in english
+    api = client.get(f"/api/imaging/requests/{with_ct.pk}/images", HTTP_ACCEPT_LANGUAGE="fr").json()
+    assert "2 coupe(s) manquante(s) : 1 écart(s) plus grand(s) que l'espacement de 2,50 mm" in api["reasons"]
+    missing = next(f for f in api["findings"] if f["code"] == "missing_slices")
+    assert missing["params"] == {"count": 2, "gaps": 1, "spacing_mm": 2.5}
+
+
+def test_a_refused_match_says_why_in_french(client, staff, submitted, tmp_path):
+    study = _inbox_study(tmp_path, patient_name="Martin^Lucas", birth_date="20170602")
+    login(client, staff)
+    response = client.post(reverse("imaging:match", args=[study.pk]), {"reference": submitted.reference}, follow=True,
+                           HTTP_ACCEPT_LANGUAGE="fr")
+    page = html.unescape(response.content.decode())
+    assert "le nom de famille dans les images diffère de celui de la demande" in page
+    assert "la date de naissance dans les images diffère de celle de la demande" in page
 
 
 def test_contours_that_name_no_image_are_drawn_on_the_slices_they_lie_on(client, staff, submitted, tmp_path):

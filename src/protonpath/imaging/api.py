@@ -28,7 +28,8 @@ class StudyOut(Schema):
 class FindingOut(Schema):
     code: str
     severity: str
-    message: str
+    message: str  # in the request's language (Accept-Language)
+    params: dict[str, str | int | float] = {}
 
 
 class ImagesOut(Schema):
@@ -63,5 +64,5 @@ def request_images(request, pk: int):
         "studies": studies,
         "fit_for_planning": report.fit_for_planning if show else None,
         "reasons": [f["message"] for f in report.blocking] if show else None,
-        "findings": report.findings if show and user.is_department_staff else None,
+        "findings": report.localised_findings() if show and user.is_department_staff else None,
     }

@@ -17,7 +17,7 @@ import re
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import date
 from importlib import resources
 from typing import Any, Literal
@@ -182,15 +182,20 @@ class Finding:
     severity : {'blocking', 'warning', 'info'}
         Blocking findings make the study unfit for planning.
     message : str
-        A sentence for staff; never contains the patient's name or identifier.
+        A sentence for staff, in English; never contains the patient's name or identifier.
     series_instance_uid : str
         The series concerned, or empty for the study.
+    params : mapping
+        The values quoted in ``message`` (numbers, modalities; JSON-ready), so that the web
+        layer can say the same in another language from ``code`` and ``params``
+        (``protonpath.imaging.messages``).
     """
 
     code: str
     severity: Severity
     message: str
     series_instance_uid: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -317,8 +322,10 @@ def check_series(
     findings: list[Finding] = []
     located = [h for h in headers if h.image_position_mm is not None and h.image_orientation is not None]
     if len(located) < len(headers):
+        unlocated = len(headers) - len(located)
         findings.append(_finding("slice_without_position", "blocking",
-                                 f"{len(headers) - len(located)} image(s) have no position or orientation", uid))
+                                 f"{unlocated} image(s) have no position or orientation", uid,
+                                 count=unlocated))
     if not located:
         return SeriesReport(**base, slice_count=len(headers), spacing_mm=None, spacing_regular=False,
                             missing_slices=0, orientation_consistent=False, findings=tuple(findings))
@@ -355,7 +362,7 @@ def _spacing(
     duplicates = int(np.sum(steps <= 1e-3))
     if duplicates:
         findings.append(_finding("duplicate_positions", "blocking",
-                                 f"{duplicates} slice position(s) occur more than once", uid))
+                                 f"{duplicates} slice position(s) occur more than once", uid, count=duplicates))
     steps = steps[steps > 1e-3]
     if len(steps) == 0:
         return None, False, 0, findings
@@ -365,15 +372,20 @@ def _spacing(
     missing = int(np.sum(np.rint(gaps / nominal) - 1))
     if missing:
         findings.append(_finding("missing_slices", "blocking",
-                                 f"{missing} slice(s) missing: {len(gaps)} gap(s) wider than the {nominal:.2f} mm spacing", uid))
+                                 f"{missing} slice(s) missing: {len(gaps)} gap(s) wider than the {nominal:.2f} mm spacing", uid,
+                                 count=missing, gaps=len(gaps), spacing_mm=nominal))
     elif not regular:
+        low, high = float(steps.min()), float(steps.max())
         findings.append(_finding("irregular_spacing", "blocking",
-                                 f"slice spacing varies from {steps.min():.2f} to {steps.max():.2f} mm", uid))
+                                 f"slice spacing varies from {low:.2f} to {high:.2f} mm", uid,
+                                 min_mm=low, max_mm=high))
     return nominal, regular, missing, findings
 
 
-def _finding(code: str, severity: Severity, message: str, uid: str = "") -> Finding:
-    return Finding(code=code, severity=severity, message=message, series_instance_uid=uid)
+def _finding(code: str, severity: Severity, message: str, uid: str = "", **params: Any) -> Finding:
+    """A finding; ``params`` are the values quoted in ``message`` (plain Python, JSON-ready)."""
+    plain = {k: v.item() if isinstance(v, np.generic) else v for k, v in params.items()}
+    return Finding(code=code, severity=severity, message=message, series_instance_uid=uid, params=plain)
 
 
 # --- identity ---------------------------------------------------------------------------------
@@ -404,7 +416,8 @@ def check_identity(headers: Sequence[InstanceHeader], expected: ExpectedIdentity
     identities = Counter((normalised_name(h.patient_name), h.patient_birth_date) for h in headers)
     if len({name for name, _ in identities}) > 1 or len({d for _, d in identities if d}) > 1:
         findings.append(_finding("several_patients", "blocking",
-                                 f"the images carry {len(identities)} different patient identities"))
+                                 f"the images carry {len(identities)} different patient identities",
+                                 count=len(identities)))
     if expected is None:
         return findings
     names = {h.patient_name for h in headers}
@@ -422,9 +435,11 @@ def _compare_name(dicom_name: str, expected: ExpectedIdentity) -> list[Finding]:
     want_family = normalised_name(expected.family_name)
     want_given = normalised_name(expected.given_names).split()
     if family != want_family:
-        return [_finding("name_mismatch", "blocking", "the family name in the images differs from the request")]
+        return [_finding("name_mismatch", "blocking", "the family name in the images differs from the request",
+                         part="family")]
     if want_given and given and given.split()[0] != want_given[0]:
-        return [_finding("name_mismatch", "blocking", "the given name in the images differs from the request")]
+        return [_finding("name_mismatch", "blocking", "the given name in the images differs from the request",
+                         part="given")]
     return []
 
 
@@ -498,13 +513,13 @@ def assess_study(
 def _modality_findings(headers: Sequence[InstanceHeader], requirements: PlanningRequirements) -> list[Finding]:
     present = modalities_present(headers)
     findings = [
-        _finding("modality_unexpected", "warning", f"images of modality {m} are not used for planning")
+        _finding("modality_unexpected", "warning", f"images of modality {m} are not used for planning", modality=m)
         for m in present if m not in requirements.accepted_modalities
     ]
     for optional in ("RTSTRUCT", "MR", "PT"):
         if optional not in present:
             name = MODALITY_NAMES.get(optional, optional)
-            findings.append(_finding(f"no_{optional.lower()}", "info", f"no {name} received"))
+            findings.append(_finding(f"no_{optional.lower()}", "info", f"no {name} received", modality=name))
     return findings
 
 
@@ -514,25 +529,30 @@ def _choose_planning_series(
     """The planning CT: the series of the planning modality with the most slices."""
     candidates = [s for s in series if s.modality == requirements.planning_modality]
     if not candidates:
-        return None, [_finding("no_planning_ct", "blocking", f"no {requirements.planning_modality} series received")]
+        modality = requirements.planning_modality
+        return None, [_finding("no_planning_ct", "blocking", f"no {modality} series received", modality=modality)]
     chosen = max(candidates, key=lambda s: s.slice_count)
     findings = []
     uid = chosen.series_instance_uid
     if chosen.slice_count < requirements.min_planning_slices:
         findings.append(_finding("too_few_slices", "blocking",
                                  f"the planning {chosen.modality} has {chosen.slice_count} slices, "
-                                 f"fewer than {requirements.min_planning_slices}", uid))
+                                 f"fewer than {requirements.min_planning_slices}", uid,
+                                 modality=chosen.modality, count=chosen.slice_count,
+                                 minimum=requirements.min_planning_slices))
     thickest = max(chosen.slice_thicknesses_mm, default=None)
     if thickest is None:
         findings.append(_finding("slice_thickness_absent", "warning", "the planning series does not state its slice thickness", uid))
     elif thickest > requirements.max_slice_thickness_mm + 1e-6:
         findings.append(_finding("slices_too_thick", "blocking",
-                                 f"slices are {thickest:g} mm thick, more than {requirements.max_slice_thickness_mm:g} mm", uid))
+                                 f"slices are {thickest:g} mm thick, more than {requirements.max_slice_thickness_mm:g} mm", uid,
+                                 thickness_mm=thickest, max_thickness_mm=requirements.max_slice_thickness_mm))
     if len(chosen.slice_thicknesses_mm) > 1:
         findings.append(_finding("slice_thickness_varies", "warning", "slice thickness varies within the planning series", uid))
     if chosen.spacing_mm and thickest and chosen.spacing_mm > thickest + requirements.spacing_tolerance_mm:
         findings.append(_finding("gaps_between_slices", "warning",
-                                 f"slices {thickest:g} mm thick are {chosen.spacing_mm:.2f} mm apart", uid))
+                                 f"slices {thickest:g} mm thick are {chosen.spacing_mm:.2f} mm apart", uid,
+                                 thickness_mm=thickest, spacing_mm=chosen.spacing_mm))
     return chosen, findings
 
 

@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from protonpath.imaging.messages import localised
 from protonpath.referrals.models import TreatmentRequest
 
 
@@ -178,6 +179,8 @@ class CheckReport(models.Model):
     )
     fit_for_planning = models.BooleanField()
     modalities = models.CharField(max_length=100, blank=True)
+    # Each finding also carries its params; the stored message is the English text, and
+    # pages render code + params in the reader's language (see localised_findings).
     findings = models.JSONField(default=list, help_text="[{code, severity, message, series_instance_uid}]")
     series = models.JSONField(default=list, help_text="one summary per series")
     planning_series_instance_uid = models.CharField(max_length=64, blank=True)
@@ -191,14 +194,18 @@ class CheckReport(models.Model):
     def __str__(self) -> str:
         return f"{'fit' if self.fit_for_planning else 'not fit'} ({self.created_at:%Y-%m-%d %H:%M})"
 
+    def localised_findings(self, severity: str | None = None) -> list[dict]:
+        """The findings (of one severity, or all) with ``message`` in the active language."""
+        return [localised(f) for f in self.findings if severity is None or f.get("severity") == severity]
+
     @property
     def blocking(self) -> list[dict]:
-        return [f for f in self.findings if f.get("severity") == "blocking"]
+        return self.localised_findings("blocking")
 
     @property
     def warnings(self) -> list[dict]:
-        return [f for f in self.findings if f.get("severity") == "warning"]
+        return self.localised_findings("warning")
 
     @property
     def notes(self) -> list[dict]:
-        return [f for f in self.findings if f.get("severity") == "info"]
+        return self.localised_findings("info")

@@ -27,6 +27,7 @@ from protonpath.accounts import audit
 from protonpath.accounts.models import AuditEvent
 from protonpath.imaging import checks, ingest
 from protonpath.imaging.files import FileProblem, UploadLimits, UploadRefused, read_upload
+from protonpath.imaging.messages import finding_message
 from protonpath.imaging.models import CheckReport, Instance, ReceivedVia, Series, Study, Transfer
 from protonpath.referrals import selectors as referral_selectors
 from protonpath.referrals import services as referral_services
@@ -234,7 +235,10 @@ def match_study(*, actor, study: Study, treatment_request: TreatmentRequest, con
         headers = study_headers(study)
         mismatches = ingest.identity_mismatches(headers, treatment_request)
         if mismatches:
-            raise ValidationError([_("Not matched: %(reason)s.") % {"reason": f.message} for f in mismatches], code="identity")
+            raise ValidationError(
+                [_("Not matched: %(reason)s.") % {"reason": finding_message(f.code, f.params, f.message)} for f in mismatches],
+                code="identity",
+            )
         has_identity = any(h.patient_name.strip("^ ") or h.patient_birth_date.strip() for h in headers)
         if not has_identity and not confirm_no_identity:
             raise ValidationError(
