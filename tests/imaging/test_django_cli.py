@@ -18,6 +18,18 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.dicom_peer
 
 
+@pytest.fixture(scope="module")
+def migrated_database(tmp_path_factory) -> str:
+    """A migrated SQLite database of the commands' own (the listener closes transfers left in
+    progress when it starts, so it needs the tables; and never the developer's or CI's database)."""
+    path = tmp_path_factory.mktemp("listener-db") / "protonpath.sqlite3"
+    url = f"sqlite:///{path}"
+    env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(REPO / "src")}
+    subprocess.run([sys.executable, str(REPO / "manage.py"), "migrate", "--no-input", "-v", "0"],
+                   env=env, cwd=REPO, check=True, timeout=300)
+    return url
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -39,7 +51,7 @@ def _echo(port: int, ae_title: str) -> subprocess.CompletedProcess:
     ],
     ids=["protonpath-cli", "manage.py"],
 )
-def test_the_listener_command_answers_echo_with_the_settings_ae_title_and_port(command, tmp_path):
+def test_the_listener_command_answers_echo_with_the_settings_ae_title_and_port(command, tmp_path, migrated_database):
     port = _free_port()
     env = {
         **os.environ,
@@ -48,6 +60,7 @@ def test_the_listener_command_answers_echo_with_the_settings_ae_title_and_port(c
         "DICOM_BIND_ADDRESS": "127.0.0.1",
         "PROTONPATH_VAR_DIR": str(tmp_path),
         "PYTHONPATH": str(REPO / "src"),
+        "DATABASE_URL": migrated_database,
     }
     process = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -13,12 +13,17 @@ def register(app: typer.Typer) -> None:
         ae_title: str = typer.Option(None, "--ae-title", help="our AE title (default: settings.DICOM_AE_TITLE)"),
     ) -> None:
         """Receive DICOM images (C-ECHO, C-STORE, study-level C-FIND) and file them under requests
-        by accession number; anything else waits in the staff inbox."""
+        by accession number; anything else waits in the staff inbox. Transfers an earlier listener
+        left in progress are first marked as cut off (what they brought is kept)."""
         from protonpath.cli import setup_django
 
         setup_django()
         from protonpath.imaging.ingest import build_listener
+        from protonpath.imaging.services import close_interrupted_transfers
 
+        closed = close_interrupted_transfers()
+        if closed:
+            typer.echo(f"{len(closed)} transfer(s) left in progress by an earlier listener marked as cut off")
         listener = build_listener(host=host, port=port, ae_title=ae_title)
         typer.echo(
             f"DICOM listener {listener.settings.ae_title} on {listener.settings.host}:{listener.settings.port}"

@@ -19,6 +19,7 @@ import pydicom
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import Count, Max
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -165,6 +166,70 @@ def upload_study(
             raise
     refresh_check_report(treatment_request)
     return UploadSummary(stored=stored, duplicates=duplicates, ignored=len(result.ignored), studies=len(studies))
+
+
+# --- the DICOM listener's start-up ------------------------------------------------------------
+
+
+def close_interrupted_transfers() -> list[Transfer]:
+    """Mark as cut off the DICOM transfers that an earlier listener left 'in progress'.
+
+    A transfer is closed when its association ends; if the listener process dies mid-association
+    (killed, crashed, machine restarted), it stays 'in progress' for ever. Call this when the
+    listener starts, before it accepts associations: each such transfer becomes 'aborted' (what
+    arrived is kept, as for an association cut off by the peer), ending at its last instance,
+    with what it brought in the audit trail (as at the end of an association), and the requests
+    it brought images to are checked again. Uploads are not concerned (each is one transaction).
+
+    Assumes one listener per database: a second listener started while another is receiving
+    would close the other's open transfers.
+
+    Returns
+    -------
+    list of Transfer
+        The transfers closed, as saved.
+    """
+    token = audit.set_context(audit.AuditContext(via="dicom"))
+    requests: set[int] = set()
+    try:
+        with transaction.atomic():
+            stale = list(
+                Transfer.objects.select_for_update()
+                .filter(via=ReceivedVia.DICOM, outcome=Transfer.Outcome.IN_PROGRESS)
+                .order_by("started_at", "pk")
+            )
+            for transfer in stale:
+                last = transfer.instances.aggregate(last=Max("received_at"))["last"]
+                transfer.outcome = Transfer.Outcome.ABORTED
+                transfer.ended_at = max(last, transfer.started_at) if last else transfer.started_at
+                transfer.save(update_fields=["outcome", "ended_at"])
+                audit.record(
+                    actor=None,
+                    action=AuditEvent.Action.UPDATE,
+                    obj=transfer,
+                    summary=f"DICOM transfer from AE {transfer.calling_ae_title} cut off when the listener "
+                    f"stopped: {transfer.stored} instance(s) kept; closed at the listener's restart",
+                )
+                counts = (
+                    Study.objects.filter(series__instances__transfer=transfer)
+                    .annotate(received=Count("series__instances"))
+                    .order_by("pk")
+                )
+                for study in counts:
+                    audit.record(
+                        actor=None,
+                        action=AuditEvent.Action.CREATE,
+                        obj=study,
+                        summary=f"{study.received} instance(s) received over DICOM from AE "
+                        f"{transfer.calling_ae_title} (aborted: the listener stopped)",
+                    )
+                    if study.treatment_request_id:
+                        requests.add(study.treatment_request_id)
+    finally:
+        audit.reset_context(token)
+    for treatment_request in TreatmentRequest.objects.filter(pk__in=requests).select_related("patient"):
+        refresh_check_report(treatment_request)
+    return stale
 
 
 # --- checks -----------------------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""``manage.py dicom_listen``: run the DICOM receiver (C-ECHO, C-STORE, study-level C-FIND)."""
+"""``manage.py dicom_listen``: run the DICOM receiver (C-ECHO, C-STORE, study-level C-FIND).
+
+Transfers that an earlier listener left in progress are closed first (see
+:func:`protonpath.imaging.services.close_interrupted_transfers`)."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from protonpath.imaging.ingest import build_listener
+from protonpath.imaging.services import close_interrupted_transfers
 
 
 class Command(BaseCommand):
@@ -17,6 +21,9 @@ class Command(BaseCommand):
         parser.add_argument("--ae-title", default=None, help=f"default {settings.DICOM_AE_TITLE}")
 
     def handle(self, *args, port=None, host=None, ae_title=None, **options):
+        closed = close_interrupted_transfers()
+        if closed:
+            self.stdout.write(f"{len(closed)} transfer(s) left in progress by an earlier listener marked as cut off")
         listener = build_listener(host=host, port=port, ae_title=ae_title)
         self.stdout.write(
             f"DICOM listener {listener.settings.ae_title} on {listener.settings.host}:{listener.settings.port} "
