@@ -351,6 +351,45 @@ def test_recording_a_session_from_the_agenda(client, users, patient_request):
     assert session.status == SessionStatus.DONE
 
 
+def test_the_agenda_names_each_session_s_category_in_the_reader_s_language(client, users, patient_request):
+    referral_services.perform(
+        actor=users["oncologist"], treatment_request=patient_request, action="start_planning"
+    )
+    course = services.create_course(
+        actor=users["physicist"],
+        treatment_request=patient_request,
+        category="adult_complex",
+        ready_date=first_open_day(),
+        fractions=2,
+    )
+    services.schedule_course(actor=users["physicist"], course=course)
+    day = timezone.localtime(course.sessions.order_by("start").first().start).date()
+    login(client, users["staff"])
+    url = f"/scheduling/agenda/{day.isoformat()}/"
+    french = client.get(url, HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert "Adulte, complexe (tronc avec gestion des mouvements, réirradiation)" in french
+    assert "Catégorie" in french and "Adult, complex" not in french
+    english = client.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Adult, complex (trunk with motion management, re-irradiation)" in english
+    # The request page's course shows it too.
+    panel = client.get(f"/requests/{patient_request.pk}/", HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert "Adulte, complexe (tronc avec gestion des mouvements, réirradiation)" in panel
+
+
+def test_every_category_of_the_gantry_data_has_a_label_in_both_languages():
+    from django.utils import translation
+
+    from protonpath.scheduling.config import default_gantry_day
+    from protonpath.scheduling.models import IndicationCategory
+
+    assert set(IndicationCategory.values) == set(default_gantry_day().categories)
+    for category in IndicationCategory:
+        with translation.override("fr"):
+            french = str(category.label)
+        with translation.override("en"):
+            assert str(category.label) != french, category
+
+
 # API -----------------------------------------------------------------------------------------------
 
 

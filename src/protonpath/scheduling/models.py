@@ -123,7 +123,11 @@ class Urgency(models.TextChoices):
 
 
 class IndicationCategory(models.TextChoices):
-    """Categories of the gantry day data (``data/gantry_day.toml``): they set session durations."""
+    """Categories of the gantry day data (``data/gantry_day.toml``): they set session durations.
+
+    The pure scheduling modules know a category by its code only; this is the table of the labels
+    pages show, translated (the ``label`` in the TOML file is for people reading the data). Every
+    category of the data file must be here (a test checks it)."""
 
     ADULT_STANDARD = "adult_standard", _("Adult, standard (base of skull, ENT, brain, orbit)")
     ADULT_COMPLEX = (
