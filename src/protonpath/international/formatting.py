@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import gettext
 from decimal import Decimal, InvalidOperation
-from functools import cache
 
-import pycountry
-
-from protonpath.international.rules.countries import UnknownCountryError, resolve_country
+from protonpath.referrals import countries
 
 NBSP = "\u00a0"
 
@@ -33,19 +29,7 @@ def format_eur(amount, language: str) -> str:
     return f"{sign}€{grouped}.{cents}"
 
 
-@cache
-def _french_countries() -> gettext.NullTranslations:
-    return gettext.translation("iso3166-1", pycountry.LOCALES_DIR, languages=["fr"], fallback=True)
-
-
 def country_name(code: str, language: str) -> str:
-    """The name of a nationality's country (pycountry's names and their French translation)."""
-    try:
-        country = resolve_country(code or "")
-    except UnknownCountryError:
-        return code or ""
-    if short_language(language) == "fr":
-        found = pycountry.countries.get(alpha_2=country.alpha_2)
-        name = found.name if found is not None else country.name
-        return _french_countries().gettext(name)
-    return country.name
+    """The name of a nationality's country in English or French (the shared helper of
+    :mod:`protonpath.referrals.countries`); the code itself when unknown."""
+    return countries.country_name(code, short_language(language))

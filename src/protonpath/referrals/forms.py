@@ -2,20 +2,18 @@ from __future__ import annotations
 
 import datetime
 
-import pycountry
 from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from protonpath.referrals.countries import country_choices
 from protonpath.referrals.models import DocumentKind, Patient, TreatmentRequest
 from protonpath.referrals.services import PATIENT_FIELDS, REQUEST_FIELDS
 
 
-def country_choices():
-    return [("", "—")] + sorted(((c.alpha_2, c.name) for c in pycountry.countries), key=lambda item: item[1])
-
-
 class PatientForm(forms.ModelForm):
+    # The function, not its result: the choices are computed when the form is shown, in the
+    # language of that request.
     nationality = forms.ChoiceField(label=_("Nationality"), choices=country_choices)
     country_of_residence = forms.ChoiceField(label=_("Country of residence"), choices=country_choices)
 

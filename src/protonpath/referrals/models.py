@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-import pycountry
-
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+from protonpath.referrals.countries import country_name
 
 
 class Sex(models.TextChoices):
@@ -51,9 +51,8 @@ class Patient(models.Model):
 
     @property
     def nationality_name(self) -> str:
-        country = pycountry.countries.get(alpha_2=self.nationality)
-        return country.name if country else self.nationality
-
+        """The country of the nationality, named in the active language."""
+        return country_name(self.nationality)
     @property
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}"
