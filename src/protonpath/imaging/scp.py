@@ -40,8 +40,10 @@ from pynetdicom import (
     evt,
 )
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
+from pynetdicom.transport import ThreadedAssociationServer
 
 from protonpath.imaging.checks import InstanceHeader
+from protonpath.imaging.reactor import PromptRequestHandler
 
 LOGGER = logging.getLogger(__name__)
 
@@ -275,9 +277,19 @@ class DicomListener:
         """Listen in background threads and return at once."""
         Path(self.settings.incoming_dir).mkdir(parents=True, exist_ok=True)
         self._partial_dir.mkdir(parents=True, exist_ok=True)
-        self._server = self.ae.start_server(
-            (self.settings.host, self.settings.port), block=False, evt_handlers=self._handlers()
+        # pynetdicom's server, with associations that serve each message as soon as it has
+        # arrived instead of polling every millisecond (see reactor.py)
+        server = self.ae.make_server(
+            (self.settings.host, self.settings.port),
+            evt_handlers=self._handlers(),
+            server_class=ThreadedAssociationServer,
+            request_handler=PromptRequestHandler,
         )
+        server.fast_store = self._store  # C-STORE served straight from the reactor
+        thread = threading.Thread(target=server.serve_forever, name="dicom-listener", daemon=True)
+        thread.start()
+        self.ae._servers.append(server)  # so that server.shutdown() can take it off the AE
+        self._server = server
         LOGGER.info("DICOM listener %s on %s:%d", self.settings.ae_title, self.settings.host, self.port)
 
     def serve_forever(self) -> None:
@@ -367,37 +379,51 @@ class DicomListener:
     # --- C-STORE ------------------------------------------------------------------------------
 
     def _handle_store(self, event: Any) -> int:
-        transfer = self._transfer(event.assoc)
-        request = event.request
+        """EVT_C_STORE handler (for associations served by pynetdicom's own reactor)."""
+        return self._store(event.assoc, event.request, str(event.context.transfer_syntax))
+
+    def _store(self, assoc: Any, request: Any, transfer_syntax_uid: str) -> int:
+        """Write one received instance and hand it to the sink; return the C-STORE status.
+
+        Called by the association's reactor for each C-STORE request (``fast_store``)."""
+        transfer = self._transfer(assoc)
         sop_instance_uid = str(request.AffectedSOPInstanceUID)
         if not _UID_PATTERN.match(sop_instance_uid) or len(sop_instance_uid) > 64:
             transfer.refused += 1
             return STATUS_CANNOT_UNDERSTAND
+        sop_class_uid = str(request.AffectedSOPClassUID)
         try:
-            path = self._write(event, transfer, sop_instance_uid)
+            path = self._write(request, transfer, sop_class_uid, sop_instance_uid, transfer_syntax_uid)
         except OSError:
             LOGGER.exception("could not write an instance from %s", transfer.calling_ae_title)
             transfer.refused += 1
             return STATUS_OUT_OF_RESOURCES
         received = ReceivedInstance(
             path=path,
-            sop_class_uid=str(request.AffectedSOPClassUID),
+            sop_class_uid=sop_class_uid,
             sop_instance_uid=sop_instance_uid,
-            transfer_syntax_uid=str(event.context.transfer_syntax),
+            transfer_syntax_uid=transfer_syntax_uid,
             calling_ae_title=transfer.calling_ae_title,
-            called_ae_title=str(event.assoc.acceptor.ae_title),
+            called_ae_title=str(assoc.acceptor.ae_title),
             peer_address=transfer.peer_address,
-            peer_port=int(event.assoc.requestor.port),
+            peer_port=int(assoc.requestor.port),
             association_id=transfer.association_id,
         )
         return self._hand_over(received, transfer)
 
-    def _write(self, event: Any, transfer: _Transfer, sop_instance_uid: str) -> Path:
+    def _write(
+        self,
+        request: Any,
+        transfer: _Transfer,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        transfer_syntax_uid: str,
+    ) -> Path:
         """Write preamble, file meta and the peer's encoded dataset; rename when complete."""
         header = encode_file_header(
-            sop_class_uid=str(event.request.AffectedSOPClassUID),
+            sop_class_uid=sop_class_uid,
             sop_instance_uid=sop_instance_uid,
-            transfer_syntax_uid=str(event.context.transfer_syntax),
+            transfer_syntax_uid=transfer_syntax_uid,
             source_ae_title=transfer.calling_ae_title,
         )
         target_dir = Path(self.settings.incoming_dir) / transfer.association_id
@@ -407,7 +433,7 @@ class DicomListener:
         try:
             with open(partial, "wb") as f:
                 f.write(header)
-                f.write(event.request.DataSet.getbuffer())
+                f.write(request.DataSet.getbuffer())
                 if self.settings.fsync:
                     f.flush()
                     os.fsync(f.fileno())

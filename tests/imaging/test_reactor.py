@@ -1,0 +1,130 @@
+"""The listener's event-driven reactors and its C-STORE fast path (imaging/reactor.py)."""
+
+from __future__ import annotations
+
+import time
+
+import pydicom
+import pytest
+from pydicom.uid import ImplicitVRLittleEndian, generate_uid
+from pynetdicom import AE
+from pynetdicom.dimse_messages import C_STORE_RSP
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.sop_class import CTImageStorage, Verification
+
+from protonpath.imaging.reactor import PromptAssociation, encode_store_response
+from protonpath.imaging.scp import STATUS_OUT_OF_RESOURCES, InstanceRefused
+from tests.imaging.dicomdata import pydicom_file
+from tests.imaging.test_scp import AE_TITLE, Recorder, start_listener
+
+pytestmark = pytest.mark.dicom_peer
+
+CT_CLASS = "1.2.840.10008.5.1.4.1.1.2"
+
+
+def pynetdicom_store_response(context_id, message_id, class_uid, instance_uid, status) -> bytes:
+    primitive = C_STORE()
+    primitive.MessageIDBeingRespondedTo = message_id
+    primitive.AffectedSOPClassUID = class_uid
+    primitive.AffectedSOPInstanceUID = instance_uid
+    primitive.Status = status
+    message = C_STORE_RSP()
+    message.primitive_to_message(primitive)
+    (pdata,) = list(message.encode_msg(context_id, 16382))
+    return pdata.presentation_data_value_list[0][1]
+
+
+@pytest.mark.parametrize(
+    ("instance_uid", "status"),
+    [("1.2.826.0.1.3680043.8.498.12345", 0x0000), ("1.2.3.4.5", 0xA900), ("1.22", 0xC000)],
+)
+def test_the_hand_written_store_response_is_byte_for_byte_pynetdicoms(instance_uid, status):
+    ours = encode_store_response(7, 42, CT_CLASS, instance_uid, status)
+    (pdv,) = ours.presentation_data_value_list
+    assert pdv[0] == 7
+    assert pdv[1] == pynetdicom_store_response(7, 42, CT_CLASS, instance_uid, status)
+
+    decoded = C_STORE_RSP()
+    assert decoded.decode_msg(ours)
+    primitive = decoded.message_to_primitive()
+    assert (primitive.MessageIDBeingRespondedTo, primitive.Status) == (42, status)
+    assert (primitive.AffectedSOPClassUID, primitive.AffectedSOPInstanceUID) == (CT_CLASS, instance_uid)
+
+
+def ct_dataset():
+    ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    ds.SOPInstanceUID = generate_uid()
+    return ds
+
+
+def associate(listener, *contexts, network_timeout=None):
+    ae = AE(ae_title="HOSPITAL")
+    for context in contexts or (CTImageStorage,):
+        ae.add_requested_context(context, ImplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", listener.port, ae_title=AE_TITLE)
+    assert assoc.is_established
+    return assoc
+
+
+class FlakySink(Recorder):
+    """Refuses the first instance, fails on the second, keeps the rest."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def __call__(self, instance):
+        self.calls += 1
+        if self.calls == 1:
+            raise InstanceRefused("wrong patient", status=0xA900)
+        if self.calls == 2:
+            raise RuntimeError("database down")
+        super().__call__(instance)
+
+
+def test_statuses_from_the_sink_reach_the_peer_through_the_fast_path(tmp_path):
+    sink = FlakySink()
+    listener = start_listener(tmp_path, sink)
+    try:
+        assoc = associate(listener)
+        statuses = [assoc.send_c_store(ct_dataset()).Status for _ in range(3)]
+        assert [a for a in listener.ae.active_associations if isinstance(a, PromptAssociation)]
+        assoc.release()
+        summary = sink.wait_end()
+    finally:
+        listener.stop()
+    assert statuses == [0xA900, STATUS_OUT_OF_RESOURCES, 0x0000]
+    assert (summary.outcome, summary.stored, summary.refused) == ("released", 1, 2)
+
+
+def test_echoes_go_through_pynetdicom_and_the_release_ends_the_transfer(tmp_path):
+    recorder = Recorder()
+    listener = start_listener(tmp_path, recorder)
+    try:
+        assoc = associate(listener, CTImageStorage, Verification)
+        for _ in range(20):
+            assert assoc.send_c_echo().Status == 0x0000
+        assert assoc.send_c_store(ct_dataset()).Status == 0x0000
+        assoc.release()
+        summary = recorder.wait_end()
+    finally:
+        listener.stop()
+    assert summary.outcome == "released" and summary.stored == 1
+    assert not assoc.is_established
+
+
+def test_an_idle_association_is_ended_by_the_network_time_out(tmp_path):
+    recorder = Recorder()
+    listener = start_listener(tmp_path, recorder, network_timeout_s=0.5)
+    try:
+        assoc = associate(listener)
+        assert assoc.send_c_store(ct_dataset()).Status == 0x0000
+        summary = recorder.wait_end()  # nothing more sent: the listener ends it
+        deadline = time.monotonic() + 5
+        while assoc.is_established and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        listener.stop()
+    assert summary.stored == 1
+    assert summary.outcome == "aborted"
+    assert not assoc.is_established
