@@ -229,6 +229,8 @@ def optimise_weights(
         else _watched_rows(objectives, rows, csr_matvec(full, w), watch_margin)
     )
     chunk = first_round_iterations if watch_margin is not None else max_iterations
+    # one Bounds object (a list of 10^4 tuples is converted again by every round)
+    non_negative = optimize.Bounds(np.zeros(dose_matrix.n_spots), np.full(dose_matrix.n_spots, np.inf))
     settled = False
     while iteration[0] < max_iterations:
         sub_rows = {
@@ -245,7 +247,7 @@ def optimise_weights(
             w,
             jac=True,
             method="L-BFGS-B",
-            bounds=[(0.0, None)] * dose_matrix.n_spots,
+            bounds=non_negative,
             tol=tolerance,
             options={"maxiter": min(chunk, max_iterations - iteration[0])},
             callback=on_iteration,
