@@ -92,7 +92,11 @@ def test_a_right_accession_with_another_patient_in_the_images_is_kept_out_of_the
 
     study = Study.objects.get()
     assert study.treatment_request is None
-    assert study.inbox_reason == f"patient identity differs from request {submitted.reference}"
+    assert study.inbox_reason == (
+        f"patient identity differs from request {submitted.reference}: the family name in the images differs "
+        "from the request; the birth date in the images differs from the request"
+    )
+    assert study.inbox_reason_code == "identity_differs"
 
 
 def test_without_accession_images_wait_in_the_inbox(listener, submitted, tmp_path):

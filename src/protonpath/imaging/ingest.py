@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import pydicom
 from django.core.files.base import ContentFile
@@ -168,18 +169,53 @@ def identity_mismatches(
     return [f for f in found if f.severity == "blocking"]
 
 
-def route(header: checks.InstanceHeader) -> tuple[TreatmentRequest | None, str]:
-    """Where an instance received over the network goes: (request, "") or (None, inbox reason)."""
+@dataclass(frozen=True)
+class InboxReason:
+    """Why a study received over the network waits in the staff inbox.
+
+    ``code`` is stable (``no_accession_number``, ``unknown_accession_number``, ``request_closed``,
+    ``identity_differs``); ``message`` is the English sentence kept with the study and in the audit
+    trail; ``params`` are the values it quotes (JSON-ready: the request's reference and, for
+    ``identity_differs``, the identity findings as ``{code, params, message}``), so that pages say
+    it in the reader's language (:func:`protonpath.imaging.messages.inbox_reason_message`).
+    """
+
+    code: str
+    message: str
+    params: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def identity_differs(reference: str, mismatches: Iterable[checks.Finding]) -> InboxReason:
+    """The inbox reason for images whose patient is not the request's (which parts differ)."""
+    found = list(mismatches)
+    details = "; ".join(f.message for f in found)
+    return InboxReason(
+        "identity_differs",
+        f"patient identity differs from request {reference}" + (f": {details}" if details else ""),
+        {
+            "reference": reference,
+            "mismatches": [{"code": f.code, "params": dict(f.params), "message": f.message} for f in found],
+        },
+    )
+
+
+def route(header: checks.InstanceHeader) -> tuple[TreatmentRequest | None, InboxReason | None]:
+    """Where an instance received over the network goes: (request, None) or (None, inbox reason)."""
     if not header.accession_number.strip():
-        return None, "no accession number"
+        return None, InboxReason("no_accession_number", "no accession number")
     treatment_request = request_by_accession(header.accession_number)
     if treatment_request is None:
-        return None, "unknown accession number"
+        return None, InboxReason("unknown_accession_number", "unknown accession number")
+    reference = treatment_request.reference
     if not treatment_request.is_open:
-        return None, f"request {treatment_request.reference} is closed"
-    if identity_mismatches([header], treatment_request):
-        return None, f"patient identity differs from request {treatment_request.reference}"
-    return treatment_request, ""
+        return None, InboxReason("request_closed", f"request {reference} is closed", {"reference": reference})
+    mismatches = identity_mismatches([header], treatment_request)
+    if mismatches:
+        return None, identity_differs(reference, mismatches)
+    return treatment_request, None
 
 
 # --- index ------------------------------------------------------------------------------------
@@ -203,8 +239,13 @@ def _slice_position(header: checks.InstanceHeader) -> float | None:
 
 
 def _study_for(
-    header: checks.InstanceHeader, treatment_request: TreatmentRequest | None, inbox_reason: str, actor
+    header: checks.InstanceHeader, treatment_request: TreatmentRequest | None, inbox_reason: str | InboxReason, actor
 ) -> Study:
+    # A plain string (older callers) is kept as text only: pages show it as it is.
+    reason_text = str(inbox_reason or "")
+    reason_code = getattr(inbox_reason, "code", "")
+    reason_params = dict(getattr(inbox_reason, "params", None) or {})
+    inbox = treatment_request is None
     study, created = Study.objects.get_or_create(
         treatment_request=treatment_request,
         study_instance_uid=header.study_instance_uid,
@@ -215,7 +256,9 @@ def _study_for(
             "patient_name": header.patient_name[:200],
             "patient_id": header.patient_id[:64],
             "patient_birth_date": header.patient_birth_date[:8],
-            "inbox_reason": inbox_reason[:200] if treatment_request is None else "",
+            "inbox_reason": reason_text[:200] if inbox else "",
+            "inbox_reason_code": reason_code[:32] if inbox else "",
+            "inbox_reason_params": reason_params if inbox else {},
         },
     )
     if created:
@@ -223,7 +266,7 @@ def _study_for(
             actor=actor,
             action=AuditEvent.Action.CREATE,
             obj=study,
-            summary="study indexed" if treatment_request else f"study put in the inbox: {inbox_reason}"[:300],
+            summary="study indexed" if treatment_request else f"study put in the inbox: {reason_text}"[:300],
         )
     return study
 
@@ -254,10 +297,11 @@ def store_instance(
     via: str,
     transfer: Transfer | None = None,
     calling_ae_title: str = "",
-    inbox_reason: str = "",
+    inbox_reason: str | InboxReason | None = "",
     actor=None,
 ) -> Stored:
-    """Keep one checked instance for ``treatment_request`` (None: the inbox).
+    """Keep one checked instance for ``treatment_request`` (None: the inbox, for ``inbox_reason``:
+    an :class:`InboxReason`, whose code and params pages translate, or a plain English text).
 
     Must run inside ``transaction.atomic()``. The same instance already filed for the same request
     (or the inbox) with the same content is a duplicate: skipped, nothing saved.

@@ -1,10 +1,14 @@
-"""The image checks' findings in the reader's language.
+"""The image checks' findings, and why a study waits in the inbox, in the reader's language.
 
 :mod:`protonpath.imaging.checks` is pure (no Django): each :class:`~protonpath.imaging.checks.Finding`
 carries a stable ``code``, an English ``message`` and the ``params`` that message quotes. Pages, the
 API and error messages render the finding from ``code`` and ``params`` with the table below, in the
 active language. A finding whose code is not in the table (or a report stored before its params
 were) keeps the stored English text.
+
+The inbox reasons of :func:`protonpath.imaging.ingest.route` (:class:`~protonpath.imaging.ingest.InboxReason`)
+are stored the same way, as English text, code and params, and rendered by
+:func:`inbox_reason_message` with :data:`INBOX_REASONS`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 from django.utils.formats import get_format
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 # code (or "code/part" where one code has variants) -> sentence with %(param)s placeholders.
 # Millimetres (params named *_mm) are formatted by _formatted, in the language's decimal format.
@@ -81,3 +86,35 @@ def localised(finding: Any) -> dict[str, Any]:
     }
     data["message"] = finding_message(data.get("code", ""), data.get("params"), data.get("message", ""))
     return data
+
+
+# Why a study received over the network waits in the inbox (ingest.InboxReason codes).
+INBOX_REASONS: dict[str, Promise] = {
+    "no_accession_number": _("no accession number"),
+    "unknown_accession_number": _("unknown accession number"),
+    "request_closed": _("request %(reference)s is closed"),
+    "identity_differs": _("patient identity differs from request %(reference)s"),
+    # identity_differs with the identity findings that differ (name, birth date...).
+    "identity_differs/details": _("patient identity differs from request %(reference)s: %(details)s"),
+}
+# Between the details of one reason (French puts a space before the semicolon).
+DETAILS_SEPARATOR = pgettext_lazy("between the parts of one reason", "; ")
+
+
+def inbox_reason_message(code: str, params: Mapping[str, Any] | None = None, default: str = "") -> str:
+    """Why a study waits in the inbox, in the active language; ``default`` (the stored English
+    text) when the code is unknown or the params do not fit the sentence."""
+    params = dict(params or {})
+    mismatches = params.pop("mismatches", None) or []
+    key = f"{code}/details" if mismatches else code
+    template = INBOX_REASONS.get(key)
+    if template is None:
+        return default or code
+    try:
+        if mismatches:
+            params["details"] = str(DETAILS_SEPARATOR).join(
+                finding_message(m.get("code", ""), m.get("params"), m.get("message", "")) for m in mismatches
+            )
+        return str(template) % params
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return default or code

@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from protonpath.imaging.messages import localised
+from protonpath.imaging.messages import inbox_reason_message, localised
 from protonpath.referrals.models import TreatmentRequest
 
 
@@ -73,8 +73,12 @@ class Study(models.Model):
     patient_name = models.CharField(max_length=200, blank=True)
     patient_id = models.CharField(max_length=64, blank=True)
     patient_birth_date = models.CharField(max_length=8, blank=True)
-    # Why a study is in the inbox (no accession number, unknown one, identity differs).
+    # Why a study is in the inbox (no accession number, unknown one, request closed, identity
+    # differs): the English text, and the code and params pages render in the reader's language
+    # (see reason_display); rows without a code show the text as it is.
     inbox_reason = models.CharField(max_length=200, blank=True)
+    inbox_reason_code = models.CharField(max_length=32, blank=True)
+    inbox_reason_params = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     matched_at = models.DateTimeField(null=True, blank=True)
     matched_by = models.ForeignKey(
@@ -108,6 +112,12 @@ class Study(models.Model):
     @property
     def is_matched(self) -> bool:
         return self.treatment_request_id is not None
+
+    @property
+    def reason_display(self) -> str:
+        """Why the study waits in the inbox, in the active language (the stored English text for
+        rows without a known code)."""
+        return inbox_reason_message(self.inbox_reason_code, self.inbox_reason_params, self.inbox_reason)
 
 
 class Series(models.Model):

@@ -314,6 +314,8 @@ def match_study(*, actor, study: Study, treatment_request: TreatmentRequest, con
         if target is None:
             study.treatment_request = treatment_request
             study.inbox_reason = ""
+            study.inbox_reason_code = ""
+            study.inbox_reason_params = {}
             study.matched_at = timezone.now()
             study.matched_by = actor
             study.save()
