@@ -29,11 +29,15 @@ def test_an_unused_price_may_be_corrected_but_a_used_one_never(sent_quote):
     assert Tariff.objects.get(pk=used.pk).label_en.startswith("Treatment planning")
 
 
-def test_cost_lines_of_a_sent_quote_are_frozen(sent_quote):
-    line = sent_quote.cost_lines.first()
+@pytest.mark.parametrize("related", ["lines", "cost_lines"])
+def test_lines_of_a_sent_quote_can_be_neither_changed_nor_deleted(sent_quote, related):
+    line = getattr(sent_quote, related).first()
     line.total_eur = Decimal("1.00")
     with pytest.raises(ValidationError):
         line.save()
+    with pytest.raises(ValidationError):
+        line.delete()
+    assert getattr(sent_quote, related).filter(pk=line.pk).exists()
 
 
 def test_a_draft_quote_line_may_be_rebuilt(accepted, staff):

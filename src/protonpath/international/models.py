@@ -161,7 +161,27 @@ class Quote(models.Model):
         return (self.stay_last_day - self.stay_first_day).days
 
 
-class QuoteLine(models.Model):
+class _PartOfQuote:
+    """A row of a quote (amount line or cost estimate): frozen, like the quote, once it is sent;
+    labelled in English and French."""
+
+    def _refuse_if_sent(self) -> None:
+        if Quote.objects.filter(pk=self.quote_id).exclude(status=QuoteStatus.DRAFT).exists():
+            raise ValidationError(_("A sent quote never changes."))
+
+    def save(self, *args, **kwargs):
+        self._refuse_if_sent()
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        self._refuse_if_sent()
+        return super().delete(*args, **kwargs)
+
+    def label(self, language: str) -> str:
+        return self.label_fr if language == "fr" else self.label_en
+
+
+class QuoteLine(_PartOfQuote, models.Model):
     """One line of the amount to pay, copied from the tariff when the quote was built or sent."""
 
     quote = models.ForeignKey(Quote, on_delete=models.CASCADE, related_name="lines")
@@ -182,24 +202,11 @@ class QuoteLine(models.Model):
     def __str__(self) -> str:
         return f"{self.code} × {self.quantity}"
 
-    def save(self, *args, **kwargs):
-        if Quote.objects.filter(pk=self.quote_id).exclude(status=QuoteStatus.DRAFT).exists():
-            raise ValidationError(_("A sent quote never changes."))
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        if Quote.objects.filter(pk=self.quote_id).exclude(status=QuoteStatus.DRAFT).exists():
-            raise ValidationError(_("A sent quote never changes."))
-        return super().delete(*args, **kwargs)
-
-    def label(self, language: str) -> str:
-        return self.label_fr if language == "fr" else self.label_en
-
     def unit(self, language: str) -> str:
         return self.unit_fr if language == "fr" else self.unit_en
 
 
-class StayCostLine(models.Model):
+class StayCostLine(_PartOfQuote, models.Model):
     """An estimated additional cost (accommodation, meals, transport): to plan, not to pay to us."""
 
     quote = models.ForeignKey(Quote, on_delete=models.CASCADE, related_name="cost_lines")
@@ -217,14 +224,6 @@ class StayCostLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code} {self.persons} × {self.quantity}"
-
-    def save(self, *args, **kwargs):
-        if Quote.objects.filter(pk=self.quote_id).exclude(status=QuoteStatus.DRAFT).exists():
-            raise ValidationError(_("A sent quote never changes."))
-        super().save(*args, **kwargs)
-
-    def label(self, language: str) -> str:
-        return self.label_fr if language == "fr" else self.label_en
 
 
 class PaymentKind(models.TextChoices):
