@@ -128,3 +128,24 @@ def test_an_idle_association_is_ended_by_the_network_time_out(tmp_path):
     assert summary.stored == 1
     assert summary.outcome == "aborted"
     assert not assoc.is_established
+
+
+def test_the_bulk_read_socket_reads_whole_pdus_and_returns_what_came_before_a_cut():
+    import socket as socketlib
+    import threading
+
+    from protonpath.imaging.reactor import BulkReadSocket
+
+    ours, peer = socketlib.socketpair()
+    try:
+        sock = BulkReadSocket(PromptAssociation(AE(), "acceptor"), client_socket=ours)
+        payload = bytes(range(256)) * 2048  # 512 KiB, more than the socket buffers hold
+        sender = threading.Thread(target=peer.sendall, args=(payload,))
+        sender.start()
+        assert sock.recv(len(payload)) == payload
+        sender.join()
+        peer.sendall(b"0123456789")
+        peer.close()
+        assert sock.recv(20) == bytearray(b"0123456789")
+    finally:
+        ours.close()

@@ -41,7 +41,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.pdu_primitives import P_DATA
-from pynetdicom.transport import RequestHandler
+from pynetdicom.transport import AssociationSocket, RequestHandler
 
 LOGGER = logging.getLogger(__name__)
 
@@ -274,18 +274,35 @@ class PromptAssociation(Association):
         return False
 
 
+class BulkReadSocket(AssociationSocket):
+    """pynetdicom's association socket, reading each PDU with as few system calls as the
+    network allows (pynetdicom reads 4 KiB at a time: 128 reads and copies per CT slice)."""
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        buffer = bytearray(nr_bytes)
+        view = memoryview(buffer)
+        received = 0
+        while received < nr_bytes:
+            count = self.socket.recv_into(view[received:], nr_bytes - received)
+            if not count:  # connection broken: what arrived, as pynetdicom does
+                del view
+                del buffer[received:]
+                return buffer
+            received += count
+        return buffer
+
+
 class PromptRequestHandler(RequestHandler):
     """Builds a :class:`PromptAssociation` for each incoming connection, configured as
     pynetdicom's own handler configures its associations."""
 
     def _create_association(self) -> Association:
         from pynetdicom import evt
-        from pynetdicom.transport import AssociationSocket
 
         assoc = PromptAssociation(self.ae, MODE_ACCEPTOR)
         assoc._server = self.server
         assoc.name = f"AcceptorThread@{time.strftime('%Y%m%d%H%M%S')}"
-        assoc.set_socket(AssociationSocket(assoc, client_socket=self.request))
+        assoc.set_socket(BulkReadSocket(assoc, client_socket=self.request))
 
         ae, server = self.ae, self.server
         acceptor = assoc.acceptor
