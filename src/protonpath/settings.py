@@ -180,6 +180,26 @@ DICOM_ALLOWED_CALLING_AE_TITLES = [
 ]
 DICOM_INCOMING_DIR = Path(os.environ.get("DICOM_INCOMING_DIR", VAR_DIR / "dicom-incoming"))
 
+# Cache: local memory by default (one per process). Where several processes serve the site, set a
+# shared one so that they count sign-in failures together, e.g.
+# CACHE_BACKEND=django.core.cache.backends.redis.RedisCache CACHE_LOCATION=redis://127.0.0.1:6379/0
+CACHES = {
+    "default": {
+        "BACKEND": os.environ.get("CACHE_BACKEND", "django.core.cache.backends.locmem.LocMemCache"),
+        "LOCATION": os.environ.get("CACHE_LOCATION", ""),
+    }
+}
+
+# Sign-in throttling (accounts.throttle): after this many failed sign-ins for one account name, or
+# from one address (higher: a hospital's staff may share one), within the window, sign-ins for
+# that name or from that address are refused for the lockout time. 0 turns a limit off.
+SIGNIN_MAX_FAILURES = int(os.environ.get("SIGNIN_MAX_FAILURES", "5"))
+SIGNIN_MAX_FAILURES_PER_IP = int(os.environ.get("SIGNIN_MAX_FAILURES_PER_IP", "20"))
+SIGNIN_WINDOW_S = int(os.environ.get("SIGNIN_WINDOW_S", str(15 * 60)))
+SIGNIN_LOCKOUT_S = int(os.environ.get("SIGNIN_LOCKOUT_S", str(15 * 60)))
+# A password reset link works once, and for this long.
+PASSWORD_RESET_TIMEOUT = int(os.environ.get("PASSWORD_RESET_TIMEOUT_S", str(60 * 60)))
+
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)

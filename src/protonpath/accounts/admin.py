@@ -1,7 +1,11 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
+from protonpath.accounts.forms import AdminSignInForm
 from protonpath.accounts.models import ApiToken, AuditEvent, User
+
+# The admin's sign-in page is throttled like the site's.
+admin.site.login_form = AdminSignInForm
 
 
 @admin.register(User)

@@ -108,6 +108,9 @@ class AuditEvent(models.Model):
         LOGIN = "login", _("signed in")
         LOGOUT = "logout", _("signed out")
         LOGIN_FAILED = "login_failed", _("failed sign-in")
+        LOGIN_REFUSED = "login_refused", _("sign-in refused (too many failures)")
+        RESET_REQUESTED = "reset_requested", _("asked for a password reset")
+        PASSWORD_RESET = "password_reset", _("reset the password")
         DENIED = "denied", _("was denied access")
 
     at = models.DateTimeField(default=timezone.now, db_index=True)

@@ -1,12 +1,15 @@
 from django import forms
 from django.contrib import messages
 from django.contrib.auth import login, password_validation
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
+from django.urls import reverse_lazy
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
-from protonpath.accounts import audit
+from protonpath.accounts import audit, throttle
+from protonpath.accounts.forms import ResetRequestForm, SignInForm
 from protonpath.accounts.models import AuditEvent, Role, User
 
 
@@ -16,6 +19,50 @@ def home(request):
     if request.user.is_department_staff:
         return redirect("referrals:queues")
     return redirect("referrals:list")
+
+
+class SignInView(auth_views.LoginView):
+    """Sign-in, refused for a while after repeated failures (see :mod:`protonpath.accounts.throttle`)."""
+
+    template_name = "accounts/login.html"
+    authentication_form = SignInForm
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        if form.throttled:
+            response.status_code = 429
+        return response
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Asks for a reset link by e-mail; the next page is the same whether the address is known."""
+
+    template_name = "accounts/password_reset_form.html"
+    form_class = ResetRequestForm
+    success_url = reverse_lazy("accounts:password_reset_done")
+
+
+class PasswordResetDoneView(auth_views.PasswordResetDoneView):
+    template_name = "accounts/password_reset_done.html"
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """Sets a new password from a link's one-time token; the user then signs in with it."""
+
+    template_name = "accounts/password_reset_confirm.html"
+    success_url = reverse_lazy("accounts:password_reset_complete")
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        user = form.user
+        audit.record(actor=user, action=AuditEvent.Action.PASSWORD_RESET, obj=user, summary="by e-mail link")
+        # Whoever holds the mailbox may sign in again at once, even if the name was locked.
+        throttle.clear_account(user.get_username())
+        return response
+
+
+class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
+    template_name = "accounts/password_reset_complete.html"
 
 
 class SignupForm(forms.ModelForm):
