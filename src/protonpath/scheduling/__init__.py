@@ -3,7 +3,9 @@
 The pure part (no Django, no I/O) schedules treatment courses on the gantry:
 
 - :mod:`~protonpath.scheduling.model`: the data (``Course``, ``Booking``, ``Downtime``,
-  ``Problem``, ``Schedule``, ``GantryDay``) and ``InfeasibleScheduleError``;
+  ``Problem``, ``Schedule``, ``GantryDay``) and ``InfeasibleScheduleError``, whose ``items``
+  (``InfeasibleReason``: course, code, English message, params) :mod:`~protonpath.scheduling.messages`,
+  on the Django side, renders in the reader's language;
 - :mod:`~protonpath.scheduling.config`: ``default_gantry_day()`` from ``data/gantry_day.toml``;
 - :mod:`~protonpath.scheduling.calendar`: working days (French public holidays closed);
 - :mod:`~protonpath.scheduling.solver`: ``solve(problem, SolverOptions())`` with CP-SAT;

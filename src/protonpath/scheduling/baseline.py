@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import time
 
-from protonpath.scheduling.model import InfeasibleScheduleError, Problem, Schedule
+from protonpath.scheduling.model import (
+    InfeasibleScheduleError,
+    Problem,
+    Schedule,
+    infeasible_reason,
+)
 from protonpath.scheduling.occupancy import bookings_from_placement, occupancies_for
 from protonpath.scheduling.validation import validate_problem
 
@@ -31,7 +36,14 @@ def first_fit_schedule(problem: Problem) -> Schedule:
         grid = grids[course.gantry_id]
         placement = grid.first_fit(course, calendar.index_on_or_after(course.ready_date))
         if placement is None:
-            unplaced.append(f"course {course.course_id}: no room before {problem.end_date}")
+            unplaced.append(
+                infeasible_reason(
+                    course.course_id,
+                    "no_room",
+                    f"course {course.course_id}: no room before {problem.end_date}",
+                    end_date=problem.end_date,
+                )
+            )
             continue
         grid.commit(placement)
         bookings.extend(bookings_from_placement(course, placement, calendar))

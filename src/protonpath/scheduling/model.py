@@ -7,17 +7,55 @@ working days; a *booking* is one placed session.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
+
+
+@dataclass(frozen=True)
+class InfeasibleReason:
+    """Why one course cannot be placed.
+
+    ``code`` names the constraint (``ready_after_due``, ``no_room``, ``late_start``...; see
+    ``validation.py`` and ``solver.py``), ``message`` is the English sentence, ``params`` the
+    values it quotes (JSON-ready: dates as ISO strings, times as ``"HH:MM"``), so that the web
+    layer can say the same in another language from ``code`` and ``params``
+    (``protonpath.scheduling.messages``).
+    """
+
+    course_id: str
+    code: str
+    message: str
+    params: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def infeasible_reason(course_id: str, code: str, message: str, **params: Any) -> InfeasibleReason:
+    """An :class:`InfeasibleReason`; dates in ``params`` become ISO strings (as in ``message``)."""
+    plain = {k: v.isoformat() if isinstance(v, date) else v for k, v in params.items()}
+    return InfeasibleReason(course_id=course_id, code=code, message=message, params=plain)
 
 
 class InfeasibleScheduleError(ValueError):
-    """The courses cannot all be placed; ``reasons`` says which course and which constraint."""
+    """The courses cannot all be placed; ``reasons`` says which course and which constraint.
 
-    def __init__(self, reasons: list[str]):
-        self.reasons = list(reasons)
+    ``reasons`` are the English sentences; ``items`` the same as :class:`InfeasibleReason`
+    (course id, code, params). A reason given as a plain string has an empty code.
+    """
+
+    def __init__(self, reasons: Iterable[str | InfeasibleReason]):
+        self.items = tuple(
+            r if isinstance(r, InfeasibleReason) else InfeasibleReason("", "", str(r))
+            for r in reasons
+        )
+        self.reasons = [item.message for item in self.items]
         super().__init__("Cannot schedule: " + "; ".join(self.reasons))
+
+    def __reduce__(self):
+        return type(self), (self.items,)
 
 
 @dataclass(frozen=True)

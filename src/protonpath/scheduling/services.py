@@ -33,6 +33,7 @@ from protonpath.referrals.models import State, StateChange, TreatmentRequest
 from protonpath.scheduling import ical, incremental, selectors, slots
 from protonpath.scheduling.calendar import add_working_days
 from protonpath.scheduling.config import default_gantry_day
+from protonpath.scheduling.messages import infeasible_text
 from protonpath.scheduling.model import (
     Booking,
     Course,
@@ -622,9 +623,11 @@ def _solver_options() -> SolverOptions:
 
 
 def _infeasible(exc: InfeasibleScheduleError) -> ValidationError:
+    """The solver's refusal for the user: each course and constraint in the active language
+    (``scheduling.messages``, from the error's codes and params)."""
     return ValidationError(
         _("The gantry schedule has no room for this: %(reasons)s")
-        % {"reasons": "; ".join(exc.reasons)},
+        % {"reasons": infeasible_text(exc)},
         code="infeasible",
     )
 

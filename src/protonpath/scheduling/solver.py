@@ -42,6 +42,7 @@ from protonpath.scheduling.model import (
     Problem,
     Schedule,
     anaesthesia_reserve_min,
+    infeasible_reason,
     session_duration_min,
 )
 from protonpath.scheduling.occupancy import (
@@ -121,7 +122,15 @@ def solve(problem: Problem, options: SolverOptions | None = None) -> Schedule:
         if not courses:
             continue
         placements, unplaced = solve_gantry(courses, grid, options)
-        reasons += [f"course {c.course_id}: no room before {problem.end_date}" for c in unplaced]
+        reasons += [
+            infeasible_reason(
+                c.course_id,
+                "no_room",
+                f"course {c.course_id}: no room before {problem.end_date}",
+                end_date=problem.end_date,
+            )
+            for c in unplaced
+        ]
         for course in courses:
             placement = placements.get(course.course_id)
             if placement is None:
@@ -131,9 +140,16 @@ def solve(problem: Problem, options: SolverOptions | None = None) -> Schedule:
             first_date = calendar.days[placement.start_day_index]
             if not options.allow_late and first_date > course.due_date:
                 reasons.append(
-                    f"course {course.course_id} ({course.urgency}): cannot start by its due "
-                    f"date {course.due_date} around the gantry's other sessions; earliest "
-                    f"joint start {first_date}"
+                    infeasible_reason(
+                        course.course_id,
+                        "late_start",
+                        f"course {course.course_id} ({course.urgency}): cannot start by its due "
+                        f"date {course.due_date} around the gantry's other sessions; earliest "
+                        f"joint start {first_date}",
+                        urgency=course.urgency,
+                        due_date=course.due_date,
+                        first_date=first_date,
+                    )
                 )
     if reasons:
         raise InfeasibleScheduleError(reasons)
