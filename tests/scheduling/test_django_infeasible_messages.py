@@ -172,3 +172,16 @@ def test_a_course_the_gantry_has_no_room_for_is_refused_in_the_reader_s_language
     assert found, page
     assert expected.format(pk=course_row.pk, end=found.group(1)) in page
     assert not course_row.sessions.exists()
+
+
+def test_every_urgency_of_the_gantry_data_has_a_label_for_the_refusals():
+    from protonpath.scheduling.models import Urgency
+
+    assert set(Urgency.values) == set(default_gantry_day().urgencies)
+    with translation.override("fr"):
+        assert [messages._urgency(u) for u in ("urgent", "standard", "elective", "someday")] == [
+            "urgent",
+            "standard",
+            "programmé",
+            "someday",
+        ]
