@@ -4,8 +4,8 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
-from protonpath.api import api
 from protonpath.accounts import views as account_views
+from protonpath.api import api
 
 urlpatterns = [
     path("", account_views.home, name="home"),

@@ -7,7 +7,6 @@ from datetime import date
 
 import pydicom
 import pytest
-from tests.imaging.dicomdata import pydicom_file, shared_rt_study, write_ct_series
 
 from protonpath.imaging.checks import (
     ExpectedIdentity,
@@ -20,6 +19,7 @@ from protonpath.imaging.checks import (
     normalised_name,
     slice_positions_mm,
 )
+from tests.imaging.dicomdata import pydicom_file, shared_rt_study, write_ct_series
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import io
 import numpy as np
 import pydicom
 import pytest
-from tests.imaging.dicomdata import pydicom_file, rt_example_dir
 from PIL import Image
 
 from protonpath.imaging.checks import header_from_dataset
@@ -21,6 +20,7 @@ from protonpath.imaging.render import (
     render_slice,
     slice_contours,
 )
+from tests.imaging.dicomdata import pydicom_file, rt_example_dir
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from tests.imaging.dicomdata import pydicom_file, shared_rt_study
 from pydicom.datadict import keyword_for_tag
 
 from protonpath.imaging.deidentify import (
@@ -21,6 +20,7 @@ from protonpath.imaging.deidentify import (
     load_basic_profile,
     resolve_action,
 )
+from tests.imaging.dicomdata import pydicom_file, shared_rt_study
 
 TABLE_FILE = Path(__file__).resolve().parents[2] / "src/protonpath/imaging/data/deid_basic_profile.csv"
 

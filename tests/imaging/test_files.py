@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from tests.imaging.dicomdata import PYDICOM_FILES, pydicom_file, shared_rt_study
 
 from protonpath.imaging.files import (
     UploadLimits,
@@ -20,6 +19,7 @@ from protonpath.imaging.files import (
     read_dicomdir,
     read_upload,
 )
+from tests.imaging.dicomdata import PYDICOM_FILES, pydicom_file, shared_rt_study
 
 
 @pytest.fixture(scope="module")

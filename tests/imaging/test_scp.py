@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from tests.imaging.dicomdata import pydicom_file, shared_rt_study
 from pydicom.uid import ImplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.dimse_messages import C_STORE_RQ
@@ -36,6 +35,7 @@ from protonpath.imaging.scp import (
     encode_file_header,
     matches_study,
 )
+from tests.imaging.dicomdata import pydicom_file, shared_rt_study
 
 pytestmark = pytest.mark.dicom_peer
 AE_TITLE = "PPTEST"

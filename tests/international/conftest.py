@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from tests.factories import advance_to, make_request
 
 from protonpath.international import services
+from tests.factories import advance_to, make_request
 
 
 @pytest.fixture

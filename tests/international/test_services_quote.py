@@ -6,13 +6,13 @@ from decimal import Decimal
 import pytest
 from django.core import mail
 from django.core.exceptions import PermissionDenied, ValidationError
-from tests.factories import advance_to, make_request
 
 from protonpath.accounts.models import AuditEvent
 from protonpath.international import selectors, services
 from protonpath.international.models import QuoteLine, QuoteStatus, Tariff
 from protonpath.referrals import services as referral_services
 from protonpath.referrals.models import State
+from tests.factories import advance_to, make_request
 
 pytestmark = pytest.mark.django_db
 

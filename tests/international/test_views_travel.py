@@ -6,11 +6,11 @@ import io
 import pytest
 from django.urls import reverse
 from pypdf import PdfReader
-from tests.factories import advance_to, make_request
 
 from protonpath.accounts.models import AuditEvent
 from protonpath.international import selectors, services
 from protonpath.international.models import AccompanyingPerson, DeclaredStay, TravelPlan
+from tests.factories import advance_to, make_request
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,6 @@ from protonpath.referrals import services
 from protonpath.referrals.models import State, StateChange
 from tests.factories import advance_to, make_request
 
-
 pytestmark = pytest.mark.django_db
 
 

@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 from django.apps import apps
 from django.utils import timezone
-from tests.factories import advance_to, make_request
 
 from protonpath.referrals import services as referral_services
+from tests.factories import advance_to, make_request
 
 
 @pytest.fixture

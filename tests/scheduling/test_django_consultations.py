@@ -12,13 +12,13 @@ from django.core import mail
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection
 from django.utils import timezone
-from tests.factories import UserFactory, advance_to, make_request
 
 from protonpath.accounts.models import AuditEvent, Role
 from protonpath.referrals import services as referral_services
 from protonpath.referrals.models import State, TreatmentRequest
 from protonpath.scheduling import selectors, services, slots
 from protonpath.scheduling.models import Consultation, ConsultationSlot, ConsultationStatus
+from tests.factories import UserFactory, advance_to, make_request
 
 pytestmark = pytest.mark.django_db
 

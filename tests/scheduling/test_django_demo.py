@@ -5,11 +5,11 @@ from __future__ import annotations
 import io
 
 import pytest
-from tests.factories import advance_to, make_request
 
 from protonpath.referrals import services as referral_services
 from protonpath.scheduling import demo
 from protonpath.scheduling.models import Consultation, GantrySession, TreatmentCourse
+from tests.factories import advance_to, make_request
 
 pytestmark = pytest.mark.django_db
 

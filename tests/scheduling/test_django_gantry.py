@@ -9,7 +9,6 @@ import pytest
 from django.core import mail
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
-from tests.factories import advance_to, make_request
 
 from protonpath.accounts.models import AuditEvent
 from protonpath.referrals import services as referral_services
@@ -23,6 +22,7 @@ from protonpath.scheduling.models import (
     SessionStatus,
     TreatmentCourse,
 )
+from tests.factories import advance_to, make_request
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,6 @@ import datetime
 
 import pytest
 from django.utils import timezone
-from tests.factories import PASSWORD, UserFactory, advance_to, make_request
 
 from protonpath.accounts.models import ApiToken, AuditEvent, Role
 from protonpath.referrals import services as referral_services
@@ -19,6 +18,7 @@ from protonpath.scheduling.models import (
     SessionStatus,
     TreatmentCourse,
 )
+from tests.factories import PASSWORD, UserFactory, advance_to, make_request
 
 pytestmark = pytest.mark.django_db
 

@@ -25,7 +25,7 @@ class AuditContext:
 
 
 _context: contextvars.ContextVar[AuditContext] = contextvars.ContextVar(
-    "protonpath_audit_context", default=AuditContext(via="system")
+    "protonpath_audit_context", default=AuditContext(via="system")  # noqa: B039 (frozen dataclass)
 )
 
 

@@ -14,7 +14,7 @@ from ninja.files import UploadedFile
 from protonpath.accounts import audit
 from protonpath.accounts.models import AuditEvent
 from protonpath.referrals import pathway, selectors, services
-from protonpath.referrals.models import DocumentKind, RequestType, Sex, State
+from protonpath.referrals.models import DocumentKind, RequestType, State
 
 router = Router(tags=["requests"])
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 
 from django.conf import settings
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -18,7 +17,13 @@ from django.views.decorators.http import require_POST
 from protonpath.accounts import audit
 from protonpath.accounts.models import AuditEvent, Role
 from protonpath.referrals import pathway, selectors, services
-from protonpath.referrals.forms import DecisionForm, DocumentForm, NoteForm, PatientForm, TreatmentRequestForm
+from protonpath.referrals.forms import (
+    DecisionForm,
+    DocumentForm,
+    NoteForm,
+    PatientForm,
+    TreatmentRequestForm,
+)
 from protonpath.referrals.models import State
 
 

@@ -2,9 +2,10 @@
 
 import django.db.models.deletion
 import django.utils.timezone
-import protonpath.imaging.models
 from django.conf import settings
 from django.db import migrations, models
+
+import protonpath.imaging.models
 
 
 class Migration(migrations.Migration):

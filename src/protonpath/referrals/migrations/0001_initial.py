@@ -2,9 +2,10 @@
 
 import django.db.models.deletion
 import django.utils.timezone
-import protonpath.referrals.models
 from django.conf import settings
 from django.db import migrations, models
+
+import protonpath.referrals.models
 
 
 class Migration(migrations.Migration):

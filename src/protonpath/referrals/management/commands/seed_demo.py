@@ -123,7 +123,7 @@ class Command(BaseCommand):
                     raise
                 continue
             module.seed(self.stdout)
-        self.stdout.write("Demo accounts (password %s):" % DEMO_PASSWORD)
+        self.stdout.write(f"Demo accounts (password {DEMO_PASSWORD}):")
         for username, role, *_ in ACCOUNTS:
             self.stdout.write(f"  {username:<12} {Role(role).label}")
 
