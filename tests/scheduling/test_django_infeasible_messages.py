@@ -16,27 +16,14 @@ from django.utils import timezone, translation
 from protonpath.scheduling import baseline, messages, solver, validation
 from protonpath.scheduling.config import clock_to_min, default_gantry_day
 from protonpath.scheduling.model import (
-    Course,
     Downtime,
     InfeasibleReason,
     InfeasibleScheduleError,
-    Problem,
 )
 from protonpath.scheduling.models import MachineDowntime
 from tests.factories import PASSWORD
+from tests.scheduling.builders import FAST, START, course, problem
 from tests.scheduling.test_django_gantry import in_planning, make_course
-
-FAST = solver.SolverOptions(time_limit_s=3.0)
-START, END = date(2026, 7, 1), date(2026, 9, 30)
-
-
-def course(course_id, category="adult_standard", fractions=5, ready=date(2026, 7, 6), **extra):
-    due = extra.pop("due", date(2026, 8, 31))
-    return Course(course_id, category, fractions, ready, due, **extra)
-
-
-def problem(*courses, **extra):
-    return Problem(default_gantry_day(), tuple(courses), START, END, **extra)
 
 
 def _errors() -> list[InfeasibleScheduleError]:

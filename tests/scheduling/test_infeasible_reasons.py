@@ -9,26 +9,13 @@ import pytest
 from protonpath.scheduling.baseline import first_fit_schedule
 from protonpath.scheduling.config import clock_to_min, default_gantry_day
 from protonpath.scheduling.model import (
-    Course,
     Downtime,
     InfeasibleReason,
     InfeasibleScheduleError,
-    Problem,
 )
-from protonpath.scheduling.solver import SolverOptions, solve
+from protonpath.scheduling.solver import solve
 from protonpath.scheduling.validation import validate_problem
-
-FAST = SolverOptions(time_limit_s=3.0)
-START, END = date(2026, 7, 1), date(2026, 9, 30)
-
-
-def course(course_id, category="adult_standard", fractions=5, ready=date(2026, 7, 6), **extra):
-    due = extra.pop("due", date(2026, 8, 31))
-    return Course(course_id, category, fractions, ready, due, **extra)
-
-
-def problem(*courses, **extra):
-    return Problem(default_gantry_day(), tuple(courses), START, END, **extra)
+from tests.scheduling.builders import FAST, course, problem
 
 
 def test_a_ready_date_after_the_due_date_has_a_code_and_params():

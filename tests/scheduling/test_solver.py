@@ -10,20 +10,9 @@ from hypothesis import strategies as st
 from protonpath.scheduling.checker import check_schedule
 from protonpath.scheduling.config import clock_to_min, default_gantry_day
 from protonpath.scheduling.generate import generate_year
-from protonpath.scheduling.model import Booking, Course, Downtime, InfeasibleScheduleError, Problem
-from protonpath.scheduling.solver import SolverOptions, solve
-
-FAST = SolverOptions(time_limit_s=3.0)
-START, END = date(2026, 7, 1), date(2026, 9, 30)
-
-
-def course(course_id, category="adult_standard", fractions=5, ready=date(2026, 7, 6), **extra):
-    due = extra.pop("due", date(2026, 8, 31))
-    return Course(course_id, category, fractions, ready, due, **extra)
-
-
-def problem(*courses, **extra):
-    return Problem(default_gantry_day(), tuple(courses), START, END, **extra)
+from protonpath.scheduling.model import Booking, Downtime, InfeasibleScheduleError
+from protonpath.scheduling.solver import solve
+from tests.scheduling.builders import FAST, course, problem
 
 
 def test_a_small_department_week_is_valid():
