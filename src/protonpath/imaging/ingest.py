@@ -453,17 +453,14 @@ class NetworkReceiver:
                 return
             outcome = Transfer.Outcome.COMPLETE if summary.outcome == "released" else Transfer.Outcome.ABORTED
             Transfer.objects.filter(pk=touched.transfer_id).update(outcome=outcome, ended_at=timezone.now())
-            requests = set()
-            for study in Study.objects.filter(pk__in=touched.studies):
-                audit.record(
-                    actor=None,
-                    action=AuditEvent.Action.CREATE,
-                    obj=study,
-                    summary=f"{touched.studies[study.pk]} instance(s) received over DICOM from AE "
-                    f"{summary.calling_ae_title} ({summary.outcome})",
-                )
-                if study.treatment_request_id:
-                    requests.add(study.treatment_request_id)
+            requests = services.record_dicom_receipt(
+                (
+                    (study, touched.studies[study.pk])
+                    for study in Study.objects.filter(pk__in=touched.studies)
+                ),
+                summary.calling_ae_title,
+                summary.outcome,
+            )
             for treatment_request in TreatmentRequest.objects.filter(pk__in=requests).select_related("patient"):
                 services.refresh_check_report(treatment_request)
         finally:

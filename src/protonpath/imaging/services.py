@@ -171,6 +171,25 @@ def upload_study(
 # --- the DICOM listener's start-up ------------------------------------------------------------
 
 
+def record_dicom_receipt(study_counts, calling_ae_title: str, outcome: str) -> set[int]:
+    """Audit what one DICOM association brought, study by study, and return the ids of the
+    requests those studies are filed to (their image checks need refreshing).
+
+    ``study_counts`` yields ``(study, instances received)``; ``outcome`` ends each audit line.
+    """
+    requests: set[int] = set()
+    for study, received in study_counts:
+        audit.record(
+            actor=None,
+            action=AuditEvent.Action.CREATE,
+            obj=study,
+            summary=f"{received} instance(s) received over DICOM from AE {calling_ae_title} ({outcome})",
+        )
+        if study.treatment_request_id:
+            requests.add(study.treatment_request_id)
+    return requests
+
+
 def close_interrupted_transfers() -> list[Transfer]:
     """Mark as cut off the DICOM transfers that an earlier listener left 'in progress'.
 
@@ -215,16 +234,11 @@ def close_interrupted_transfers() -> list[Transfer]:
                     .annotate(received=Count("series__instances"))
                     .order_by("pk")
                 )
-                for study in counts:
-                    audit.record(
-                        actor=None,
-                        action=AuditEvent.Action.CREATE,
-                        obj=study,
-                        summary=f"{study.received} instance(s) received over DICOM from AE "
-                        f"{transfer.calling_ae_title} (aborted: the listener stopped)",
-                    )
-                    if study.treatment_request_id:
-                        requests.add(study.treatment_request_id)
+                requests |= record_dicom_receipt(
+                    ((study, study.received) for study in counts),
+                    transfer.calling_ae_title,
+                    "aborted: the listener stopped",
+                )
     finally:
         audit.reset_context(token)
     for treatment_request in TreatmentRequest.objects.filter(pk__in=requests).select_related("patient"):
