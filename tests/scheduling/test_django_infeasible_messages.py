@@ -22,24 +22,23 @@ from protonpath.scheduling.model import (
 )
 from protonpath.scheduling.models import MachineDowntime
 from tests.factories import PASSWORD
-from tests.scheduling.builders import FAST, START, course, problem
+from tests.scheduling.builders import (
+    FAST,
+    START,
+    course,
+    invalid_courses,
+    problem,
+    short_anaesthesia_day,
+)
 from tests.scheduling.test_django_gantry import in_planning, make_course
 
 
 def _errors() -> list[InfeasibleScheduleError]:
     """Real errors of the pure scheduler, covering every code."""
     errors = []
-    short_day = dataclasses.replace(
-        default_gantry_day(), anaesthesia_latest_start_min=default_gantry_day().closing_min - 20
-    )
+    short_day = short_anaesthesia_day()
     invalid = [
-        course("x", category="carbon_ions"),
-        course("u", urgency="someday", gantry_id="G9"),
-        course("z", fractions=0),
-        course("child", "paediatric_anaesthesia"),
-        course("long", fractions=80),
-        course("early", usual_start_min=clock_to_min("06:00"), first_fraction_number=3),
-        course("x"),
+        *invalid_courses(),
         course("late-plan", ready=date(2026, 7, 20), due=date(2026, 7, 10)),
         course("weekend", ready=date(2026, 7, 11), due=date(2026, 7, 12)),
     ]

@@ -15,7 +15,7 @@ from protonpath.scheduling.model import (
 )
 from protonpath.scheduling.solver import solve
 from protonpath.scheduling.validation import validate_problem
-from tests.scheduling.builders import FAST, course, problem
+from tests.scheduling.builders import FAST, course, invalid_courses, problem, short_anaesthesia_day
 
 
 def test_a_ready_date_after_the_due_date_has_a_code_and_params():
@@ -34,18 +34,8 @@ def test_a_ready_date_after_the_due_date_has_a_code_and_params():
 
 
 def test_each_validation_failure_is_coded():
-    gantry_day = dataclasses.replace(
-        default_gantry_day(), anaesthesia_latest_start_min=default_gantry_day().closing_min - 20
-    )
-    courses = [
-        course("x", category="carbon_ions"),
-        course("u", urgency="someday", gantry_id="G9"),
-        course("z", fractions=0),
-        course("child", "paediatric_anaesthesia"),
-        course("long", fractions=80),
-        course("early", usual_start_min=clock_to_min("06:00"), first_fraction_number=3),
-        course("x"),
-    ]
+    gantry_day = short_anaesthesia_day()
+    courses = invalid_courses()
     with pytest.raises(InfeasibleScheduleError) as error:
         validate_problem(dataclasses.replace(problem(*courses), gantry_day=gantry_day))
     coded = {(i.course_id, i.code) for i in error.value.items}
