@@ -17,6 +17,7 @@ STAFF_MENU = [
     ("department:meetings", _("Review meetings"), {Role.ADMIN_STAFF, Role.ONCOLOGIST, Role.HEAD}),
     ("scheduling:agenda_today", _("Gantry agenda"), {Role.ADMIN_STAFF, Role.ONCOLOGIST, Role.PHYSICIST, Role.HEAD}),
     ("imaging:inbox", _("DICOM inbox"), {Role.ADMIN_STAFF, Role.ONCOLOGIST, Role.PHYSICIST, Role.HEAD}),
+    ("referrals:duplicates", _("Possible duplicate patients"), {Role.ADMIN_STAFF, Role.HEAD}),
     ("international:tariffs", _("Tariffs"), {Role.ADMIN_STAFF, Role.HEAD}),
     ("department:activity", _("Activity"), {Role.ADMIN_STAFF, Role.HEAD}),
     ("department:manage", _("Team and hours"), {Role.ADMIN_STAFF, Role.HEAD}),

@@ -76,3 +76,26 @@ class DecisionForm(forms.Form):
         if data.get("decision") in ("decline", "request_information") and not (data.get("note") or "").strip():
             raise forms.ValidationError(_("Please give a reason."))
         return data
+
+
+class ReusePatientForm(forms.Form):
+    """Offered when a new request names a patient the author already referred."""
+
+    NEW = "new"
+    choice = forms.ChoiceField(label=_("Is this one of your patients?"), widget=forms.RadioSelect)
+
+    def __init__(self, *args, candidates: list[tuple[int, str]], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["choice"].choices = [(str(pk), label) for pk, label in candidates] + [
+            (self.NEW, _("No, another person: create a new patient record"))
+        ]
+
+    def reuse_pk(self) -> int | None:
+        value = self.cleaned_data["choice"]
+        return None if value == self.NEW else int(value)
+
+
+class MergeForm(forms.Form):
+    confirm = forms.BooleanField(
+        label=_("I have checked that both records are the same person."), required=True
+    )

@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from protonpath.referrals.countries import country_name
+from protonpath.referrals.identity import identity_key
 
 
 class Sex(models.TextChoices):
@@ -40,6 +41,9 @@ class Patient(models.Model):
     address = models.TextField(_("postal address"))
     country_of_residence = models.CharField(_("country of residence"), max_length=2)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # Family name|given name|birth date without case, accents or punctuation, to find the records
+    # of one person (see :mod:`protonpath.referrals.identity`). Kept up to date by save().
+    identity_key = models.CharField(max_length=320, editable=False, db_index=True, default="")
 
     class Meta:
         verbose_name = _("patient")
@@ -49,10 +53,18 @@ class Patient(models.Model):
     def __str__(self) -> str:
         return f"{self.last_name.upper()} {self.first_name}"
 
+    def save(self, *args, **kwargs):
+        self.identity_key = identity_key(self.last_name, self.first_name, self.birth_date)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and {"first_name", "last_name", "birth_date"} & set(update_fields):
+            kwargs["update_fields"] = {*update_fields, "identity_key"}
+        super().save(*args, **kwargs)
+
     @property
     def nationality_name(self) -> str:
         """The country of the nationality, named in the active language."""
         return country_name(self.nationality)
+
     @property
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}"

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 from django.utils.translation import gettext_lazy as _
 
 from protonpath.accounts import audit
 from protonpath.accounts.models import AuditEvent, Role
-from protonpath.referrals.models import DocumentKind, MedicalDocument, State, TreatmentRequest
+from protonpath.referrals.identity import identity_key
+from protonpath.referrals.models import (
+    DocumentKind,
+    MedicalDocument,
+    Patient,
+    State,
+    TreatmentRequest,
+)
 
 #: Physicists work on requests from the first consultation on.
 PHYSICIST_STATES = frozenset(
@@ -33,6 +40,56 @@ def visible_requests(user) -> QuerySet[TreatmentRequest]:
     if role == Role.PHYSICIST:
         return qs.filter(state__in=PHYSICIST_STATES)
     return qs.none()
+
+
+#: Who sees the list of possible duplicate patients, and who may merge two records.
+DUPLICATE_VIEWERS = frozenset({Role.ADMIN_STAFF, Role.HEAD})
+PATIENT_MERGERS = frozenset({Role.ADMIN_STAFF})
+
+
+def reusable_patients(user, *, last_name: str, first_name: str, birth_date) -> QuerySet[Patient]:
+    """Records of the same person (name and birth date, normalised) that ``user`` already sees.
+
+    A referring doctor is offered only the patients of the requests they made or refer, never
+    another doctor's; administrative staff, who see every request, any record.
+    """
+    if not getattr(user, "is_authenticated", False) or not birth_date:
+        return Patient.objects.none()
+    key = identity_key(last_name, first_name, birth_date)
+    if user.role == Role.ADMIN_STAFF:
+        return Patient.objects.filter(identity_key=key)
+    if user.role == Role.REFERRING_DOCTOR:
+        mine = visible_requests(user).values("patient_id")
+        return Patient.objects.filter(identity_key=key, pk__in=mine)
+    return Patient.objects.none()
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    key: str
+    patients: list[Patient]
+
+
+def duplicate_groups(*, limit: int = 200) -> list[DuplicateGroup]:
+    """Patients sharing one normalised family name, given name and birth date, across all records."""
+    keys = list(
+        Patient.objects.exclude(identity_key="")
+        .values("identity_key")
+        .annotate(n=Count("pk"))
+        .filter(n__gt=1)
+        .order_by("identity_key")
+        .values_list("identity_key", flat=True)[:limit]
+    )
+    patients = (
+        Patient.objects.filter(identity_key__in=keys)
+        .select_related("user")
+        .annotate(request_count=Count("requests"))
+        .order_by("identity_key", "created_at", "pk")
+    )
+    groups: dict[str, list[Patient]] = {}
+    for patient in patients:
+        groups.setdefault(patient.identity_key, []).append(patient)
+    return [DuplicateGroup(key, members) for key, members in groups.items()]
 
 
 def is_owner(user, treatment_request: TreatmentRequest) -> bool:

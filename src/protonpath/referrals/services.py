@@ -10,7 +10,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -74,20 +74,39 @@ def _next_reference() -> str:
     return f"{prefix}{number:05d}"
 
 
-@transaction.atomic
-def create_request(*, actor, patient_data: dict, request_data: dict) -> TreatmentRequest:
-    """A patient or referring doctor starts a request (as a draft, until submitted)."""
+def create_request(*, actor, patient_data: dict, request_data: dict, reuse_patient: Patient | int | None = None) -> TreatmentRequest:
+    """A patient or referring doctor starts a request (as a draft, until submitted).
+
+    ``reuse_patient`` (a record or its id) attaches the request to a patient record the actor
+    already sees (see :func:`selectors.reusable_patients`) instead of creating a second record
+    for the same person; its details are brought up to date with ``patient_data``.
+    """
     if not actor.is_authenticated or actor.role not in (Role.PATIENT, Role.REFERRING_DOCTOR, Role.ADMIN_STAFF):
         raise PermissionDenied(_("Only patients, referring doctors and administrative staff create requests."))
+    if actor.role == Role.PATIENT:
+        reuse_patient = None  # a patient's requests always go to their own record
+    # Checked before the transaction, so that a refusal stays in the audit trail.
+    reuse_pk = _reusable_patient_pk(actor, reuse_patient, patient_data) if reuse_patient is not None else None
+    with transaction.atomic():
+        return _create_request(actor=actor, patient_data=patient_data, request_data=request_data, reuse_pk=reuse_pk)
+
+
+def _create_request(*, actor, patient_data: dict, request_data: dict, reuse_pk: int | None) -> TreatmentRequest:
     patient = None
     if actor.role == Role.PATIENT:
         patient = Patient.objects.filter(user=actor).first()
+    elif reuse_pk is not None:
+        patient = Patient.objects.select_for_update().filter(pk=reuse_pk).first()
+        if patient is None:  # merged away since the check
+            raise ValidationError(_("This patient record no longer exists; please start again."), code="reuse")
     if patient is None:
         patient = Patient(user=actor if actor.role == Role.PATIENT else None)
     for field in PATIENT_FIELDS:
         setattr(patient, field, patient_data[field])
     patient.full_clean()
     patient.save()
+    if reuse_pk is not None:
+        audit.record(actor=actor, action=AuditEvent.Action.UPDATE, obj=patient, summary="reused for a new request")
 
     treatment_request = TreatmentRequest(
         patient=patient,
@@ -134,6 +153,25 @@ def update_request(*, actor, treatment_request: TreatmentRequest, patient_data: 
     treatment_request.save()
     audit.record(actor=actor, action=AuditEvent.Action.UPDATE, obj=treatment_request)
     return treatment_request
+
+
+def _reusable_patient_pk(actor, reuse_patient: Patient | int, patient_data: dict) -> int:
+    """The id of the record to reuse if ``actor`` sees it and it is the same person; else refused."""
+    pk = reuse_patient.pk if isinstance(reuse_patient, Patient) else reuse_patient
+    candidates = selectors.reusable_patients(
+        actor,
+        last_name=patient_data.get("last_name", ""),
+        first_name=patient_data.get("first_name", ""),
+        birth_date=patient_data.get("birth_date"),
+    )
+    try:
+        return candidates.values_list("pk", flat=True).get(pk=pk)
+    except (Patient.DoesNotExist, ValueError, TypeError):
+        # One answer whether the record does not exist, is another doctor's or another person.
+        audit.record(actor=actor, action=AuditEvent.Action.DENIED, object_type="referrals.patient", object_id=str(pk))
+        raise ValidationError(
+            _("This patient record cannot be used for this request: check the name and date of birth."), code="reuse"
+        ) from None
 
 
 def _locked(treatment_request: TreatmentRequest) -> TreatmentRequest:
@@ -323,3 +361,135 @@ def cancel(*, actor, treatment_request: TreatmentRequest, reason: str) -> Treatm
     return perform(
         actor=actor, treatment_request=treatment_request, action="cancel", note=reason, cancellation_reason=reason
     )
+
+
+# Patient records: merging two records of the same person -----------------------------------
+
+
+def _patient_relations() -> list[models.ForeignObjectRel]:
+    """Every relation pointing to Patient, whatever app declares it (hidden ones included).
+
+    Many-to-many relations are moved through their intermediate model's foreign key, which is
+    among these relations as well.
+    """
+    return [
+        field
+        for field in Patient._meta.get_fields(include_hidden=True)
+        if isinstance(field, models.ForeignObjectRel) and not field.many_to_many and field.field.concrete
+    ]
+
+
+def require_merge_permission(actor) -> None:
+    if not getattr(actor, "is_authenticated", False) or actor.role not in selectors.PATIENT_MERGERS:
+        audit.record(actor=actor, action=AuditEvent.Action.DENIED, object_type="referrals.patient", summary="merge")
+        raise PermissionDenied(_("Only administrative staff may merge patient records."))
+
+
+def merge_refusal(keep: Patient, remove: Patient) -> str:
+    """Why these two records may not be merged, in the reader's language; empty if they may."""
+    if keep.pk == remove.pk:
+        return _("A record cannot be merged with itself.")
+    if keep.user_id and remove.user_id:
+        return _(
+            "Both records belong to a patient's own account: two accounts are two people for the system, "
+            "so these records cannot be merged."
+        )
+    if keep.birth_date != remove.birth_date:
+        return _("The two records have different dates of birth: correct the wrong one before merging.")
+    return ""
+
+
+def _identity_summary(keep: Patient, remove: Patient, moved: dict[str, int]) -> str:
+    """The removed record's identity for the audit trail (never the logs: see audit.record)."""
+    moved_text = ",".join(f"{label}={count}" for label, count in sorted(moved.items()) if count)
+    head = (
+        f"merged into patient #{keep.pk}; removed: birth_date={remove.birth_date.isoformat()} sex={remove.sex} "
+        f"user={remove.user_id or '-'} created={remove.created_at.date().isoformat()}"
+    )
+    names = f" last_name={remove.last_name[:80]!r} first_name={remove.first_name[:80]!r}"
+    tail = f" moved: {moved_text or 'nothing'}"
+    return (head + names + tail)[:300]
+
+
+def merge_patients(*, actor, keep: Patient | int, remove: Patient | int) -> Patient:
+    """Merge the record ``remove`` into ``keep``: everything pointing to it moves, then it goes.
+
+    One transaction, both rows locked. Refused for two patients' own accounts or two different
+    dates of birth (see :func:`merge_refusal`). The removed record's identity stays in the audit
+    trail.
+    """
+    require_merge_permission(actor)
+    keep_pk = keep.pk if isinstance(keep, Patient) else int(keep)
+    remove_pk = remove.pk if isinstance(remove, Patient) else int(remove)
+    try:
+        if keep_pk == remove_pk:
+            raise ValidationError(_("A record cannot be merged with itself."), code="merge")
+        with transaction.atomic():
+            # Both rows locked, always in the same order, so that two merges cannot deadlock.
+            locked = {p.pk: p for p in Patient.objects.select_for_update().filter(pk__in=[keep_pk, remove_pk]).order_by("pk")}
+            if len(locked) != 2:
+                raise ValidationError(_("One of these patient records no longer exists."), code="merge")
+            kept, removed = locked[keep_pk], locked[remove_pk]
+            refusal = merge_refusal(kept, removed)
+            if refusal:
+                raise ValidationError(refusal, code="merge")
+            moved = _move_related(kept, removed)
+            account = removed.user_id
+            summary = _identity_summary(kept, removed, moved)
+            removed.delete()
+            if account and not kept.user_id:
+                # The patient's own account follows the record that stays.
+                kept.user_id = account
+                kept.save(update_fields=["user"])
+            audit.record(actor=actor, action=AuditEvent.Action.DELETE, object_type="referrals.patient", object_id=remove_pk, summary=summary)
+            audit.record(
+                actor=actor,
+                action=AuditEvent.Action.UPDATE,
+                obj=kept,
+                summary=f"merged patient #{remove_pk} into this record; " + ",".join(f"{k}={v}" for k, v in sorted(moved.items()) if v),
+            )
+    except ValidationError:
+        audit.record(
+            actor=actor,
+            action=AuditEvent.Action.DENIED,
+            object_type="referrals.patient",
+            object_id=remove_pk,
+            summary=f"merge into #{keep_pk} refused",
+        )
+        raise
+    return kept
+
+
+def _move_related(kept: Patient, removed: Patient) -> dict[str, int]:
+    """Point every row that refers to ``removed`` at ``kept``; returns the count per model."""
+    moved: dict[str, int] = {}
+    for relation in _patient_relations():
+        model = relation.related_model
+        field = relation.field
+        manager = model._base_manager
+        rows = list(manager.select_for_update().filter(**{field.attname: removed.pk}).values_list("pk", flat=True))
+        if not rows:
+            continue
+        if relation.one_to_one and manager.filter(**{field.attname: kept.pk}).exists():
+            raise ValidationError(
+                _("Both records have their own %(what)s: these records cannot be merged automatically.")
+                % {"what": model._meta.verbose_name},
+                code="merge",
+            )
+        if model._meta.auto_created:
+            # A many-to-many table: drop the links the kept record already has, then move the rest.
+            other = next(f for f in model._meta.fields if f.is_relation and f is not field and f.related_model is not None)
+            already = manager.filter(**{field.attname: kept.pk}).values_list(other.attname, flat=True)
+            manager.filter(pk__in=rows, **{f"{other.attname}__in": list(already)}).delete()
+            rows = list(manager.filter(pk__in=rows).values_list("pk", flat=True))
+        try:
+            with transaction.atomic():
+                count = manager.filter(pk__in=rows).update(**{field.attname: kept.pk})
+        except IntegrityError:
+            raise ValidationError(
+                _("Both records have conflicting %(what)s: these records cannot be merged automatically.")
+                % {"what": model._meta.verbose_name_plural},
+                code="merge",
+            ) from None
+        moved[model._meta.label_lower] = moved.get(model._meta.label_lower, 0) + count
+    return moved

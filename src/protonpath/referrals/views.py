@@ -9,8 +9,9 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.http import FileResponse, HttpResponseNotAllowed
+from django.http import FileResponse, Http404, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
+from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -20,11 +21,13 @@ from protonpath.referrals import pathway, selectors, services
 from protonpath.referrals.forms import (
     DecisionForm,
     DocumentForm,
+    MergeForm,
     NoteForm,
     PatientForm,
+    ReusePatientForm,
     TreatmentRequestForm,
 )
-from protonpath.referrals.models import State
+from protonpath.referrals.models import Patient, State
 
 
 def _errors(exc: ValidationError) -> str:
@@ -71,17 +74,62 @@ def request_new(request):
         }
     patient_form = PatientForm(request.POST or None, initial=initial_patient, prefix="patient")
     request_form = TreatmentRequestForm(request.POST or None, initial=initial_request, prefix="request")
+    reuse_form = None
     if request.method == "POST" and patient_form.is_valid() and request_form.is_valid():
+        reuse_pk = None
+        candidates = _reuse_candidates(request.user, patient_form.cleaned_data)
+        if candidates:
+            # The same person is already among this author's patients: ask before a second record.
+            answered = "reuse-choice" in request.POST
+            reuse_form = ReusePatientForm(request.POST if answered else None, candidates=candidates, prefix="reuse")
+            if not answered or not reuse_form.is_valid():
+                for pk, _label in candidates:
+                    audit.record(
+                        actor=request.user,
+                        action=AuditEvent.Action.VIEW,
+                        object_type="referrals.patient",
+                        object_id=pk,
+                        summary="offered for reuse",
+                    )
+                return render(request, "referrals/form.html", _form_context(patient_form, request_form, reuse_form))
+            reuse_pk = reuse_form.reuse_pk()
         try:
             treatment_request = services.create_request(
-                actor=request.user, patient_data=patient_form.cleaned_data, request_data=request_form.cleaned_data
+                actor=request.user,
+                patient_data=patient_form.cleaned_data,
+                request_data=request_form.cleaned_data,
+                reuse_patient=reuse_pk,
             )
         except ValidationError as exc:
             messages.error(request, _errors(exc))
         else:
             messages.success(request, _("Request %(ref)s created. Now add the medical file, then submit it.") % {"ref": treatment_request.reference})
             return redirect("referrals:detail", pk=treatment_request.pk)
-    return render(request, "referrals/form.html", {"patient_form": patient_form, "request_form": request_form, "editing": False})
+    return render(request, "referrals/form.html", _form_context(patient_form, request_form, reuse_form))
+
+
+def _form_context(patient_form, request_form, reuse_form=None) -> dict:
+    return {"patient_form": patient_form, "request_form": request_form, "reuse_form": reuse_form, "editing": False}
+
+
+def _reuse_candidates(user, patient_data: dict) -> list[tuple[int, str]]:
+    """(id, label) of the records of this person that ``user`` already sees, with their requests."""
+    if user.role == Role.PATIENT:
+        return []
+    patients = selectors.reusable_patients(
+        user, last_name=patient_data["last_name"], first_name=patient_data["first_name"], birth_date=patient_data["birth_date"]
+    )[:20]
+    visible = selectors.visible_requests(user)
+    candidates = []
+    for patient in patients:
+        references = list(visible.filter(patient=patient).order_by("created_at").values_list("reference", flat=True)[:10])
+        label = _("%(name)s, born %(birth)s (requests: %(refs)s)") % {
+            "name": patient,
+            "birth": date_format(patient.birth_date, "SHORT_DATE_FORMAT"),
+            "refs": ", ".join(references) or "—",
+        }
+        candidates.append((patient.pk, label))
+    return candidates
 
 
 @login_required
@@ -284,3 +332,78 @@ def request_decide(request, pk: int):
             fractions=data["fractions"],
         ),
     )
+
+
+# Patient records: possible duplicates and merging ------------------------------------------
+
+
+def _patients_access(request, roles, what: str) -> None:
+    """Refuse (and record it) unless the user's role is in ``roles``; outsiders get a plain 404."""
+    user = request.user
+    if user.role in roles:
+        return
+    audit.record(actor=user, action=AuditEvent.Action.DENIED, object_type="referrals.patient", summary=what)
+    if not user.is_department_staff:
+        raise Http404
+    raise PermissionDenied
+
+
+@login_required
+def patient_duplicates(request):
+    _patients_access(request, selectors.DUPLICATE_VIEWERS, "duplicates")
+    groups = selectors.duplicate_groups()
+    audit.record(
+        actor=request.user,
+        action=AuditEvent.Action.VIEW,
+        object_type="referrals.patient",
+        summary=f"duplicates: {sum(len(g.patients) for g in groups)} records in {len(groups)} groups",
+    )
+    may_merge = request.user.role in selectors.PATIENT_MERGERS
+    rows = []
+    for group in groups:
+        pairs = []
+        if may_merge:
+            for keep in group.patients:
+                for remove in group.patients:
+                    if keep.pk != remove.pk:
+                        pairs.append({"keep": keep, "remove": remove, "refusal": services.merge_refusal(keep, remove)})
+        rows.append({"patients": group.patients, "pairs": pairs})
+    return render(request, "referrals/duplicates.html", {"groups": rows, "may_merge": may_merge})
+
+
+@login_required
+def patient_merge(request, keep: int, remove: int):
+    _patients_access(request, selectors.PATIENT_MERGERS, "merge")
+    patients = {p.pk: p for p in Patient.objects.filter(pk__in=[keep, remove]).select_related("user")}
+    if keep == remove or len(patients) != 2:
+        audit.record(actor=request.user, action=AuditEvent.Action.DENIED, object_type="referrals.patient", object_id=remove, summary="merge")
+        raise Http404
+    kept, removed = patients[keep], patients[remove]
+    form = MergeForm(request.POST or None)
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                services.merge_patients(actor=request.user, keep=kept, remove=removed)
+            except ValidationError as exc:
+                messages.error(request, _errors(exc))
+            else:
+                messages.success(request, _("The two records are now one (record %(pk)s).") % {"pk": keep})
+                return redirect("referrals:duplicates")
+    else:
+        for patient in (kept, removed):
+            audit.record(actor=request.user, action=AuditEvent.Action.VIEW, obj=patient, summary="merge preview")
+    sides = [{"patient": p, "requests": p.requests.order_by("created_at")} for p in (kept, removed)]
+    fields = [(Patient._meta.get_field(name).verbose_name, name) for name in services.PATIENT_FIELDS]
+    comparison = [
+        {"label": label, "kept": getattr(kept, name), "removed": getattr(removed, name), "differs": getattr(kept, name) != getattr(removed, name)}
+        for label, name in fields
+    ]
+    context = {
+        "kept": kept,
+        "removed": removed,
+        "sides": sides,
+        "comparison": comparison,
+        "refusal": services.merge_refusal(kept, removed),
+        "form": form,
+    }
+    return render(request, "referrals/merge.html", context, status=400 if request.method == "POST" else 200)
