@@ -321,3 +321,27 @@ def test_every_relation_to_patient_is_moved(staff, duplicates):
     services.merge_patients(actor=staff, keep=a, remove=b)
     for relation in services._patient_relations():
         assert not relation.related_model._base_manager.filter(**{relation.field.attname: b.pk}).exists()
+
+
+def test_the_api_reuses_only_a_record_the_doctor_sees(client, doctor, other_doctor):
+    from tests.referrals.test_api import Api, jsonable
+
+    mine = new_request(doctor).patient
+    theirs = new_request(other_doctor).patient
+    api = Api(client, doctor)
+    payload = {"patient": jsonable(patient_data()), "request": request_data()}
+    assert api.post("/api/requests", {**payload, "reuse_patient_id": theirs.pk}).status_code == 400
+    created = api.post("/api/requests", {**payload, "reuse_patient_id": mine.pk})
+    assert created.status_code == 201
+    assert TreatmentRequest.objects.get(pk=created.json()["id"]).patient_id == mine.pk
+    assert theirs.requests.count() == 1
+
+
+def test_the_pages_are_in_french(client, staff, duplicates):
+    a, b = duplicates
+    client.force_login(staff)
+    with translation.override("fr"):  # the page's language is left active: restored on exit
+        duplicates_page = client.get(reverse("referrals:duplicates"), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+        merge_page = client.get(reverse("referrals:merge", args=[a.pk, b.pk]), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert "Doublons possibles de patients" in duplicates_page and "Compte personnel du patient" in duplicates_page
+    assert "Fusionner les dossiers" in merge_page and "Maroc" in merge_page

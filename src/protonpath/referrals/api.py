@@ -51,6 +51,8 @@ class RequestIn(Schema):
 class RequestCreate(Schema):
     patient: PatientIn
     request: RequestIn
+    #: The id of a record of the same person that the author already sees, to reuse it.
+    reuse_patient_id: int | None = None
 
 
 class RequestPatch(Schema):
@@ -211,7 +213,10 @@ def list_requests(
 @router.post("/requests", response={201: RequestOut, 400: Error, 403: Error})
 def create_request(request, payload: RequestCreate):
     treatment_request = services.create_request(
-        actor=request.auth, patient_data=payload.patient.dict(), request_data=payload.request.dict()
+        actor=request.auth,
+        patient_data=payload.patient.dict(),
+        request_data=payload.request.dict(),
+        reuse_patient=payload.reuse_patient_id,
     )
     return 201, _out(request, treatment_request)
 

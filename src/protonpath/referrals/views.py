@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 from protonpath.accounts import audit
 from protonpath.accounts.models import AuditEvent, Role
 from protonpath.referrals import pathway, selectors, services
+from protonpath.referrals.countries import country_name
 from protonpath.referrals.forms import (
     DecisionForm,
     DocumentForm,
@@ -393,10 +394,14 @@ def patient_merge(request, keep: int, remove: int):
         for patient in (kept, removed):
             audit.record(actor=request.user, action=AuditEvent.Action.VIEW, obj=patient, summary="merge preview")
     sides = [{"patient": p, "requests": p.requests.order_by("created_at")} for p in (kept, removed)]
-    fields = [(Patient._meta.get_field(name).verbose_name, name) for name in services.PATIENT_FIELDS]
     comparison = [
-        {"label": label, "kept": getattr(kept, name), "removed": getattr(removed, name), "differs": getattr(kept, name) != getattr(removed, name)}
-        for label, name in fields
+        {
+            "label": Patient._meta.get_field(name).verbose_name,
+            "kept": _shown(kept, name),
+            "removed": _shown(removed, name),
+            "differs": getattr(kept, name) != getattr(removed, name),
+        }
+        for name in services.PATIENT_FIELDS
     ]
     context = {
         "kept": kept,
@@ -407,3 +412,12 @@ def patient_merge(request, keep: int, remove: int):
         "form": form,
     }
     return render(request, "referrals/merge.html", context, status=400 if request.method == "POST" else 200)
+
+
+def _shown(patient: Patient, name: str):
+    """A patient's field as a reader expects it (the sex and countries by name, not code)."""
+    if name == "sex":
+        return patient.get_sex_display()
+    if name in ("nationality", "country_of_residence"):
+        return country_name(getattr(patient, name))
+    return getattr(patient, name)
