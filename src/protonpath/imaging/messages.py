@@ -21,6 +21,8 @@ from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
+from protonpath.localised import coded_message
+
 # code (or "code/part" where one code has variants) -> sentence with %(param)s placeholders.
 # Millimetres (params named *_mm) are formatted by _formatted, in the language's decimal format.
 MESSAGES: dict[str, Promise] = {
@@ -65,13 +67,8 @@ def finding_message(code: str, params: Mapping[str, Any] | None = None, default:
     """The sentence for a finding in the active language; ``default`` (the stored English text)
     when the code is unknown or the params do not fit the sentence."""
     params = dict(params or {})
-    template = MESSAGES.get(f"{code}/{params['part']}" if "part" in params else code)
-    if template is None:
-        return default or code
-    try:
-        return str(template) % {k: _formatted(k, v) for k, v in params.items()}
-    except (KeyError, TypeError, ValueError):
-        return default or code
+    key = f"{code}/{params['part']}" if "part" in params else code
+    return coded_message(MESSAGES, key, {k: _formatted(k, v) for k, v in params.items()}, default or code)
 
 
 def localised(finding: Any) -> dict[str, Any]:
@@ -106,15 +103,13 @@ def inbox_reason_message(code: str, params: Mapping[str, Any] | None = None, def
     text) when the code is unknown or the params do not fit the sentence."""
     params = dict(params or {})
     mismatches = params.pop("mismatches", None) or []
-    key = f"{code}/details" if mismatches else code
-    template = INBOX_REASONS.get(key)
-    if template is None:
-        return default or code
+    fallback = default or code
+    if not mismatches:
+        return coded_message(INBOX_REASONS, code, params, fallback)
     try:
-        if mismatches:
-            params["details"] = str(DETAILS_SEPARATOR).join(
-                finding_message(m.get("code", ""), m.get("params"), m.get("message", "")) for m in mismatches
-            )
-        return str(template) % params
-    except (AttributeError, KeyError, TypeError, ValueError):
-        return default or code
+        params["details"] = str(DETAILS_SEPARATOR).join(
+            finding_message(m.get("code", ""), m.get("params"), m.get("message", "")) for m in mismatches
+        )
+    except AttributeError:  # a stored mismatch that is not a mapping
+        return fallback
+    return coded_message(INBOX_REASONS, f"{code}/details", params, fallback)

@@ -18,6 +18,7 @@ from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
+from protonpath.localised import coded_message
 from protonpath.scheduling.model import InfeasibleReason, InfeasibleScheduleError
 from protonpath.scheduling.models import Urgency
 
@@ -68,16 +69,10 @@ def _urgency(value: Any) -> Any:
 def infeasible_message(item: InfeasibleReason) -> str:
     """One reason in the active language; its English ``message`` when the code is unknown or
     the params do not fit the sentence."""
-    template = INFEASIBLE_MESSAGES.get(item.code)
-    if template is None:
-        return item.message
     params = {"course_id": item.course_id, **item.params}
     if item.code == "late_start" and "urgency" in params:
         params["urgency"] = _urgency(params["urgency"])
-    try:
-        return str(template) % params
-    except (KeyError, TypeError, ValueError):
-        return item.message
+    return coded_message(INFEASIBLE_MESSAGES, item.code, params, item.message)
 
 
 def infeasible_messages(error: InfeasibleScheduleError | Iterable[InfeasibleReason]) -> list[str]:
