@@ -63,7 +63,7 @@ class PromptDul(DULServiceProvider):
     def _wake(self) -> None:
         try:
             self._wake_sender.send(b"\0")
-        except (BlockingIOError, OSError):
+        except OSError:  # BlockingIOError included
             pass  # a wake-up is already pending, or the reactor has finished
 
     def send_pdu(self, primitive: Any) -> None:
@@ -92,7 +92,7 @@ class PromptDul(DULServiceProvider):
             try:
                 while self._wake_receiver.recv(4096):
                     pass
-            except (BlockingIOError, OSError):
+            except OSError:  # BlockingIOError included
                 pass
 
     def run_reactor(self) -> None:

@@ -399,9 +399,12 @@ def merge_refusal(keep: Patient, remove: Patient) -> str:
     return ""
 
 
-def _identity_summary(keep: Patient, remove: Patient, moved: dict[str, int]) -> str:
+def _moved_text(moved: dict[str, int]) -> str:
+    return ",".join(f"{label}={count}" for label, count in sorted(moved.items()) if count)
+
+
+def _identity_summary(keep: Patient, remove: Patient, moved_text: str) -> str:
     """The removed record's identity for the audit trail (never the logs: see audit.record)."""
-    moved_text = ",".join(f"{label}={count}" for label, count in sorted(moved.items()) if count)
     head = (
         f"merged into patient #{keep.pk}; removed: birth_date={remove.birth_date.isoformat()} sex={remove.sex} "
         f"user={remove.user_id or '-'} created={remove.created_at.date().isoformat()}"
@@ -433,9 +436,9 @@ def merge_patients(*, actor, keep: Patient | int, remove: Patient | int) -> Pati
             refusal = merge_refusal(kept, removed)
             if refusal:
                 raise ValidationError(refusal, code="merge")
-            moved = _move_related(kept, removed)
+            moved_text = _moved_text(_move_related(kept, removed))
             account = removed.user_id
-            summary = _identity_summary(kept, removed, moved)
+            summary = _identity_summary(kept, removed, moved_text)
             removed.delete()
             if account and not kept.user_id:
                 # The patient's own account follows the record that stays.
@@ -446,7 +449,7 @@ def merge_patients(*, actor, keep: Patient | int, remove: Patient | int) -> Pati
                 actor=actor,
                 action=AuditEvent.Action.UPDATE,
                 obj=kept,
-                summary=f"merged patient #{remove_pk} into this record; " + ",".join(f"{k}={v}" for k, v in sorted(moved.items()) if v),
+                summary=f"merged patient #{remove_pk} into this record; {moved_text}",
             )
     except ValidationError:
         audit.record(
