@@ -30,9 +30,7 @@ def request_panels(request, treatment_request) -> list[dict]:
     for entry in entries:
         if entry.kind == "consultation" and entry.status == ConsultationStatus.BOOKED:
             entry.obj.can_cancel = services.may_cancel_consultation(user, entry.obj)
-            entry.obj.can_move = (
-                user.role in services.CONSULTATION_MANAGERS or user.pk == entry.obj.doctor_id
-            )
+            entry.obj.can_move = services.may_manage_consultation(user, entry.obj)
     has_first = r.consultations.filter(
         kind=ConsultationKind.FIRST, status=ConsultationStatus.BOOKED
     ).exists()

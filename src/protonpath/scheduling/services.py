@@ -300,7 +300,8 @@ def book_consultation(
     return consultation
 
 
-def _may_manage(actor, consultation: Consultation) -> bool:
+def may_manage_consultation(actor, consultation: Consultation) -> bool:
+    """Whether ``actor`` may move or manage a consultation: consultation managers, or its doctor."""
     return actor.is_authenticated and (
         actor.role in CONSULTATION_MANAGERS or actor.pk == consultation.doctor_id
     )
@@ -313,7 +314,7 @@ def reschedule_consultation(
 
     If the new time is refused the consultation keeps its old time and doctor.
     """
-    if not _may_manage(actor, consultation):
+    if not may_manage_consultation(actor, consultation):
         audit.record(
             actor=actor, action=AuditEvent.Action.DENIED, obj=consultation, summary="reschedule"
         )
@@ -353,7 +354,7 @@ def reschedule_consultation(
 
 
 def may_cancel_consultation(actor, consultation: Consultation) -> bool:
-    if _may_manage(actor, consultation):
+    if may_manage_consultation(actor, consultation):
         return True
     return referral_selectors.is_owner(actor, consultation.treatment_request)
 
@@ -392,7 +393,7 @@ def cancel_consultation(*, actor, consultation: Consultation, reason: str) -> Co
 
 @transaction.atomic
 def mark_consultation_done(*, actor, consultation: Consultation) -> Consultation:
-    if not _may_manage(actor, consultation):
+    if not may_manage_consultation(actor, consultation):
         raise PermissionDenied(_("You may not do this."))
     locked = Consultation.objects.select_for_update().get(pk=consultation.pk)
     if locked.status != ConsultationStatus.BOOKED or locked.start > timezone.now():

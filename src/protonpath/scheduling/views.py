@@ -130,10 +130,7 @@ def book(request, pk: int):
 @login_required
 def reschedule(request, pk: int):
     consultation = selectors.get_consultation_for(request.user, pk)
-    if not (
-        request.user.role in services.CONSULTATION_MANAGERS
-        or request.user.pk == consultation.doctor_id
-    ):
+    if not services.may_manage_consultation(request.user, consultation):
         audit.record(
             actor=request.user,
             action=AuditEvent.Action.DENIED,
