@@ -362,85 +362,30 @@ def _csr_matvec(indptr, indices, data, x):
     out = np.zeros(n_rows)
     for r in numba.prange(n_rows):
         # four running sums: one chain of dependent additions would wait on each addition's
-        # latency (fastmath would vectorise with gathers instead, which is slower here)
+        # latency; unsigned positions spare numba's negative-index checks (about 1.5x)
         a0 = 0.0
         a1 = 0.0
         a2 = 0.0
         a3 = 0.0
-        q = indptr[r]
-        end = indptr[r + 1]
-        while q + 4 <= end:
+        q = np.uint64(indptr[r])
+        end = np.uint64(indptr[r + 1])
+        while q + np.uint64(4) <= end:
             a0 += data[q] * x[indices[q]]
-            a1 += data[q + 1] * x[indices[q + 1]]
-            a2 += data[q + 2] * x[indices[q + 2]]
-            a3 += data[q + 3] * x[indices[q + 3]]
-            q += 4
+            a1 += data[q + np.uint64(1)] * x[indices[q + np.uint64(1)]]
+            a2 += data[q + np.uint64(2)] * x[indices[q + np.uint64(2)]]
+            a3 += data[q + np.uint64(3)] * x[indices[q + np.uint64(3)]]
+            q += np.uint64(4)
         while q < end:
             a0 += data[q] * x[indices[q]]
-            q += 1
+            q += np.uint64(1)
         out[r] = (a0 + a1) + (a2 + a3)
     return out
 
 
 def csr_matvec(matrix, x: np.ndarray) -> np.ndarray:
-    """``matrix @ x`` (float64) for a CSR matrix (or :class:`CompactCsr`), parallel over rows."""
+    """``matrix @ x`` (float64) for a CSR matrix, parallel over rows."""
     return _csr_matvec(
         matrix.indptr, matrix.indices, matrix.data, np.ascontiguousarray(x, dtype=np.float64)
-    )
-
-
-@dataclass(frozen=True)
-class CompactCsr:
-    """CSR arrays with the narrowest column index type (uint16 below 65,536 spots): the
-    optimiser's products are limited by memory traffic, and this cuts it by a quarter."""
-
-    indptr: np.ndarray
-    indices: np.ndarray
-    data: np.ndarray
-    shape: tuple
-
-    @classmethod
-    def from_matrix(cls, matrix) -> CompactCsr:
-        csr = sp.csr_matrix(matrix)
-        index_type = np.uint16 if csr.shape[1] <= np.iinfo(np.uint16).max else np.int32
-        return cls(
-            csr.indptr.astype(np.int64),
-            csr.indices.astype(index_type),
-            csr.data.astype(np.float32),
-            csr.shape,
-        )
-
-
-@numba.njit(cache=True, parallel=True)
-def _csr_rmatvec_rows(indptr, indices, data, y, rows, n_cols, n_threads):
-    partial = np.zeros((n_threads, n_cols))
-    chunk = (rows.shape[0] + n_threads - 1) // n_threads
-    for t in numba.prange(n_threads):
-        for k in range(t * chunk, min(rows.shape[0], (t + 1) * chunk)):
-            r = rows[k]
-            yr = y[r]
-            for q in range(indptr[r], indptr[r + 1]):
-                partial[t, indices[q]] += data[q] * yr
-    out = np.zeros(n_cols)
-    for t in range(n_threads):
-        out += partial[t]
-    return out
-
-
-def csr_rmatvec_rows(matrix, y: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``matrix.T @ y`` for a CSR matrix when ``y`` is zero outside ``rows``.
-
-    The optimiser's dose gradient vanishes on organ voxels below their limits, so the
-    transposed product only visits the few rows where it does not (a per-thread scatter).
-    """
-    return _csr_rmatvec_rows(
-        matrix.indptr,
-        matrix.indices,
-        matrix.data,
-        np.ascontiguousarray(y, dtype=np.float64),
-        np.ascontiguousarray(rows, dtype=np.int64),
-        matrix.shape[1],
-        numba.get_num_threads(),
     )
 
 

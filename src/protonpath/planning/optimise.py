@@ -24,13 +24,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import optimize
 
-from protonpath.planning.dose import (
-    CompactCsr,
-    DoseMatrix,
-    csc_matvec,
-    csr_matvec,
-    csr_rmatvec_rows,
-)
+from protonpath.planning.blocks import BlockRows
+from protonpath.planning.dose import DoseMatrix, csc_matvec
 
 SQUARED_DEVIATION = "squared_deviation"
 SQUARED_OVERDOSE = "squared_overdose"
@@ -99,13 +94,19 @@ class OptimisationResult:
 class _Problem:
     """Cost and gradient of weighted objectives for a dose-influence matrix.
 
-    ``matrix`` is a :class:`DoseMatrix` or a CSR matrix (possibly a subset of rows, with
-    ``rows`` numbered accordingly).
+    ``matrix`` is a :class:`DoseMatrix`, a SciPy sparse matrix or a :class:`BlockRows`.  With
+    ``watched`` (matrix rows), only those rows are computed, and ``rows`` number them by their
+    position in ``watched``; ``sizes`` then gives each structure's full voxel count.
     """
 
-    def __init__(self, matrix, objectives, rows: dict[str, np.ndarray], sizes=None):
-        csr = matrix.matrix if isinstance(matrix, DoseMatrix) else matrix
-        self.csr = CompactCsr.from_matrix(csr)  # row-parallel forward products
+    def __init__(self, matrix, objectives, rows: dict[str, np.ndarray], sizes=None, watched=None):
+        if isinstance(matrix, BlockRows):
+            self.blocks = matrix
+        else:
+            self.blocks = BlockRows.from_matrix(
+                matrix.matrix if isinstance(matrix, DoseMatrix) else matrix
+            )
+        self.watched = None if watched is None else np.asarray(watched, dtype=np.uint64)
         sizes = sizes or {k: len(r) for k, r in rows.items()}
         self.terms = [
             (o, rows[o.structure], sizes[o.structure]) for o in objectives if len(rows[o.structure])
@@ -114,7 +115,7 @@ class _Problem:
 
     def __call__(self, w: np.ndarray):
         self.n_evaluations += 1
-        dose = csr_matvec(self.csr, w)
+        dose = self.blocks.matvec(w, self.watched)
         grad_dose = np.zeros_like(dose)
         total = 0.0
         for o, r, n in self.terms:
@@ -122,7 +123,8 @@ class _Problem:
             total += f
             grad_dose[r] += g
         active = np.flatnonzero(grad_dose)
-        return total, csr_rmatvec_rows(self.csr, grad_dose, active)
+        active_rows = active if self.watched is None else self.watched[active]
+        return total, self.blocks.rmatvec(grad_dose[active], active_rows)
 
 
 def _watched_rows(objectives, rows, dose, margin):
@@ -206,7 +208,8 @@ def optimise_weights(
         targets = [o for o in objectives if o.kind in (SQUARED_DEVIATION, SQUARED_UNDERDOSE)]
         ref = targets[0] if targets else objectives[0]
         initial = initial_weights(dose_matrix, rows[ref.structure], ref.dose_gy or 1.0)
-    full = sp.csr_matrix(dose_matrix.matrix)
+    # the matrix in the products' layout, built once; each round computes the rows it watches
+    full = BlockRows.from_matrix(dose_matrix.matrix)
     w = np.asarray(initial, dtype=np.float64)
     iteration = [0]
     # L-BFGS-B's tolerance is relative only while the objective is above 1: scale it to start
@@ -226,17 +229,19 @@ def optimise_weights(
     watched = (
         all_rows
         if watch_margin is None
-        else _watched_rows(objectives, rows, csr_matvec(full, w), watch_margin)
+        else _watched_rows(objectives, rows, full.matvec(w), watch_margin)
     )
     chunk = first_round_iterations if watch_margin is not None else max_iterations
     # one Bounds object (a list of 10^4 tuples is converted again by every round)
-    non_negative = optimize.Bounds(np.zeros(dose_matrix.n_spots), np.full(dose_matrix.n_spots, np.inf))
+    non_negative = optimize.Bounds(
+        np.zeros(dose_matrix.n_spots), np.full(dose_matrix.n_spots, np.inf)
+    )
     settled = False
     while iteration[0] < max_iterations:
         sub_rows = {
             k: np.searchsorted(watched, np.intersect1d(r, watched)) for k, r in rows.items()
         }
-        problem = _Problem(full[watched], objectives, sub_rows, sizes)
+        problem = _Problem(full, objectives, sub_rows, sizes, watched)
 
         def scaled(x, problem=problem):
             value, grad = problem(x)
@@ -259,9 +264,7 @@ def optimise_weights(
             break
         # rows only ever join the watched set, so this settles; once a round adds none, a last
         # round with all remaining iterations runs (L-BFGS-B keeps its memory through it)
-        grown = np.union1d(
-            watched, _watched_rows(objectives, rows, csr_matvec(full, w), watch_margin)
-        )
+        grown = np.union1d(watched, _watched_rows(objectives, rows, full.matvec(w), watch_margin))
         if settled and len(grown) == len(watched):
             break
         settled = len(grown) == len(watched)

@@ -1,0 +1,101 @@
+"""The optimiser's block-row products against SciPy's, on matrices shaped to catch edges."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from protonpath.planning import blocks
+from protonpath.planning.blocks import WIDTH, BlockRows
+
+
+def run_matrix(rng, n_rows, n_cols, runs_per_row=3, max_run=20, empty_every=5):
+    """Rows made of runs of consecutive columns (as spots reach a voxel), some rows empty,
+    runs that touch the last column."""
+    rows, cols, vals = [], [], []
+    for r in range(n_rows):
+        if empty_every and r % empty_every == 0:
+            continue
+        for _ in range(runs_per_row):
+            length = int(rng.integers(1, max_run + 1))
+            start = int(rng.integers(0, max(n_cols - length, 0) + 1))
+            if rng.random() < 0.2:
+                start = max(n_cols - length, 0)  # a run ending at the last column
+            for c in range(start, min(start + length, n_cols)):
+                if rng.random() < 0.9:  # gaps inside runs
+                    rows.append(r)
+                    cols.append(c)
+                    vals.append(rng.random())
+    m = sp.coo_matrix((vals, (rows, cols)), shape=(n_rows, n_cols)).tocsr()
+    m.sum_duplicates()
+    return m
+
+
+@pytest.mark.parametrize("n_rows,n_cols", [(1, 1), (7, 5), (40, 8), (300, 9), (500, 1237)])
+def test_products_match_scipy(n_rows, n_cols):
+    rng = np.random.default_rng(n_rows * 31 + n_cols)
+    m = run_matrix(rng, n_rows, n_cols)
+    b = BlockRows.from_matrix(m)
+    assert b.shape == m.shape and b.nnz == m.nnz
+    x = rng.random(n_cols)
+    y = rng.random(n_rows)
+    tol = 1e-5 * max(1.0, float(abs(m).sum()))  # values are stored in float32
+    np.testing.assert_allclose(b.matvec(x), m @ x, atol=tol)
+    np.testing.assert_allclose(b.rmatvec(y), m.T @ y, atol=tol)
+
+
+def test_products_on_a_subset_of_rows():
+    rng = np.random.default_rng(7)
+    m = run_matrix(rng, 400, 777)
+    b = BlockRows.from_matrix(m)
+    rows = np.sort(rng.choice(400, 123, replace=False))
+    x = rng.random(777)
+    y = rng.random(len(rows))
+    np.testing.assert_allclose(b.matvec(x, rows), (m @ x)[rows], rtol=1e-5, atol=1e-6)
+    # y belongs to the listed rows, every other row counts as zero
+    full_y = np.zeros(400)
+    full_y[rows] = y
+    np.testing.assert_allclose(b.rmatvec(y, rows), m.T @ full_y, rtol=1e-5, atol=1e-6)
+    # an empty subset gives zeros, not an error
+    assert b.matvec(x, np.array([], dtype=int)).shape == (0,)
+    np.testing.assert_array_equal(b.rmatvec(np.zeros(0), np.array([], dtype=int)), 0.0)
+
+
+def test_blocks_cover_runs_with_few_padding_zeros():
+    # one row holding the 20 consecutive columns 3..22: three blocks (3, 11, 19)
+    m = sp.csr_matrix((np.arange(1.0, 21.0), (np.zeros(20, int), np.arange(3, 23))), shape=(1, 30))
+    b = BlockRows.from_matrix(m)
+    assert b.n_blocks == 3
+    np.testing.assert_array_equal(b.first_col, [3, 11, 19])
+    assert b.fill == pytest.approx(20 / (3 * WIDTH))
+    np.testing.assert_array_equal(b.values[:WIDTH], np.arange(1.0, 9.0))
+
+
+def test_duplicates_and_unsorted_input_are_summed_without_touching_the_input():
+    data = np.array([1.0, 2.0, 3.0, 4.0])
+    indices = np.array([5, 1, 5, 0])
+    indptr = np.array([0, 4])
+    m = sp.csr_matrix((data, indices, indptr), shape=(1, 6))
+    before = m.indices.copy()
+    b = BlockRows.from_matrix(m)
+    np.testing.assert_array_equal(m.indices, before)
+    np.testing.assert_allclose(b.matvec(np.arange(6.0)), [2.0 * 1 + 4.0 * 5 + 4.0 * 0])
+
+
+def test_wrong_vector_lengths_are_refused():
+    b = BlockRows.from_matrix(sp.random(10, 20, density=0.3, random_state=1, format="csr"))
+    with pytest.raises(ValueError, match="20 values"):
+        b.matvec(np.ones(19))
+    with pytest.raises(ValueError, match="10 values"):
+        b.rmatvec(np.ones(20))
+    with pytest.raises(ValueError, match="3 values"):
+        b.rmatvec(np.ones(4), np.array([1, 2, 3]))
+
+
+def test_thread_split_balances_blocks_and_covers_every_row():
+    work = np.array([0, 100, 101, 102, 202, 202, 300])
+    bounds = blocks._split(work, 3)
+    assert bounds[0] == 0 and bounds[-1] == len(work) - 1
+    assert np.all(np.diff(bounds) >= 0)
+    # more threads than rows: empty parts, still covering every row once
+    bounds = blocks._split(np.array([0, 5]), 4)
+    assert bounds[0] == 0 and bounds[-1] == 1 and np.all(np.diff(bounds) >= 0)
