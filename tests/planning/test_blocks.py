@@ -92,10 +92,45 @@ def test_wrong_vector_lengths_are_refused():
 
 
 def test_thread_split_balances_blocks_and_covers_every_row():
-    work = np.array([0, 100, 101, 102, 202, 202, 300])
-    bounds = blocks._split(work, 3)
-    assert bounds[0] == 0 and bounds[-1] == len(work) - 1
-    assert np.all(np.diff(bounds) >= 0)
-    # more threads than rows: empty parts, still covering every row once
-    bounds = blocks._split(np.array([0, 5]), 4)
+    # rows of 100, 1, 1, 100, 0 and 98 blocks
+    block_ptr = np.array([0, 100, 101, 102, 202, 202, 300], dtype=np.uint64)
+    rows = np.arange(6, dtype=np.uint64)
+    bounds = blocks._split(block_ptr, rows, 3)
+    assert list(bounds) == [0, 1, 4, 6]
+    assert list(blocks._split(block_ptr, rows, 1)) == [0, 6]
+    # a subset of rows, in their order
+    assert list(blocks._split(block_ptr, np.array([0, 5], dtype=np.uint64), 2)) == [0, 1, 2]
+    # more threads than rows: empty parts, every row still in exactly one part
+    bounds = blocks._split(np.array([0, 5], dtype=np.uint64), np.array([0], dtype=np.uint64), 4)
     assert bounds[0] == 0 and bounds[-1] == 1 and np.all(np.diff(bounds) >= 0)
+    # no rows at all
+    assert list(blocks._split(block_ptr, np.zeros(0, dtype=np.uint64), 2)) == [0, 0, 0]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_the_dose_engines_csc_layout_is_transposed_in_parallel_like_scipy(threads, monkeypatch):
+    rng = np.random.default_rng(threads)
+    m = run_matrix(rng, 250, 300).tocsc()
+    m.sort_indices()
+    monkeypatch.setattr(blocks, "_threads", lambda: threads)
+    indptr, indices, data = blocks._csc_to_csr(m.indptr, m.indices, m.data, m.shape[0], threads)
+    ref = m.tocsr()
+    ref.sort_indices()
+    np.testing.assert_array_equal(indptr, ref.indptr)
+    np.testing.assert_array_equal(indices, ref.indices)
+    np.testing.assert_allclose(data, ref.data, rtol=1e-7)
+    b = BlockRows.from_matrix(m)
+    x = rng.random(300)
+    np.testing.assert_allclose(b.matvec(x), m @ x, rtol=1e-5)
+
+
+def test_csc_input_with_unsorted_rows_and_duplicates():
+    # column 0 holds rows 2, 0, 2 (row 2 twice); column 1 holds rows 1, 0
+    m = sp.csc_matrix(
+        (np.array([1.0, 2.0, 3.0, 4.0, 5.0]), np.array([2, 0, 2, 1, 0]), np.array([0, 3, 5])),
+        shape=(3, 2),
+    )
+    b = BlockRows.from_matrix(m)
+    x = np.array([10.0, 100.0])
+    np.testing.assert_allclose(b.matvec(x), [2.0 * 10 + 5.0 * 100, 4.0 * 100, 4.0 * 10])
+    np.testing.assert_allclose(b.rmatvec(np.ones(3)), [6.0, 9.0])

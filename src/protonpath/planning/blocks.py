@@ -12,8 +12,7 @@ Two details matter for speed in numba:
 
 * every index is unsigned (``np.uint64``): a signed index makes numba check for negative
   (wrap-around) indices on every access, which keeps LLVM from vectorising the block loops;
-* work is split between threads by blocks, not rows (voxel rows of a target hold many more
-  spots than rows at the edge of the field).
+* work is split between threads by blocks, not rows.
 
 Values are float32 (the dose model is not more precise than that); sums are float64.
 """
@@ -62,18 +61,74 @@ def _fill_blocks(indptr, indices, data, block_ptr, width):
             first = indices[q]
             first_col[k] = first
             while q < end and indices[q] < first + width:
-                values[k * width + indices[q] - first] = data[q]
+                values[k * width + indices[q] - first] += data[q]  # duplicates add up
                 q += 1
             k += 1
     return first_col, values
 
 
-def _split(work_ptr: np.ndarray, parts: int) -> np.ndarray:
-    """Row boundaries giving each of ``parts`` threads about the same number of blocks."""
-    goals = np.linspace(0, work_ptr[-1], parts + 1)
-    bounds = np.searchsorted(work_ptr, goals, side="left").astype(np.int64)
-    bounds[0], bounds[-1] = 0, len(work_ptr) - 1
-    return np.maximum.accumulate(bounds)
+def _threads() -> int:
+    return numba.get_num_threads()
+
+
+@numba.njit(cache=True, parallel=True)
+def _csc_to_csr(indptr, indices, data, n_rows, n_threads):
+    """CSR arrays (sorted columns, float32 values) of a canonical CSC matrix: each thread
+    takes a range of columns, so that rows receive their columns in order."""
+    n_cols = indptr.shape[0] - 1
+    col_bounds = np.zeros(n_threads + 1, dtype=np.int64)
+    for t in range(1, n_threads + 1):  # about the same number of non-zeros per thread
+        goal = indptr[n_cols] * t // n_threads
+        c = col_bounds[t - 1]
+        while c < n_cols and indptr[c] < goal:
+            c += 1
+        col_bounds[t] = c
+    col_bounds[n_threads] = n_cols
+    counts = np.zeros((n_threads, n_rows), dtype=np.int64)
+    for t in numba.prange(n_threads):
+        for q in range(indptr[col_bounds[t]], indptr[col_bounds[t + 1]]):
+            counts[t, indices[q]] += 1
+    row_ptr = np.zeros(n_rows + 1, dtype=np.int64)
+    for r in range(n_rows):
+        total = row_ptr[r]
+        for t in range(n_threads):  # counts become each thread's first slot in the row
+            c = counts[t, r]
+            counts[t, r] = total
+            total += c
+        row_ptr[r + 1] = total
+    out_indices = np.empty(indptr[n_cols], dtype=np.int32)
+    out_data = np.empty(indptr[n_cols], dtype=np.float32)
+    for t in numba.prange(n_threads):
+        slot = counts[t]
+        for c in range(col_bounds[t], col_bounds[t + 1]):
+            for q in range(indptr[c], indptr[c + 1]):
+                r = indices[q]
+                out_indices[slot[r]] = c
+                out_data[slot[r]] = data[q]
+                slot[r] += 1
+    return row_ptr, out_indices, out_data
+
+
+@numba.njit(cache=True)
+def _split(block_ptr, rows, parts):
+    """Boundaries in ``rows`` giving each of ``parts`` threads about the same number of
+    blocks (voxel rows of a target hold many more spots than rows at the edge of a field)."""
+    n = rows.shape[0]
+    total = 0
+    for i in range(n):
+        r = rows[i]
+        total += np.int64(block_ptr[r + _U(1)] - block_ptr[r])
+    bounds = np.full(parts + 1, n, dtype=np.int64)
+    bounds[0] = 0
+    t = 1
+    done = 0
+    for i in range(n):
+        while t < parts and done * parts >= t * total:
+            bounds[t] = i
+            t += 1
+        r = rows[i]
+        done += np.int64(block_ptr[r + _U(1)] - block_ptr[r])
+    return bounds
 
 
 @dataclass(frozen=True)
@@ -91,7 +146,7 @@ class BlockRows:
     shape : tuple
         Shape of the matrix.
     nnz : int
-        Non-zeros of the matrix it was built from.
+        Stored values that are not zero.
     """
 
     block_ptr: np.ndarray
@@ -103,15 +158,24 @@ class BlockRows:
     @classmethod
     def from_matrix(cls, matrix) -> BlockRows:
         """Build from any SciPy sparse matrix (or array)."""
-        csr = sp.csr_matrix(matrix)
-        if csr.shape[1] >= np.iinfo(np.uint32).max - WIDTH:
+        if matrix.shape[1] >= np.iinfo(np.uint32).max - WIDTH:
             raise ValueError("too many columns for 32-bit block columns")
-        if not csr.has_canonical_format:  # sorted, unique column indices in each row
-            csr = csr.copy()
-            csr.sum_duplicates()
-        block_ptr = np.cumsum(_count_blocks(csr.indptr, csr.indices, WIDTH))
-        first_col, values = _fill_blocks(csr.indptr, csr.indices, csr.data, block_ptr, WIDTH)
-        return cls(block_ptr.astype(np.uint64), first_col, values, csr.shape, int(csr.nnz))
+        if sp.issparse(matrix) and matrix.format == "csc":
+            # the dose engine's layout, transposed in parallel (SciPy's conversion is serial);
+            # rows receive their columns in order, duplicates next to each other
+            indptr, indices, data = _csc_to_csr(
+                matrix.indptr, matrix.indices, matrix.data, matrix.shape[0], _threads()
+            )
+        else:
+            csr = sp.csr_matrix(matrix)
+            if not csr.has_sorted_indices:
+                csr = csr.copy()
+                csr.sort_indices()
+            indptr, indices, data = csr.indptr, csr.indices, csr.data
+        block_ptr = np.cumsum(_count_blocks(indptr, indices, WIDTH))
+        first_col, values = _fill_blocks(indptr, indices, data, block_ptr, WIDTH)
+        nnz = int(np.count_nonzero(values))
+        return cls(block_ptr.astype(np.uint64), first_col, values, tuple(matrix.shape), nnz)
 
     @property
     def n_blocks(self) -> int:
@@ -137,9 +201,7 @@ class BlockRows:
             rows = np.arange(self.shape[0], dtype=np.uint64)
         else:
             rows = np.ascontiguousarray(rows, dtype=np.uint64)
-        work = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum(self.block_ptr[rows + 1] - self.block_ptr[rows], out=work[1:])
-        return rows, _split(work, numba.get_num_threads())
+        return rows, _split(self.block_ptr, rows, _threads())
 
     def rmatvec(self, y: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """``matrix.T @ y`` in float64.

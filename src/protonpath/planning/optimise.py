@@ -127,27 +127,16 @@ class _Problem:
         return total, self.blocks.rmatvec(grad_dose[active], active_rows)
 
 
-def _watched_rows(objectives, rows, dose, margin):
-    """Rows an objective can act on: all rows of non-overdose objectives, and the rows of
-    overdose objectives whose dose is at least ``margin`` times their limit."""
-    keep = []
+def _watch(objectives, rows, dose, margin, watched):
+    """Mark in ``watched`` (a boolean per matrix row) the rows an objective can act on: all
+    rows of non-overdose objectives, and the rows of overdose objectives whose dose is at least
+    ``margin`` times their limit."""
     for o in objectives:
         r = rows[o.structure]
         if o.kind == SQUARED_OVERDOSE:
             r = r[dose[r] >= margin * o.dose_gy]
-        keep.append(r)
-    return np.unique(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)
-
-
-def _overdose_outside(objectives, rows, dose, watched) -> bool:
-    """Whether a voxel left out of ``watched`` exceeds an overdose limit."""
-    for o in objectives:
-        if o.kind == SQUARED_OVERDOSE:
-            r = rows[o.structure]
-            over = r[dose[r] > o.dose_gy]
-            if len(np.setdiff1d(over, watched, assume_unique=False)):
-                return True
-    return False
+        watched[r] = True
+    return watched
 
 
 def initial_weights(dose_matrix: DoseMatrix, target_rows: np.ndarray, dose_gy: float):
@@ -225,12 +214,9 @@ def optimise_weights(
     evaluations = 0
     message = ""
     sizes = {k: len(r) for k, r in rows.items()}
-    all_rows = np.arange(full.shape[0])
-    watched = (
-        all_rows
-        if watch_margin is None
-        else _watched_rows(objectives, rows, full.matvec(w), watch_margin)
-    )
+    watched = np.ones(full.shape[0], dtype=bool)
+    if watch_margin is not None:
+        watched = _watch(objectives, rows, full.matvec(w), watch_margin, ~watched)
     chunk = first_round_iterations if watch_margin is not None else max_iterations
     # one Bounds object (a list of 10^4 tuples is converted again by every round)
     non_negative = optimize.Bounds(
@@ -238,10 +224,9 @@ def optimise_weights(
     )
     settled = False
     while iteration[0] < max_iterations:
-        sub_rows = {
-            k: np.searchsorted(watched, np.intersect1d(r, watched)) for k, r in rows.items()
-        }
-        problem = _Problem(full, objectives, sub_rows, sizes, watched)
+        position = np.cumsum(watched) - 1  # of each watched row among the watched rows
+        sub_rows = {k: position[r[watched[r]]] for k, r in rows.items()}
+        problem = _Problem(full, objectives, sub_rows, sizes, np.flatnonzero(watched))
 
         def scaled(x, problem=problem):
             value, grad = problem(x)
@@ -264,12 +249,12 @@ def optimise_weights(
             break
         # rows only ever join the watched set, so this settles; once a round adds none, a last
         # round with all remaining iterations runs (L-BFGS-B keeps its memory through it)
-        grown = np.union1d(watched, _watched_rows(objectives, rows, full.matvec(w), watch_margin))
-        if settled and len(grown) == len(watched):
+        before = np.count_nonzero(watched)
+        grown = np.count_nonzero(_watch(objectives, rows, full.matvec(w), watch_margin, watched))
+        if settled and grown == before:
             break
-        settled = len(grown) == len(watched)
+        settled = grown == before
         chunk = max_iterations if settled else 2 * chunk
-        watched = grown
     value, _ = _Problem(full, objectives, rows)(w)
     return OptimisationResult(w, float(value), iteration[0], evaluations + 1, message)
 
