@@ -157,18 +157,20 @@ def optimise_weights(
     tolerance: float = 1e-5,
     callback: Callable[[int], None] | None = None,
     watch_margin: float | None = 0.8,
-    first_round_iterations: int = 20,
+    watch_every: int = 25,
+    stop_below: float | None = None,
 ) -> OptimisationResult:
     """Non-negative spot weights minimising the objectives (all spots together).
 
     Overdose objectives are zero, with zero gradient, on voxels below their limit, so the
     optimiser works on the matrix rows that can matter: every row of the other objectives and
-    the rows of overdose objectives at or above ``watch_margin`` times their limit.  L-BFGS-B
-    runs in short rounds (``first_round_iterations``, then doubling); after each round the full
-    dose is computed and voxels that came near their limit join the watched rows.  Once a round
-    adds no row, a last round runs to convergence or to ``max_iterations`` iterations in all
-    (followed by another only if that one adds rows).  The returned objective is that of the
-    full matrix.
+    the rows of overdose objectives at or above ``watch_margin`` times their limit.  While every
+    other row stays below its limit this is the full problem, not an approximation, so one
+    L-BFGS-B run goes on throughout (restarting would throw away its curvature memory): after
+    iterations 1, 2, 4, 8 and 16, then every ``watch_every`` iterations, the full dose is
+    computed and voxels that came near their limit join the watched rows.  If L-BFGS-B
+    converges in an iteration that added rows, it runs again with the remaining iterations.
+    The returned objective is that of the full matrix.
 
     Parameters
     ----------
@@ -190,48 +192,62 @@ def optimise_weights(
     watch_margin : float or None
         Fraction of an overdose limit from which a voxel's row is optimised on; ``None`` uses
         every row in every iteration.
-    first_round_iterations : int
-        Iterations of the first round.
+    watch_every : int
+        Iterations between two looks for rows to watch, after the first 16.
+    stop_below : float, optional
+        Stop as soon as the objective is at or below this value (to compare optimisers at
+        equal plan quality).
     """
     if initial is None:
         targets = [o for o in objectives if o.kind in (SQUARED_DEVIATION, SQUARED_UNDERDOSE)]
         ref = targets[0] if targets else objectives[0]
         initial = initial_weights(dose_matrix, rows[ref.structure], ref.dose_gy or 1.0)
-    # the matrix in the products' layout, built once; each round computes the rows it watches
+    # the matrix in the products' layout, built once; the problem computes the watched rows
     full = BlockRows.from_matrix(dose_matrix.matrix)
     w = np.asarray(initial, dtype=np.float64)
-    iteration = [0]
+    start_value, _ = _Problem(full, objectives, rows)(w)
     # L-BFGS-B's tolerance is relative only while the objective is above 1: scale it to start
     # at 1e6, so doses per fraction (small objectives) converge like whole courses
-    start_value, _ = _Problem(full, objectives, rows)(w)
     scale = 1e6 / start_value if start_value > 0 else 1.0
-
-    def on_iteration(_x):
-        iteration[0] += 1
-        if callback is not None:
-            callback(iteration[0])
-
-    evaluations = 0
-    message = ""
     sizes = {k: len(r) for k, r in rows.items()}
     watched = np.ones(full.shape[0], dtype=bool)
     if watch_margin is not None:
         watched = _watch(objectives, rows, full.matvec(w), watch_margin, ~watched)
-    chunk = first_round_iterations if watch_margin is not None else max_iterations
-    # one Bounds object (a list of 10^4 tuples is converted again by every round)
+
+    def watching(mask):
+        position = np.cumsum(mask) - 1  # of each watched row among the watched rows
+        sub_rows = {k: position[r[mask[r]]] for k, r in rows.items()}
+        return _Problem(full, objectives, sub_rows, sizes, np.flatnonzero(mask))
+
+    state = {"problem": watching(watched), "iteration": 0, "evaluations": 0, "grew": False}
+
+    def scaled(x):
+        value, grad = state["problem"](x)
+        return value * scale, grad * scale
+
+    def on_iteration(intermediate_result):
+        state["iteration"] += 1
+        i = state["iteration"]
+        if callback is not None:
+            callback(i)
+        if stop_below is not None and intermediate_result.fun / scale <= stop_below:
+            raise StopIteration
+        looks = i in (1, 2, 4, 8, 16) or (i > 16 and i % watch_every == 0)
+        if watch_margin is not None and looks:
+            before = np.count_nonzero(watched)
+            dose = full.matvec(intermediate_result.x)
+            state["grew"] = np.count_nonzero(_watch(objectives, rows, dose, watch_margin, watched))
+            state["grew"] = state["grew"] > before
+            if state["grew"]:
+                state["evaluations"] += state["problem"].n_evaluations
+                state["problem"] = watching(watched)
+
     non_negative = optimize.Bounds(
         np.zeros(dose_matrix.n_spots), np.full(dose_matrix.n_spots, np.inf)
     )
-    settled = False
-    while iteration[0] < max_iterations:
-        position = np.cumsum(watched) - 1  # of each watched row among the watched rows
-        sub_rows = {k: position[r[watched[r]]] for k, r in rows.items()}
-        problem = _Problem(full, objectives, sub_rows, sizes, np.flatnonzero(watched))
-
-        def scaled(x, problem=problem):
-            value, grad = problem(x)
-            return value * scale, grad * scale
-
+    message = ""
+    while state["iteration"] < max_iterations:
+        state["grew"] = False
         res = optimize.minimize(
             scaled,
             w,
@@ -239,24 +255,31 @@ def optimise_weights(
             method="L-BFGS-B",
             bounds=non_negative,
             tol=tolerance,
-            options={"maxiter": min(chunk, max_iterations - iteration[0])},
+            options={"maxiter": max_iterations - state["iteration"]},
             callback=on_iteration,
         )
         w = np.maximum(res.x, 0.0)
-        evaluations += problem.n_evaluations
         message = str(res.message)
-        if watch_margin is None:
+        if (
+            watch_margin is None
+            or not res.success
+            or stop_below is not None
+            and res.fun / scale <= stop_below
+        ):
             break
-        # rows only ever join the watched set, so this settles; once a round adds none, a last
-        # round with all remaining iterations runs (L-BFGS-B keeps its memory through it)
+        # converged: on the full problem too, unless rows near their limits were left out
         before = np.count_nonzero(watched)
-        grown = np.count_nonzero(_watch(objectives, rows, full.matvec(w), watch_margin, watched))
-        if settled and grown == before:
+        if (
+            np.count_nonzero(_watch(objectives, rows, full.matvec(w), watch_margin, watched))
+            == before
+            and not state["grew"]
+        ):
             break
-        settled = grown == before
-        chunk = max_iterations if settled else 2 * chunk
+        state["evaluations"] += state["problem"].n_evaluations
+        state["problem"] = watching(watched)
     value, _ = _Problem(full, objectives, rows)(w)
-    return OptimisationResult(w, float(value), iteration[0], evaluations + 1, message)
+    evaluations = state["evaluations"] + state["problem"].n_evaluations + 1
+    return OptimisationResult(w, float(value), state["iteration"], evaluations, message)
 
 
 def optimise_single_field(
