@@ -106,13 +106,14 @@ def plan_command(
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("plan_out"),
 ) -> None:
     """Plan a proton PBS treatment and write RT Ion Plan, RT Dose, a DVH plot and a summary."""
-    # numba's own work queue copes better than OpenMP's spinning threads on shared machines
-    # (the CLI calls the kernels from one thread, which that layer requires)
-    os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+    # OpenMP threads that sleep as soon as a parallel loop ends (read when OpenMP loads):
+    # spinning ones take the core the main thread needs between two optimiser products, and
+    # numba's own work queue, the fallback, wakes its threads more slowly
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
     import numba
 
     if numba.config.THREADING_LAYER == "default":
-        numba.config.THREADING_LAYER = "workqueue"
+        numba.config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
