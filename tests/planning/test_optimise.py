@@ -116,3 +116,84 @@ def test_optimising_on_watched_rows_reaches_the_full_problem_optimum(single_beam
     value, _ = optimise._Problem(p.dose_matrix, objectives, rows)(watched.weights)
     assert watched.objective == pytest.approx(value)
     assert watched.objective <= 1.02 * full.objective + 1e-6
+
+
+def test_rows_that_climb_to_their_limit_join_the_watched_rows(single_beam_plan):
+    """Starting from zero weights, no organ voxel is near its limit, so the optimiser starts
+    with the target rows only; the organ's voxels must join as the dose rises, or the plan
+    would ignore the organ's limit."""
+    p = single_beam_plan
+    rows = {s.name: p.dose_matrix.rows_of(s.mask) for s in p.structures}
+    start = np.zeros(p.dose_matrix.n_spots)
+    target_only = [Objective("PTV", SQUARED_DEVIATION, RX, 1000.0)]
+    blind = optimise.optimise_weights(
+        p.dose_matrix, target_only, rows, initial=start, max_iterations=150
+    )
+
+    def organ_dose(weights):
+        return p.dose_matrix.dose_cube(weights).ravel()[p.dose_matrix.voxel_indices][rows["Rectum"]]
+
+    limit = 0.5 * organ_dose(blind.weights).max()
+    objectives = [*target_only, Objective("Rectum", SQUARED_OVERDOSE, limit, 300.0)]
+    res = optimise.optimise_weights(
+        p.dose_matrix, objectives, rows, initial=start, max_iterations=150
+    )
+    every_row = optimise.optimise_weights(
+        p.dose_matrix, objectives, rows, initial=start, max_iterations=150, watch_margin=None
+    )
+    blind_over = np.maximum(organ_dose(blind.weights) - limit, 0.0)
+    over = np.maximum(organ_dose(res.weights) - limit, 0.0)
+    assert over.mean() < 0.9 * blind_over.mean()
+    assert res.objective <= 1.02 * every_row.objective
+    # the reported objective is the full problem's
+    value, _ = optimise._Problem(p.dose_matrix, objectives, rows)(res.weights)
+    assert res.objective == pytest.approx(value)
+
+
+def test_stop_below_ends_at_the_first_iteration_reaching_that_objective(single_beam_plan):
+    p = single_beam_plan
+    rows = {s.name: p.dose_matrix.rows_of(s.mask) for s in p.structures}
+    objectives = default_objectives("PTV", RX, ["Rectum"], {"Rectum": 0.1})
+    start = np.zeros(p.dose_matrix.n_spots)
+    values = []
+    problem = optimise._Problem(p.dose_matrix, objectives, rows)
+    full = optimise.optimise_weights(
+        p.dose_matrix, objectives, rows, initial=start, max_iterations=120, tolerance=1e-14
+    )
+    goal = 1.5 * full.objective
+    stopped = optimise.optimise_weights(
+        p.dose_matrix,
+        objectives,
+        rows,
+        initial=start,
+        max_iterations=120,
+        tolerance=1e-14,
+        stop_below=goal,
+        callback=values.append,
+    )
+    assert stopped.iterations < full.iterations
+    assert values == list(range(1, stopped.iterations + 1))
+    assert stopped.objective <= goal
+    assert problem(stopped.weights)[0] == pytest.approx(stopped.objective)
+    # one iteration less had not reached it
+    before = optimise.optimise_weights(
+        p.dose_matrix,
+        objectives,
+        rows,
+        initial=start,
+        max_iterations=stopped.iterations - 1,
+        tolerance=1e-14,
+    )
+    assert before.objective > goal
+
+
+def test_blas_threads_are_restored_after_optimising(single_beam_plan):
+    from threadpoolctl import threadpool_info
+
+    p = single_beam_plan
+    rows = {s.name: p.dose_matrix.rows_of(s.mask) for s in p.structures}
+    before = [(i["filepath"], i["num_threads"]) for i in threadpool_info()]
+    optimise.optimise_weights(
+        p.dose_matrix, [Objective("PTV", SQUARED_DEVIATION, RX, 1.0)], rows, max_iterations=5
+    )
+    assert [(i["filepath"], i["num_threads"]) for i in threadpool_info()] == before
