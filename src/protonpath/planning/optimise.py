@@ -8,9 +8,10 @@ voxels (the matRad definitions)::
     squared underdose   mean(min(d - d_min, 0)^2)
     mean dose           mean(d)
 
-with the analytic gradient ``D^T dC/dd`` computed by sparse products: a row-parallel forward
-product, and a transposed product over the rows where ``dC/dd`` is non-zero only (organ voxels
-below their limits contribute nothing).  Multi-field
+with the analytic gradient ``D^T dC/dd`` computed by sparse products on the matrix stored as
+blocks of consecutive spots (:mod:`protonpath.planning.blocks`): a forward product over the
+rows an objective can act on, and a transposed product over the rows where ``dC/dd`` is
+non-zero only (organ voxels below their limits contribute nothing).  Multi-field
 optimisation (IMPT) optimises all spots together; single-field optimisation (SFUD) gives each
 beam an equal share of the target objectives and optimises beams one at a time.
 """
