@@ -237,9 +237,8 @@ def optimise_weights(
         looks = i in (1, 2, 4, 8, 16) or (i > 16 and i % watch_every == 0)
         if watch_margin is not None and looks:
             before = np.count_nonzero(watched)
-            dose = full.matvec(intermediate_result.x)
-            state["grew"] = np.count_nonzero(_watch(objectives, rows, dose, watch_margin, watched))
-            state["grew"] = state["grew"] > before
+            _watch(objectives, rows, full.matvec(intermediate_result.x), watch_margin, watched)
+            state["grew"] = np.count_nonzero(watched) > before
             if state["grew"]:
                 state["evaluations"] += state["problem"].n_evaluations
                 state["problem"] = watching(watched)
