@@ -382,13 +382,6 @@ def _csr_matvec(indptr, indices, data, x):
     return out
 
 
-def csr_matvec(matrix, x: np.ndarray) -> np.ndarray:
-    """``matrix @ x`` (float64) for a CSR matrix, parallel over rows."""
-    return _csr_matvec(
-        matrix.indptr, matrix.indices, matrix.data, np.ascontiguousarray(x, dtype=np.float64)
-    )
-
-
 def csc_rmatvec(matrix: sp.csc_matrix, y: np.ndarray) -> np.ndarray:
     """``matrix.T @ y`` (float64) for a CSC matrix: one gather per column, parallel over
     columns."""
@@ -398,6 +391,6 @@ def csc_rmatvec(matrix: sp.csc_matrix, y: np.ndarray) -> np.ndarray:
 
 
 def csc_matvec(matrix: sp.csc_matrix, x: np.ndarray) -> np.ndarray:
-    """``matrix @ x`` (float64) for a CSC matrix (SciPy; for repeated products convert the
-    matrix to CSR once and use :func:`csr_matvec`)."""
+    """``matrix @ x`` (float64) for a CSC matrix (SciPy; for repeated products build a
+    :class:`protonpath.planning.blocks.BlockRows` once)."""
     return np.asarray(matrix @ np.asarray(x, dtype=np.float64), dtype=np.float64)
