@@ -207,7 +207,8 @@ def optimise_weights(
     # the matrix in the products' layout, built once; the problem computes the watched rows
     full = BlockRows.from_matrix(dose_matrix.matrix)
     w = np.asarray(initial, dtype=np.float64)
-    start_value, _ = _Problem(full, objectives, rows)(w)
+    every_row = _Problem(full, objectives, rows)  # for the start and the final objective
+    start_value, _ = every_row(w)
     # L-BFGS-B's tolerance is relative only while the objective is above 1: scale it to start
     # at 1e6, so doses per fraction (small objectives) converge like whole courses
     scale = 1e6 / start_value if start_value > 0 else 1.0
@@ -282,7 +283,7 @@ def optimise_weights(
                 break
             state["evaluations"] += state["problem"].n_evaluations
             state["problem"] = watching(watched)
-    value, _ = _Problem(full, objectives, rows)(w)
+    value, _ = every_row(w)
     evaluations = state["evaluations"] + state["problem"].n_evaluations + 1
     return OptimisationResult(w, float(value), state["iteration"], evaluations, message)
 
