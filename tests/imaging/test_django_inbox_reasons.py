@@ -21,6 +21,7 @@ from protonpath.imaging.models import Study
 from tests.factories import PASSWORD
 from tests.imaging.conftest import PATIENT_BIRTH, PATIENT_NAME, stamp
 from tests.imaging.dicomdata import write_ct_series
+from tests.translations import assert_every_sentence_reads_differently_in_french
 
 
 def _storescu(listener, paths) -> None:
@@ -91,11 +92,7 @@ def test_every_reason_route_gives_has_a_sentence_translated_into_french():
     source = Path(ingest.__file__).read_text()
     codes = set(re.findall(r'InboxReason\(\s*"([a-z_]+)"', source))
     assert codes == {key.split("/")[0] for key in messages.INBOX_REASONS}
-    for key, sentence in messages.INBOX_REASONS.items():
-        with translation.override("en"):
-            english = str(sentence)
-        with translation.override("fr"):
-            assert str(sentence) != english, key
+    assert_every_sentence_reads_differently_in_french(messages.INBOX_REASONS)
 
 
 def test_the_english_rendering_is_the_stored_text():

@@ -10,6 +10,7 @@ import pytest
 from django.utils import translation
 
 from protonpath.imaging import checks, messages
+from tests.translations import assert_every_sentence_reads_differently_in_french
 
 
 def _header(**values) -> checks.InstanceHeader:
@@ -23,11 +24,7 @@ def test_every_code_the_checks_emit_has_a_sentence_translated_into_french():
     codes = set(re.findall(r'_finding\(\s*"([a-z_]+)"', source)) | {"no_rtstruct", "no_mr", "no_pt"}
     keys = {key.split("/")[0] for key in messages.MESSAGES}
     assert codes == keys
-    for key, sentence in messages.MESSAGES.items():
-        with translation.override("en"):
-            english = str(sentence)
-        with translation.override("fr"):
-            assert str(sentence) != english, key
+    assert_every_sentence_reads_differently_in_french(messages.MESSAGES)
 
 
 def test_the_english_rendering_is_the_checks_own_message():
