@@ -320,18 +320,25 @@ def test_the_agenda_lists_the_days_sessions_and_records_a_downtime(client, users
     assert course.sessions.filter(status=SessionStatus.ANNOUNCED).count() == 3
 
 
-def test_recording_a_session_from_the_agenda(client, users, patient_request):
+def scheduled_course(users, patient_request, category):
+    """Planning started, then a 2-fraction course of ``category``, ready on the first open
+    day, scheduled by the physicist."""
     referral_services.perform(
         actor=users["oncologist"], treatment_request=patient_request, action="start_planning"
     )
     course = services.create_course(
         actor=users["physicist"],
         treatment_request=patient_request,
-        category="adult_standard",
+        category=category,
         ready_date=first_open_day(),
         fractions=2,
     )
     services.schedule_course(actor=users["physicist"], course=course)
+    return course
+
+
+def test_recording_a_session_from_the_agenda(client, users, patient_request):
+    course = scheduled_course(users, patient_request, "adult_standard")
     session = course.sessions.order_by("start").first()
     past = timezone.now() - datetime.timedelta(hours=2)
     GantrySession.objects.filter(pk=session.pk).update(
@@ -352,17 +359,7 @@ def test_recording_a_session_from_the_agenda(client, users, patient_request):
 
 
 def test_the_agenda_names_each_session_s_category_in_the_reader_s_language(client, users, patient_request):
-    referral_services.perform(
-        actor=users["oncologist"], treatment_request=patient_request, action="start_planning"
-    )
-    course = services.create_course(
-        actor=users["physicist"],
-        treatment_request=patient_request,
-        category="adult_complex",
-        ready_date=first_open_day(),
-        fractions=2,
-    )
-    services.schedule_course(actor=users["physicist"], course=course)
+    course = scheduled_course(users, patient_request, "adult_complex")
     day = timezone.localtime(course.sessions.order_by("start").first().start).date()
     login(client, users["staff"])
     url = f"/scheduling/agenda/{day.isoformat()}/"
