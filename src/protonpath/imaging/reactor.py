@@ -56,7 +56,7 @@ from pynetdicom.dul import DULServiceProvider
 from pynetdicom.fsm import InvalidEventError
 from pynetdicom.pdu import A_ABORT_RQ, A_ASSOCIATE_RJ
 from pynetdicom.pdu_primitives import A_ASSOCIATE, P_DATA
-from pynetdicom.transport import AssociationSocket, RequestHandler
+from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 from pynetdicom.utils import set_timer_resolution
 
 LOGGER = logging.getLogger(__name__)
@@ -621,6 +621,15 @@ class BulkReadSocket(AssociationSocket):
 
 
 _SLOTS_LOCK = threading.Lock()
+
+
+class BoundedAssociationServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server with a listen backlog of :attr:`request_queue_size`
+    connections instead of socketserver's 5: with 5, a handful of peers connecting at once made
+    the kernel drop the next connection attempts (retried after 1 s, 3 s, 7 s...), the allowed
+    hospital's among them, before :class:`PromptRequestHandler` could refuse any."""
+
+    request_queue_size = 256
 
 
 class PromptRequestHandler(RequestHandler):

@@ -47,10 +47,14 @@ from pynetdicom import (
     evt,
 )
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
-from pynetdicom.transport import ThreadedAssociationServer
 
 from protonpath.imaging.checks import InstanceHeader
-from protonpath.imaging.reactor import MAX_PDU_CAP, NetworkLimits, PromptRequestHandler
+from protonpath.imaging.reactor import (
+    MAX_PDU_CAP,
+    BoundedAssociationServer,
+    NetworkLimits,
+    PromptRequestHandler,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -327,7 +331,7 @@ class DicomListener:
         server = self.ae.make_server(
             (self.settings.host, self.settings.port),
             evt_handlers=self._handlers(),
-            server_class=ThreadedAssociationServer,
+            server_class=BoundedAssociationServer,
             request_handler=PromptRequestHandler,
         )
         server.fast_store = self._store  # C-STORE served straight from the reactor
