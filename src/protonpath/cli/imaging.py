@@ -29,5 +29,8 @@ def register(app: typer.Typer) -> None:
             f"DICOM listener {listener.settings.ae_title} on {listener.settings.host}:{listener.settings.port}"
             " (Ctrl-C or SIGTERM to stop)"
         )
-        listener.serve_forever()  # returns once stopped by SIGINT or SIGTERM, transfers closed
+        try:
+            listener.serve_forever()  # returns once stopped by SIGINT or SIGTERM, transfers closed
+        except KeyboardInterrupt:  # signals not caught (serve_forever outside the main thread)
+            pass
         typer.echo("stopped")
