@@ -181,7 +181,7 @@ DICOM_ALLOWED_CALLING_AE_TITLES = [
 DICOM_INCOMING_DIR = Path(os.environ.get("DICOM_INCOMING_DIR", VAR_DIR / "dicom-incoming"))
 # What one peer may take from the listener (imaging/reactor.py). Sizes: the largest P-DATA-TF PDU
 # we announce and accept, and the largest of any other PDU and of anything before the
-# association (a request offering every storage class is about 20 KiB); a peer announcing more is
+# association (a request for 128 storage classes with every transfer syntax is 154 KiB); a peer announcing more is
 # aborted before anything is allocated for it. Time limits, in seconds: connection to complete
 # association request; a PDU header once begun; a PDU body once its header is in; an association
 # with nothing received (idle); one DIMSE message from its first fragment to its last; the wait
@@ -189,7 +189,7 @@ DICOM_INCOMING_DIR = Path(os.environ.get("DICOM_INCOMING_DIR", VAR_DIR / "dicom-
 # "local limit exceeded"). On SIGTERM or SIGINT the listener refuses new associations and gives
 # the open ones DICOM_STOP_GRACE_S to finish before aborting them.
 DICOM_MAX_PDU_BYTES = int(os.environ.get("DICOM_MAX_PDU_BYTES", str(4 * 1024 * 1024)))
-DICOM_MAX_CONTROL_PDU_BYTES = int(os.environ.get("DICOM_MAX_CONTROL_PDU_BYTES", str(64 * 1024)))
+DICOM_MAX_CONTROL_PDU_BYTES = int(os.environ.get("DICOM_MAX_CONTROL_PDU_BYTES", str(256 * 1024)))
 DICOM_REQUEST_TIMEOUT_S = float(os.environ.get("DICOM_REQUEST_TIMEOUT_S", "10"))
 DICOM_PDU_HEADER_TIMEOUT_S = float(os.environ.get("DICOM_PDU_HEADER_TIMEOUT_S", "10"))
 DICOM_PDU_BODY_TIMEOUT_S = float(os.environ.get("DICOM_PDU_BODY_TIMEOUT_S", "60"))

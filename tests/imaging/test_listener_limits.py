@@ -102,7 +102,7 @@ def test_announced_pdu_lengths_up_to_4_gib_are_refused_without_taking_memory(tmp
         assert echoscu(listener.port).returncode == 0
         baseline = peak = listener.rss_kib()
         # before any association: requests, P-DATA and other PDUs announcing 1 MiB to 4 GiB
-        for pdu_type, length in [(0x01, MiB), (0x04, 0x10000000), (0x01, 0x7FFFFFFF), (0x01, 0xFFFFFFFF),
+        for pdu_type, length in [(0x01, 256 * 1024 + 1), (0x01, MiB), (0x04, 0x10000000), (0x01, 0x7FFFFFFF), (0x01, 0xFFFFFFFF),
                                  (0x04, 0xFFFFFFFF), (0x05, 0xFFFFFFFF)]:
             with socket.create_connection(("127.0.0.1", listener.port)) as peer:
                 peer.sendall(header(pdu_type, length) + b"\0" * 10)
@@ -131,7 +131,7 @@ def test_announced_pdu_lengths_up_to_4_gib_are_refused_without_taking_memory(tmp
         assert echoscu(listener.port).returncode == 0
     assert peak - baseline < 32 * 1024, f"the listener grew by {(peak - baseline) // 1024} MiB"
     err = listener.stderr()
-    assert "PDU of type 0x01 announcing 4294967295 bytes (limit 65536)" in err
+    assert "PDU of type 0x01 announcing 4294967295 bytes (limit 262144)" in err
     assert f"PDU of type 0x04 announcing {4 * MiB + 1} bytes (limit {4 * MiB})" in err
     no_traceback(listener)
 
@@ -311,4 +311,38 @@ def test_sigterm_aborts_an_association_still_open_after_the_grace_and_exits_0_wi
     assert transfers == [("aborted", 2)]
     assert not list(listener.incoming.rglob("*.part"))
     assert "association from 127.0.0.1 aborted: the listener is stopping" in listener.stderr()
+    no_traceback(listener)
+
+
+def test_sigterm_with_a_short_grace_aborts_storescu_and_keeps_every_acknowledged_instance(tmp_path, database, rt_study):
+    grace = 0.2
+    study = tmp_path / "study"
+    shutil.copytree(rt_study["CT"][0].parent, study)
+    write_ct_series(study / "more", 300)
+    sent = sum(1 for _ in study.rglob("*.dcm"))
+    with ListenerProcess(tmp_path, database, DICOM_STOP_GRACE_S=str(grace)) as listener:
+        sender = subprocess.Popen(
+            ["storescu", "-v", "-aet", "HOSPITAL", "-aec", AE_TITLE, "+sd", "+r", "127.0.0.1", str(listener.port), str(study)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        wait_until(lambda: _indexed(listener) >= 5, 120)
+        listener.signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        code = listener.wait(timeout=60)
+        exited_after = time.monotonic() - signalled
+        output, _ = sender.communicate(timeout=120)
+        indexed = listener.query("SELECT sop_instance_uid FROM imaging_instance")
+        transfers = listener.query("SELECT outcome, stored FROM imaging_transfer")
+
+    acknowledged = output.count("Received Store Response (Success)")
+    assert sender.returncode != 0  # storescu was cut off
+    assert 5 <= acknowledged < sent
+    # every acknowledged instance is indexed; at most the one being filed when the abort came
+    # is indexed without its acknowledgement reaching the peer
+    assert acknowledged <= len(indexed) <= acknowledged + 1
+    assert transfers == [("aborted", len(indexed))]
+    assert code == 0
+    assert exited_after < grace + 6
+    assert not list(listener.incoming.rglob("*.part"))
+    assert not list(listener.incoming.rglob("*.dcm"))
     no_traceback(listener)

@@ -97,7 +97,8 @@ class NetworkLimits:
         From a PDU's header to the last byte of its body.
     max_control_pdu_bytes : int
         Largest PDU before the association is established, and of any type but P-DATA-TF
-        afterwards (an A-ASSOCIATE-RQ offering every storage class is about 20 KiB).
+        afterwards. An A-ASSOCIATE-RQ of 128 storage classes is 17 KiB with 4 transfer syntaxes
+        each, 154 KiB with all 45 that pynetdicom knows; 256 KiB covers any real one.
     max_associations : int
         Open connections in all (associated or not yet).
     max_associations_per_address : int
@@ -110,7 +111,7 @@ class NetworkLimits:
     request_timeout_s: float = 10.0
     pdu_header_timeout_s: float = 10.0
     pdu_body_timeout_s: float = 60.0
-    max_control_pdu_bytes: int = 64 * 1024
+    max_control_pdu_bytes: int = 256 * 1024
     max_associations: int = 32
     max_associations_per_address: int = 8
 
@@ -224,8 +225,8 @@ class PromptDul(DULServiceProvider):
             if not (self._connected() and self._receive()):
                 self.socket.close()
             return
-        if self._connected() and self._receive() == "pdu":
-            self._idle_timer.restart()
+        if self._connected() and self._receive() is not None:
+            self._idle_timer.restart()  # something arrived (the stage limits bound a trickle)
 
     def _receive(self) -> str | None:
         """Read without blocking; 'pdu' when a PDU (or the end of the connection) was handled,

@@ -134,7 +134,7 @@ class ListenerSettings:
     request_timeout_s: float = 10.0
     pdu_header_timeout_s: float = 10.0
     pdu_body_timeout_s: float = 60.0
-    max_control_pdu_bytes: int = 64 * 1024
+    max_control_pdu_bytes: int = 256 * 1024
     max_associations: int = 32
     max_associations_per_address: int = 8
     stop_grace_s: float = 30.0
