@@ -252,6 +252,7 @@ class PromptDul(DULServiceProvider):
                     return "pdu"
                 if self._rx_length == 0:
                     return self._pdu_received()
+                return self._receive_body(raw, flags) or "bytes"  # the header, at least
             return self._receive_body(raw, flags)
         except (BlockingIOError, InterruptedError):
             return None
@@ -269,8 +270,11 @@ class PromptDul(DULServiceProvider):
         while self._rx_filled < total:
             if self._rx_filled == len(self._rx):  # full: double it, never past the PDU's length
                 self._rx.extend(bytes(min(max(len(self._rx), FIRST_CHUNK), total - len(self._rx))))
-            with memoryview(self._rx) as view:
-                count = raw.recv_into(view[self._rx_filled :], len(self._rx) - self._rx_filled, flags)
+            try:
+                with memoryview(self._rx) as view:
+                    count = raw.recv_into(view[self._rx_filled :], len(self._rx) - self._rx_filled, flags)
+            except (BlockingIOError, InterruptedError):
+                break  # all that had arrived is read
             if not count:
                 return self._peer_closed()
             self._rx_filled += count
