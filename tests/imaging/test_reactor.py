@@ -168,3 +168,30 @@ def test_a_request_for_128_storage_classes_with_every_transfer_syntax_is_accepte
         assoc.release()
     finally:
         listener.stop()
+
+
+def test_a_message_larger_than_the_limit_is_aborted_and_nothing_kept(tmp_path):
+    import numpy as np
+
+    recorder = Recorder()
+    # in 64 KiB PDUs: the message is counted as its fragments arrive
+    listener = start_listener(tmp_path, recorder, max_message_bytes=1024 * 1024, maximum_pdu_size=65536)
+    try:
+        big = ct_dataset()
+        big.Rows = big.Columns = 1024
+        big.PixelData = np.zeros((1024, 1024), dtype=np.uint16).tobytes()  # 2 MiB
+        assoc = associate(listener)
+        status = assoc.send_c_store(big)
+        deadline = time.monotonic() + 5
+        while assoc.is_established and time.monotonic() < deadline:
+            time.sleep(0.05)
+        summary = recorder.wait_end()
+        assert assoc.is_aborted and not status
+        # an instance under the limit goes through on the next association
+        assoc = associate(listener)
+        assert assoc.send_c_store(ct_dataset()).Status == 0x0000
+        assoc.release()
+    finally:
+        listener.stop()
+    assert (summary.outcome, summary.stored) == ("aborted", 0)
+    assert len(recorder.instances) == 1

@@ -16,6 +16,7 @@ SETTINGS = {
     "acse_timeout_s": "DICOM_ACSE_TIMEOUT_S",
     "max_associations": "DICOM_MAX_ASSOCIATIONS",
     "max_associations_per_address": "DICOM_MAX_ASSOCIATIONS_PER_ADDRESS",
+    "max_message_bytes": "DICOM_MAX_MESSAGE_BYTES",
     "stop_grace_s": "DICOM_STOP_GRACE_S",
 }
 

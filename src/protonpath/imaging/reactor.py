@@ -103,6 +103,8 @@ class NetworkLimits:
         Open connections in all (associated or not yet).
     max_associations_per_address : int
         Open connections from one peer address.
+    max_message_bytes : int
+        Largest DIMSE message (command and data set), held in memory until complete.
 
     The time-outs of the association itself (idle, DIMSE message) are pynetdicom's
     ``network_timeout`` and ``dimse_timeout`` of the Application Entity.
@@ -114,6 +116,7 @@ class NetworkLimits:
     max_control_pdu_bytes: int = 256 * 1024
     max_associations: int = 32
     max_associations_per_address: int = 8
+    max_message_bytes: int = 1024 * 1024 * 1024
 
 
 class PromptDul(DULServiceProvider):
@@ -389,10 +392,20 @@ class PromptDul(DULServiceProvider):
                     self.abort_peer("protocol error", ABORT_NOT_SPECIFIED)
             return
         if event == "Evt10":  # a P-DATA-TF: a DIMSE message begun, continued or completed
-            if self.assoc.dimse.message is None:
+            message = self.assoc.dimse.message
+            if message is None:
                 self._dimse_started = None
-            elif self._dimse_started is None:
+                return
+            if self._dimse_started is None:
                 self._dimse_started = time.monotonic()
+            size = _tell(getattr(message, "encoded_command_set", None)) + _tell(
+                getattr(message, "_data_set_file", None) or getattr(message, "data_set", None)
+            )
+            if size > self.limits.max_message_bytes:
+                self.abort_peer(
+                    f"DIMSE message over {self.limits.max_message_bytes} bytes", ABORT_NOT_SPECIFIED
+                )
+                self.assoc.dimse.message = None  # its bytes are freed now
 
     def _abort_after_error(self) -> None:
         """Send an A-ABORT straight to the peer and stop both reactors (the state machine
@@ -410,6 +423,13 @@ class PromptDul(DULServiceProvider):
         self.assoc.is_established = False
         self.assoc._kill = True
         self._kill_thread = True
+
+
+def _tell(stream: Any) -> int:
+    try:
+        return int(stream.tell()) if stream is not None else 0
+    except (OSError, ValueError):
+        return 0
 
 
 def encode_store_response(

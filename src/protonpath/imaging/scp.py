@@ -117,6 +117,9 @@ class ListenerSettings:
     max_associations, max_associations_per_address : int
         Open connections in all, and from one peer address; more are rejected at once
         (A-ASSOCIATE-RJ, transient, local limit exceeded).
+    max_message_bytes : int
+        Largest DIMSE message (an instance with its command), held in memory until complete;
+        a peer sending a larger one is aborted.
     stop_grace_s : float
         On SIGTERM or SIGINT, how long open associations may go on before they are aborted.
     """
@@ -137,6 +140,7 @@ class ListenerSettings:
     max_control_pdu_bytes: int = 256 * 1024
     max_associations: int = 32
     max_associations_per_address: int = 8
+    max_message_bytes: int = 1024 * 1024 * 1024
     stop_grace_s: float = 30.0
 
     def limits(self) -> NetworkLimits:
@@ -148,6 +152,7 @@ class ListenerSettings:
             max_control_pdu_bytes=self.max_control_pdu_bytes,
             max_associations=self.max_associations,
             max_associations_per_address=self.max_associations_per_address,
+            max_message_bytes=self.max_message_bytes,
         )
 
 
