@@ -76,6 +76,10 @@ STORAGE_TRANSFER_SYNTAXES = [
     if not ts.startswith(("1.2.840.10008.1.2.4.10", "1.2.840.10008.1.2.7.", "1.2.840.10008.1.2.4.94", "1.2.840.10008.1.2.4.95"))
 ]
 
+#: After the grace of a graceful stop, how long aborted associations may take to end (a C-STORE
+#: being filed finishes first); the process exits within ``stop_grace_s`` plus this.
+ABORT_WAIT_S = 10.0
+
 _UID_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 PARTIAL_DIR = ".partial"
 
@@ -407,7 +411,7 @@ class DicomListener:
                 request_stop()
             else:
                 assoc.abort()
-        ended_by = time.monotonic() + 10.0  # a C-STORE being filed finishes first
+        ended_by = time.monotonic() + ABORT_WAIT_S
         while server.active_associations and time.monotonic() < ended_by:
             time.sleep(0.02)
         # connections dropped without release or abort are ended by a timer: end them now
