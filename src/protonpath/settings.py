@@ -179,6 +179,28 @@ DICOM_ALLOWED_CALLING_AE_TITLES = [
     t.strip() for t in os.environ.get("DICOM_ALLOWED_CALLING_AE_TITLES", "").split(",") if t.strip()
 ]
 DICOM_INCOMING_DIR = Path(os.environ.get("DICOM_INCOMING_DIR", VAR_DIR / "dicom-incoming"))
+# What one peer may take from the listener (imaging/reactor.py). Sizes: the largest P-DATA-TF PDU
+# we announce and accept, and the largest of any other PDU and of anything before the
+# association (a request for 128 storage classes with every transfer syntax is 154 KiB); a peer
+# announcing more is aborted before anything is allocated for it. Time limits, in seconds: connection to complete
+# association request; a PDU header once begun; a PDU body once its header is in; an association
+# with nothing received (idle); one DIMSE message from its first fragment to its last; the wait
+# for a release answer. Open connections, in all and from one address (more are rejected at once,
+# "local limit exceeded"). On SIGTERM or SIGINT the listener refuses new associations and gives
+# the open ones DICOM_STOP_GRACE_S to finish before aborting them.
+DICOM_MAX_PDU_BYTES = int(os.environ.get("DICOM_MAX_PDU_BYTES", str(4 * 1024 * 1024)))
+DICOM_MAX_CONTROL_PDU_BYTES = int(os.environ.get("DICOM_MAX_CONTROL_PDU_BYTES", str(256 * 1024)))
+DICOM_REQUEST_TIMEOUT_S = float(os.environ.get("DICOM_REQUEST_TIMEOUT_S", "10"))
+DICOM_PDU_HEADER_TIMEOUT_S = float(os.environ.get("DICOM_PDU_HEADER_TIMEOUT_S", "10"))
+DICOM_PDU_BODY_TIMEOUT_S = float(os.environ.get("DICOM_PDU_BODY_TIMEOUT_S", "60"))
+DICOM_IDLE_TIMEOUT_S = float(os.environ.get("DICOM_IDLE_TIMEOUT_S", "60"))
+DICOM_DIMSE_TIMEOUT_S = float(os.environ.get("DICOM_DIMSE_TIMEOUT_S", "300"))
+DICOM_ACSE_TIMEOUT_S = float(os.environ.get("DICOM_ACSE_TIMEOUT_S", "30"))
+DICOM_MAX_ASSOCIATIONS = int(os.environ.get("DICOM_MAX_ASSOCIATIONS", "32"))
+DICOM_MAX_ASSOCIATIONS_PER_ADDRESS = int(os.environ.get("DICOM_MAX_ASSOCIATIONS_PER_ADDRESS", "8"))
+# The largest DIMSE message (one instance), held in memory until complete.
+DICOM_MAX_MESSAGE_BYTES = int(os.environ.get("DICOM_MAX_MESSAGE_BYTES", str(1024**3)))
+DICOM_STOP_GRACE_S = float(os.environ.get("DICOM_STOP_GRACE_S", "30"))
 
 # Cache: local memory by default (one per process). Where several processes serve the site, set a
 # shared one so that they count sign-in failures together, e.g.

@@ -149,3 +149,49 @@ def test_the_bulk_read_socket_reads_whole_pdus_and_returns_what_came_before_a_cu
         assert sock.recv(20) == bytearray(b"0123456789")
     finally:
         ours.close()
+
+
+def test_a_request_for_128_storage_classes_with_every_transfer_syntax_is_accepted(tmp_path):
+    """The cap on PDUs before the association (256 KiB) lets in the largest real request:
+    this one is about 154 KiB."""
+    from pynetdicom import ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
+
+    listener = start_listener(tmp_path, Recorder())
+    try:
+        ae = AE(ae_title="HOSPITAL")
+        for context in AllStoragePresentationContexts[:128]:
+            ae.add_requested_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        assoc = ae.associate("127.0.0.1", listener.port, ae_title=AE_TITLE)
+        assert assoc.is_established
+        assert len(assoc.accepted_contexts) == 128
+        assert assoc.send_c_store(ct_dataset()).Status == 0x0000
+        assoc.release()
+    finally:
+        listener.stop()
+
+
+def test_a_message_larger_than_the_limit_is_aborted_and_nothing_kept(tmp_path):
+    import numpy as np
+
+    recorder = Recorder()
+    # in 64 KiB PDUs: the message is counted as its fragments arrive
+    listener = start_listener(tmp_path, recorder, max_message_bytes=1024 * 1024, maximum_pdu_size=65536)
+    try:
+        big = ct_dataset()
+        big.Rows = big.Columns = 1024
+        big.PixelData = np.zeros((1024, 1024), dtype=np.uint16).tobytes()  # 2 MiB
+        assoc = associate(listener)
+        status = assoc.send_c_store(big)
+        deadline = time.monotonic() + 5
+        while assoc.is_established and time.monotonic() < deadline:
+            time.sleep(0.05)
+        summary = recorder.wait_end()
+        assert assoc.is_aborted and not status
+        # an instance under the limit goes through on the next association
+        assoc = associate(listener)
+        assert assoc.send_c_store(ct_dataset()).Status == 0x0000
+        assoc.release()
+    finally:
+        listener.stop()
+    assert (summary.outcome, summary.stored) == ("aborted", 0)
+    assert len(recorder.instances) == 1

@@ -27,9 +27,10 @@ def register(app: typer.Typer) -> None:
         listener = build_listener(host=host, port=port, ae_title=ae_title)
         typer.echo(
             f"DICOM listener {listener.settings.ae_title} on {listener.settings.host}:{listener.settings.port}"
-            " (Ctrl-C to stop)"
+            " (Ctrl-C or SIGTERM to stop)"
         )
         try:
-            listener.serve_forever()
-        except KeyboardInterrupt:
-            typer.echo("stopped")
+            listener.serve_forever()  # returns once stopped by SIGINT or SIGTERM, transfers closed
+        except KeyboardInterrupt:  # signals not caught (serve_forever outside the main thread)
+            pass
+        typer.echo("stopped")

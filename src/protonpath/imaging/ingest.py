@@ -501,8 +501,11 @@ def build_listener(
 ) -> DicomListener:
     """The DICOM listener of the settings (DICOM_AE_TITLE, DICOM_PORT, DICOM_BIND_ADDRESS), filing
     what it receives into the index. ``DICOM_ALLOWED_CALLING_AE_TITLES`` (optional, a list)
-    restricts which peers may associate."""
+    restricts which peers may associate; the network limits come from the settings named in
+    :data:`protonpath.imaging.network.SETTINGS`."""
     from django.conf import settings
+
+    from protonpath.imaging.network import listener_limits_from_settings
 
     receiver = NetworkReceiver()
     allowed = getattr(settings, "DICOM_ALLOWED_CALLING_AE_TITLES", None)
@@ -512,6 +515,7 @@ def build_listener(
         host=host if host is not None else settings.DICOM_BIND_ADDRESS,
         port=port if port is not None else settings.DICOM_PORT,
         allowed_calling_ae_titles=frozenset(allowed) if allowed else None,
+        **listener_limits_from_settings(),
     )
     return DicomListener(
         listener_settings,

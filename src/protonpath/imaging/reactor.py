@@ -21,6 +21,18 @@ two waits:
 pynetdicom 3.0's internal reactor attributes (``_dul_ready``, ``_reactor_checkpoint``,
 ``to_provider_queue``, ``event_queue``…), so pyproject.toml pins pynetdicom to 3.0.x, and the
 listener's tests, which run dcmtk's storescu, echoscu and findscu against it, exercise them.
+
+Hostile or broken peers (:class:`NetworkLimits`): :class:`PromptDul` reads PDUs without ever
+blocking, a little at a time as bytes arrive, into a buffer that grows with what has arrived
+(never with what the peer announces); a PDU longer than allowed (the maximum PDU size we
+announced for P-DATA-TF, a small cap for every other PDU and for anything before the
+association) is answered with an A-ABORT and the connection closed. Every stage has a time
+limit, checked at each pass of the reactor: the association request after the connection,
+the rest of a PDU header once it has begun, a PDU body once its header is in, a DIMSE message
+once its first fragment is in, and the association's idle time (pynetdicom's network
+time-out). :class:`PromptRequestHandler` bounds open connections, in all and per peer
+address, answering those over the limit with an A-ASSOCIATE-RJ (transient, local limit
+exceeded) at once.
 """
 
 from __future__ import annotations
@@ -31,17 +43,21 @@ import queue
 import select
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pynetdicom._globals import MODE_ACCEPTOR
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dul import DULServiceProvider
-from pynetdicom.pdu import A_ABORT_RQ
-from pynetdicom.pdu_primitives import P_DATA
-from pynetdicom.transport import AssociationSocket, RequestHandler
+from pynetdicom.fsm import InvalidEventError
+from pynetdicom.pdu import A_ABORT_RQ, A_ASSOCIATE_RJ
+from pynetdicom.pdu_primitives import A_ASSOCIATE, P_DATA
+from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
+from pynetdicom.utils import set_timer_resolution
 
 LOGGER = logging.getLogger(__name__)
 
@@ -50,15 +66,82 @@ TIMER_CHECK_S = 0.05
 #: Longest wait of the acceptor thread for a DIMSE message before it checks release and abort.
 CONTROL_CHECK_S = 0.005
 
+#: Largest P-DATA-TF PDU when the listener is configured without a maximum PDU size (0): it then
+#: announces this one, so that every PDU it reads has a known bound.
+MAX_PDU_CAP = 64 * 1024 * 1024
+#: First allocation for a PDU body; the buffer doubles as bytes arrive, up to the PDU's length.
+FIRST_CHUNK = 256 * 1024
+#: How long a connection refused for too many open ones may take to read our A-ASSOCIATE-RJ.
+REFUSAL_DRAIN_S = 0.5
+#: Longest wait, once an association is told to stop, for its upper layer to end.
+KILL_WAIT_S = 5.0
+
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+#: A-ABORT reasons (PS3.8 9.3.8): not specified, unexpected PDU, invalid PDU parameter value.
+ABORT_NOT_SPECIFIED = 0x00
+ABORT_UNRECOGNISED_PDU = 0x01
+ABORT_INVALID_PARAMETER = 0x06
+
+
+@dataclass(frozen=True)
+class NetworkLimits:
+    """What a peer may take from the listener, in time, bytes and connections.
+
+    Attributes
+    ----------
+    request_timeout_s : float
+        From the connection to its complete A-ASSOCIATE-RQ.
+    pdu_header_timeout_s : float
+        From the first byte of a PDU to the last of its 6-byte header.
+    pdu_body_timeout_s : float
+        From a PDU's header to the last byte of its body.
+    max_control_pdu_bytes : int
+        Largest PDU before the association is established, and of any type but P-DATA-TF
+        afterwards. An A-ASSOCIATE-RQ of 128 storage classes is 17 KiB with 4 transfer syntaxes
+        each, 154 KiB with all 45 that pynetdicom knows; 256 KiB covers any real one.
+    max_associations : int
+        Open connections in all (associated or not yet).
+    max_associations_per_address : int
+        Open connections from one peer address.
+    max_message_bytes : int
+        Largest DIMSE message (command and data set), held in memory until complete.
+
+    The time-outs of the association itself (idle, DIMSE message) are pynetdicom's
+    ``network_timeout`` and ``dimse_timeout`` of the Application Entity.
+    """
+
+    request_timeout_s: float = 10.0
+    pdu_header_timeout_s: float = 10.0
+    pdu_body_timeout_s: float = 60.0
+    max_control_pdu_bytes: int = 256 * 1024
+    max_associations: int = 32
+    max_associations_per_address: int = 8
+    max_message_bytes: int = 1024 * 1024 * 1024
+
 
 class PromptDul(DULServiceProvider):
     """An upper-layer service provider that sleeps until there is something to do."""
 
-    def __init__(self, assoc: Any):
+    def __init__(self, assoc: Any, limits: NetworkLimits | None = None):
         super().__init__(assoc)
         self._wake_receiver, self._wake_sender = socket.socketpair()
         self._wake_receiver.setblocking(False)
         self._wake_sender.setblocking(False)
+        self.limits = limits or NetworkLimits()
+        self._connected_at = time.monotonic()
+        # the PDU being received: its bytes so far (header first), how many, and when it began
+        self._rx = bytearray()
+        self._rx_filled = 0
+        self._rx_length: int | None = None  # body length, once the header is complete
+        self._rx_started = 0.0
+        self._rx_body_started = 0.0
+        self._dimse_started: float | None = None
+        self._stop_reason: str | None = None
+
+    def request_abort(self, reason: str) -> None:
+        """Abort the association from any thread (the upper layer does it at its next pass)."""
+        self._stop_reason = reason
+        self._wake()
 
     def _wake(self) -> None:
         try:
@@ -106,9 +189,10 @@ class PromptDul(DULServiceProvider):
                 if self.artim_timer.expired:
                     self.event_queue.put("Evt18")
                 try:
-                    # one primitive to send, or else one PDU received, per pass
-                    if not self._process_recv_primitive() and self._is_transport_event():
-                        self._idle_timer.restart()
+                    # one primitive to send, or else what the peer sent, per pass
+                    if not self._process_recv_primitive():
+                        self._transport_pass()
+                    self._check_limits()
                 except Exception:
                     self._abort_after_error()
                     return
@@ -117,10 +201,211 @@ class PromptDul(DULServiceProvider):
                 except queue.Empty:
                     self._wait_for_work()
                     continue
-                self.state_machine.do_action(event)
+                self._do_action(event)
         finally:
             self._wake_receiver.close()
             self._wake_sender.close()
+
+    # --- reading PDUs, bounded in size and time --------------------------------------------------
+
+    @property
+    def _peer(self) -> str:
+        try:
+            return str(self.assoc.requestor.address)
+        except Exception:  # address not known yet
+            return "?"
+
+    def _connected(self) -> bool:
+        sock = self.socket
+        return sock is not None and sock.socket is not None and bool(getattr(sock, "_is_connected", False))
+
+    def _transport_pass(self) -> None:
+        """Read what the peer has sent, if anything (pynetdicom's _is_transport_event)."""
+        if self.socket is None:
+            return
+        if self.state_machine.current_state == "Sta13":
+            # waiting for the peer to close: read what it still sends, else close
+            if not (self._connected() and self._receive()):
+                self.socket.close()
+            return
+        if self._connected() and self._receive() is not None:
+            self._idle_timer.restart()  # something arrived (the stage limits bound a trickle)
+
+    def _receive(self) -> str | None:
+        """Read without blocking; 'pdu' when a PDU (or the end of the connection) was handled,
+        'bytes' when only part of one arrived, None when nothing had arrived."""
+        assert self.socket is not None and self.socket.socket is not None
+        raw = self.socket.socket
+        # TLS sockets take no flags: read once per readiness (select said so, or pending())
+        flags = 0 if hasattr(raw, "pending") else _DONTWAIT
+        try:
+            if self._rx_length is None:
+                if not self._rx_filled:
+                    self._rx = bytearray(6)
+                with memoryview(self._rx) as view:
+                    count = raw.recv_into(view[self._rx_filled : 6], 6 - self._rx_filled, flags)
+                if not count:
+                    return self._peer_closed()
+                if not self._rx_filled:
+                    self._rx_started = time.monotonic()
+                self._rx_filled += count
+                if self._rx_filled < 6:
+                    return "bytes"
+                if not self._header_received():
+                    return "pdu"
+                if self._rx_length == 0:
+                    return self._pdu_received()
+                return self._receive_body(raw, flags) or "bytes"  # the header, at least
+            return self._receive_body(raw, flags)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as error:
+            if type(error).__name__ == "SSLWantReadError":
+                return None
+            LOGGER.info("connection from %s lost: %s", self._peer, error.strerror or type(error).__name__)
+            self.socket.close()  # Evt17
+            return "pdu"
+
+    def _receive_body(self, raw: Any, flags: int) -> str | None:
+        assert self._rx_length is not None
+        total = 6 + self._rx_length
+        progress = False
+        while self._rx_filled < total:
+            if self._rx_filled == len(self._rx):  # full: double it, never past the PDU's length
+                self._rx.extend(bytes(min(max(len(self._rx), FIRST_CHUNK), total - len(self._rx))))
+            try:
+                with memoryview(self._rx) as view:
+                    count = raw.recv_into(view[self._rx_filled :], len(self._rx) - self._rx_filled, flags)
+            except (BlockingIOError, InterruptedError):
+                break  # all that had arrived is read
+            if not count:
+                return self._peer_closed()
+            self._rx_filled += count
+            progress = True
+            if not flags:
+                break  # one read per readiness
+        if self._rx_filled < total:
+            return "bytes" if progress else None
+        return self._pdu_received()
+
+    def _header_received(self) -> bool:
+        """Check a complete header; False when the peer was aborted for it."""
+        pdu_type, _, length = struct.unpack(">BBL", self._rx[:6])
+        if not 0x01 <= pdu_type <= 0x07:
+            self.abort_peer(f"unknown PDU type 0x{pdu_type:02X}", ABORT_UNRECOGNISED_PDU)
+            return False
+        limit = self._length_limit(pdu_type)
+        if length > limit:
+            self.abort_peer(
+                f"PDU of type 0x{pdu_type:02X} announcing {length} bytes (limit {limit})",
+                ABORT_INVALID_PARAMETER,
+            )
+            return False
+        self._rx_length = length
+        self._rx_body_started = time.monotonic()
+        self._rx.extend(bytes(min(length, FIRST_CHUNK)))
+        return True
+
+    def _length_limit(self, pdu_type: int) -> int:
+        if pdu_type == 0x04 and self.state_machine.current_state not in ("Sta1", "Sta2", "Sta3"):
+            negotiated = int(self.assoc.acceptor.maximum_length or 0)
+            return negotiated if negotiated else MAX_PDU_CAP
+        return self.limits.max_control_pdu_bytes
+
+    def _pdu_received(self) -> str:
+        data = self._rx
+        self._reset_rx()
+        try:
+            pdu, event = self._decode_pdu(data)
+        except Exception:
+            LOGGER.warning("undecodable PDU from %s", self._peer)
+            self.event_queue.put("Evt19")
+            return "pdu"
+        self.event_queue.put(event)
+        self._recv_pdu.put(pdu)
+        return "pdu"
+
+    def _peer_closed(self) -> str:
+        if self._rx_filled:
+            LOGGER.info("connection from %s closed inside a PDU (%d bytes of it received)", self._peer, self._rx_filled)
+        self._reset_rx()
+        assert self.socket is not None
+        self.socket.close()  # Evt17: the state machine ends the association
+        return "pdu"
+
+    def _reset_rx(self) -> None:
+        self._rx = bytearray()
+        self._rx_filled = 0
+        self._rx_length = None
+
+    def _check_limits(self) -> None:
+        """Abort a peer that has overstayed a stage, or that the listener is told to stop."""
+        if self._stop_reason is not None:
+            reason, self._stop_reason = self._stop_reason, None
+            if self._connected():
+                self.abort_peer(reason, ABORT_NOT_SPECIFIED)
+            return
+        if not self._connected():
+            return
+        now = time.monotonic()
+        limits = self.limits
+        if self.state_machine.current_state in ("Sta1", "Sta2") and now - self._connected_at > limits.request_timeout_s:
+            self.abort_peer(f"no association request within {limits.request_timeout_s:g} s", ABORT_NOT_SPECIFIED)
+        elif self._rx_length is None and self._rx_filled and now - self._rx_started > limits.pdu_header_timeout_s:
+            self.abort_peer(f"PDU header incomplete after {limits.pdu_header_timeout_s:g} s", ABORT_NOT_SPECIFIED)
+        elif self._rx_length is not None and now - self._rx_body_started > limits.pdu_body_timeout_s:
+            self.abort_peer(
+                f"PDU body incomplete after {limits.pdu_body_timeout_s:g} s "
+                f"({self._rx_filled - 6} of {self._rx_length} bytes)",
+                ABORT_NOT_SPECIFIED,
+            )
+        elif self._dimse_started is not None:
+            timeout = self.assoc.dimse_timeout
+            if timeout is not None and now - self._dimse_started > timeout:
+                self.abort_peer(f"DIMSE message incomplete after {timeout:g} s", ABORT_NOT_SPECIFIED)
+
+    def abort_peer(self, reason: str, diagnostic: int) -> None:
+        """Send an A-ABORT (service provider) and close the connection, from the upper layer's
+        thread; the state machine then ends the association as for a dropped connection."""
+        LOGGER.warning("DICOM peer %s: %s; association aborted", self._peer, reason)
+        abort = A_ABORT_RQ()
+        abort.source = 0x02
+        abort.reason_diagnostic = diagnostic
+        sock = self.socket
+        self._reset_rx()
+        self._dimse_started = None
+        if sock is not None and sock.socket is not None:
+            try:
+                sock.socket.send(abort.encode(), _DONTWAIT)
+            except (OSError, ValueError):
+                pass  # the peer does not read: the connection is closed anyway
+            sock.close()  # Evt17
+
+    def _do_action(self, event: str) -> None:
+        try:
+            self.state_machine.do_action(event)
+        except InvalidEventError:
+            state = self.state_machine.current_state
+            if state != "Sta1":  # in Sta1 the connection is gone already: nothing to end
+                LOGGER.warning("DICOM peer %s: %s unexpected in %s", self._peer, event, state)
+                if self._connected():
+                    self.abort_peer("protocol error", ABORT_NOT_SPECIFIED)
+            return
+        if event == "Evt10":  # a P-DATA-TF: a DIMSE message begun, continued or completed
+            message = self.assoc.dimse.message
+            if message is None:
+                self._dimse_started = None
+                return
+            if self._dimse_started is None:
+                self._dimse_started = time.monotonic()
+            size = _tell(getattr(message, "encoded_command_set", None)) + _tell(
+                getattr(message, "_data_set_file", None) or getattr(message, "data_set", None)
+            )
+            if size > self.limits.max_message_bytes:
+                self.abort_peer(
+                    f"DIMSE message over {self.limits.max_message_bytes} bytes", ABORT_NOT_SPECIFIED
+                )
+                self.assoc.dimse.message = None  # its bytes are freed now
 
     def _abort_after_error(self) -> None:
         """Send an A-ABORT straight to the peer and stop both reactors (the state machine
@@ -138,6 +423,13 @@ class PromptDul(DULServiceProvider):
         self.assoc.is_established = False
         self.assoc._kill = True
         self._kill_thread = True
+
+
+def _tell(stream: Any) -> int:
+    try:
+        return int(stream.tell()) if stream is not None else 0
+    except (OSError, ValueError):
+        return 0
 
 
 def encode_store_response(
@@ -185,12 +477,69 @@ class PromptAssociation(Association):
     pynetdicom as usual.
     """
 
-    def __init__(self, ae: Any, mode: str):
+    def __init__(self, ae: Any, mode: str, limits: NetworkLimits | None = None):
         super().__init__(ae, mode)
-        self.dul = PromptDul(self)
+        self.dul = PromptDul(self, limits)
         # the time-outs are applied to the upper layer's timers when set: set them again
         self.acse_timeout = self.ae.acse_timeout
         self.network_timeout = self.ae.network_timeout
+
+    def run_reactor(self) -> None:
+        """pynetdicom's acceptor reactor, waiting for the association request no longer than
+        the upper layer allows (it ends the connection of a peer that sends none)."""
+        if not self._started_dul:
+            self.dul.start()
+            self._started_dul = True
+            self._dul_ready.wait()
+        try:
+            primitive = self._wait_for_request()
+            if primitive is None:
+                self.kill()
+                return
+            self.requestor.primitive = primitive
+            from pynetdicom import evt
+
+            evt.trigger(self, evt.EVT_REQUESTED, {})
+            if not self.is_aborted and not self.is_rejected:
+                self.acse.negotiate_association()
+            if self.is_established:
+                with set_timer_resolution(self._timer_resolution):
+                    self._run_reactor()
+        finally:
+            sock = self.dul.socket
+            if self._server is not None and sock is not None and sock.socket is not None:
+                self._server.shutdown_request(sock.socket)
+
+    def _wait_for_request(self) -> A_ASSOCIATE | None:
+        dul = self.dul
+        backstop = time.monotonic() + dul.limits.request_timeout_s + 1.0
+        while True:
+            primitive = dul.receive_pdu(wait=True, timeout=TIMER_CHECK_S)
+            if primitive is not None:
+                return primitive if isinstance(primitive, A_ASSOCIATE) else None
+            sock = dul.socket
+            if sock is None or sock.socket is None or not dul.is_alive() or time.monotonic() > backstop:
+                return None
+
+    def kill(self) -> None:
+        """pynetdicom's kill, with a bounded wait for the upper layer to reach Sta1."""
+        self._reactor_checkpoint.set()
+        self._kill = True
+        self.is_established = False
+        self._is_paused = True
+        deadline = time.monotonic() + KILL_WAIT_S
+        while self.dul.is_alive() and not self.dul.stop_dul():
+            if time.monotonic() > deadline or threading.current_thread() is self.dul:
+                self.dul.kill_dul()
+                break
+            time.sleep(0.01)
+
+    def request_stop(self, reason: str = "the listener is stopping") -> None:
+        """Abort the association from any thread: A-ABORT to the peer, connection closed, and
+        the association ends as aborted (EVT_ABORTED)."""
+        dul = self.dul
+        if isinstance(dul, PromptDul):
+            dul.request_abort(reason)
 
     def _run_reactor(self) -> None:
         self._is_paused = False
@@ -275,31 +624,78 @@ class PromptAssociation(Association):
 
 
 class BulkReadSocket(AssociationSocket):
-    """pynetdicom's association socket, reading each PDU with as few system calls as the
-    network allows (pynetdicom reads 4 KiB at a time: 128 reads and copies per CT slice)."""
+    """pynetdicom's association socket, reading with as few system calls as the network
+    allows (pynetdicom reads 4 KiB at a time: 128 reads and copies per CT slice).
+
+    :class:`PromptDul` reads PDUs itself; :meth:`recv` serves any other caller, into a buffer
+    that grows with what has arrived rather than with what was asked for."""
 
     def recv(self, nr_bytes: int) -> bytearray:
-        buffer = bytearray(nr_bytes)
-        view = memoryview(buffer)
+        buffer = bytearray(min(nr_bytes, FIRST_CHUNK))
         received = 0
         while received < nr_bytes:
-            count = self.socket.recv_into(view[received:], nr_bytes - received)
+            if received == len(buffer):
+                buffer.extend(bytes(min(len(buffer), nr_bytes - len(buffer))))
+            with memoryview(buffer) as view:
+                count = self.socket.recv_into(view[received:], len(buffer) - received)
             if not count:  # connection broken: what arrived, as pynetdicom does
-                del view
                 del buffer[received:]
                 return buffer
             received += count
         return buffer
 
 
+_SLOTS_LOCK = threading.Lock()
+
+
+class BoundedAssociationServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server with a listen backlog of :attr:`request_queue_size`
+    connections instead of socketserver's 5: with 5, a handful of peers connecting at once made
+    the kernel drop the next connection attempts (retried after 1 s, 3 s, 7 s...), the allowed
+    hospital's among them, before :class:`PromptRequestHandler` could refuse any."""
+
+    request_queue_size = 256
+
+
 class PromptRequestHandler(RequestHandler):
     """Builds a :class:`PromptAssociation` for each incoming connection, configured as
-    pynetdicom's own handler configures its associations."""
+    pynetdicom's own handler configures its associations, within the server's
+    :class:`NetworkLimits` (its ``limits`` attribute): a connection over the number allowed in
+    all or from its address gets an A-ASSOCIATE-RJ (transient, local limit exceeded) at once.
+    While the server's ``refusing`` attribute is true (the listener is stopping), every new
+    connection is refused so."""
+
+    @property
+    def limits(self) -> NetworkLimits:
+        return getattr(self.server, "limits", None) or NetworkLimits()
+
+    def handle(self) -> None:
+        limits = self.limits
+        address = str(self.client_address[0])
+        with getattr(self.server, "slots_lock", _SLOTS_LOCK):
+            refusal = None
+            if getattr(self.server, "refusing", False):
+                refusal = "the listener is stopping"
+            else:
+                open_now = self.server.active_associations
+                from_address = sum(1 for assoc in open_now if assoc.requestor.address == address)
+                if len(open_now) >= limits.max_associations:
+                    refusal = f"{len(open_now)} connections open (limit {limits.max_associations})"
+                elif from_address >= limits.max_associations_per_address:
+                    refusal = (
+                        f"{from_address} connections open from this address "
+                        f"(limit {limits.max_associations_per_address})"
+                    )
+            if refusal is None:
+                super().handle()  # starts the association's thread
+                return
+        LOGGER.warning("connection from %s refused: %s", address, refusal)
+        refuse_connection(self.request)
 
     def _create_association(self) -> Association:
         from pynetdicom import evt
 
-        assoc = PromptAssociation(self.ae, MODE_ACCEPTOR)
+        assoc = PromptAssociation(self.ae, MODE_ACCEPTOR, self.limits)
         assoc._server = self.server
         assoc.name = f"AcceptorThread@{time.strftime('%Y%m%d%H%M%S')}"
         assoc.set_socket(BulkReadSocket(assoc, client_socket=self.request))
@@ -322,3 +718,36 @@ class PromptRequestHandler(RequestHandler):
                 for handler, args in bound:
                     assoc.bind(event, handler, args)
         return assoc
+
+
+def refuse_connection(sock: socket.socket) -> None:
+    """Answer a connection with an A-ASSOCIATE-RJ (rejected transient, service provider
+    presentation related, local limit exceeded) and close it, reading what the peer sent
+    meanwhile for at most :data:`REFUSAL_DRAIN_S` so that it gets the answer (a close with
+    unread bytes resets the connection)."""
+    reject = A_ASSOCIATE_RJ()
+    reject.result = 0x02
+    reject.source = 0x03
+    reject.reason_diagnostic = 0x02
+    deadline = time.monotonic() + REFUSAL_DRAIN_S
+    try:
+        sock.settimeout(REFUSAL_DRAIN_S)
+        sock.sendall(reject.encode())
+        sock.shutdown(socket.SHUT_WR)
+        drained = 0
+        while drained < 1024 * 1024:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            sock.settimeout(left)
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            drained += len(chunk)
+    except OSError:
+        pass
+    finally:
+        try:
+            sock.close()
+        except OSError:
+            pass

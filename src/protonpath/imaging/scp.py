@@ -13,6 +13,11 @@ C-FIND answers at STUDY level of the Study Root information model from a ``find_
 callable that returns candidate records; the listener applies DICOM matching (PS3.4 C.2.2.2) to
 them, so the callable may pre-filter coarsely.
 
+Peers are held to limits (:class:`ListenerSettings`, enforced in :mod:`.reactor`): PDU sizes,
+a time limit for every stage of an association, and open connections in all and per address.
+:meth:`DicomListener.serve_forever` stops on SIGTERM as on SIGINT: new associations refused,
+open ones given ``stop_grace_s`` to finish, then aborted, their transfers closed.
+
 Logs carry AE titles, addresses and counts, never UIDs or patient data.
 """
 
@@ -21,8 +26,10 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import struct
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -40,10 +47,14 @@ from pynetdicom import (
     evt,
 )
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
-from pynetdicom.transport import ThreadedAssociationServer
 
 from protonpath.imaging.checks import InstanceHeader
-from protonpath.imaging.reactor import PromptRequestHandler
+from protonpath.imaging.reactor import (
+    MAX_PDU_CAP,
+    BoundedAssociationServer,
+    NetworkLimits,
+    PromptRequestHandler,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -65,6 +76,10 @@ STORAGE_TRANSFER_SYNTAXES = [
     if not ts.startswith(("1.2.840.10008.1.2.4.10", "1.2.840.10008.1.2.7.", "1.2.840.10008.1.2.4.94", "1.2.840.10008.1.2.4.95"))
 ]
 
+#: After the grace of a graceful stop, how long aborted associations may take to end (a C-STORE
+#: being filed finishes first); the process exits within ``stop_grace_s`` plus this.
+ABORT_WAIT_S = 10.0
+
 _UID_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 PARTIAL_DIR = ".partial"
 
@@ -85,10 +100,32 @@ class ListenerSettings:
     allowed_calling_ae_titles : frozenset of str, optional
         Only these peers may associate; None lets any peer in.
     maximum_pdu_size : int
-        Largest PDU we accept, in bytes (0 = no limit). Larger PDUs mean fewer reads per instance.
+        Largest P-DATA-TF PDU we accept, in bytes, announced to peers; a peer sending a larger
+        one is aborted. 0 announces :data:`~protonpath.imaging.reactor.MAX_PDU_CAP` (64 MiB).
+        Larger PDUs mean fewer reads per instance.
     fsync : bool
         Flush each file to disk before acknowledging it (safer on power loss, slower).
-    network_timeout_s, acse_timeout_s, dimse_timeout_s : float
+    network_timeout_s : float
+        An association with nothing received for this long is aborted (idle time).
+    acse_timeout_s : float
+        pynetdicom's ARTIM timer: waits for a release answer or for the peer to close.
+    dimse_timeout_s : float
+        One DIMSE message (command and data set) must arrive within this, from its first
+        fragment to its last.
+    request_timeout_s : float
+        From the connection to its complete A-ASSOCIATE-RQ.
+    pdu_header_timeout_s, pdu_body_timeout_s : float
+        A PDU's 6-byte header, once begun; its body, once the header is in.
+    max_control_pdu_bytes : int
+        Largest PDU before the association, and of any other type than P-DATA-TF.
+    max_associations, max_associations_per_address : int
+        Open connections in all, and from one peer address; more are rejected at once
+        (A-ASSOCIATE-RJ, transient, local limit exceeded).
+    max_message_bytes : int
+        Largest DIMSE message (an instance with its command), held in memory until complete;
+        a peer sending a larger one is aborted.
+    stop_grace_s : float
+        On SIGTERM or SIGINT, how long open associations may go on before they are aborted.
     """
 
     incoming_dir: Path
@@ -100,7 +137,27 @@ class ListenerSettings:
     fsync: bool = False
     network_timeout_s: float = 60.0
     acse_timeout_s: float = 30.0
-    dimse_timeout_s: float = 60.0
+    dimse_timeout_s: float = 300.0
+    request_timeout_s: float = 10.0
+    pdu_header_timeout_s: float = 10.0
+    pdu_body_timeout_s: float = 60.0
+    max_control_pdu_bytes: int = 256 * 1024
+    max_associations: int = 32
+    max_associations_per_address: int = 8
+    max_message_bytes: int = 1024 * 1024 * 1024
+    stop_grace_s: float = 30.0
+
+    def limits(self) -> NetworkLimits:
+        """The limits the association reactors enforce."""
+        return NetworkLimits(
+            request_timeout_s=self.request_timeout_s,
+            pdu_header_timeout_s=self.pdu_header_timeout_s,
+            pdu_body_timeout_s=self.pdu_body_timeout_s,
+            max_control_pdu_bytes=self.max_control_pdu_bytes,
+            max_associations=self.max_associations,
+            max_associations_per_address=self.max_associations_per_address,
+            max_message_bytes=self.max_message_bytes,
+        )
 
 
 @dataclass(frozen=True)
@@ -246,12 +303,13 @@ class DicomListener:
         _config.LOG_REQUEST_IDENTIFIERS = False
         _config.LOG_RESPONSE_IDENTIFIERS = False
         ae = AE(ae_title=self.settings.ae_title)
-        ae.maximum_pdu_size = self.settings.maximum_pdu_size
+        # every PDU read has a bound: what we announce (see reactor.NetworkLimits)
+        ae.maximum_pdu_size = self.settings.maximum_pdu_size or MAX_PDU_CAP
         ae.network_timeout = self.settings.network_timeout_s
         ae.acse_timeout = self.settings.acse_timeout_s
         ae.dimse_timeout = self.settings.dimse_timeout_s
         ae.require_called_aet = True
-        ae.maximum_associations = 32
+        ae.maximum_associations = self.settings.max_associations
         if self.settings.allowed_calling_ae_titles is not None:
             ae.require_calling_aet = sorted(self.settings.allowed_calling_ae_titles)
         ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
@@ -282,29 +340,85 @@ class DicomListener:
         server = self.ae.make_server(
             (self.settings.host, self.settings.port),
             evt_handlers=self._handlers(),
-            server_class=ThreadedAssociationServer,
+            server_class=BoundedAssociationServer,
             request_handler=PromptRequestHandler,
         )
         server.fast_store = self._store  # C-STORE served straight from the reactor
+        server.limits = self.settings.limits()
+        server.slots_lock = threading.Lock()
+        server.refusing = False
         thread = threading.Thread(target=server.serve_forever, name="dicom-listener", daemon=True)
         thread.start()
         self.ae._servers.append(server)  # so that server.shutdown() can take it off the AE
         self._server = server
         LOGGER.info("DICOM listener %s on %s:%d", self.settings.ae_title, self.settings.host, self.port)
 
-    def serve_forever(self) -> None:
-        """Listen until interrupted (for the command line)."""
-        self.start()
-        try:
-            threading.Event().wait()
-        finally:
-            self.stop()
+    def serve_forever(self, stop_signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM)) -> None:
+        """Listen until one of ``stop_signals`` arrives (for the command line), then stop
+        gracefully (:meth:`stop` with the settings' ``stop_grace_s``); a second signal aborts
+        the open associations at once. Signals are only caught in the main thread; elsewhere
+        this listens until the process ends."""
+        stopping = threading.Event()
+        hurry = threading.Event()
 
-    def stop(self) -> None:
-        """Stop listening and end open associations."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+        def on_signal(signum: int, frame: object) -> None:
+            if stopping.is_set():
+                hurry.set()
+            stopping.set()
+
+        previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum in stop_signals:
+                previous[signum] = signal.signal(signum, on_signal)
+        try:
+            self.start()
+            while not stopping.wait(0.5):
+                pass
+            LOGGER.info("DICOM listener %s stopping", self.settings.ae_title)
+        finally:
+            self.stop(grace_s=self.settings.stop_grace_s, hurry=hurry)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def stop(self, grace_s: float | None = None, hurry: threading.Event | None = None) -> None:
+        """Stop listening.
+
+        Without ``grace_s``, open associations go on by themselves. With it, new connections
+        are refused at once, open associations have ``grace_s`` seconds to end, then are
+        aborted (or as soon as ``hurry`` is set); returns once every one has ended and its
+        transfer is closed."""
+        server = self._server
+        if server is None:
+            return
+        self._server = None
+        server.refusing = True  # connections accepted before the socket closes are rejected
+        server.shutdown()
+        if grace_s is not None:
+            self._drain(server, grace_s, hurry or threading.Event())
+
+    def _drain(self, server: Any, grace_s: float, hurry: threading.Event) -> None:
+        deadline = time.monotonic() + grace_s
+        open_now = server.active_associations
+        if open_now:
+            LOGGER.info("waiting up to %g s for %d open association(s)", grace_s, len(open_now))
+        while open_now and time.monotonic() < deadline and not hurry.is_set():
+            time.sleep(0.05)
+            open_now = server.active_associations
+        for assoc in open_now:
+            LOGGER.warning("association from %s aborted: the listener is stopping", assoc.requestor.address)
+            request_stop = getattr(assoc, "request_stop", None)
+            if request_stop is not None:
+                request_stop()
+            else:
+                assoc.abort()
+        ended_by = time.monotonic() + ABORT_WAIT_S
+        while server.active_associations and time.monotonic() < ended_by:
+            time.sleep(0.02)
+        # connections dropped without release or abort are ended by a timer: end them now
+        with self._lock:
+            left = list(self._transfers)
+        for key in left:
+            self._end_key(key, "aborted")
 
     @property
     def port(self) -> int:
@@ -354,12 +468,15 @@ class DicomListener:
         timer.start()
 
     def _end(self, assoc: Any, outcome: Literal["released", "aborted"]) -> None:
+        self._end_key(id(assoc), outcome)
+
+    def _end_key(self, key: int, outcome: Literal["released", "aborted"]) -> None:
         with self._lock:
-            transfer = self._transfers.get(id(assoc))
+            transfer = self._transfers.get(key)
             if transfer is None or transfer.ended:
                 return
             transfer.ended = True
-            del self._transfers[id(assoc)]
+            del self._transfers[key]
         LOGGER.info(
             "association from %s %s: %d stored, %d refused",
             transfer.calling_ae_title, outcome, transfer.stored, transfer.refused,

@@ -1,7 +1,8 @@
 """``manage.py dicom_listen``: run the DICOM receiver (C-ECHO, C-STORE, study-level C-FIND).
 
 Transfers that an earlier listener left in progress are closed first (see
-:func:`protonpath.imaging.services.close_interrupted_transfers`)."""
+:func:`protonpath.imaging.services.close_interrupted_transfers`). SIGTERM and SIGINT stop it
+gracefully: new associations refused, open ones given DICOM_STOP_GRACE_S to finish, then aborted."""
 
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ class Command(BaseCommand):
         listener = build_listener(host=host, port=port, ae_title=ae_title)
         self.stdout.write(
             f"DICOM listener {listener.settings.ae_title} on {listener.settings.host}:{listener.settings.port} "
-            "(Ctrl-C to stop)"
+            "(Ctrl-C or SIGTERM to stop)"
         )
         try:
-            listener.serve_forever()
-        except KeyboardInterrupt:
-            self.stdout.write("stopped")
+            listener.serve_forever()  # returns once stopped by SIGINT or SIGTERM, transfers closed
+        except KeyboardInterrupt:  # signals not caught (serve_forever outside the main thread)
+            pass
+        self.stdout.write("stopped")
