@@ -127,7 +127,7 @@ def file_in_index(*, actor, plan: Plan) -> list[Instance]:
 def course_for_plan(*, actor, plan: Plan):
     """Create or update the request's treatment course from the plan, and place its sessions."""
     from protonpath.scheduling import services as scheduling
-    from protonpath.scheduling.models import ACTIVE_SESSION_STATES, TreatmentCourse
+    from protonpath.scheduling.models import ACTIVE_SESSION_STATES, SessionStatus, TreatmentCourse
 
     rx = plan.prescription
     minutes = int(plan.results.get("session_minutes") or 0) or None
@@ -147,6 +147,11 @@ def course_for_plan(*, actor, plan: Plan):
     if changed:
         course.save(update_fields=changed)
         audit.record(actor=actor, action=AuditEvent.Action.UPDATE, obj=course, summary=f"from plan v{plan.version}: {','.join(changed)}")
+    active = course.sessions.filter(status__in=ACTIVE_SESSION_STATES)
+    if changed and active.exists() and not active.exclude(status=SessionStatus.PLANNED).exists():
+        # sessions placed before the plan (none announced yet): placed again with the plan's length
+        n = active.update(status=SessionStatus.CANCELLED, status_note="replaced: plan approved")
+        audit.record(actor=actor, action=AuditEvent.Action.UPDATE, obj=course, summary=f"{n} planned sessions replaced")
     if not course.sessions.filter(status__in=ACTIVE_SESSION_STATES).exists():
         try:
             with transaction.atomic():
