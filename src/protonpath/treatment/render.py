@@ -59,7 +59,7 @@ def overlay_png(plan, ct_ds, contours: dict[str, list[np.ndarray]], colours: dic
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    grey = render_slice(ct_ds)
+    grey = render_slice(ct_ds, "soft tissue" if str(ct_ds.get("Modality", "")) == "CT" else None)
     if grey.ndim == 3:
         grey = grey[..., 0]
     rx = float(plan.prescription.dose_gy)
