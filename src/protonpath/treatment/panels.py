@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from protonpath.referrals.models import State
 from protonpath.treatment import selectors, services
 
 
 def request_panels(request, treatment_request) -> list[dict]:
     user = request.user
     if selectors.may_see_plans(user):
+        shown = services.PRESCRIPTION_STATES | {State.SCHEDULED, State.IN_TREATMENT, State.COMPLETED}
+        if treatment_request.state not in shown and not treatment_request.prescriptions.exists():
+            return []
         plans = selectors.plans_of(treatment_request)
         return [{
             "template": "treatment/_panel.html",
