@@ -67,7 +67,8 @@ def overlay_png(plan, ct_ds, contours: dict[str, list[np.ndarray]], colours: dic
     rows, cols = grey.shape
     x0, y0, z = (float(v) for v in ct_ds.ImagePositionPatient)
     dy, dx = (float(v) for v in ct_ds.PixelSpacing)
-    fig = plt.figure(figsize=(cols / 100, rows / 100), dpi=100)
+    scale = max(1.0, 512.0 / max(rows, cols))  # small matrices drawn at 512 px at least
+    fig = plt.figure(figsize=(cols * scale / 100, rows * scale / 100), dpi=100)
     ax = fig.add_axes([0, 0, 1, 1])
     ax.imshow(grey, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     wash = np.ma.masked_less(dose, 0.2 * rx)
