@@ -51,7 +51,7 @@ def test_approved_plan_is_sent_to_the_ois_by_c_store(settings, planning_request,
         dumps = {subprocess.run(["dcmdump", str(f)], capture_output=True, text=True, check=True).stdout for f in files}
         text = "\n".join(dumps)
         assert "RTIonPlanStorage" in text and "RTDoseStorage" in text and "RTStructureSetStorage" in text
-        plan_dump = next(d for d in dumps if "RTIonPlanStorage" in d)
+        plan_dump = next(d for d in dumps if "(0008,0060) CS [RTPLAN]" in d)
         assert "IonBeamSequence" in plan_dump
         assert "(300a,0078) IS [30]" in plan_dump  # NumberOfFractionsPlanned from the prescription
     finally:
