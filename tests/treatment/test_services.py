@@ -197,3 +197,22 @@ def test_a_change_makes_a_new_version_that_supersedes(planning_request, physicis
     assert (v2.version, v2.state, v2.supersedes_id) == (2, PlanState.DRAFT, plan.pk)
     assert plan.state == PlanState.SUPERSEDED
     assert plan.results  # never overwritten
+
+
+@pytest.mark.django_db
+def test_a_structure_set_drawn_on_another_ct_is_refused(planning_request, physicist, oncologist, tmp_path):
+    from protonpath.imaging.models import Instance
+    from tests.treatment.conftest import file_case
+
+    file_case(planning_request, physicist, tmp_path / "second")  # another CT with its own frame of reference
+    services.prescribe(actor=oncologist, treatment_request=planning_request, target="PTV_60", dose_gy=60, fractions=30)
+    first, second = ct_series_of(planning_request).order_by("pk")
+    other_rs = structure_sets_for(second)[0]
+    assert other_rs not in structure_sets_for(first)
+    assert Instance.objects.filter(series__modality="RTSTRUCT", series__study__treatment_request=planning_request).count() == 2
+    setup = services.initial_setup(planning_request, second, other_rs, "adult_standard")
+    with pytest.raises(ValidationError) as e:
+        services.create_plan(actor=physicist, treatment_request=planning_request, ct_series=first, rtstruct=other_rs,
+                             category="adult_standard", setup=setup)
+    assert e.value.code == "rtstruct_not_on_ct"
+    assert e.value.messages == ["The structure set does not refer to the chosen CT series."]
