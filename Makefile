@@ -13,7 +13,11 @@ setup:
 demo: setup
 	$(PY) manage.py migrate --no-input -v 0
 	$(PY) manage.py seed_demo
+	$(PY) manage.py sweep_plans -v 0
 	@echo "Open http://$(HOST):$(PORT)/ — demo accounts are listed above (password: demo-password-2026)."
+	@# a task worker (plan calculations, e-mails) beside the web server, stopped with it
+	$(PY) manage.py db_worker --no-reload -v 0 & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
 ## Run every test (unit, integration, DICOM peers, browser) on SQLite; with DATABASE_URL set, on that server.

@@ -15,6 +15,13 @@ def _media_in_tmp(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def _immediate_tasks(settings):
+    """Tasks run at once, in the test's process and transaction (the default backend of the
+    settings is the database queue, run by workers); tests of the workers switch it back."""
+    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+
+
+@pytest.fixture(autouse=True)
 def _empty_cache():
     """Each test starts with an empty cache (sign-in throttle counters live there)."""
     from django.core.cache import cache

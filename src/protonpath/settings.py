@@ -140,7 +140,7 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # `collectstatic` has not been run: one process serves the whole department.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
-MEDIA_ROOT = VAR_DIR / "media"
+MEDIA_ROOT = Path(os.environ.get("PROTONPATH_MEDIA_ROOT", VAR_DIR / "media"))
 MEDIA_URL = "/media-not-served/"  # documents are served only through permission-checked views
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -164,7 +164,9 @@ PROTONPATH_BASE_URL = os.environ.get("PROTONPATH_BASE_URL", "http://127.0.0.1:80
 
 TASKS = {
     "default": {
-        "BACKEND": os.environ.get("TASKS_BACKEND", "django_tasks.backends.immediate.ImmediateBackend"),
+        # Database queue, run by `manage.py db_worker` (make demo starts one): plan calculations
+        # never run inside a web request. Tests pick the immediate backend where they want it.
+        "BACKEND": os.environ.get("TASKS_BACKEND", "django_tasks_db.DatabaseBackend"),
     }
 }
 
@@ -178,6 +180,13 @@ DICOM_BIND_ADDRESS = os.environ.get("DICOM_BIND_ADDRESS", "127.0.0.1")
 DICOM_ALLOWED_CALLING_AE_TITLES = [
     t.strip() for t in os.environ.get("DICOM_ALLOWED_CALLING_AE_TITLES", "").split(",") if t.strip()
 ]
+# Where approved plans go (the treatment machine's OIS): RT Ion Plan, RT Dose, RTSTRUCT by C-STORE.
+# No host: plans are filed in the index and offered as a zip, not sent.
+PLAN_DESTINATION_AE = os.environ.get("PLAN_DESTINATION_AE", "OIS")
+PLAN_DESTINATION_HOST = os.environ.get("PLAN_DESTINATION_HOST", "")
+PLAN_DESTINATION_PORT = int(os.environ.get("PLAN_DESTINATION_PORT", "104"))
+# A running plan whose worker has not reported for this long is marked failed (worker lost).
+PLAN_HEARTBEAT_TIMEOUT_S = float(os.environ.get("PLAN_HEARTBEAT_TIMEOUT_S", "60"))
 DICOM_INCOMING_DIR = Path(os.environ.get("DICOM_INCOMING_DIR", VAR_DIR / "dicom-incoming"))
 # What one peer may take from the listener (imaging/reactor.py). Sizes: the largest P-DATA-TF PDU
 # we announce and accept, and the largest of any other PDU and of anything before the

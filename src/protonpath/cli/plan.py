@@ -158,6 +158,12 @@ def plan_command(
         limit_fx = (limit / fractions) if limit is not None else 0.5 * per_fraction
         objectives.append(Objective(name, SQUARED_OVERDOSE, limit_fx, 100.0))
     target_structure = next(s for s in structures if s.name == target)
+    if not target_structure.mask.any():
+        raise typer.BadParameter(
+            f"the target {target!r} has no voxel on the CT: its contours lie outside the CT's "
+            f"{ct.grid.shape[0]} slice(s) or enclose no voxel centre",
+            param_hint="--target",
+        )
     iso = target_centre_mm(target_structure, ct.grid)
     beam_list = [Beam(g, c, iso) for g, c in zip(gantries, couches, strict=True)]
     settings = PlanSettings(
@@ -182,18 +188,22 @@ def plan_command(
                 tasks[stage] = bars.add_task(stage, total=total)
             bars.update(tasks[stage], completed=done, total=total)
 
-        result = plan_pbs(
-            ct,
-            structures,
-            beam_list,
-            machine,
-            calibration,
-            objectives,
-            target=target,
-            prescription_gy=per_fraction,
-            settings=settings,
-            progress=progress,
-        )
+        try:
+            result = plan_pbs(
+                ct,
+                structures,
+                beam_list,
+                machine,
+                calibration,
+                objectives,
+                target=target,
+                prescription_gy=per_fraction,
+                settings=settings,
+                progress=progress,
+            )
+        except ValueError as exc:
+            console.print(f"[red]cannot plan:[/red] {exc}")
+            raise typer.Exit(1) from None
 
     out.mkdir(parents=True, exist_ok=True)
     total_dose = result.dose_gy * fractions
@@ -256,10 +266,21 @@ def plan_command(
     )
     for col in ("structure", "mean", "D98", "D95", "D2", "max", "V95"):
         table.add_column(col, justify="right" if col != "structure" else "left")
+    empty = []
     for name, st in stats.items():
+        if not st.get("voxels"):
+            # a structure smaller than a dose voxel, or outside the dose grid: no statistics
+            empty.append(name)
+            table.add_row(name, *(["-"] * 5), "")
+            continue
         v95 = f"{100 * st['V95']:.1f} %" if "V95" in st else ""
         table.add_row(name, *(f"{st[k]:.2f}" for k in ("mean", "D98", "D95", "D2", "max")), v95)
     console.print(table)
+    if empty:
+        console.print(
+            f"no voxel on the {grid:g} mm dose grid (no statistics): {', '.join(empty)}; "
+            "a finer --grid may resolve them"
+        )
     console.print(f"wrote {out}/RTPLAN.dcm, RTDOSE.dcm, dvh.png, summary.json")
 
 

@@ -133,7 +133,8 @@ ACTIONS: dict[str, Action] = {
             _("Treatment scheduled"),
             {State.PLANNING},
             State.SCHEDULED,
-            STAFF | {Role.PHYSICIST},
+            # the oncologist's approval of the plan schedules the course (treatment.approval)
+            STAFF | {Role.PHYSICIST, Role.ONCOLOGIST},
         ),
         _action(
             "start_treatment",

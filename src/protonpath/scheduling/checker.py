@@ -13,7 +13,14 @@ from datetime import date, timedelta
 
 import holidays
 
-from protonpath.scheduling.model import Booking, Course, GantryDay, Problem, Schedule
+from protonpath.scheduling.model import (
+    Booking,
+    Course,
+    GantryDay,
+    Problem,
+    Schedule,
+    session_duration_min,
+)
 
 
 @dataclass(frozen=True)
@@ -135,11 +142,7 @@ def _check_course(
 def _check_session(course, category, booking: Booking, usual, gantry_day: GantryDay):
     cid = course.course_id
     found = []
-    expected = (
-        category.first_session_duration_min
-        if booking.fraction_number == 1
-        else category.session_duration_min
-    )
+    expected = session_duration_min(gantry_day, course, booking.fraction_number)
     if booking.duration_min != expected:
         found.append(
             Violation(

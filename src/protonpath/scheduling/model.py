@@ -122,6 +122,10 @@ class Course:
     gantry_id: str = "G1"
     first_fraction_number: int = 1
     usual_start_min: int | None = None
+    # Session lengths of this course when its plan sets them (treatment app: beam-on, layer
+    # switching and setup time); None: the category's.
+    session_min: int | None = None
+    first_session_min: int | None = None
 
 
 @dataclass(frozen=True)
@@ -202,8 +206,8 @@ def session_duration_min(gantry_day: GantryDay, course: Course, fraction_number:
     """Duration of fraction ``fraction_number`` (1-based) of ``course``."""
     category = gantry_day.categories[course.category]
     if fraction_number == 1:
-        return category.first_session_duration_min
-    return category.session_duration_min
+        return course.first_session_min or category.first_session_duration_min
+    return course.session_min or category.session_duration_min
 
 
 def start_window_min(gantry_day: GantryDay, course: Course, duration_min: int) -> tuple[int, int]:

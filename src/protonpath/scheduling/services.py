@@ -584,6 +584,8 @@ def course_of(course: TreatmentCourse, **overrides) -> Course:
         "due_date": course.due_date,
         "urgency": course.urgency,
         "gantry_id": course.gantry_id,
+        "session_min": course.session_minutes,
+        "first_session_min": course.first_session_minutes,
     }
     values.update(overrides)
     return Course(**values)

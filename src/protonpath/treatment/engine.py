@@ -1,0 +1,272 @@
+"""From a plan row's setup to the pipeline's inputs, and from its result to what the plan keeps.
+
+Reads the CT series and RT Structure Set from the imaging index's files, runs
+:func:`protonpath.planning.pipeline.plan_pbs` (the same pipeline as ``protonpath plan``), and
+returns the RT Ion Plan and RT Dose datasets, the dose cube, course statistics, DVH curves, the
+clinical goals evaluated and the delivery estimate. No database writes here (services.py does
+them); errors are :class:`PlanError` with a code that pages translate.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import pydicom
+
+from protonpath.planning import dicom_export, dicom_io, resources
+from protonpath.planning.ct import Grid
+from protonpath.planning.dvh import Dvh
+from protonpath.planning.optimise import Objective
+from protonpath.planning.pipeline import PlanSettings, plan_pbs, target_centre_mm
+from protonpath.planning.raytrace import Beam
+from protonpath.planning.structures import EXTERNAL, OAR, TARGET, Structure, rasterise_contours
+from protonpath.treatment import catalog, session
+
+STATISTICS = ("D98", "D95", "D50", "D2", "mean", "max", "min")
+
+
+class PlanError(Exception):
+    """A plan cannot be calculated: ``code`` and ``params`` say why (messages.py renders them)."""
+
+    def __init__(self, code: str, **params):
+        super().__init__(code)
+        self.code = code
+        self.params = params
+
+
+@dataclass
+class Images:
+    ct: object
+    slices: list
+    rtstruct: pydicom.Dataset
+    context: dicom_export.StudyContext
+
+
+def read_images(ct_instances, rtstruct_instance) -> Images:
+    """CT (from the index's instances of one series) and the structure set's dataset."""
+    slices = []
+    for instance in ct_instances:
+        with instance.file.open("rb") as f:
+            slices.append(pydicom.dcmread(io.BytesIO(f.read())))
+    if not slices:
+        raise PlanError("no_ct")
+    try:
+        ct = dicom_io.ct_from_slices(sorted(slices, key=lambda s: float(s.ImagePositionPatient[2])))
+    except (ValueError, AttributeError) as exc:
+        raise PlanError("ct_unreadable", detail=str(exc)) from None
+    with rtstruct_instance.file.open("rb") as f:
+        rs = pydicom.dcmread(io.BytesIO(f.read()))
+    first = slices[0]
+    ctx = dicom_export.StudyContext(
+        patient_id=str(getattr(first, "PatientID", "ANON")),
+        patient_name=str(getattr(first, "PatientName", "ANONYMOUS")),
+        study_instance_uid=str(first.StudyInstanceUID),
+        frame_of_reference_uid=str(getattr(first, "FrameOfReferenceUID", "")) or dicom_export.StudyContext().frame_of_reference_uid,
+        study_id=str(getattr(first, "StudyID", "1") or "1"),
+        patient_position=str(getattr(first, "PatientPosition", "HFS") or "HFS"),
+    )
+    return Images(ct, slices, rs, ctx)
+
+
+def roi_contours(rs: pydicom.Dataset) -> dict[str, list[np.ndarray]]:
+    """ROI name -> its closed planar contours (n, 3) in mm."""
+    names = {int(r.ROINumber): str(r.ROIName) for r in getattr(rs, "StructureSetROISequence", [])}
+    out: dict[str, list[np.ndarray]] = {name: [] for name in names.values()}
+    for rc in getattr(rs, "ROIContourSequence", []):
+        name = names.get(int(rc.ReferencedROINumber))
+        if name is None:
+            continue
+        for c in getattr(rc, "ContourSequence", []):
+            if str(getattr(c, "ContourGeometricType", "")) != "CLOSED_PLANAR":
+                continue
+            out[name].append(np.asarray(c.ContourData, dtype=float).reshape(-1, 3))
+    return out
+
+
+def roi_types(rs: pydicom.Dataset) -> dict[str, str]:
+    names = {int(r.ROINumber): str(r.ROIName) for r in getattr(rs, "StructureSetROISequence", [])}
+    return {
+        names.get(int(o.ReferencedROINumber), ""): str(getattr(o, "RTROIInterpretedType", ""))
+        for o in getattr(rs, "RTROIObservationsSequence", [])
+    }
+
+
+def contour_centre_mm(contours: list[np.ndarray]) -> list[float] | None:
+    """Mean of a structure's contour points: the default isocentre, without reading the CT."""
+    if not contours:
+        return None
+    points = np.concatenate(contours)
+    return [round(float(v), 1) for v in points.mean(axis=0)]
+
+
+def check_target(contours: list[np.ndarray], slice_z_mm: list[float], target: str) -> None:
+    """Refuse a target without contours or with contours outside the CT's slices."""
+    if not contours:
+        raise PlanError("target_empty", target=target)
+    if not slice_z_mm:
+        raise PlanError("no_ct")
+    z = np.asarray(sorted(slice_z_mm))
+    half = (float(np.median(np.diff(z))) / 2) if len(z) > 1 else 1.5
+    inside = [c for c in contours if z[0] - half - 1e-3 <= c[0, 2] <= z[-1] + half + 1e-3]
+    if not inside:
+        raise PlanError("target_outside_ct", target=target)
+
+
+def _dose(entry: dict, prescription_gy: float) -> float:
+    if "dose_pct" in entry and entry["dose_pct"] is not None:
+        return float(entry["dose_pct"]) / 100.0 * prescription_gy
+    return float(entry.get("dose_gy", 0.0))
+
+
+def build_structures(images: Images, mapping: list[dict]) -> list[Structure]:
+    """The mapped structures rasterised on the CT grid (ignored ones left out)."""
+    contours = roi_contours(images.rtstruct)
+    out = []
+    for m in mapping:
+        role = m.get("role")
+        if role not in (TARGET, OAR, EXTERNAL):
+            continue
+        mask = rasterise_contours(contours.get(m["name"], []), images.ct.grid)
+        out.append(Structure(m["name"], mask, role))
+    return out
+
+
+def evaluate_goals(goals: list[dict], statistics: dict, prescription_gy: float) -> list[dict]:
+    """Each goal with its value and whether it passes (None when the structure has no voxel)."""
+    out = []
+    for g in goals:
+        st = statistics.get(g["structure"], {})
+        metric = g["metric"]
+        row = dict(g)
+        if metric == "V95":
+            value = st.get("V95")
+            value = None if value is None else 100.0 * value
+            limit = float(g.get("volume_pct", 95))
+            row["unit"] = "%"
+        else:
+            value = st.get(metric)
+            limit = _dose(g, prescription_gy)
+            row["unit"] = "Gy"
+        row["limit"] = limit
+        row["value"] = value
+        if value is None:
+            row["passed"] = None
+        else:
+            row["passed"] = bool(value >= limit - 1e-9) if g["op"] == ">=" else bool(value <= limit + 1e-9)
+        out.append(row)
+    return out
+
+
+@dataclass
+class Outcome:
+    plan_ds: pydicom.Dataset
+    dose_ds: pydicom.Dataset
+    dose_gy: np.ndarray  # course dose on the dose grid
+    dose_grid: Grid
+    results: dict
+
+
+def calculate(images: Images, setup: dict, *, dose_gy: float, fractions: int, category: str, progress=None) -> Outcome:
+    """Run the pipeline on a plan's setup (doses of the setup are for the whole course)."""
+    mapping = setup.get("structures", [])
+    target = setup.get("target")
+    structures = build_structures(images, mapping)
+    by_name = {s.name: s for s in structures}
+    if target not in by_name:
+        raise PlanError("no_target")
+    if not by_name[target].mask.any():
+        raise PlanError("target_empty", target=target)
+    per_fraction = dose_gy / fractions
+    objectives = []
+    for o in setup.get("objectives", []):
+        if o["structure"] not in by_name:
+            continue
+        objectives.append(Objective(o["structure"], o["kind"], _dose(o, dose_gy) / fractions, float(o.get("weight", 1.0))))
+    iso_default = target_centre_mm(by_name[target], images.ct.grid)
+    beams = []
+    for b in setup.get("beams", []):
+        iso = b.get("isocentre_mm") or iso_default
+        beams.append(Beam(float(b["gantry_deg"]), float(b.get("couch_deg", 0.0)), np.asarray(iso, dtype=float)))
+    if not beams:
+        raise PlanError("no_beams")
+    s = setup.get("settings", {})
+    settings = PlanSettings(
+        dose_grid_mm=float(s.get("dose_grid_mm", 4.0)),
+        spot_spacing_mm=float(s.get("spot_spacing_mm", 6.0)),
+        layer_spacing_mm=float(s.get("layer_spacing_mm", 5.0)),
+        max_iterations=int(s.get("max_iterations", 150)),
+    )
+    machine = resources.load_default_machine()
+    calibration = resources.load_default_calibration()
+    try:
+        result = plan_pbs(
+            images.ct, structures, beams, machine, calibration, objectives,
+            target=target, prescription_gy=per_fraction, settings=settings, progress=progress,
+        )
+    except ValueError as exc:
+        if "no voxel" in str(exc):
+            raise PlanError("target_off_dose_grid", target=target) from None
+        raise PlanError("pipeline", detail=str(exc)) from None
+    if len(result.spots) == 0:
+        raise PlanError("no_spots")
+    course = result.dose_gy * fractions
+    sigma = machine.spot_sigma_in_air_mm(result.spots.energy_index, np.full(len(result.spots), machine.sad_mm))
+    plan_ds = dicom_export.rt_ion_plan_dataset(
+        beams, result.spots, result.weights, machine, images.context,
+        n_fractions=fractions, prescription_gy=dose_gy, structure_set=images.rtstruct, spot_sigma_mm=sigma,
+    )
+    dose_ds = dicom_export.rt_dose_dataset(course, result.dose_grid, images.context, plan=plan_ds)
+    statistics = {}
+    for st in result.structures:
+        values = dict(result.statistics[st.name])
+        for key in STATISTICS:
+            if key in values:
+                values[key] = values[key] * fractions
+        statistics[st.name] = values
+    dvhs = []
+    for d in result.dvhs:
+        course_dvh = Dvh(d.name, d.dose_gy * fractions, d.volume_fraction)
+        step = max(1, len(course_dvh.dose_gy) // 200)
+        dvhs.append({
+            "name": d.name,
+            "dose_gy": [round(float(v), 3) for v in course_dvh.dose_gy[::step]],
+            "volume": [round(float(v), 4) for v in course_dvh.volume_fraction[::step]],
+        })
+    goals = evaluate_goals(setup.get("goals", []), statistics, dose_gy)
+    fields = []
+    for b in range(len(beams)):
+        sel = result.spots.beam_index == b
+        spots = int(np.count_nonzero(sel & (result.weights > 0)))
+        layers = len(set(result.spots.energy_index[sel & (result.weights > 0)].tolist()))
+        fields.append({"gantry_deg": beams[b].gantry_deg, "couch_deg": beams[b].couch_deg, "spots": spots, "layers": layers})
+    d = catalog.delivery()
+    setup_min = float(setup.get("setup_minutes") or catalog.template_for(category)["setup_minutes"])
+    for f in fields:
+        f["beam_on_s"] = round(session.field_seconds(f["spots"], f["layers"], spot_s=d["spot_s"], layer_switch_s=d["layer_switch_s"]), 1)
+    minutes = session.session_minutes(
+        [(f["spots"], f["layers"]) for f in fields], setup_minutes=setup_min, spot_s=d["spot_s"],
+        layer_switch_s=d["layer_switch_s"], field_overhead_s=d["field_overhead_s"], round_to_min=d["round_to_min"],
+    )
+    results = {
+        "statistics": statistics,
+        "dvhs": dvhs,
+        "goals": goals,
+        "fields": fields,
+        "session_minutes": minutes,
+        "setup_minutes": setup_min,
+        "spots": int(len(result.spots)),
+        "isocentre_mm": [round(float(v), 1) for v in beams[0].isocentre_mm],
+        "optimiser": {"iterations": int(result.optimisation.iterations), "objective": float(result.optimisation.objective)},
+        "timings_s": {k: round(float(v), 2) for k, v in result.timings_s.items()},
+        "prescription_gy": dose_gy,
+        "fractions": fractions,
+    }
+    return Outcome(plan_ds, dose_ds, course, result.dose_grid, results)
+
+
+def dataset_bytes(ds: pydicom.Dataset) -> bytes:
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
