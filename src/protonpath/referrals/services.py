@@ -34,6 +34,12 @@ request_transitioned = Signal()
 #: raises :class:`ValidationError` to refuse (e.g. payment in full before the first consultation).
 TRANSITION_GUARDS: list[Callable[[str, TreatmentRequest, object], None]] = []
 
+#: Checks of the facts a step depends on beyond the state (the consultation held, the first
+#: session given): ``check(action_name, treatment_request)`` returns why the step may not be
+#: taken yet, in the reader's language, or "". Other apps add them (see scheduling/facts.py);
+#: :func:`perform` refuses with that reason and a "denied" row, and pages do not offer the step.
+FACT_CHECKS: list[Callable[[str, TreatmentRequest], str]] = []
+
 PATIENT_FIELDS = (
     "first_name",
     "last_name",
@@ -237,6 +243,25 @@ def require_permission(*, actor, treatment_request: TreatmentRequest, action: st
         raise PermissionDenied(_("You may not do this."))
 
 
+def missing_fact(treatment_request: TreatmentRequest, action: str) -> str:
+    """Why ``action`` may not be taken yet on this request (see :data:`FACT_CHECKS`); "" if it may."""
+    for check in FACT_CHECKS:
+        reason = check(action, treatment_request)
+        if reason:
+            return str(reason)
+    return ""
+
+
+def require_facts(*, actor, treatment_request: TreatmentRequest, action: str) -> None:
+    """Refuse (and record the refusal) while a fact ``action`` depends on is missing."""
+    reason = missing_fact(treatment_request, action)
+    if reason:
+        audit.record(
+            actor=actor, action=AuditEvent.Action.DENIED, obj=treatment_request, summary=f"action={action}: facts missing"
+        )
+        raise ValidationError(reason, code="facts")
+
+
 def perform(*, actor, treatment_request: TreatmentRequest, action: str, note: str = "", **changes) -> TreatmentRequest:
     """Move a request along its path by ``action`` (see :mod:`protonpath.referrals.pathway`)."""
     definition = pathway.ACTIONS.get(action)
@@ -244,6 +269,9 @@ def perform(*, actor, treatment_request: TreatmentRequest, action: str, note: st
         raise ValidationError(_("Unknown action."))
     # Who may act does not depend on the state: checked first, so the refusal stays in the trail.
     require_permission(actor=actor, treatment_request=treatment_request, action=action)
+    if pathway.applies(definition, state=treatment_request.state, is_international=treatment_request.is_international):
+        # The facts the step records (outside the transaction, so that the refusal stays too).
+        require_facts(actor=actor, treatment_request=treatment_request, action=action)
     with transaction.atomic():
         treatment_request = _locked(treatment_request)
         if not pathway.applies(definition, state=treatment_request.state, is_international=treatment_request.is_international):
@@ -251,6 +279,9 @@ def perform(*, actor, treatment_request: TreatmentRequest, action: str, note: st
                 _("This cannot be done while the request is '%(state)s'.") % {"state": treatment_request.get_state_display()},
                 code="state",
             )
+        reason = missing_fact(treatment_request, action)  # again, under the lock
+        if reason:
+            raise ValidationError(reason, code="facts")
         note = (note or "").strip()
         if definition.needs_note and not note:
             raise ValidationError(_("Please give a reason."), code="note")

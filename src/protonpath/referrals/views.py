@@ -8,7 +8,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
 from django.http import FileResponse, Http404, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.utils.formats import date_format
@@ -165,6 +164,13 @@ def _detail_context(request, treatment_request, **extra):
         state=treatment_request.state, role=user.role, is_owner=owner, is_international=treatment_request.is_international
     )
     actions = [a for a in actions if not (a.handled_by and f"protonpath.{a.handled_by}" in settings.INSTALLED_APPS)]
+    # A step whose facts are missing (the consultation not held yet...) is not offered: its reason is.
+    not_yet = []
+    for a in list(actions):
+        reason = services.missing_fact(treatment_request, a.name)
+        if reason:
+            actions.remove(a)
+            not_yet.append({"action": a, "reason": reason})
     decision_actions = [a for a in actions if a.name in ("accept", "decline", "request_information")]
     other_actions = [a for a in actions if a not in decision_actions]
     context = {
@@ -183,6 +189,7 @@ def _detail_context(request, treatment_request, **extra):
         and treatment_request.state in pathway.DECISION_STATES
         and treatment_request.decision_sent_at is None,
         "is_owner": owner,
+        "not_yet": not_yet,
     }
     context["panels"] = _panels(request, treatment_request)
     context.update(extra)
@@ -238,14 +245,18 @@ def document_upload(request, pk: int):
     else:
         error = " ".join(e for errs in form.errors.values() for e in errs)
     treatment_request.refresh_from_db()
-    if request.htmx:
-        context = _detail_context(request, treatment_request, upload_error=error)
-        return render(request, "referrals/_medical_file.html", context, status=400 if error else 200)
-    if error:
-        messages.error(request, error)
-    else:
+    if not error:
+        if request.htmx:
+            return render(request, "referrals/_medical_file.html", _detail_context(request, treatment_request))
         messages.success(request, _("Document added."))
-    return redirect("referrals:detail", pk=pk)
+        return redirect("referrals:detail", pk=pk)
+    # Refused: the form comes back with its errors and what was chosen (the file must be chosen
+    # again: browsers never pre-fill a file input). 400, which htmx swaps (see base.html's
+    # htmx-config); without script, the whole page again, with the errors at the form.
+    shown = form if form.errors else DocumentForm(initial={"kind": request.POST.get("kind", ""), "description": request.POST.get("description", "")})
+    context = _detail_context(request, treatment_request, upload_error=error, document_form=shown)
+    template = "referrals/_medical_file.html" if request.htmx else "referrals/detail.html"
+    return render(request, template, context, status=400)
 
 
 @login_required
@@ -274,9 +285,10 @@ def document_delete(request, pk: int):
 
 def _run(request, pk: int, operation) -> object:
     treatment_request = selectors.get_request_for(request.user, pk, audit_view=False)
+    # No transaction around the service: each one runs in its own, and a refusal it records in
+    # the audit trail must not be rolled back with the refused change.
     try:
-        with transaction.atomic():
-            operation(treatment_request)
+        operation(treatment_request)
     except ValidationError as exc:
         messages.error(request, _errors(exc))
     except PermissionDenied as exc:
