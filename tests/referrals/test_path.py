@@ -7,8 +7,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from protonpath.accounts.models import AuditEvent
 from protonpath.referrals import services
 from protonpath.referrals.models import State, StateChange
-from tests.facts import course_with_sessions, give_pending_sessions, hold_first_consultation
 from tests.factories import advance_to, make_request
+from tests.facts import course_with_sessions, give_pending_sessions, hold_first_consultation
 
 pytestmark = pytest.mark.django_db
 

@@ -21,6 +21,13 @@ from tests.factories import PDF_BYTES, make_request
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _english_afterwards():
+    """Pages served in French leave French active in the thread: the next test starts in English."""
+    with translation.override("en"):
+        yield
+
+
 def _post(client, r, data, **headers):
     return client.post(reverse("referrals:upload", args=[r.pk]), data, **headers)
 

@@ -22,8 +22,8 @@ from protonpath.scheduling.models import (
     SessionStatus,
     TreatmentCourse,
 )
-from tests.facts import hold_first_consultation
 from tests.factories import advance_to, make_request
+from tests.facts import hold_first_consultation
 
 pytestmark = pytest.mark.django_db
 

@@ -18,11 +18,18 @@ from protonpath.accounts.models import ApiToken, AuditEvent
 from protonpath.referrals import services as referral_services
 from protonpath.referrals.models import State
 from protonpath.scheduling import selectors, services
-from protonpath.scheduling.models import GantrySession, SessionStatus
 from protonpath.scheduling.facts import missing_fact
+from protonpath.scheduling.models import GantrySession, SessionStatus
 from tests.facts import course_with_sessions, hold_first_consultation
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _english_afterwards():
+    """Pages served in French leave French active in the thread: the next test starts in English."""
+    with translation.override("en"):
+        yield
 
 
 def _booked_in_the_future(r, staff, oncologist):

@@ -41,6 +41,7 @@ class RequestIn(Schema):
     addressee_phone: str
     addressee_email: str
     addressee_address: str
+    addressee_country: str = ""
     pathology_name: str
     pathology_location: str
     had_surgery: bool = False
@@ -95,6 +96,7 @@ class RequestOut(Schema):
     addressee_phone: str
     addressee_email: str
     addressee_address: str
+    addressee_country: str
     pathology_name: str
     pathology_location: str
     had_surgery: bool

@@ -6,7 +6,7 @@ from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from protonpath.referrals.countries import country_choices
+from protonpath.referrals.countries import CountryField, country_choices
 from protonpath.referrals.models import DocumentKind, Patient, TreatmentRequest
 from protonpath.referrals.services import PATIENT_FIELDS, REQUEST_FIELDS
 
@@ -14,8 +14,8 @@ from protonpath.referrals.services import PATIENT_FIELDS, REQUEST_FIELDS
 class PatientForm(forms.ModelForm):
     # The function, not its result: the choices are computed when the form is shown, in the
     # language of that request.
-    nationality = forms.ChoiceField(label=_("Nationality"), choices=country_choices)
-    country_of_residence = forms.ChoiceField(label=_("Country of residence"), choices=country_choices)
+    nationality = CountryField(label=_("Nationality"), choices=country_choices)
+    country_of_residence = CountryField(label=_("Country of residence"), choices=country_choices)
 
     class Meta:
         model = Patient
@@ -36,6 +36,8 @@ class PatientForm(forms.ModelForm):
 
 
 class TreatmentRequestForm(forms.ModelForm):
+    addressee_country = CountryField(label=_("Addressee's country"), required=False)
+
     class Meta:
         model = TreatmentRequest
         fields = REQUEST_FIELDS

@@ -9,7 +9,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from protonpath.referrals.countries import country_name
+from protonpath.referrals.countries import country_name, validate_country_code
 from protonpath.referrals.identity import identity_key
 
 
@@ -35,11 +35,13 @@ class Patient(models.Model):
     sex = models.CharField(_("sex"), max_length=1, choices=Sex.choices)
     birth_date = models.DateField(_("date of birth"))
     birth_place = models.CharField(_("place of birth"), max_length=200)
-    nationality = models.CharField(_("nationality"), max_length=2, help_text=_("ISO 3166-1 alpha-2"))
+    nationality = models.CharField(
+        _("nationality"), max_length=2, validators=[validate_country_code], help_text=_("ISO 3166-1 alpha-2")
+    )
     phone = models.CharField(_("telephone"), max_length=40)
     email = models.EmailField(_("e-mail"))
     address = models.TextField(_("postal address"))
-    country_of_residence = models.CharField(_("country of residence"), max_length=2)
+    country_of_residence = models.CharField(_("country of residence"), max_length=2, validators=[validate_country_code])
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     # Family name|given name|birth date without case, accents or punctuation, to find the records
     # of one person (see :mod:`protonpath.referrals.identity`). Kept up to date by save().
@@ -139,6 +141,9 @@ class TreatmentRequest(models.Model):
     addressee_phone = models.CharField(_("addressee telephone"), max_length=40)
     addressee_email = models.EmailField(_("addressee e-mail"))
     addressee_address = models.TextField(_("addressee postal address"))
+    addressee_country = models.CharField(
+        _("addressee country"), max_length=2, blank=True, validators=[validate_country_code], help_text=_("ISO 3166-1 alpha-2")
+    )
     # Medical summary.
     pathology_name = models.CharField(_("pathology"), max_length=200)
     pathology_location = models.CharField(_("location"), max_length=200)
@@ -178,6 +183,11 @@ class TreatmentRequest(models.Model):
 
     def __str__(self) -> str:
         return self.reference
+
+    @property
+    def addressee_country_name(self) -> str:
+        """The addressee's country, named in the active language ("" when not given)."""
+        return country_name(self.addressee_country) if self.addressee_country else ""
 
     @property
     def is_international(self) -> bool:

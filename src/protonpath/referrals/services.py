@@ -61,6 +61,7 @@ REQUEST_FIELDS = (
     "addressee_phone",
     "addressee_email",
     "addressee_address",
+    "addressee_country",
     "pathology_name",
     "pathology_location",
     "had_surgery",
@@ -109,6 +110,7 @@ def _create_request(*, actor, patient_data: dict, request_data: dict, reuse_pk: 
         patient = Patient(user=actor if actor.role == Role.PATIENT else None)
     for field in PATIENT_FIELDS:
         setattr(patient, field, patient_data[field])
+    _normalise_countries(patient, treatment_request=None)
     patient.full_clean()
     patient.save()
     if reuse_pk is not None:
@@ -122,6 +124,7 @@ def _create_request(*, actor, patient_data: dict, request_data: dict, reuse_pk: 
     for field in REQUEST_FIELDS:
         if field in request_data:
             setattr(treatment_request, field, request_data[field])
+    _normalise_countries(None, treatment_request=treatment_request)
     for _attempt in range(5):
         treatment_request.reference = _next_reference()
         try:
@@ -150,15 +153,29 @@ def update_request(*, actor, treatment_request: TreatmentRequest, patient_data: 
     for field in PATIENT_FIELDS:
         if field in patient_data:
             setattr(patient, field, patient_data[field])
+    _normalise_countries(patient, treatment_request=None)
     patient.full_clean()
     patient.save()
     for field in REQUEST_FIELDS:
         if field in request_data:
             setattr(treatment_request, field, request_data[field])
+    _normalise_countries(None, treatment_request=treatment_request)
     treatment_request.full_clean()
     treatment_request.save()
     audit.record(actor=actor, action=AuditEvent.Action.UPDATE, obj=treatment_request)
     return treatment_request
+
+
+def _normalise_countries(patient: Patient | None, *, treatment_request: TreatmentRequest | None) -> None:
+    """Codes in capitals ("ma" is MA); anything else is left for the validators to refuse."""
+    pairs = [(patient, ("nationality", "country_of_residence")), (treatment_request, ("addressee_country",))]
+    for obj, fields in pairs:
+        if obj is None:
+            continue
+        for field in fields:
+            value = getattr(obj, field)
+            if isinstance(value, str):
+                setattr(obj, field, value.strip().upper())
 
 
 def _reusable_patient_pk(actor, reuse_patient: Patient | int, patient_data: dict) -> int:
