@@ -14,7 +14,7 @@ from ninja.files import UploadedFile
 from protonpath.accounts import audit
 from protonpath.accounts.models import AuditEvent
 from protonpath.referrals import pathway, selectors, services
-from protonpath.referrals.models import DocumentKind, RequestType, State
+from protonpath.referrals.models import DocumentKind, GuardianRelationship, RequestType, State
 
 router = Router(tags=["requests"])
 
@@ -42,6 +42,11 @@ class RequestIn(Schema):
     addressee_email: str
     addressee_address: str
     addressee_country: str = ""
+    filled_by_guardian: bool = False
+    guardian_name: str = ""
+    guardian_relationship: Literal[("", *GuardianRelationship.values)] = ""  # type: ignore[valid-type]
+    guardian_phone: str = ""
+    guardian_email: str = ""
     pathology_name: str
     pathology_location: str
     had_surgery: bool = False
@@ -97,6 +102,11 @@ class RequestOut(Schema):
     addressee_email: str
     addressee_address: str
     addressee_country: str
+    filled_by_guardian: bool
+    guardian_name: str
+    guardian_relationship: str
+    guardian_phone: str
+    guardian_email: str
     pathology_name: str
     pathology_location: str
     had_surgery: bool

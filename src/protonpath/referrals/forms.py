@@ -45,6 +45,13 @@ class TreatmentRequestForm(forms.ModelForm):
             "reason": forms.Textarea(attrs={"rows": 3}),
             "addressee_address": forms.Textarea(attrs={"rows": 3}),
         }
+        labels = {
+            "filled_by_guardian": _("I am the patient's parent or legal guardian and fill in this request for them"),
+            "guardian_name": _("Your name (parent or legal guardian)"),
+            "guardian_relationship": _("Your relationship to the patient"),
+            "guardian_phone": _("Your telephone"),
+            "guardian_email": _("Your e-mail"),
+        }
 
 
 class DocumentForm(forms.Form):

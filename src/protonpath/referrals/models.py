@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -17,6 +18,17 @@ class Sex(models.TextChoices):
     FEMALE = "F", _("Female")
     MALE = "M", _("Male")
     OTHER = "O", _("Other / unspecified")
+
+
+class GuardianRelationship(models.TextChoices):
+    MOTHER = "mother", _("Mother")
+    FATHER = "father", _("Father")
+    LEGAL_GUARDIAN = "legal_guardian", _("Legal guardian")
+    OTHER = "other", _("Other legal representative")
+
+
+#: The guardian's details a request filled in by a parent or legal guardian must give.
+GUARDIAN_FIELDS = ("guardian_name", "guardian_relationship", "guardian_phone", "guardian_email")
 
 
 class Patient(models.Model):
@@ -144,6 +156,14 @@ class TreatmentRequest(models.Model):
     addressee_country = models.CharField(
         _("addressee country"), max_length=2, blank=True, validators=[validate_country_code], help_text=_("ISO 3166-1 alpha-2")
     )
+    # Who filled in the request when it is not the patient: a parent or legal guardian.
+    filled_by_guardian = models.BooleanField(_("filled in by a parent or legal guardian"), default=False)
+    guardian_name = models.CharField(_("parent or guardian's name"), max_length=200, blank=True)
+    guardian_relationship = models.CharField(
+        _("relationship to the patient"), max_length=32, choices=GuardianRelationship.choices, blank=True
+    )
+    guardian_phone = models.CharField(_("parent or guardian's telephone"), max_length=40, blank=True)
+    guardian_email = models.EmailField(_("parent or guardian's e-mail"), blank=True)
     # Medical summary.
     pathology_name = models.CharField(_("pathology"), max_length=200)
     pathology_location = models.CharField(_("location"), max_length=200)
@@ -183,6 +203,23 @@ class TreatmentRequest(models.Model):
 
     def __str__(self) -> str:
         return self.reference
+
+    def clean(self):
+        super().clean()
+        if self.filled_by_guardian:
+            errors = {}
+            if not self.guardian_name.strip():
+                errors["guardian_name"] = _("Give the name of the parent or legal guardian.")
+            if not self.guardian_relationship:
+                errors["guardian_relationship"] = _("Say whether you are the mother, the father or the legal guardian.")
+            if not (self.guardian_phone.strip() or self.guardian_email.strip()):
+                errors["guardian_phone"] = _("Give a telephone number or an e-mail address to reach the parent or legal guardian.")
+            if errors:
+                raise ValidationError(errors)
+        else:
+            # Nothing kept about a guardian the request does not name.
+            for field in GUARDIAN_FIELDS:
+                setattr(self, field, "")
 
     @property
     def addressee_country_name(self) -> str:

@@ -59,12 +59,26 @@ def request_new(request):
     if request.user.role not in (Role.PATIENT, Role.REFERRING_DOCTOR, Role.ADMIN_STAFF):
         raise PermissionDenied
     initial_patient = {}
-    existing = getattr(request.user, "patient_record", None) if request.user.role == Role.PATIENT else None
-    if existing is not None:
-        initial_patient = {f: getattr(existing, f) for f in services.PATIENT_FIELDS}
-    elif request.user.role == Role.PATIENT:
-        initial_patient = {"first_name": request.user.first_name, "last_name": request.user.last_name, "email": request.user.email}
     initial_request = {}
+    user = request.user
+    existing = getattr(user, "patient_record", None) if user.role == Role.PATIENT else None
+    if user.role == Role.PATIENT and user.fills_in_for_patient:
+        # A parent or legal guardian fills in: the patient is not the account holder, whose
+        # name goes in the guardian's part (a second child gets a blank patient part).
+        initial_request = {
+            "filled_by_guardian": True,
+            "guardian_name": user.get_full_name(),
+            "guardian_phone": user.phone,
+            "guardian_email": user.email,
+        }
+        if existing is not None and "another" not in request.GET:
+            initial_patient = {f: getattr(existing, f) for f in services.PATIENT_FIELDS}
+        else:
+            initial_patient = {"email": user.email, "phone": user.phone}
+    elif existing is not None:
+        initial_patient = {f: getattr(existing, f) for f in services.PATIENT_FIELDS}
+    elif user.role == Role.PATIENT:
+        initial_patient = {"first_name": user.first_name, "last_name": user.last_name, "email": user.email}
     if request.user.role == Role.REFERRING_DOCTOR:
         initial_request = {
             "addressee_name": request.user.get_full_name(),
