@@ -39,6 +39,7 @@ def test_sending_to_review_asks_which_upcoming_meeting(client, staff, oncologist
     assert 'class="agenda-add"' in html and "Send to the review meeting" in html
     assert f'<option value="{meeting.pk}">' in html and f'<option value="{later.pk}">' in html
     assert f'<option value="{held.pk}">' not in html
+    assert 'href="#step-send_to_review"' in html  # the actions column leads to the meeting choice
 
     client.post(
         "/department/agenda/add/",

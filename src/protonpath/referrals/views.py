@@ -29,6 +29,9 @@ from protonpath.referrals.forms import (
 )
 from protonpath.referrals.models import Patient, State
 
+#: Steps taken in another app's section of the request page, which has an anchor named after the step.
+LINKED_STEPS = frozenset({"send_to_review"})
+
 
 def _errors(exc: ValidationError) -> str:
     return " ".join(exc.messages)
@@ -177,7 +180,8 @@ def _detail_context(request, treatment_request, **extra):
     actions = pathway.available_actions(
         state=treatment_request.state, role=user.role, is_owner=owner, is_international=treatment_request.is_international
     )
-    actions = [a for a in actions if not (a.handled_by and f"protonpath.{a.handled_by}" in settings.INSTALLED_APPS)]
+    handled = [a for a in actions if a.handled_by and f"protonpath.{a.handled_by}" in settings.INSTALLED_APPS]
+    actions = [a for a in actions if a not in handled]
     # A step whose facts are missing (the consultation not held yet...) is not offered: its reason is.
     not_yet = []
     for a in list(actions):
@@ -204,6 +208,9 @@ def _detail_context(request, treatment_request, **extra):
         and treatment_request.decision_sent_at is None,
         "is_owner": owner,
         "not_yet": not_yet,
+        # Steps another app's section carries with the data they need (the meeting to send a
+        # file to): the actions column links to that section.
+        "elsewhere": [a for a in handled if a.name in LINKED_STEPS],
     }
     context["panels"] = _panels(request, treatment_request)
     context.update(extra)
