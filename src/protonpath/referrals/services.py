@@ -133,13 +133,8 @@ def _own_record(actor, patient_data: dict) -> tuple[Patient | None, bool]:
     if own is not None and own.identity_key == key:
         return own, True
     if actor.fills_in_for_patient:
-        earlier = (
-            Patient.objects.select_for_update()
-            .filter(identity_key=key, requests__submitted_by=actor)
-            .distinct()
-            .order_by("pk")
-            .first()
-        )
+        theirs = Patient.objects.filter(identity_key=key, requests__submitted_by=actor).values("pk")
+        earlier = Patient.objects.select_for_update().filter(pk__in=theirs).order_by("pk").first()
         return earlier, own is None and earlier is None
     if own is None:
         return None, True
