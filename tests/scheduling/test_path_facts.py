@@ -88,10 +88,14 @@ def test_planning_is_not_offered_nor_allowed_before_the_first_consultation_is_he
     assert answer.status_code == 400, answer.content
     assert "first consultation" in str(answer.json()["detail"])
     assert _denied(r, "start_planning") == 3
+    listed = client.get(f"/api/requests/{r.pk}", HTTP_AUTHORIZATION=f"Bearer {raw}").json()["available_actions"]
+    assert "start_planning" not in listed and "cancel" in listed
 
     # Once the consultation has been held, the step is offered and taken.
     hold_first_consultation(r, oncologist)
     assert "action-start_planning" in _page(client, oncologist, r)
+    listed = client.get(f"/api/requests/{r.pk}", HTTP_AUTHORIZATION=f"Bearer {raw}").json()["available_actions"]
+    assert "start_planning" in listed
     referral_services.perform(actor=oncologist, treatment_request=r, action="start_planning")
     r.refresh_from_db()
     assert r.state == State.PLANNING

@@ -193,7 +193,8 @@ def _out(request, treatment_request) -> dict:
         is_owner=selectors.is_owner(user, treatment_request),
         is_international=treatment_request.is_international,
     )
-    treatment_request.available_actions = [a.name for a in actions]
+    # As on the page: a step whose facts are missing (the consultation not held yet) is not offered.
+    treatment_request.available_actions = [a.name for a in actions if not services.missing_fact(treatment_request, a.name)]
     return treatment_request
 
 
