@@ -181,3 +181,10 @@ def test_the_signup_and_the_form_read_in_french(client):
     client.cookies["django_language"] = "fr"
     form = client.get(reverse("referrals:new"), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
     assert "Rempli par un parent ou le représentant légal" in form
+
+
+def test_a_doctors_form_does_not_ask_whether_they_are_the_parent(client, doctor, staff):
+    for user in (doctor, staff):
+        client.force_login(user)
+        form = client.get(reverse("referrals:new")).content.decode()
+        assert 'name="request-filled_by_guardian"' not in form and 'id="guardian"' not in form

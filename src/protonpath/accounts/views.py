@@ -73,7 +73,7 @@ class SignupForm(forms.ModelForm):
     role = forms.ChoiceField(
         label=_("I am"),
         choices=[
-            (Role.PATIENT, _("a patient (or a relative)")),
+            (Role.PATIENT, _("a patient, for myself")),
             (GUARDIAN, _("the parent or legal guardian of a patient (a child, or an adult under guardianship)")),
             (Role.REFERRING_DOCTOR, _("a referring doctor")),
         ],
@@ -82,6 +82,9 @@ class SignupForm(forms.ModelForm):
     )
     password1 = forms.CharField(label=_("Password"), widget=forms.PasswordInput, strip=False)
     password2 = forms.CharField(label=_("Password again"), widget=forms.PasswordInput, strip=False)
+
+    # Who signs up first: a parent or legal guardian then knows the names asked are their own.
+    field_order = ("role", "username", "first_name", "last_name", "email", "phone", "institution", "preferred_language")
 
     class Meta:
         model = User

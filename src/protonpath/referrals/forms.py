@@ -7,7 +7,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from protonpath.referrals.countries import CountryField, country_choices
-from protonpath.referrals.models import DocumentKind, Patient, TreatmentRequest
+from protonpath.referrals.models import GUARDIAN_FIELDS, DocumentKind, Patient, TreatmentRequest
 from protonpath.referrals.services import PATIENT_FIELDS, REQUEST_FIELDS
 
 
@@ -37,6 +37,15 @@ class PatientForm(forms.ModelForm):
 
 class TreatmentRequestForm(forms.ModelForm):
     addressee_country = CountryField(label=_("Addressee's country"), required=False)
+
+    def __init__(self, *args, guardian_part: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        #: Whether the form asks who fills it in for the patient (a patient account only: a
+        #: doctor or staff member is not the patient's parent).
+        self.guardian_part = guardian_part
+        if not guardian_part:
+            for name in ("filled_by_guardian", *GUARDIAN_FIELDS):
+                del self.fields[name]
 
     class Meta:
         model = TreatmentRequest

@@ -90,7 +90,9 @@ def request_new(request):
             "addressee_email": request.user.email,
         }
     patient_form = PatientForm(request.POST or None, initial=initial_patient, prefix="patient")
-    request_form = TreatmentRequestForm(request.POST or None, initial=initial_request, prefix="request")
+    request_form = TreatmentRequestForm(
+        request.POST or None, initial=initial_request, prefix="request", guardian_part=user.role == Role.PATIENT
+    )
     reuse_form = None
     if request.method == "POST" and patient_form.is_valid() and request_form.is_valid():
         reuse_pk = None
@@ -153,7 +155,9 @@ def _reuse_candidates(user, patient_data: dict) -> list[tuple[int, str]]:
 def request_edit(request, pk: int):
     treatment_request = selectors.get_request_for(request.user, pk, audit_view=False)
     patient_form = PatientForm(request.POST or None, instance=treatment_request.patient, prefix="patient")
-    request_form = TreatmentRequestForm(request.POST or None, instance=treatment_request, prefix="request")
+    request_form = TreatmentRequestForm(
+        request.POST or None, instance=treatment_request, prefix="request", guardian_part=request.user.role == Role.PATIENT
+    )
     if request.method == "POST" and patient_form.is_valid() and request_form.is_valid():
         try:
             services.update_request(
