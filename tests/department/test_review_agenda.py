@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from django.utils import translation
+from django.utils import timezone, translation
 
 from protonpath.accounts.models import ApiToken
 from protonpath.department import services
@@ -33,12 +33,13 @@ def test_sending_to_review_asks_which_upcoming_meeting(client, staff, oncologist
     )
     held = services.create_meeting(actor=staff, starts_at=meeting.starts_at - datetime.timedelta(days=7), chair=oncologist)
     ReviewMeeting.objects.filter(pk=held.pk).update(status=ReviewMeeting.Status.HELD)
+    forgotten = services.create_meeting(actor=staff, starts_at=timezone.now() - datetime.timedelta(days=3), chair=oncologist)
 
     html = _page(client, staff, r)
     assert "action-send_to_review" not in html  # no bare button that puts the file on no agenda
     assert 'class="agenda-add"' in html and "Send to the review meeting" in html
     assert f'<option value="{meeting.pk}">' in html and f'<option value="{later.pk}">' in html
-    assert f'<option value="{held.pk}">' not in html
+    assert f'<option value="{held.pk}">' not in html and f'<option value="{forgotten.pk}">' not in html
     assert 'href="#step-send_to_review"' in html  # the actions column leads to the meeting choice
 
     client.post(
