@@ -6,12 +6,16 @@ accepts it with dose and fractions, and staff send the decision. Screenshots of 
 saved under test-artifacts/screenshots/.
 """
 
+import datetime
 from pathlib import Path
 
 import pydicom
 import pytest
+from django.utils import timezone
 
 from protonpath.accounts.models import AuditEvent
+from protonpath.department import services as department
+from protonpath.department.models import AgendaItem
 from protonpath.referrals.models import State, TreatmentRequest
 from tests.browser.conftest import login
 from tests.factories import PASSWORD, PDF_BYTES
@@ -37,6 +41,9 @@ def logout(page):
 
 def test_foreign_patient_request_from_submission_to_acceptance(page, screenshot, users, tmp_path):
     patient, staff, oncologist = users["patient"], users["staff"], users["oncologist"]
+    soon = timezone.now().replace(microsecond=0) + datetime.timedelta(days=2)
+    department.create_meeting(actor=staff, starts_at=soon, chair=oncologist)
+    later_meeting = department.create_meeting(actor=staff, starts_at=soon + datetime.timedelta(days=7), chair=oncologist)
 
     # The patient fills in the request.
     login(page, patient.username, PASSWORD)
@@ -69,7 +76,20 @@ def test_foreign_patient_request_from_submission_to_acceptance(page, screenshot,
     letter.write_bytes(PDF_BYTES + b"% letter\n")
     report = tmp_path / "mri-report.pdf"
     report.write_bytes(PDF_BYTES + b"% report\n")
+    # A refused file: the error shows in the page (htmx swaps the 400 answer), nothing is kept.
+    garbage = tmp_path / "letter-scan.pdf"
+    garbage.write_bytes(b"\x00\x01 not a pdf")
+    form = page.locator("#medical-file form.upload")
+    form.locator("select[name=kind]").select_option("doctor_letter")
+    form.locator("input[type=file]").set_input_files(str(garbage))
+    with page.expect_response(lambda r: "/documents/" in r.url and r.status == 400):
+        form.locator("button[type=submit]").click()
+    alert = page.wait_for_selector("#upload-error")
+    assert "The document was not added." in alert.inner_text() and "Reports must be PDF" in alert.inner_text()
+    assert page.locator("#medical-file select[name=kind]").input_value() == "doctor_letter"
+    screenshot("refused-upload-shown")
     upload(page, "doctor_letter", letter)
+    assert page.locator("#upload-error").count() == 0
     upload(page, "imaging_report", report)
     upload(page, "dicom_images", CT)
     assert "The medical file is complete." in page.inner_text("#file-verdict")
@@ -87,9 +107,14 @@ def test_foreign_patient_request_from_submission_to_acceptance(page, screenshot,
     page.click(f"#queue-files_to_check >> text={r.reference}")
     page.click("form.action-mark_complete button")
     page.wait_for_load_state("networkidle")
-    page.click("form.action-send_to_review button")
+    # "Send to the review meeting" asks which upcoming meeting; the file is on its agenda.
+    assert page.locator("form.action-send_to_review").count() == 0
+    page.select_option("form.agenda-add select[name=meeting]", str(later_meeting.pk))
+    screenshot("staff-choose-review-meeting")
+    page.click("form.agenda-add button[type=submit]")
     page.wait_for_load_state("networkidle")
     assert "In review" in page.inner_text("#state")
+    assert AgendaItem.objects.get(treatment_request=r, decision="").meeting_id == later_meeting.pk
     logout(page)
 
     # The oncologist accepts it.

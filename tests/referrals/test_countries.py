@@ -71,6 +71,6 @@ def test_international_documents_use_the_same_names():
     assert formatting.country_name("DE", "fr") == countries.country_name("DE", "fr") == "Allemagne"
     assert formatting.country_name("dza", "fr-fr") == "Algérie"
     assert formatting.country_name("BO", "en") == "Bolivia" and formatting.country_name("BO", "fr") == "Bolivie"
-    assert formatting.country_name("XK", "fr") == "XK"  # no ISO code: shown as given
+    assert formatting.country_name("XK", "fr") == "Kosovo"  # user-assigned code, a nationality of the visa lists
     with translation.override("fr"):
         assert countries.country_name("KR") == "Corée du Sud"

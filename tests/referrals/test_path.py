@@ -8,6 +8,7 @@ from protonpath.accounts.models import AuditEvent
 from protonpath.referrals import services
 from protonpath.referrals.models import State, StateChange
 from tests.factories import advance_to, make_request
+from tests.facts import course_with_sessions, give_pending_sessions, hold_first_consultation
 
 pytestmark = pytest.mark.django_db
 
@@ -129,9 +130,12 @@ def test_domestic_patient_gets_no_quote_and_goes_to_consultation(doctor, staff, 
 def test_full_course_to_completion_and_no_move_after_the_end(doctor, staff, oncologist, physicist):
     r = advance_to(make_request(doctor, covered_by_french_insurance=True), "accepted", staff=staff, oncologist=oncologist)
     services.perform(actor=staff, treatment_request=r, action="book_consultation")
+    hold_first_consultation(r, oncologist)
     services.perform(actor=physicist, treatment_request=r, action="start_planning")
+    course = course_with_sessions(r, physicist, given=1, pending=2)
     services.perform(actor=physicist, treatment_request=r, action="schedule_treatment")
     services.perform(actor=staff, treatment_request=r, action="start_treatment")
+    give_pending_sessions(course)
     services.perform(actor=oncologist, treatment_request=r, action="complete_treatment")
     r.refresh_from_db()
     assert r.state == State.COMPLETED

@@ -23,6 +23,7 @@ from protonpath.scheduling.models import (
     TreatmentCourse,
 )
 from tests.factories import advance_to, make_request
+from tests.facts import hold_first_consultation
 
 pytestmark = pytest.mark.django_db
 
@@ -53,6 +54,7 @@ def in_planning(owner, staff, oncologist, **overrides) -> TreatmentRequest:
             break
         except ValidationError:
             start += datetime.timedelta(hours=1)
+    hold_first_consultation(r, oncologist)
     referral_services.perform(actor=oncologist, treatment_request=r, action="start_planning")
     r.refresh_from_db()
     return r
@@ -352,6 +354,7 @@ def test_a_patient_from_abroad_who_paid_is_scheduled(
     services.book_consultation(
         actor=staff, treatment_request=r, doctor=oncologist, start=at(first_open_day(), 9)
     )
+    hold_first_consultation(r, oncologist)
     referral_services.perform(actor=oncologist, treatment_request=r, action="start_planning")
     course = make_course(r, physicist, fractions=2)
     assert len(services.schedule_course(actor=physicist, course=course)) == 2

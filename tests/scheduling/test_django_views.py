@@ -19,6 +19,7 @@ from protonpath.scheduling.models import (
     TreatmentCourse,
 )
 from tests.factories import PASSWORD, UserFactory, advance_to, make_request
+from tests.facts import hold_first_consultation
 
 pytestmark = pytest.mark.django_db
 
@@ -266,6 +267,7 @@ def test_the_agenda_is_for_staff(client, users):
 
 def test_the_agenda_lists_the_days_sessions_and_records_a_downtime(client, users, patient_request):
     staff, oncologist, physicist = users["staff"], users["oncologist"], users["physicist"]
+    hold_first_consultation(patient_request, oncologist)
     referral_services.perform(
         actor=oncologist, treatment_request=patient_request, action="start_planning"
     )
@@ -323,6 +325,7 @@ def test_the_agenda_lists_the_days_sessions_and_records_a_downtime(client, users
 def scheduled_course(users, patient_request, category):
     """Planning started, then a 2-fraction course of ``category``, ready on the first open
     day, scheduled by the physicist."""
+    hold_first_consultation(patient_request, users["oncologist"])
     referral_services.perform(
         actor=users["oncologist"], treatment_request=patient_request, action="start_planning"
     )
@@ -488,6 +491,7 @@ def test_pages_and_messages_in_french(
 
 def test_course_pages_per_role(client, users, patient_request):
     """Only department staff prepare, place and announce courses; outsiders get 403 or 404."""
+    hold_first_consultation(patient_request, users["oncologist"])
     referral_services.perform(
         actor=users["oncologist"], treatment_request=patient_request, action="start_planning"
     )

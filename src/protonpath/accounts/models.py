@@ -37,6 +37,13 @@ class User(AbstractUser):
     preferred_language = models.CharField(
         _("preferred language"), max_length=8, choices=settings.LANGUAGES, default="en"
     )
+    #: A patient account held by the patient's parent or legal guardian (a child's request): the
+    #: request form then asks for the patient's own name instead of the account holder's.
+    fills_in_for_patient = models.BooleanField(
+        _("parent or legal guardian of the patient"),
+        default=False,
+        help_text=_("The account holder fills in the requests for the patient (a child, or an adult under guardianship)."),
+    )
 
     class Meta:
         verbose_name = _("user")

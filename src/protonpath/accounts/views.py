@@ -65,14 +65,26 @@ class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
     template_name = "accounts/password_reset_complete.html"
 
 
+#: The sign-up choice of a parent or legal guardian (a patient account, see User.fills_in_for_patient).
+GUARDIAN = "guardian"
+
+
 class SignupForm(forms.ModelForm):
     role = forms.ChoiceField(
         label=_("I am"),
-        choices=[(Role.PATIENT, _("a patient (or a relative)")), (Role.REFERRING_DOCTOR, _("a referring doctor"))],
+        choices=[
+            (Role.PATIENT, _("a patient, for myself")),
+            (GUARDIAN, _("the parent or legal guardian of a patient (a child, or an adult under guardianship)")),
+            (Role.REFERRING_DOCTOR, _("a referring doctor")),
+        ],
         widget=forms.RadioSelect,
+        help_text=_("A parent or legal guardian gives their own name here; the request form then asks for the patient's."),
     )
     password1 = forms.CharField(label=_("Password"), widget=forms.PasswordInput, strip=False)
     password2 = forms.CharField(label=_("Password again"), widget=forms.PasswordInput, strip=False)
+
+    # Who signs up first: a parent or legal guardian then knows the names asked are their own.
+    field_order = ("role", "username", "first_name", "last_name", "email", "phone", "institution", "preferred_language")
 
     class Meta:
         model = User
@@ -98,7 +110,9 @@ class SignupForm(forms.ModelForm):
 
     def save(self, commit=True):
         user = super().save(commit=False)
-        user.role = self.cleaned_data["role"]
+        # A parent or legal guardian holds a patient account that fills in for the patient.
+        user.fills_in_for_patient = self.cleaned_data["role"] == GUARDIAN
+        user.role = Role.PATIENT if user.fills_in_for_patient else self.cleaned_data["role"]
         user.set_password(self.cleaned_data["password1"])
         if commit:
             user.save()

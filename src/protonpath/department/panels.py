@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.utils import timezone
+
 from protonpath.accounts import audit
 from protonpath.accounts.models import AuditEvent
 from protonpath.department import selectors, services
@@ -23,7 +25,10 @@ def request_panels(request, treatment_request) -> list[dict]:
         "past_items": list(
             treatment_request.agenda_items.exclude(decision="").select_related("meeting").order_by("-meeting__starts_at")
         ),
-        "planned_meetings": list(selectors.planned_meetings()[:20]) if may_schedule else [],
+        # The upcoming meetings (today's included): a past one left unmarked is no choice.
+        "planned_meetings": list(selectors.planned_meetings().filter(starts_at__date__gte=timezone.localdate())[:20])
+        if may_schedule
+        else [],
         "may_schedule": may_schedule,
         "may_see_meetings": user.role in services.MEETING_VIEWERS,
     }

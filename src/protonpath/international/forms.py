@@ -8,6 +8,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from protonpath.international.models import AccompanyingPerson, PaymentKind, PaymentMethod, Tariff
+from protonpath.referrals.countries import CountryField
 
 
 class DateInput(forms.DateInput):
@@ -52,13 +53,13 @@ class PaymentForm(forms.Form):
 
 
 class CompanionForm(forms.ModelForm):
+    # A choice of countries in the reader's language (typing "Algeria" saved "AL", Albania).
+    nationality = CountryField(label=_("Nationality"))
+
     class Meta:
         model = AccompanyingPerson
         fields = ["first_name", "last_name", "birth_date", "nationality", "passport_number", "relationship", "justification"]
         widgets = {"birth_date": DateInput(), "justification": forms.Textarea(attrs={"rows": 2})}
-
-    def clean_nationality(self):
-        return (self.cleaned_data.get("nationality") or "").strip().upper()
 
 
 class DeclaredStayForm(forms.Form):

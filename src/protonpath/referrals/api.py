@@ -14,7 +14,7 @@ from ninja.files import UploadedFile
 from protonpath.accounts import audit
 from protonpath.accounts.models import AuditEvent
 from protonpath.referrals import pathway, selectors, services
-from protonpath.referrals.models import DocumentKind, RequestType, State
+from protonpath.referrals.models import DocumentKind, GuardianRelationship, RequestType, State
 
 router = Router(tags=["requests"])
 
@@ -41,6 +41,12 @@ class RequestIn(Schema):
     addressee_phone: str
     addressee_email: str
     addressee_address: str
+    addressee_country: str = ""
+    filled_by_guardian: bool = False
+    guardian_name: str = ""
+    guardian_relationship: Literal[("", *GuardianRelationship.values)] = ""  # type: ignore[valid-type]
+    guardian_phone: str = ""
+    guardian_email: str = ""
     pathology_name: str
     pathology_location: str
     had_surgery: bool = False
@@ -95,6 +101,12 @@ class RequestOut(Schema):
     addressee_phone: str
     addressee_email: str
     addressee_address: str
+    addressee_country: str
+    filled_by_guardian: bool
+    guardian_name: str
+    guardian_relationship: str
+    guardian_phone: str
+    guardian_email: str
     pathology_name: str
     pathology_location: str
     had_surgery: bool
@@ -181,7 +193,8 @@ def _out(request, treatment_request) -> dict:
         is_owner=selectors.is_owner(user, treatment_request),
         is_international=treatment_request.is_international,
     )
-    treatment_request.available_actions = [a.name for a in actions]
+    # As on the page: a step whose facts are missing (the consultation not held yet) is not offered.
+    treatment_request.available_actions = [a.name for a in actions if not services.missing_fact(treatment_request, a.name)]
     return treatment_request
 
 

@@ -6,16 +6,16 @@ from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from protonpath.referrals.countries import country_choices
-from protonpath.referrals.models import DocumentKind, Patient, TreatmentRequest
+from protonpath.referrals.countries import CountryField, country_choices
+from protonpath.referrals.models import GUARDIAN_FIELDS, DocumentKind, Patient, TreatmentRequest
 from protonpath.referrals.services import PATIENT_FIELDS, REQUEST_FIELDS
 
 
 class PatientForm(forms.ModelForm):
     # The function, not its result: the choices are computed when the form is shown, in the
     # language of that request.
-    nationality = forms.ChoiceField(label=_("Nationality"), choices=country_choices)
-    country_of_residence = forms.ChoiceField(label=_("Country of residence"), choices=country_choices)
+    nationality = CountryField(label=_("Nationality"), choices=country_choices)
+    country_of_residence = CountryField(label=_("Country of residence"), choices=country_choices)
 
     class Meta:
         model = Patient
@@ -36,12 +36,30 @@ class PatientForm(forms.ModelForm):
 
 
 class TreatmentRequestForm(forms.ModelForm):
+    addressee_country = CountryField(label=_("Addressee's country"), required=False)
+
+    def __init__(self, *args, guardian_part: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        #: Whether the form asks who fills it in for the patient (a patient account only: a
+        #: doctor or staff member is not the patient's parent).
+        self.guardian_part = guardian_part
+        if not guardian_part:
+            for name in ("filled_by_guardian", *GUARDIAN_FIELDS):
+                del self.fields[name]
+
     class Meta:
         model = TreatmentRequest
         fields = REQUEST_FIELDS
         widgets = {
             "reason": forms.Textarea(attrs={"rows": 3}),
             "addressee_address": forms.Textarea(attrs={"rows": 3}),
+        }
+        labels = {
+            "filled_by_guardian": _("I am the patient's parent or legal guardian and fill in this request for them"),
+            "guardian_name": _("Your name (parent or legal guardian)"),
+            "guardian_relationship": _("Your relationship to the patient"),
+            "guardian_phone": _("Your telephone"),
+            "guardian_email": _("Your e-mail"),
         }
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from protonpath.referrals.countries import country_name
+from protonpath.referrals.countries import country_name, validate_country_code
 from protonpath.referrals.identity import identity_key
 
 
@@ -17,6 +18,17 @@ class Sex(models.TextChoices):
     FEMALE = "F", _("Female")
     MALE = "M", _("Male")
     OTHER = "O", _("Other / unspecified")
+
+
+class GuardianRelationship(models.TextChoices):
+    MOTHER = "mother", _("Mother")
+    FATHER = "father", _("Father")
+    LEGAL_GUARDIAN = "legal_guardian", _("Legal guardian")
+    OTHER = "other", _("Other legal representative")
+
+
+#: The guardian's details a request filled in by a parent or legal guardian must give.
+GUARDIAN_FIELDS = ("guardian_name", "guardian_relationship", "guardian_phone", "guardian_email")
 
 
 class Patient(models.Model):
@@ -35,11 +47,13 @@ class Patient(models.Model):
     sex = models.CharField(_("sex"), max_length=1, choices=Sex.choices)
     birth_date = models.DateField(_("date of birth"))
     birth_place = models.CharField(_("place of birth"), max_length=200)
-    nationality = models.CharField(_("nationality"), max_length=2, help_text=_("ISO 3166-1 alpha-2"))
+    nationality = models.CharField(
+        _("nationality"), max_length=2, validators=[validate_country_code], help_text=_("ISO 3166-1 alpha-2")
+    )
     phone = models.CharField(_("telephone"), max_length=40)
     email = models.EmailField(_("e-mail"))
     address = models.TextField(_("postal address"))
-    country_of_residence = models.CharField(_("country of residence"), max_length=2)
+    country_of_residence = models.CharField(_("country of residence"), max_length=2, validators=[validate_country_code])
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     # Family name|given name|birth date without case, accents or punctuation, to find the records
     # of one person (see :mod:`protonpath.referrals.identity`). Kept up to date by save().
@@ -139,6 +153,17 @@ class TreatmentRequest(models.Model):
     addressee_phone = models.CharField(_("addressee telephone"), max_length=40)
     addressee_email = models.EmailField(_("addressee e-mail"))
     addressee_address = models.TextField(_("addressee postal address"))
+    addressee_country = models.CharField(
+        _("addressee country"), max_length=2, blank=True, validators=[validate_country_code], help_text=_("ISO 3166-1 alpha-2")
+    )
+    # Who filled in the request when it is not the patient: a parent or legal guardian.
+    filled_by_guardian = models.BooleanField(_("filled in by a parent or legal guardian"), default=False)
+    guardian_name = models.CharField(_("parent or guardian's name"), max_length=200, blank=True)
+    guardian_relationship = models.CharField(
+        _("relationship to the patient"), max_length=32, choices=GuardianRelationship.choices, blank=True
+    )
+    guardian_phone = models.CharField(_("parent or guardian's telephone"), max_length=40, blank=True)
+    guardian_email = models.EmailField(_("parent or guardian's e-mail"), blank=True)
     # Medical summary.
     pathology_name = models.CharField(_("pathology"), max_length=200)
     pathology_location = models.CharField(_("location"), max_length=200)
@@ -178,6 +203,28 @@ class TreatmentRequest(models.Model):
 
     def __str__(self) -> str:
         return self.reference
+
+    def clean(self):
+        super().clean()
+        if self.filled_by_guardian:
+            errors = {}
+            if not self.guardian_name.strip():
+                errors["guardian_name"] = _("Give the name of the parent or legal guardian.")
+            if not self.guardian_relationship:
+                errors["guardian_relationship"] = _("Say whether you are the mother, the father or the legal guardian.")
+            if not (self.guardian_phone.strip() or self.guardian_email.strip()):
+                errors["guardian_phone"] = _("Give a telephone number or an e-mail address to reach the parent or legal guardian.")
+            if errors:
+                raise ValidationError(errors)
+        else:
+            # Nothing kept about a guardian the request does not name.
+            for field in GUARDIAN_FIELDS:
+                setattr(self, field, "")
+
+    @property
+    def addressee_country_name(self) -> str:
+        """The addressee's country, named in the active language ("" when not given)."""
+        return country_name(self.addressee_country) if self.addressee_country else ""
 
     @property
     def is_international(self) -> bool:

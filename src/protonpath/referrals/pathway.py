@@ -58,7 +58,15 @@ ACTIONS: dict[str, Action] = {
             needs_note=True,
         ),
         _action("mark_complete", _("File complete"), {State.SUBMITTED, State.INCOMPLETE}, State.COMPLETE, STAFF),
-        _action("send_to_review", _("Send to the review meeting"), {State.COMPLETE}, State.IN_REVIEW, STAFF),
+        # On the pages, the department's panel asks which meeting (see department/panels.py).
+        _action(
+            "send_to_review",
+            _("Send to the review meeting"),
+            {State.COMPLETE},
+            State.IN_REVIEW,
+            STAFF,
+            handled_by="department",
+        ),
         _action("accept", _("Accept: proton therapy indicated"), {State.IN_REVIEW}, State.ACCEPTED, {Role.ONCOLOGIST}),
         _action(
             "decline",

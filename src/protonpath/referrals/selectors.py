@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.apps import apps
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 from django.utils.translation import gettext_lazy as _
@@ -197,6 +198,9 @@ def work_queues(user) -> dict[str, QuerySet[TreatmentRequest]]:
         queues["files_to_check"] = qs.filter(state=State.SUBMITTED)
         queues["waiting_for_documents"] = qs.filter(state__in=[State.INCOMPLETE, State.INFO_REQUESTED])
         queues["ready_for_review"] = qs.filter(state=State.COMPLETE)
+        if apps.is_installed("protonpath.department"):
+            # Sent to review (by the API, or taken off an agenda) but on no meeting's agenda yet.
+            queues["waiting_for_meeting"] = qs.filter(state=State.IN_REVIEW).exclude(agenda_items__decision="")
         queues["decisions_to_send"] = qs.filter(
             state__in=[State.ACCEPTED, State.DECLINED, State.INFO_REQUESTED], decision_sent_at__isnull=True
         )
@@ -217,6 +221,7 @@ QUEUE_LABELS = {
     "files_to_check": _("Files to check"),
     "waiting_for_documents": _("Waiting for documents"),
     "ready_for_review": _("Complete files to put on the review agenda"),
+    "waiting_for_meeting": _("In review, waiting for a meeting's agenda"),
     "files_for_review": _("Files for review"),
     "decisions_to_send": _("Decisions to send"),
     "quotes_and_payments": _("Quotes and payments"),

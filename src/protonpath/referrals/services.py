@@ -13,11 +13,13 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, models, transaction
 from django.dispatch import Signal
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
 from protonpath.accounts import audit
 from protonpath.accounts.models import AuditEvent, Role
 from protonpath.referrals import pathway, selectors, tasks
+from protonpath.referrals.identity import identity_key
 from protonpath.referrals.models import (
     MedicalDocument,
     Patient,
@@ -33,6 +35,12 @@ request_transitioned = Signal()
 #: Guards other apps add to refuse a transition: ``guard(action_name, treatment_request, actor)``
 #: raises :class:`ValidationError` to refuse (e.g. payment in full before the first consultation).
 TRANSITION_GUARDS: list[Callable[[str, TreatmentRequest, object], None]] = []
+
+#: Checks of the facts a step depends on beyond the state (the consultation held, the first
+#: session given): ``check(action_name, treatment_request)`` returns why the step may not be
+#: taken yet, in the reader's language, or "". Other apps add them (see scheduling/facts.py);
+#: :func:`perform` refuses with that reason and a "denied" row, and pages do not offer the step.
+FACT_CHECKS: list[Callable[[str, TreatmentRequest], str]] = []
 
 PATIENT_FIELDS = (
     "first_name",
@@ -55,6 +63,12 @@ REQUEST_FIELDS = (
     "addressee_phone",
     "addressee_email",
     "addressee_address",
+    "addressee_country",
+    "filled_by_guardian",
+    "guardian_name",
+    "guardian_relationship",
+    "guardian_phone",
+    "guardian_email",
     "pathology_name",
     "pathology_location",
     "had_surgery",
@@ -87,25 +101,84 @@ def create_request(*, actor, patient_data: dict, request_data: dict, reuse_patie
         reuse_patient = None  # a patient's requests always go to their own record
     # Checked before the transaction, so that a refusal stays in the audit trail.
     reuse_pk = _reusable_patient_pk(actor, reuse_patient, patient_data) if reuse_patient is not None else None
-    with transaction.atomic():
-        return _create_request(actor=actor, patient_data=patient_data, request_data=request_data, reuse_pk=reuse_pk)
+    try:
+        with transaction.atomic():
+            return _create_request(actor=actor, patient_data=patient_data, request_data=request_data, reuse_pk=reuse_pk)
+    except ValidationError as exc:
+        if getattr(exc, "code", None) == "identity":
+            # Recorded after the rollback, so that the refusal stays in the trail.
+            own = Patient.objects.filter(user=actor).values_list("pk", flat=True).first()
+            audit.record(
+                actor=actor,
+                action=AuditEvent.Action.DENIED,
+                object_type="referrals.patient",
+                object_id=own or "",
+                summary="new request names another person than the account's record",
+            )
+        raise
+
+
+#: Who the patient is: a record reused for a new request keeps these as they are (a second
+#: request once overwrote the name of the patient's existing record).
+IDENTITY_FIELDS = ("first_name", "last_name", "sex", "birth_date", "birth_place")
+
+
+def _own_record(actor, patient_data: dict) -> tuple[Patient | None, bool]:
+    """For a patient account: (the record of the person ``patient_data`` names, whether that
+    record is the account's own). The account's own record when it is that person; for a parent
+    or legal guardian, a record of one of their earlier requests for that person, or None (a
+    new record for another child). Refused when a patient's own account names someone else."""
+    key = identity_key(patient_data.get("last_name", ""), patient_data.get("first_name", ""), patient_data.get("birth_date"))
+    own = Patient.objects.select_for_update().filter(user=actor).first()
+    if own is not None and own.identity_key == key:
+        return own, True
+    if actor.fills_in_for_patient:
+        theirs = Patient.objects.filter(identity_key=key, requests__submitted_by=actor).values("pk")
+        earlier = Patient.objects.select_for_update().filter(pk__in=theirs).order_by("pk").first()
+        return earlier, own is None and earlier is None
+    if own is None:
+        return None, True
+    raise ValidationError(
+        _(
+            "Your account's patient record is for %(name)s, born %(birth)s: a request from this account is for that "
+            "person. If you fill in a request for someone else (your child, a person under your guardianship), "
+            "tick “filled in by a parent or legal guardian”; to correct your own name or date of birth, change your "
+            "first request."
+        )
+        % {"name": own.full_name, "birth": date_format(own.birth_date, "SHORT_DATE_FORMAT")},
+        code="identity",
+    )
 
 
 def _create_request(*, actor, patient_data: dict, request_data: dict, reuse_pk: int | None) -> TreatmentRequest:
     patient = None
+    link_account = False
     if actor.role == Role.PATIENT:
-        patient = Patient.objects.filter(user=actor).first()
+        if request_data.get("filled_by_guardian") and not actor.fills_in_for_patient:
+            # The account holder says they fill in for someone else: from now on the account is theirs.
+            actor.fills_in_for_patient = True
+            actor.save(update_fields=["fills_in_for_patient"])
+        patient, link_account = _own_record(actor, patient_data)
     elif reuse_pk is not None:
         patient = Patient.objects.select_for_update().filter(pk=reuse_pk).first()
         if patient is None:  # merged away since the check
             raise ValidationError(_("This patient record no longer exists; please start again."), code="reuse")
+    reused = patient is not None and patient.pk is not None
     if patient is None:
-        patient = Patient(user=actor if actor.role == Role.PATIENT else None)
+        patient = Patient(user=actor if link_account else None)
     for field in PATIENT_FIELDS:
+        if reused and actor.role == Role.PATIENT and field in IDENTITY_FIELDS:
+            continue  # the person is the same: their record's identity stays as it is
         setattr(patient, field, patient_data[field])
+    _normalise_countries(patient, treatment_request=None)
     patient.full_clean()
+    if actor.role == Role.PATIENT and patient.is_child and not request_data.get("filled_by_guardian"):
+        raise ValidationError(
+            _("The patient is a minor: a parent or legal guardian fills in the request. Tick the box and give their name and contact."),
+            code="guardian",
+        )
     patient.save()
-    if reuse_pk is not None:
+    if reuse_pk is not None or (reused and actor.role == Role.PATIENT):
         audit.record(actor=actor, action=AuditEvent.Action.UPDATE, obj=patient, summary="reused for a new request")
 
     treatment_request = TreatmentRequest(
@@ -116,6 +189,7 @@ def _create_request(*, actor, patient_data: dict, request_data: dict, reuse_pk: 
     for field in REQUEST_FIELDS:
         if field in request_data:
             setattr(treatment_request, field, request_data[field])
+    _normalise_countries(None, treatment_request=treatment_request)
     for _attempt in range(5):
         treatment_request.reference = _next_reference()
         try:
@@ -144,15 +218,29 @@ def update_request(*, actor, treatment_request: TreatmentRequest, patient_data: 
     for field in PATIENT_FIELDS:
         if field in patient_data:
             setattr(patient, field, patient_data[field])
+    _normalise_countries(patient, treatment_request=None)
     patient.full_clean()
     patient.save()
     for field in REQUEST_FIELDS:
         if field in request_data:
             setattr(treatment_request, field, request_data[field])
+    _normalise_countries(None, treatment_request=treatment_request)
     treatment_request.full_clean()
     treatment_request.save()
     audit.record(actor=actor, action=AuditEvent.Action.UPDATE, obj=treatment_request)
     return treatment_request
+
+
+def _normalise_countries(patient: Patient | None, *, treatment_request: TreatmentRequest | None) -> None:
+    """Codes in capitals ("ma" is MA); anything else is left for the validators to refuse."""
+    pairs = [(patient, ("nationality", "country_of_residence")), (treatment_request, ("addressee_country",))]
+    for obj, fields in pairs:
+        if obj is None:
+            continue
+        for field in fields:
+            value = getattr(obj, field)
+            if isinstance(value, str):
+                setattr(obj, field, value.strip().upper())
 
 
 def _reusable_patient_pk(actor, reuse_patient: Patient | int, patient_data: dict) -> int:
@@ -237,6 +325,25 @@ def require_permission(*, actor, treatment_request: TreatmentRequest, action: st
         raise PermissionDenied(_("You may not do this."))
 
 
+def missing_fact(treatment_request: TreatmentRequest, action: str) -> str:
+    """Why ``action`` may not be taken yet on this request (see :data:`FACT_CHECKS`); "" if it may."""
+    for check in FACT_CHECKS:
+        reason = check(action, treatment_request)
+        if reason:
+            return str(reason)
+    return ""
+
+
+def require_facts(*, actor, treatment_request: TreatmentRequest, action: str) -> None:
+    """Refuse (and record the refusal) while a fact ``action`` depends on is missing."""
+    reason = missing_fact(treatment_request, action)
+    if reason:
+        audit.record(
+            actor=actor, action=AuditEvent.Action.DENIED, obj=treatment_request, summary=f"action={action}: facts missing"
+        )
+        raise ValidationError(reason, code="facts")
+
+
 def perform(*, actor, treatment_request: TreatmentRequest, action: str, note: str = "", **changes) -> TreatmentRequest:
     """Move a request along its path by ``action`` (see :mod:`protonpath.referrals.pathway`)."""
     definition = pathway.ACTIONS.get(action)
@@ -244,6 +351,9 @@ def perform(*, actor, treatment_request: TreatmentRequest, action: str, note: st
         raise ValidationError(_("Unknown action."))
     # Who may act does not depend on the state: checked first, so the refusal stays in the trail.
     require_permission(actor=actor, treatment_request=treatment_request, action=action)
+    if pathway.applies(definition, state=treatment_request.state, is_international=treatment_request.is_international):
+        # The facts the step records (outside the transaction, so that the refusal stays too).
+        require_facts(actor=actor, treatment_request=treatment_request, action=action)
     with transaction.atomic():
         treatment_request = _locked(treatment_request)
         if not pathway.applies(definition, state=treatment_request.state, is_international=treatment_request.is_international):
@@ -251,6 +361,9 @@ def perform(*, actor, treatment_request: TreatmentRequest, action: str, note: st
                 _("This cannot be done while the request is '%(state)s'.") % {"state": treatment_request.get_state_display()},
                 code="state",
             )
+        reason = missing_fact(treatment_request, action)  # again, under the lock
+        if reason:
+            raise ValidationError(reason, code="facts")
         note = (note or "").strip()
         if definition.needs_note and not note:
             raise ValidationError(_("Please give a reason."), code="note")

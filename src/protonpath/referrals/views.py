@@ -8,7 +8,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
 from django.http import FileResponse, Http404, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.utils.formats import date_format
@@ -29,6 +28,9 @@ from protonpath.referrals.forms import (
     TreatmentRequestForm,
 )
 from protonpath.referrals.models import Patient, State
+
+#: Steps taken in another app's section of the request page, which has an anchor named after the step.
+LINKED_STEPS = frozenset({"send_to_review"})
 
 
 def _errors(exc: ValidationError) -> str:
@@ -60,12 +62,26 @@ def request_new(request):
     if request.user.role not in (Role.PATIENT, Role.REFERRING_DOCTOR, Role.ADMIN_STAFF):
         raise PermissionDenied
     initial_patient = {}
-    existing = getattr(request.user, "patient_record", None) if request.user.role == Role.PATIENT else None
-    if existing is not None:
-        initial_patient = {f: getattr(existing, f) for f in services.PATIENT_FIELDS}
-    elif request.user.role == Role.PATIENT:
-        initial_patient = {"first_name": request.user.first_name, "last_name": request.user.last_name, "email": request.user.email}
     initial_request = {}
+    user = request.user
+    existing = getattr(user, "patient_record", None) if user.role == Role.PATIENT else None
+    if user.role == Role.PATIENT and user.fills_in_for_patient:
+        # A parent or legal guardian fills in: the patient is not the account holder, whose
+        # name goes in the guardian's part (a second child gets a blank patient part).
+        initial_request = {
+            "filled_by_guardian": True,
+            "guardian_name": user.get_full_name(),
+            "guardian_phone": user.phone,
+            "guardian_email": user.email,
+        }
+        if existing is not None and "another" not in request.GET:
+            initial_patient = {f: getattr(existing, f) for f in services.PATIENT_FIELDS}
+        else:
+            initial_patient = {"email": user.email, "phone": user.phone}
+    elif existing is not None:
+        initial_patient = {f: getattr(existing, f) for f in services.PATIENT_FIELDS}
+    elif user.role == Role.PATIENT:
+        initial_patient = {"first_name": user.first_name, "last_name": user.last_name, "email": user.email}
     if request.user.role == Role.REFERRING_DOCTOR:
         initial_request = {
             "addressee_name": request.user.get_full_name(),
@@ -74,7 +90,9 @@ def request_new(request):
             "addressee_email": request.user.email,
         }
     patient_form = PatientForm(request.POST or None, initial=initial_patient, prefix="patient")
-    request_form = TreatmentRequestForm(request.POST or None, initial=initial_request, prefix="request")
+    request_form = TreatmentRequestForm(
+        request.POST or None, initial=initial_request, prefix="request", guardian_part=user.role == Role.PATIENT
+    )
     reuse_form = None
     if request.method == "POST" and patient_form.is_valid() and request_form.is_valid():
         reuse_pk = None
@@ -137,7 +155,9 @@ def _reuse_candidates(user, patient_data: dict) -> list[tuple[int, str]]:
 def request_edit(request, pk: int):
     treatment_request = selectors.get_request_for(request.user, pk, audit_view=False)
     patient_form = PatientForm(request.POST or None, instance=treatment_request.patient, prefix="patient")
-    request_form = TreatmentRequestForm(request.POST or None, instance=treatment_request, prefix="request")
+    request_form = TreatmentRequestForm(
+        request.POST or None, instance=treatment_request, prefix="request", guardian_part=request.user.role == Role.PATIENT
+    )
     if request.method == "POST" and patient_form.is_valid() and request_form.is_valid():
         try:
             services.update_request(
@@ -164,7 +184,15 @@ def _detail_context(request, treatment_request, **extra):
     actions = pathway.available_actions(
         state=treatment_request.state, role=user.role, is_owner=owner, is_international=treatment_request.is_international
     )
-    actions = [a for a in actions if not (a.handled_by and f"protonpath.{a.handled_by}" in settings.INSTALLED_APPS)]
+    handled = [a for a in actions if a.handled_by and f"protonpath.{a.handled_by}" in settings.INSTALLED_APPS]
+    actions = [a for a in actions if a not in handled]
+    # A step whose facts are missing (the consultation not held yet...) is not offered: its reason is.
+    not_yet = []
+    for a in list(actions):
+        reason = services.missing_fact(treatment_request, a.name)
+        if reason:
+            actions.remove(a)
+            not_yet.append({"action": a, "reason": reason})
     decision_actions = [a for a in actions if a.name in ("accept", "decline", "request_information")]
     other_actions = [a for a in actions if a not in decision_actions]
     context = {
@@ -183,6 +211,10 @@ def _detail_context(request, treatment_request, **extra):
         and treatment_request.state in pathway.DECISION_STATES
         and treatment_request.decision_sent_at is None,
         "is_owner": owner,
+        "not_yet": not_yet,
+        # Steps another app's section carries with the data they need (the meeting to send a
+        # file to): the actions column links to that section.
+        "elsewhere": [a for a in handled if a.name in LINKED_STEPS],
     }
     context["panels"] = _panels(request, treatment_request)
     context.update(extra)
@@ -238,14 +270,18 @@ def document_upload(request, pk: int):
     else:
         error = " ".join(e for errs in form.errors.values() for e in errs)
     treatment_request.refresh_from_db()
-    if request.htmx:
-        context = _detail_context(request, treatment_request, upload_error=error)
-        return render(request, "referrals/_medical_file.html", context, status=400 if error else 200)
-    if error:
-        messages.error(request, error)
-    else:
+    if not error:
+        if request.htmx:
+            return render(request, "referrals/_medical_file.html", _detail_context(request, treatment_request))
         messages.success(request, _("Document added."))
-    return redirect("referrals:detail", pk=pk)
+        return redirect("referrals:detail", pk=pk)
+    # Refused: the form comes back with its errors and what was chosen (the file must be chosen
+    # again: browsers never pre-fill a file input). 400, which htmx swaps (see base.html's
+    # htmx-config); without script, the whole page again, with the errors at the form.
+    shown = form if form.errors else DocumentForm(initial={"kind": request.POST.get("kind", ""), "description": request.POST.get("description", "")})
+    context = _detail_context(request, treatment_request, upload_error=error, document_form=shown)
+    template = "referrals/_medical_file.html" if request.htmx else "referrals/detail.html"
+    return render(request, template, context, status=400)
 
 
 @login_required
@@ -274,9 +310,10 @@ def document_delete(request, pk: int):
 
 def _run(request, pk: int, operation) -> object:
     treatment_request = selectors.get_request_for(request.user, pk, audit_view=False)
+    # No transaction around the service: each one runs in its own, and a refusal it records in
+    # the audit trail must not be rolled back with the refused change.
     try:
-        with transaction.atomic():
-            operation(treatment_request)
+        operation(treatment_request)
     except ValidationError as exc:
         messages.error(request, _errors(exc))
     except PermissionDenied as exc:

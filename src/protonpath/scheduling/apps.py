@@ -10,8 +10,11 @@ class SchedulingConfig(AppConfig):
 
     def ready(self) -> None:
         from protonpath.referrals import services as referral_services
-        from protonpath.scheduling import services
+        from protonpath.scheduling import facts, services
 
         # International requests reach the first consultation and the gantry only once paid.
         if services.require_paid_guard not in referral_services.TRANSITION_GUARDS:
             referral_services.TRANSITION_GUARDS.append(services.require_paid_guard)
+        # Each step checks the facts it records (the consultation held, the first session given).
+        if facts.missing_fact not in referral_services.FACT_CHECKS:
+            referral_services.FACT_CHECKS.append(facts.missing_fact)
