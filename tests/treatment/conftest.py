@@ -15,6 +15,7 @@ from protonpath.referrals import services as referral_services
 from protonpath.scheduling import services as scheduling
 from protonpath.scheduling.calendar import is_working_day
 from tests.factories import advance_to, make_request
+from tests.facts import hold_first_consultation
 from tests.treatment.cases import write_case
 
 
@@ -35,6 +36,7 @@ def in_planning(owner, *, staff, oncologist):
             break
         except ValidationError:
             start += datetime.timedelta(hours=1)
+    hold_first_consultation(r, oncologist)
     referral_services.perform(actor=oncologist, treatment_request=r, action="start_planning")
     r.refresh_from_db()
     return r

@@ -68,8 +68,7 @@ def file_images(paths: list[Path], treatment_request: TreatmentRequest) -> None:
 def demo_request(users: dict) -> TreatmentRequest:
     """A new demo request, accepted and with its first consultation booked: planning starts."""
     from protonpath.referrals.management.commands import seed_demo as base
-    from protonpath.scheduling import selectors as scheduling_selectors
-    from protonpath.scheduling import services as scheduling
+    from protonpath.scheduling.models import Consultation, ConsultationKind, ConsultationStatus
 
     doctor, admin, onco = users["doctor"], users["admin"], users["oncologist"]
     r = referral_services.create_request(
@@ -84,15 +83,17 @@ def demo_request(users: dict) -> TreatmentRequest:
     referral_services.decide(actor=onco, treatment_request=r, decision="accept", note="Validated indication.",
                              dose_gy=Decimal("50"), fractions=25)
     referral_services.send_decision(actor=admin, treatment_request=r)
-    booked = False
-    for day in scheduling_selectors.next_days_with_hours(timezone.localdate() + datetime.timedelta(days=1), 10):
-        free = scheduling_selectors.free_slots(onco, day, 45)
-        if free:
-            scheduling.book_consultation(actor=admin, treatment_request=r, doctor=onco, start=free[0])
-            booked = True
-            break
-    if not booked:
-        referral_services.perform(actor=admin, treatment_request=r, action="book_consultation")
+    # Planning starts once the first consultation has been held: in the demo it was held on the
+    # last working day, as the department's records would show it.
+    held = timezone.localdate() - datetime.timedelta(days=1)
+    while held.weekday() >= 5:
+        held -= datetime.timedelta(days=1)
+    start = timezone.make_aware(datetime.datetime.combine(held, datetime.time(9)))
+    Consultation.objects.create(
+        treatment_request=r, doctor=onco, start=start, end=start + datetime.timedelta(minutes=45),
+        kind=ConsultationKind.FIRST, status=ConsultationStatus.DONE, booked_by=admin,
+    )
+    referral_services.perform(actor=admin, treatment_request=r, action="book_consultation")
     r.refresh_from_db()
     return r
 
