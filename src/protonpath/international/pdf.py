@@ -53,6 +53,7 @@ def render_pdf(template_name: str, context: dict, *, language: str) -> bytes:
                 **context,
                 "language": language,
                 "department": settings.PROTONPATH_DEPARTMENT_NAME,
+                "details": selectors.department_details(),
                 "today": timezone.localdate(),
             },
         )
@@ -67,6 +68,7 @@ def quote_pdf(quote: Quote, *, language: str) -> bytes:
         "patient": r.patient,
         "lines": list(quote.lines.all()),
         "cost_lines": list(quote.cost_lines.all()),
+        "pay": selectors.payment_instructions(quote, language) if quote.status in ("sent", "accepted") else None,
     }
     return render_pdf("international/pdf/quote.html", context, language=language)
 

@@ -213,3 +213,42 @@ def letters_available(treatment_request: TreatmentRequest) -> bool:
     """Consulate letters prove advance payment: they need an accepted quote with money received."""
     quote = accepted_quote(treatment_request)
     return quote is not None and quote_balance(quote).net_paid_eur > 0
+
+
+# What the department tells patients: how to pay, whom to contact ---------------------------------
+
+
+@dataclass(frozen=True)
+class PaymentInstructions:
+    """How to pay a quote by bank transfer, from the department's details (editable by staff)."""
+
+    beneficiary: str
+    iban: str
+    bic: str
+    bank_name: str
+    reference: str
+    amount_due_eur: object
+    note: str
+    available: bool
+
+
+def department_details():
+    from protonpath.international.models import DepartmentDetails
+
+    return DepartmentDetails.current()
+
+
+def payment_instructions(quote: Quote, language: str) -> PaymentInstructions:
+    """The transfer details with the reference to quote (the quote's number and the request's)."""
+    details = department_details()
+    balance = quote_balance(quote) if quote.status == QuoteStatus.ACCEPTED else None
+    return PaymentInstructions(
+        beneficiary=details.beneficiary,
+        iban=details.iban,
+        bic=details.bic,
+        bank_name=details.bank_name,
+        reference=f"{quote.number} {quote.treatment_request.reference}",
+        amount_due_eur=balance.balance_due_eur if balance is not None else quote.total_eur,
+        note=details.payment_note(language),
+        available=details.can_take_transfers,
+    )

@@ -5,6 +5,7 @@ from protonpath.international import views
 app_name = "international"
 urlpatterns = [
     path("tariffs/", views.tariffs, name="tariffs"),
+    path("department-details/", views.department_details, name="department_details"),
     path("requests/<int:pk>/quote/new/", views.quote_new, name="quote_new"),
     path("requests/<int:pk>/full-payment/", views.full_payment, name="full_payment"),
     path("requests/<int:pk>/travellers/", views.travellers, name="travellers"),
