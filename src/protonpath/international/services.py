@@ -368,7 +368,8 @@ class PaymentNeedsConfirmation(ValidationError):
     staff confirm to record it anyway. ``warnings`` are the rules' warnings, ``messages`` their text."""
 
     def __init__(self, warnings, messages):
-        super().__init__(messages, code="confirm")
+        super().__init__([ValidationError(m, code="confirm") for m in messages])
+        self.code = "confirm"
         self.warnings = tuple(warnings)
 
 
@@ -395,7 +396,6 @@ def _warning_messages(warnings, *, quote: Quote, reference: str, reused_on: list
     return texts
 
 
-@transaction.atomic
 def record_payment(
     *,
     actor,
@@ -414,6 +414,25 @@ def record_payment(
     (:class:`PaymentNeedsConfirmation`, audited) until staff confirm it (``confirmed=True``; the
     audit row says what they confirmed).
     """
+    try:
+        return _record_payment(
+            actor=actor, quote=quote, amount_eur=amount_eur, paid_on=paid_on, method=method, reference=reference,
+            kind=kind, note=note, confirmed=confirmed,
+        )
+    except PaymentNeedsConfirmation as held:
+        # Outside the write's transaction, which rolled back: the hold stays in the trail.
+        audit.record(
+            actor=actor,
+            action=AuditEvent.Action.DENIED,
+            obj=quote,
+            treatment_request_id=quote.treatment_request_id,
+            summary="payment held for confirmation: " + ",".join(w.code for w in held.warnings),
+        )
+        raise
+
+
+@transaction.atomic
+def _record_payment(*, actor, quote: Quote, amount_eur, paid_on, method, reference, kind, note, confirmed) -> Payment:
     _require_manager(actor)
     quote = _locked_quote(quote)
     if quote.status != QuoteStatus.ACCEPTED:
@@ -449,13 +468,6 @@ def record_payment(
     )
     codes = ",".join(w.code for w in warnings)
     if warnings and not confirmed:
-        audit.record(
-            actor=actor,
-            action=AuditEvent.Action.DENIED,
-            obj=quote,
-            treatment_request_id=quote.treatment_request_id,
-            summary=f"payment held for confirmation: {codes}",
-        )
         raise PaymentNeedsConfirmation(
             warnings, _warning_messages(warnings, quote=quote, reference=row.reference.strip(), reused_on=reused_on)
         )
