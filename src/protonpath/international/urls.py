@@ -19,4 +19,5 @@ urlpatterns = [
     path("companions/<int:pk>/delete/", views.companion_delete, name="companion_delete"),
     path("companions/<int:pk>/letter.pdf", views.companion_letter, name="companion_letter"),
     path("stays/<int:pk>/delete/", views.stay_delete, name="stay_delete"),
+    path("letters/<int:pk>.pdf", views.issued_letter, name="issued_letter"),
 ]

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_POST
 
 from protonpath.accounts import audit
 from protonpath.accounts.models import AuditEvent
-from protonpath.international import pdf, selectors, services
+from protonpath.international import issuing, pdf, selectors, services
 from protonpath.international.formatting import short_language
 from protonpath.international.forms import (
     CompanionForm,
@@ -29,7 +29,7 @@ from protonpath.international.forms import (
     TariffForm,
     TravelPlanForm,
 )
-from protonpath.international.models import DeclaredStay, Tariff
+from protonpath.international.models import DeclaredStay, IssuedLetter, Tariff
 from protonpath.referrals import selectors as referral_selectors
 
 
@@ -319,17 +319,24 @@ def stay_delete(request, pk: int):
     return redirect("international:travellers", pk=stay.treatment_request_id)
 
 
+def _letter_response(row) -> HttpResponse:
+    reference = row.treatment_request.reference if row.traveller == "patient" else f"{row.treatment_request.reference}-{row.traveller}"
+    kind = "attestation" if row.traveller == "patient" else "letter"
+    filename = f"{kind}-{reference}-v{row.version}-{row.language}-{timezone.localtime(row.issued_at).date().isoformat()}.pdf"
+    return _pdf_response(bytes(row.pdf), filename)
+
+
 @login_required
 def attestation(request, pk: int):
     r = _request_for(request.user, pk)
     language = pdf.choose_language(request.GET.get("lang"), request.user)
     try:
-        data = pdf.attestation_pdf(r, language=language)
+        row = issuing.issue_letter(actor=request.user, treatment_request=r, language=language)
     except ValidationError as exc:
         messages.error(request, _errors(exc))
         return redirect("referrals:detail", pk=r.pk)
-    audit.record(actor=request.user, action=AuditEvent.Action.DOWNLOAD, obj=r, summary=f"consulate attestation {language}")
-    return _pdf_response(data, pdf.pdf_filename("attestation", r.reference, language))
+    audit.record(actor=request.user, action=AuditEvent.Action.DOWNLOAD, obj=r, summary=f"consulate attestation v{row.version} {language}")
+    return _letter_response(row)
 
 
 @login_required
@@ -337,12 +344,33 @@ def companion_letter(request, pk: int):
     companion = selectors.get_companion_for(request.user, pk)
     language = pdf.choose_language(request.GET.get("lang"), request.user)
     try:
-        data = pdf.companion_letter_pdf(companion, language=language)
+        row = issuing.issue_letter(
+            actor=request.user, treatment_request=companion.treatment_request, companion=companion, language=language
+        )
     except ValidationError as exc:
         messages.error(request, _errors(exc))
         return redirect("international:travellers", pk=companion.treatment_request_id)
-    audit.record(actor=request.user, action=AuditEvent.Action.DOWNLOAD, obj=companion, summary=f"consulate letter {language}")
-    return _pdf_response(data, pdf.pdf_filename("letter", f"{companion.treatment_request.reference}-{companion.pk}", language))
+    audit.record(actor=request.user, action=AuditEvent.Action.DOWNLOAD, obj=companion, summary=f"consulate letter v{row.version} {language}")
+    return _letter_response(row)
+
+
+@login_required
+def issued_letter(request, pk: int):
+    """An earlier (or the current) version of a letter, as it was issued."""
+    row = IssuedLetter.objects.select_related("treatment_request").filter(pk=pk).first()
+    if row is None:
+        audit.record(actor=request.user, action=AuditEvent.Action.DENIED, object_type="international.issuedletter", object_id=str(pk))
+        raise Http404(_("No such letter."))
+    try:
+        _request_for(request.user, row.treatment_request_id)
+    except Http404:
+        audit.record(actor=request.user, action=AuditEvent.Action.DENIED, obj=row)
+        raise
+    audit.record(
+        actor=request.user, action=AuditEvent.Action.DOWNLOAD, obj=row, treatment_request_id=row.treatment_request_id,
+        summary=f"consulate letter {row.traveller} v{row.version} {row.language}",
+    )
+    return _letter_response(row)
 
 
 # Tariffs --------------------------------------------------------------------------------------
