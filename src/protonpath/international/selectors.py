@@ -153,7 +153,13 @@ def booked_dates(treatment_request: TreatmentRequest) -> tuple[datetime.date | N
 
     if not apps.is_installed("protonpath.scheduling"):
         return None, ()
-    from protonpath.scheduling.models import ACTIVE_SESSION_STATES, Consultation, ConsultationKind, ConsultationStatus, GantrySession
+    from protonpath.scheduling.models import (
+        ACTIVE_SESSION_STATES,
+        Consultation,
+        ConsultationKind,
+        ConsultationStatus,
+        GantrySession,
+    )
 
     consultation = (
         Consultation.objects.filter(
