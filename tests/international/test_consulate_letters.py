@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.urls import reverse
 from pypdf import PdfReader
 
@@ -243,3 +244,27 @@ def test_the_patient_letter_lists_the_refund_and_agrees_with_its_total(accepted_
     assert paid in text and refund_word in text and "RB-1" in text
     assert f"−{format_eur(Decimal('500'), language)}".replace("\u00a0", " ") in text
     assert f"{net_label} {total}" in text
+
+
+def test_moving_the_sessions_reissues_the_letters_without_a_download(paid, patient, staff, django_capture_on_commit_callbacks):
+    r = paid.treatment_request
+    person = companion(r, patient)
+    course = book_sessions(r, staff, next_monday(TODAY + datetime.timedelta(days=40)), 30)
+    for language in ("en", "fr"):
+        issuing.issue_letter(actor=patient, treatment_request=r, language=language)
+    issuing.issue_letter(actor=patient, treatment_request=r, companion=person, language="en")
+    assert IssuedLetter.objects.filter(version=1).count() == 3
+
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        for session in course.sessions.order_by("-start"):
+            session.start += datetime.timedelta(days=7)
+            session.end += datetime.timedelta(days=7)
+            session.save()
+
+    # One new version per letter and language issued before; none for what was never asked for.
+    assert sorted(IssuedLetter.objects.filter(version=2).values_list("traveller", "language")) == sorted(
+        [("patient", "en"), ("patient", "fr"), (str(person.pk), "en")]
+    )
+    assert not IssuedLetter.objects.filter(version=3).exists()
+    moved = next_monday(TODAY + datetime.timedelta(days=40)) + datetime.timedelta(days=7)
+    assert f"from {moved.day} {moved:%B} {moved.year}" in text_of(bytes(IssuedLetter.objects.get(traveller="patient", version=2, language="en").pdf))
