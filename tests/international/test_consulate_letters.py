@@ -17,9 +17,11 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.urls import reverse
+from django.utils import translation
 from pypdf import PdfReader
 
 from protonpath.accounts.models import AuditEvent
@@ -29,6 +31,13 @@ from protonpath.international.models import IssuedLetter
 from protonpath.scheduling.models import GantrySession, TreatmentCourse
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _back_to_the_default_language():
+    """A page asked in French leaves French active in this thread: give the next test the default."""
+    yield
+    translation.activate(settings.LANGUAGE_CODE)
 
 TODAY = datetime.date.today()
 PARIS = ZoneInfo("Europe/Paris")

@@ -16,8 +16,10 @@ import re
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.urls import reverse
+from django.utils import translation
 from pypdf import PdfReader
 
 from protonpath.accounts.models import AuditEvent
@@ -29,6 +31,13 @@ from protonpath.referrals.models import State
 from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _back_to_the_default_language():
+    """A page asked in French leaves French active in this thread: give the next test the default."""
+    yield
+    translation.activate(settings.LANGUAGE_CODE)
 
 TODAY = datetime.date.today()
 IBAN = "FR76 3000 6000 0112 3456 7890 189"

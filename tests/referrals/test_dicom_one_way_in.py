@@ -13,6 +13,7 @@ import io
 import zipfile
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -28,6 +29,13 @@ from protonpath.referrals.models import DocumentKind, MedicalDocument
 from tests.factories import PASSWORD, dicom_upload, make_request
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _back_to_the_default_language():
+    """A page asked in French leaves French active in this thread: give the next test the default."""
+    yield
+    translation.activate(settings.LANGUAGE_CODE)
 
 POINTER_EN = "send them in the Images (DICOM) section"
 POINTER_FR = "envoyez-les dans la partie Images (DICOM)"
