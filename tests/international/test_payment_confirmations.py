@@ -210,3 +210,19 @@ def test_department_details_are_edited_by_managers_only_and_audited(client, staf
     assert response.status_code == 302
     assert DepartmentDetails.current().iban == IBAN
     assert AuditEvent.objects.filter(action=AuditEvent.Action.UPDATE, object_type="international.departmentdetails").exists()
+
+
+def test_the_api_holds_the_same_payments_until_confirmed(client, accepted_quote, staff):
+    from protonpath.accounts.models import ApiToken
+
+    _, raw = ApiToken.issue(user=staff, name="test")
+    url = f"/api/international/quotes/{accepted_quote.pk}/payments"
+    payment = {
+        "amount_eur": str(accepted_quote.total_eur + 1), "paid_on": TODAY.isoformat(), "method": "bank_transfer", "reference": "VIR-11",
+    }
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
+    held = client.post(url, payment, content_type="application/json", **headers)
+    assert held.status_code == 400 and "exceed the quote's total" in str(held.json()["detail"])
+    assert not Payment.objects.exists()
+    done = client.post(url, {**payment, "confirmed": True}, content_type="application/json", **headers)
+    assert done.status_code == 201 and Payment.objects.count() == 1
