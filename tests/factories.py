@@ -83,8 +83,34 @@ def dicom_upload() -> SimpleUploadedFile:
     return SimpleUploadedFile("CT_small.dcm", path.read_bytes(), content_type="application/dicom")
 
 
-def make_request(owner, *, complete: bool = True, submit: bool = True, **request_overrides):
-    """A request made by ``owner`` (patient or referring doctor), with its medical file."""
+def request_ct(treatment_request) -> SimpleUploadedFile:
+    """pydicom's CT_small.dcm as this request's image: new UIDs, the request's patient in the header."""
+    import io
+    from pathlib import Path
+
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    ds = pydicom.dcmread(Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm")
+    seed = [treatment_request.reference]
+    ds.StudyInstanceUID = generate_uid(entropy_srcs=[*seed, "study"])
+    ds.SeriesInstanceUID = generate_uid(entropy_srcs=[*seed, "series"])
+    ds.SOPInstanceUID = generate_uid(entropy_srcs=[*seed, "instance"])
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    patient = treatment_request.patient
+    ds.PatientName = f"{patient.last_name}^{patient.first_name}"
+    ds.PatientBirthDate = patient.birth_date.strftime("%Y%m%d")
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=False)
+    return SimpleUploadedFile("CT_small.dcm", buffer.getvalue(), content_type="application/dicom")
+
+
+def make_request(owner, *, complete: bool = True, submit: bool = True, images: bool = True, **request_overrides):
+    """A request made by ``owner`` (patient or referring doctor), with its medical file.
+
+    ``complete`` adds the letter, the imaging report and (unless ``images`` is false) pydicom's CT
+    sent through the imaging upload, which indexes it.
+    """
     treatment_request = services.create_request(
         actor=owner,
         patient_data=patient_data(),
@@ -98,7 +124,11 @@ def make_request(owner, *, complete: bool = True, submit: bool = True, **request
                 kind=kind,
                 file=pdf_upload(name, salt=str(treatment_request.pk)),
             )
-        services.add_document(actor=owner, treatment_request=treatment_request, kind=DocumentKind.DICOM_IMAGES, file=dicom_upload())
+    if complete and images:
+        # DICOM images go through the imaging upload and its checks (never as a document).
+        from protonpath.imaging import services as imaging_services
+
+        imaging_services.upload_study(actor=owner, treatment_request=treatment_request, files=[request_ct(treatment_request)])
     if submit:
         services.submit(actor=owner, treatment_request=treatment_request)
     treatment_request.refresh_from_db()

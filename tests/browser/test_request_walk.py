@@ -34,6 +34,17 @@ def upload(page, kind: str, path: Path):
     page.wait_for_selector(f'li.done[data-key="{kind}"]')
 
 
+def upload_images(page, path: Path):
+    """DICOM goes through the images section (its checks), never the document form."""
+    form = page.locator("#imaging form.dicom-upload")
+    form.locator("input[name=files]").set_input_files(str(path))
+    with page.expect_response(lambda r: "/imaging/" in r.url and r.request.method == "POST"):
+        form.locator("button[type=submit]").click()
+    page.wait_for_selector("#imaging table.studies")
+    page.reload()
+    page.wait_for_selector('li.done[data-key="dicom_images"]')
+
+
 def logout(page):
     page.click("header form button[type=submit]")
     page.wait_for_load_state("networkidle")
@@ -91,7 +102,8 @@ def test_foreign_patient_request_from_submission_to_acceptance(page, screenshot,
     upload(page, "doctor_letter", letter)
     assert page.locator("#upload-error").count() == 0
     upload(page, "imaging_report", report)
-    upload(page, "dicom_images", CT)
+    assert "dicom_images" not in page.locator("#medical-file select[name=kind]").inner_html()
+    upload_images(page, CT)
     assert "The medical file is complete." in page.inner_text("#file-verdict")
     screenshot("medical-file-complete")
     page.click("form.action-submit button")

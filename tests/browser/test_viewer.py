@@ -18,7 +18,7 @@ from tests.imaging.dicomdata import PYDICOM_FILES, rt_study, write_ct_series  # 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_doctor_uploads_a_cd_folder_and_a_bad_file_is_refused(page, screenshot, doctor, tmp_path):
-    r = make_request(doctor)
+    r = make_request(doctor, images=False)
     login(page, doctor.username, PASSWORD)
     page.goto(f"/requests/{r.pk}/")
     page.wait_for_selector("#imaging")
@@ -45,7 +45,7 @@ def test_a_doctor_uploads_a_cd_folder_and_a_bad_file_is_refused(page, screenshot
 
 @pytest.mark.django_db(transaction=True)
 def test_staff_scroll_a_ct_with_window_presets_and_contours(page, screenshot, doctor, oncologist, rt_study):  # noqa: F811
-    r = make_request(doctor)
+    r = make_request(doctor, images=False)
     Patient.objects.filter(pk=r.patient_id).update(last_name="boost", first_name="breast")
     r.refresh_from_db()
     services.upload_study(actor=oncologist, treatment_request=r, files=as_uploads([p for g in rt_study.values() for p in g]))

@@ -42,8 +42,9 @@ def zip_of(paths, root: Path) -> bytes:
 
 @pytest.fixture
 def submitted(doctor):
-    """A submitted request by ``doctor`` for the patient Amina El Idrissi, born 1979-03-14."""
-    return make_request(doctor)
+    """A submitted request by ``doctor`` for the patient Amina El Idrissi, born 1979-03-14, with
+    its letters and no images yet."""
+    return make_request(doctor, images=False)
 
 
 @pytest.fixture

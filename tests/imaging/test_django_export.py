@@ -24,7 +24,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def rt_request(doctor, staff, rt_study):  # noqa: F811
-    treatment_request = make_request(doctor)
+    treatment_request = make_request(doctor, images=False)
     Patient.objects.filter(pk=treatment_request.patient_id).update(last_name="boost", first_name="breast")
     treatment_request.refresh_from_db()
     services.upload_study(actor=staff, treatment_request=treatment_request, files=as_uploads([p for g in rt_study.values() for p in g]))

@@ -240,13 +240,15 @@ def test_upload_per_role(client, users, submitted, tmp_path, role, status):
 def test_the_owner_cannot_add_images_once_the_file_is_under_review(client, submitted, doctor, staff, oncologist, tmp_path):
     from tests.factories import advance_to
 
+    services.upload_study(actor=doctor, treatment_request=submitted, files=as_uploads(write_ct_series(tmp_path / "first", 1)))
     advance_to(submitted, "in_review", staff=staff, oncologist=oncologist)
     client.login(username=doctor.username, password=PASSWORD)
+    stored = Instance.objects.count()
 
     response = client.post(reverse("imaging:upload", args=[submitted.pk]), {"files": as_uploads(write_ct_series(tmp_path / "ct", 1))}, follow=True)
 
     assert "cannot be added" in response.content.decode()
-    assert not Instance.objects.exists()
+    assert Instance.objects.count() == stored
 
 
 def test_get_is_not_allowed_on_upload(client, submitted, doctor):

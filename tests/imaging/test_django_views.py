@@ -39,7 +39,7 @@ def with_ct(submitted, doctor, tmp_path):
 @pytest.fixture
 def rt_request(doctor, staff, oncologist, rt_study):  # noqa: F811
     """An accepted request for the patient of the dicompyler-core study, with CT+RTSTRUCT+RTPLAN+RTDOSE."""
-    treatment_request = make_request(doctor)
+    treatment_request = make_request(doctor, images=False)
     Patient.objects.filter(pk=treatment_request.patient_id).update(last_name="boost", first_name="breast")
     treatment_request.refresh_from_db()
     paths = [p for group in rt_study.values() for p in group]
@@ -132,7 +132,7 @@ def test_viewer_and_its_endpoints_per_role(client, users, with_ct, role, status)
 def test_physicists_see_the_images_once_the_request_reaches_planning(client, physicist, doctor, staff, oncologist, tmp_path):
     from protonpath.referrals import services as referral_services
 
-    r = make_request(doctor, covered_by_french_insurance=True)
+    r = make_request(doctor, covered_by_french_insurance=True, images=False)
     services.upload_study(actor=doctor, treatment_request=r, files=as_uploads(write_ct_series(tmp_path / "ct", 2)))
     r = advance_to(r, "accepted", staff=staff, oncologist=oncologist)
     referral_services.send_decision(actor=staff, treatment_request=r)

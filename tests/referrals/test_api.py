@@ -4,7 +4,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from protonpath.accounts.models import ApiToken
-from tests.factories import PDF_BYTES, dicom_upload, patient_data, request_data
+from protonpath.referrals.models import TreatmentRequest
+from tests.factories import PDF_BYTES, dicom_upload, patient_data, request_ct, request_data
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +44,9 @@ def test_a_request_walks_from_submission_to_acceptance(client, patient, staff, o
         response = api.post(f"/api/requests/{rid}/documents", data={"kind": kind, "file": SimpleUploadedFile(name, content)})
         assert response.status_code == 201, response.content
     response = api.post(f"/api/requests/{rid}/documents", data={"kind": "dicom_images", "file": dicom_upload()})
-    assert response.status_code == 201
+    assert response.status_code == 400 and "Images (DICOM) section" in response.json()["detail"][0]
+    response = api.post(f"/api/imaging/requests/{rid}/images", data={"files": [request_ct(TreatmentRequest.objects.get(pk=rid))]})
+    assert response.status_code == 201 and response.json()["stored"] == 1, response.content
     checklist = api.get(f"/api/requests/{rid}/checklist").json()
     assert all(item["done"] for item in checklist if item["required"])
 

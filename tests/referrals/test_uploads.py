@@ -1,8 +1,5 @@
 """The medical file: what is accepted, what is refused, and that a refusal loses nothing."""
 
-import io
-import zipfile
-
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -10,7 +7,7 @@ from django.urls import reverse
 
 from protonpath.referrals import selectors, services
 from protonpath.referrals.models import DocumentKind, MedicalDocument
-from tests.factories import dicom_upload, make_request, pdf_upload
+from tests.factories import make_request, pdf_upload
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +32,6 @@ def test_checklist_follows_uploads_and_the_treatments_declared(patient):
     [
         ("letter.exe", b"MZ\x90\x00\x03\x00\x00\x00" + b"\x00" * 200, DocumentKind.DOCTOR_LETTER),
         ("letter.pdf", b"\x00\x01\x02\x03 not a pdf" * 20, DocumentKind.DOCTOR_LETTER),
-        ("images.dcm", b"%PDF-1.4 a pdf renamed", DocumentKind.DICOM_IMAGES),
         ("empty.pdf", b"", DocumentKind.IMAGING_REPORT),
     ],
 )
@@ -61,18 +57,6 @@ def test_the_same_file_twice_is_refused(patient):
     services.add_document(actor=patient, treatment_request=r, kind=DocumentKind.DOCTOR_LETTER, file=pdf_upload("a.pdf"))
     with pytest.raises(ValidationError):
         services.add_document(actor=patient, treatment_request=r, kind=DocumentKind.IMAGING_REPORT, file=pdf_upload("a.pdf"))
-
-
-def test_real_dicom_and_zip_are_accepted_as_images(patient):
-    r = make_request(patient, complete=False, submit=False)
-    services.add_document(actor=patient, treatment_request=r, kind=DocumentKind.DICOM_IMAGES, file=dicom_upload())
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("CT/1.dcm", dicom_upload().read())
-    services.add_document(
-        actor=patient, treatment_request=r, kind=DocumentKind.DICOM_IMAGES, file=SimpleUploadedFile("study.zip", buffer.getvalue())
-    )
-    assert r.documents.filter(kind=DocumentKind.DICOM_IMAGES).count() == 2
 
 
 def test_stored_path_carries_no_uploaded_name(patient):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from ninja import Router, Schema
+from django.utils.translation import gettext as _
+from ninja import File, Router, Schema
+from ninja.files import UploadedFile
 
-from protonpath.imaging import selectors
+from protonpath.imaging import selectors, services
+from protonpath.imaging.files import UploadRefused
 from protonpath.referrals.selectors import get_request_for
 
 router = Router(tags=["imaging"])
@@ -66,3 +69,30 @@ def request_images(request, pk: int):
         "reasons": [f["message"] for f in report.blocking] if show else None,
         "findings": report.localised_findings() if show and user.is_department_staff else None,
     }
+
+
+class UploadOut(Schema):
+    stored: int
+    duplicates: int
+    ignored: int
+    studies: int
+
+
+class UploadErrorOut(Schema):
+    detail: str
+    problems: list[str]
+
+
+@router.post("/requests/{pk}/images", response={201: UploadOut, 400: UploadErrorOut, 403: dict, 404: dict})
+def upload_images(request, pk: int, files: File[list[UploadedFile]]):
+    """Send DICOM files or zips of a study (the API's one way in for images: documents take none).
+
+    The same checks as the page's upload (paths in zips, expansion ratio, DICOM structure); the
+    upload is accepted whole or refused whole, with one problem per offending file.
+    """
+    treatment_request = get_request_for(request.auth, pk, audit_view=False)
+    try:
+        summary = services.upload_study(actor=request.auth, treatment_request=treatment_request, files=files)
+    except UploadRefused as refused:
+        return 400, {"detail": _("The upload was refused; nothing was kept."), "problems": [str(p) for p in refused.problems[:50]]}
+    return 201, {"stored": summary.stored, "duplicates": summary.duplicates, "ignored": summary.ignored, "studies": summary.studies}

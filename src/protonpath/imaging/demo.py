@@ -57,6 +57,10 @@ def _ct_series(dest: Path, treatment_request: TreatmentRequest, count: int = 40,
         written.append(path)
     mr = pydicom.dcmread(PYDICOM_FILES / "MR_small.dcm")
     mr.StudyInstanceUID = ds.StudyInstanceUID
+    # Its own UIDs per request: several demo requests get this set (an instance is filed once).
+    mr.SeriesInstanceUID = generate_uid(entropy_srcs=seed + ["mr"])
+    mr.SOPInstanceUID = generate_uid(entropy_srcs=seed + ["mr", "0"])
+    mr.file_meta.MediaStorageSOPInstanceUID = mr.SOPInstanceUID
     mr.PatientName, mr.PatientBirthDate = ds.PatientName, ds.PatientBirthDate
     mr.AccessionNumber = ds.AccessionNumber
     path = dest / "MR.dcm"
@@ -124,20 +128,29 @@ def _index(paths: list[Path], treatment_request: TreatmentRequest) -> int:
     return stored
 
 
+def seed_request(treatment_request: TreatmentRequest, number: int) -> int:
+    """The demo images of the ``number``-th demo request (0, 1 or 2, see above); 0 when it has some already.
+
+    ``seed_demo`` calls this while it builds the requests, since a file is complete only once its
+    images are indexed (a DICOM file is never a mere document).
+    """
+    if Instance.objects.filter(series__study__treatment_request=treatment_request).exists():
+        return 0
+    with tempfile.TemporaryDirectory(prefix="protonpath-demo-dicom-") as tmp:
+        folder = Path(tmp)
+        if number == 0:
+            paths = _ct_series(folder, treatment_request)
+        elif number == 1:
+            paths = [PYDICOM_FILES / "CT_small.dcm", PYDICOM_FILES / "rtstruct.dcm"]
+        else:
+            # Without the fetched example (.cache), pydicom's CT still completes the file.
+            paths = _rt_example(folder, treatment_request) or [PYDICOM_FILES / "CT_small.dcm"]
+        return _index(paths, treatment_request)
+
+
 def seed(stdout) -> None:
     requests = list(TreatmentRequest.objects.select_related("patient").order_by("created_at", "id")[:3])
-    with tempfile.TemporaryDirectory(prefix="protonpath-demo-dicom-") as tmp:
-        for number, treatment_request in enumerate(requests):
-            if Instance.objects.filter(series__study__treatment_request=treatment_request).exists():
-                continue
-            folder = Path(tmp) / str(number)
-            folder.mkdir()
-            if number == 0:
-                paths = _ct_series(folder, treatment_request)
-            elif number == 1:
-                paths = [PYDICOM_FILES / "CT_small.dcm", PYDICOM_FILES / "rtstruct.dcm"]
-            else:
-                paths = _rt_example(folder, treatment_request)
-            if paths:
-                count = _index(paths, treatment_request)
-                stdout.write(f"Images: {count} DICOM instance(s) for {treatment_request.reference}")
+    for number, treatment_request in enumerate(requests):
+        count = seed_request(treatment_request, number)
+        if count:
+            stdout.write(f"Images: {count} DICOM instance(s) for {treatment_request.reference}")

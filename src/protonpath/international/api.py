@@ -102,6 +102,9 @@ class PaymentIn(Schema):
     method: Literal[tuple(PaymentMethod.values)]  # type: ignore[valid-type]
     reference: str
     note: str = ""
+    #: Record it although the API answered 400 because it would overpay the quote or its bank
+    #: reference is already recorded (the audit trail keeps what was confirmed).
+    confirmed: bool = False
 
 
 class PaymentOut(Schema):

@@ -14,3 +14,14 @@ class InternationalConfig(AppConfig):
         # Once, even if ready() runs twice (tests, autoreload).
         if services.path_guard not in referral_services.TRANSITION_GUARDS:
             referral_services.TRANSITION_GUARDS.append(services.path_guard)
+
+        from django.apps import apps
+        from django.db.models.signals import post_delete, post_save
+
+        from protonpath.international import signals
+
+        if apps.is_installed("protonpath.scheduling"):
+            for model in ("GantrySession", "Consultation"):
+                sender = apps.get_model("scheduling", model)
+                post_save.connect(signals.dates_changed, sender=sender, dispatch_uid=f"international-letters-{model}-save")
+                post_delete.connect(signals.dates_changed, sender=sender, dispatch_uid=f"international-letters-{model}-delete")

@@ -32,7 +32,30 @@ def _accepted_demo_request(patient: User, staff: User, oncologist: User) -> Trea
     return r
 
 
+def _department_details() -> None:
+    """Example details (the demo's): the contact line of the department's directory, a textbook IBAN."""
+    from protonpath.international.models import DepartmentDetails
+
+    if DepartmentDetails.objects.exists():
+        return
+    DepartmentDetails.objects.create(
+        address="Centre de protonthérapie, site CYCLHAD\nCaen, France",
+        phone="+33 2 31 24 34 48",
+        email="gestion-patients@example.org",
+        signatory_name="Claire Durand",
+        signatory_title_en="Patients' Administrative Management Department",
+        signatory_title_fr="Gestion Administrative des Patients",
+        beneficiary="Centre de protonthérapie (demo)",
+        iban="FR76 3000 6000 0112 3456 7890 189",
+        bic="AGRIFRPP",
+        bank_name="Example bank (demo data)",
+        payment_note_en="Example bank details of the demo, not the department's. Transfer fees are paid by the sender.",
+        payment_note_fr="Coordonnées bancaires d'exemple de la démo, pas celles du service. Les frais de virement sont à la charge de l'émetteur.",
+    )
+
+
 def seed(stdout) -> None:
+    _department_details()
     loaded = services.load_illustrative_tariff()
     if loaded:
         stdout.write(f"international: illustrative tariff loaded ({loaded} prices).\n")

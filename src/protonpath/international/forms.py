@@ -7,7 +7,13 @@ from decimal import Decimal
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from protonpath.international.models import AccompanyingPerson, PaymentKind, PaymentMethod, Tariff
+from protonpath.international.models import (
+    AccompanyingPerson,
+    DepartmentDetails,
+    PaymentKind,
+    PaymentMethod,
+    Tariff,
+)
 from protonpath.referrals.countries import CountryField
 
 
@@ -58,7 +64,7 @@ class CompanionForm(forms.ModelForm):
 
     class Meta:
         model = AccompanyingPerson
-        fields = ["first_name", "last_name", "birth_date", "nationality", "passport_number", "relationship", "justification"]
+        fields = ["first_name", "last_name", "birth_date", "nationality", "passport_number", "relationship", "legal_guardian", "justification"]
         widgets = {"birth_date": DateInput(), "justification": forms.Textarea(attrs={"rows": 2})}
 
 
@@ -89,3 +95,17 @@ class TariffForm(forms.ModelForm):
         model = Tariff
         fields = ["code", "label_en", "label_fr", "unit_en", "unit_fr", "unit_price_eur", "valid_from", "source"]
         widgets = {"valid_from": DateInput()}
+
+
+class DepartmentDetailsForm(forms.ModelForm):
+    class Meta:
+        model = DepartmentDetails
+        fields = [
+            "address", "phone", "email", "signatory_name", "signatory_title_en", "signatory_title_fr",
+            "beneficiary", "iban", "bic", "bank_name", "payment_note_en", "payment_note_fr",
+        ]
+        widgets = {
+            "address": forms.Textarea(attrs={"rows": 3}),
+            "payment_note_en": forms.Textarea(attrs={"rows": 3}),
+            "payment_note_fr": forms.Textarea(attrs={"rows": 3}),
+        }

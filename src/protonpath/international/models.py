@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -279,6 +279,10 @@ class AccompanyingPerson(models.Model):
     relationship = models.CharField(
         _("relationship to the patient"), max_length=100, blank=True, help_text=_("e.g. mother, husband, daughter")
     )
+    legal_guardian = models.BooleanField(
+        _("parent or legal guardian of the patient"), default=False,
+        help_text=_("For a patient under 18: the letters say that this person has parental authority."),
+    )
     justification = models.TextField(
         _("justification"), blank=True, help_text=_("If there is no family relationship: why this person accompanies the patient.")
     )
@@ -336,3 +340,96 @@ class DeclaredStay(models.Model):
             raise ValidationError(_("The exit cannot be before the entry."), code="dates")
         if self.companion_id and self.companion.treatment_request_id != self.treatment_request_id:
             raise ValidationError(_("This person does not travel with this patient."), code="companion")
+
+
+def validate_iban(value: str) -> None:
+    from protonpath.international.rules.payment import iban_is_valid
+
+    if value and not iban_is_valid(value):
+        raise ValidationError(_("This IBAN is not valid: check its letters and digits."), code="iban")
+
+
+class DepartmentDetails(models.Model):
+    """What the department prints on quotes and consulate letters and tells a patient who accepted a
+    quote: contact details, the letters' signatory, how to pay. One row, edited by staff.
+    """
+
+    address = models.TextField(_("postal address"), blank=True)
+    phone = models.CharField(_("telephone"), max_length=40, blank=True)
+    email = models.EmailField(_("e-mail"), blank=True)
+    signatory_name = models.CharField(_("signatory of the letters"), max_length=150, blank=True)
+    signatory_title_en = models.CharField(_("signatory's title (English)"), max_length=150, blank=True)
+    signatory_title_fr = models.CharField(_("signatory's title (French)"), max_length=150, blank=True)
+    beneficiary = models.CharField(_("beneficiary of transfers"), max_length=150, blank=True)
+    iban = models.CharField(_("IBAN"), max_length=42, blank=True, validators=[validate_iban])
+    bic = models.CharField(
+        _("BIC"), max_length=11, blank=True,
+        validators=[RegexValidator(r"^[A-Z]{6}[A-Z0-9]{2}([A-Z0-9]{3})?$", _("A BIC has 8 or 11 letters and digits."))],
+    )
+    bank_name = models.CharField(_("bank"), max_length=150, blank=True)
+    payment_note_en = models.TextField(_("payment instructions (English)"), blank=True)
+    payment_note_fr = models.TextField(_("payment instructions (French)"), blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        verbose_name = _("department details")
+        verbose_name_plural = _("department details")
+
+    def __str__(self) -> str:
+        return str(_("department details"))
+
+    @classmethod
+    def current(cls) -> DepartmentDetails:
+        """The one row (an empty one until staff fill it in)."""
+        details = cls.objects.order_by("pk").first()
+        return details if details is not None else cls()
+
+    def clean(self):
+        self.iban = " ".join(self.iban.replace(" ", "").upper()[i : i + 4] for i in range(0, len(self.iban.replace(" ", "")), 4))
+        self.bic = self.bic.replace(" ", "").upper()
+
+    @property
+    def can_take_transfers(self) -> bool:
+        return bool(self.iban and self.beneficiary)
+
+    def signatory_title(self, language: str) -> str:
+        return self.signatory_title_fr if language == "fr" else self.signatory_title_en
+
+    def payment_note(self, language: str) -> str:
+        return self.payment_note_fr if language == "fr" else self.payment_note_en
+
+
+class IssuedLetter(models.Model):
+    """A consulate letter as issued: the PDF kept as it was sent, one version per set of facts.
+
+    When the facts change (the sessions were booked or moved, a payment came, a detail was
+    corrected), the next download issues a new version; the earlier ones stay.
+    """
+
+    treatment_request = models.ForeignKey(TreatmentRequest, on_delete=models.CASCADE, related_name="consulate_letters")
+    companion = models.ForeignKey(
+        AccompanyingPerson, null=True, blank=True, on_delete=models.SET_NULL, related_name="letters",
+        help_text=_("Empty for the patient's attestation."),
+    )
+    traveller = models.CharField(max_length=20, help_text="'patient' or the accompanying person's id")
+    version = models.PositiveSmallIntegerField(_("version"))
+    language = models.CharField(_("language"), max_length=2)
+    fingerprint = models.CharField(max_length=64)
+    facts = models.JSONField(default=dict)
+    pdf = models.BinaryField()
+    issued_at = models.DateTimeField(_("issued on"), default=timezone.now)
+    issued_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        verbose_name = _("consulate letter")
+        verbose_name_plural = _("consulate letters")
+        ordering = ["treatment_request", "traveller", "-version", "language"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["treatment_request", "traveller", "version", "language"], name="issued_letter_one_per_version_language"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.treatment_request_id} {self.traveller} v{self.version} {self.language}"

@@ -7,6 +7,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 
 from protonpath.international import pdf, selectors
+from protonpath.international.models import IssuedLetter
 from protonpath.international.rules.letters import LetterKind
 from protonpath.referrals import selectors as referral_selectors
 from protonpath.referrals.models import State
@@ -33,8 +34,21 @@ def request_panels(request, treatment_request) -> list[dict]:
                             "url": reverse("international:companion_letter", args=[person.pk]),
                         }
                     )
-    except ValidationError:
+    except ValidationError as exc:
         letters = []
+        # Paid, but something the letters need is missing: say what (not before payment).
+        letters_error = " ".join(exc.messages) if exc.code in ("missing", "guardian") else ""
+    else:
+        letters_error = ""
+    names = {str(c.pk): c.full_name for c in companions}
+    issued = [
+        {
+            "label": _("Attestation for the patient") if row.traveller == "patient" else names.get(row.traveller, _("Accompanying person")),
+            "row": row,
+            "url": reverse("international:issued_letter", args=[row.pk]),
+        }
+        for row in IssuedLetter.objects.filter(treatment_request=r).defer("pdf").order_by("traveller", "-version", "language")
+    ]
     context = {
         "quote": quote,
         "balance": selectors.quote_balance(quote) if quote is not None and quote.status == "accepted" else None,
@@ -44,5 +58,7 @@ def request_panels(request, treatment_request) -> list[dict]:
         "assessment": selectors.visa_assessment(r),
         "companions": companions,
         "letters": letters,
+        "letters_error": letters_error,
+        "issued_letters": issued,
     }
     return [{"template": "international/_panel.html", "context": context}]

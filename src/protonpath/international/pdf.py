@@ -53,6 +53,7 @@ def render_pdf(template_name: str, context: dict, *, language: str) -> bytes:
                 **context,
                 "language": language,
                 "department": settings.PROTONPATH_DEPARTMENT_NAME,
+                "details": selectors.department_details(),
                 "today": timezone.localdate(),
             },
         )
@@ -67,6 +68,7 @@ def quote_pdf(quote: Quote, *, language: str) -> bytes:
         "patient": r.patient,
         "lines": list(quote.lines.all()),
         "cost_lines": list(quote.cost_lines.all()),
+        "pay": selectors.payment_instructions(quote, language) if quote.status in ("sent", "accepted") else None,
     }
     return render_pdf("international/pdf/quote.html", context, language=language)
 
@@ -83,7 +85,7 @@ def letters_for(treatment_request: TreatmentRequest) -> tuple[ConsulateLetter, .
     if assessment.trip is None:
         raise ValidationError(assessment.error, code="not_ready")
     try:
-        return consulate_letters(
+        letters = consulate_letters(
             assessment.trip, assessment.expected, quote.total_eur, selectors.rule_payments(quote.payments.all())
         )
     except LetterNotReadyError as exc:
@@ -93,40 +95,74 @@ def letters_for(treatment_request: TreatmentRequest) -> tuple[ConsulateLetter, .
             _("Information is missing: give each accompanying person's relationship to the patient or a justification."),
             code="missing",
         ) from None
+    if treatment_request.patient.is_child and not guardians_of(treatment_request):
+        raise ValidationError(
+            _("The patient is a minor: add the parent or legal guardian who accompanies them (tick the box on the accompanying person)."),
+            code="guardian",
+        )
+    return letters
+
+
+def guardians_of(treatment_request: TreatmentRequest) -> list[AccompanyingPerson]:
+    return [c for c in treatment_request.companions.all() if c.legal_guardian]
 
 
 def _letter_context(treatment_request: TreatmentRequest, letter: ConsulateLetter) -> dict:
     quote = selectors.accepted_quote(treatment_request)
-    payments = [p for p in quote.payments.all() if p.kind == "payment"]
+    # Every movement of money, refunds included: the table adds up to the amount the text states.
+    movements = list(quote.payments.all())
+    patient = treatment_request.patient
     return {
         "r": treatment_request,
-        "patient": treatment_request.patient,
+        "patient": patient,
         "letter": letter,
         "quote": quote,
-        "payments": payments,
+        "payments": movements,
+        "refunded": any(p.kind == "refund" for p in movements),
+        "minor": patient.is_child,
+        "age": patient.age_on(timezone.localdate()),
+        "guardians": guardians_of(treatment_request),
+        "dates_booked": selectors.dates_are_booked(treatment_request),
         "visa_label": VISA_LABELS[letter.visa],
         "advice": letter.advice,
         "weeks": (letter.last_fraction_day - letter.first_fraction_day).days // 7 + 1,
     }
 
 
-def attestation_pdf(treatment_request: TreatmentRequest, *, language: str) -> bytes:
-    """The hospital's attestation for the patient's visa application."""
-    letter = next((x for x in letters_for(treatment_request) if x.kind == LetterKind.PATIENT_ATTESTATION), None)
-    if letter is None:
-        raise ValidationError(_("The patient needs no visa: there is no letter for the consulate."), code="no_visa")
-    return render_pdf("international/pdf/attestation.html", _letter_context(treatment_request, letter), language=language)
+def _letter(treatment_request: TreatmentRequest, companion: AccompanyingPerson | None) -> ConsulateLetter:
+    letters = letters_for(treatment_request)
+    if companion is None:
+        letter = next((x for x in letters if x.kind == LetterKind.PATIENT_ATTESTATION), None)
+        if letter is None:
+            raise ValidationError(_("The patient needs no visa: there is no letter for the consulate."), code="no_visa")
+    else:
+        letter = next((x for x in letters if x.traveller_reference == str(companion.pk)), None)
+        if letter is None:
+            raise ValidationError(_("This person needs no visa: there is no letter for the consulate."), code="no_visa")
+    return letter
 
 
-def companion_letter_pdf(companion: AccompanyingPerson, *, language: str) -> bytes:
-    """The letter for an accompanying person's visa application, with the relationship or justification."""
-    r = companion.treatment_request
-    letter = next((x for x in letters_for(r) if x.traveller_reference == str(companion.pk)), None)
-    if letter is None:
-        raise ValidationError(_("This person needs no visa: there is no letter for the consulate."), code="no_visa")
-    context = _letter_context(r, letter)
+def letter_context(treatment_request: TreatmentRequest, companion: AccompanyingPerson | None = None) -> tuple[str, dict]:
+    """The template and context of the patient's attestation (``companion`` None) or of an
+    accompanying person's letter. Raises ValidationError when it cannot be written yet."""
+    letter = _letter(treatment_request, companion)
+    context = _letter_context(treatment_request, letter)
+    if companion is None:
+        return "international/pdf/attestation.html", context
     context["companion"] = companion
-    return render_pdf("international/pdf/companion_letter.html", context, language=language)
+    return "international/pdf/companion_letter.html", context
+
+
+def attestation_pdf(treatment_request: TreatmentRequest, *, language: str, issue: dict | None = None) -> bytes:
+    """The hospital's attestation for the patient's visa application."""
+    template, context = letter_context(treatment_request)
+    return render_pdf(template, {**context, "issue": issue}, language=language)
+
+
+def companion_letter_pdf(companion: AccompanyingPerson, *, language: str, issue: dict | None = None) -> bytes:
+    """The letter for an accompanying person's visa application, with the relationship or justification."""
+    template, context = letter_context(companion.treatment_request, companion)
+    return render_pdf(template, {**context, "issue": issue}, language=language)
 
 
 def pdf_filename(kind: str, reference: str, language: str) -> str:

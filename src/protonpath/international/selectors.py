@@ -146,11 +146,63 @@ def planned_first_consultation(treatment_request: TreatmentRequest) -> datetime.
     return default_first_consultation()
 
 
+def booked_dates(treatment_request: TreatmentRequest) -> tuple[datetime.date | None, tuple[datetime.date, ...]]:
+    """The booked first consultation's day and the days of the booked gantry sessions (scheduling
+    app), or ``(None, ())`` for what is not booked yet."""
+    from django.apps import apps
+
+    if not apps.is_installed("protonpath.scheduling"):
+        return None, ()
+    from protonpath.scheduling.models import (
+        ACTIVE_SESSION_STATES,
+        Consultation,
+        ConsultationKind,
+        ConsultationStatus,
+        GantrySession,
+    )
+
+    consultation = (
+        Consultation.objects.filter(
+            treatment_request=treatment_request,
+            kind=ConsultationKind.FIRST,
+            status__in=[ConsultationStatus.BOOKED, ConsultationStatus.DONE],
+        )
+        .order_by("start")
+        .first()
+    )
+    starts = GantrySession.objects.filter(
+        course__treatment_request=treatment_request, status__in=ACTIVE_SESSION_STATES
+    ).values_list("start", flat=True)
+    days = tuple(sorted({timezone.localdate(start) for start in starts}))
+    return (timezone.localdate(consultation.start) if consultation else None), days
+
+
 def planned_stay(treatment_request: TreatmentRequest) -> ExpectedStay | None:
-    """From the planned first consultation, the fractions on working days (rules.stay); None before a decision."""
+    """The stay: from the booked sessions (and booked first consultation) once scheduled, else
+    from the planned first consultation with the fractions on working days (rules.stay); None
+    before a decision."""
     if not treatment_request.proposed_fractions:
         return None
+    consultation_day, fraction_days = booked_dates(treatment_request)
+    if fraction_days:
+        first = consultation_day or min(planned_first_consultation(treatment_request), fraction_days[0])
+        first = min(first, fraction_days[0])
+        return ExpectedStay(
+            stay=StayPeriod(first - datetime.timedelta(days=1), fraction_days[-1] + datetime.timedelta(days=1)),
+            first_consultation_day=first,
+            fraction_days=fraction_days,
+        )
+    if consultation_day is not None:
+        try:
+            return expected_stay(consultation_day, treatment_request.proposed_fractions)
+        except ValueError:  # booked on a day the rules do not count as working: plan from the next one
+            return expected_stay(next_working_day(consultation_day), treatment_request.proposed_fractions)
     return expected_stay(planned_first_consultation(treatment_request), treatment_request.proposed_fractions)
+
+
+def dates_are_booked(treatment_request: TreatmentRequest) -> bool:
+    """True when the treatment's dates come from booked sessions (not an estimate)."""
+    return bool(booked_dates(treatment_request)[1])
 
 
 # Visa assessment ------------------------------------------------------------------------------
@@ -213,3 +265,42 @@ def letters_available(treatment_request: TreatmentRequest) -> bool:
     """Consulate letters prove advance payment: they need an accepted quote with money received."""
     quote = accepted_quote(treatment_request)
     return quote is not None and quote_balance(quote).net_paid_eur > 0
+
+
+# What the department tells patients: how to pay, whom to contact ---------------------------------
+
+
+@dataclass(frozen=True)
+class PaymentInstructions:
+    """How to pay a quote by bank transfer, from the department's details (editable by staff)."""
+
+    beneficiary: str
+    iban: str
+    bic: str
+    bank_name: str
+    reference: str
+    amount_due_eur: object
+    note: str
+    available: bool
+
+
+def department_details():
+    from protonpath.international.models import DepartmentDetails
+
+    return DepartmentDetails.current()
+
+
+def payment_instructions(quote: Quote, language: str) -> PaymentInstructions:
+    """The transfer details with the reference to quote (the quote's number and the request's)."""
+    details = department_details()
+    balance = quote_balance(quote) if quote.status == QuoteStatus.ACCEPTED else None
+    return PaymentInstructions(
+        beneficiary=details.beneficiary,
+        iban=details.iban,
+        bic=details.bic,
+        bank_name=details.bank_name,
+        reference=f"{quote.number} {quote.treatment_request.reference}",
+        amount_due_eur=balance.balance_due_eur if balance is not None else quote.total_eur,
+        note=details.payment_note(language),
+        available=details.can_take_transfers,
+    )

@@ -33,6 +33,7 @@ from protonpath.international.models import (
     TravelPlan,
 )
 from protonpath.international.rules import loaders
+from protonpath.international.rules import payment as payment_rules
 from protonpath.international.rules import quote as quote_rules
 from protonpath.international.rules.payment import Payment as PaymentRow
 from protonpath.international.rules.payment import payment_balance
@@ -362,7 +363,39 @@ def refuse_quote(*, actor, quote: Quote, reason: str) -> Quote:
 # Payments -------------------------------------------------------------------------------------
 
 
-@transaction.atomic
+class PaymentNeedsConfirmation(ValidationError):
+    """The payment looks wrong (overpayment, reference already recorded): nothing was recorded;
+    staff confirm to record it anyway. ``warnings`` are the rules' warnings, ``messages`` their text."""
+
+    def __init__(self, warnings, messages):
+        super().__init__([ValidationError(m, code="confirm") for m in messages])
+        self.code = "confirm"
+        self.warnings = tuple(warnings)
+
+
+def _warning_messages(warnings, *, quote: Quote, reference: str, reused_on: list[str]) -> list[str]:
+    from django.utils.translation import get_language
+
+    from protonpath.international.formatting import format_eur
+
+    def eur(amount):
+        return format_eur(amount, get_language())
+
+    texts = []
+    for warning in warnings:
+        if warning.code == "overpayment":
+            texts.append(
+                _("This payment would exceed the quote's total (%(total)s) by %(amount)s: the surplus would have to be refunded.")
+                % {"total": eur(quote.total_eur), "amount": eur(warning.amount_eur)}
+            )
+        else:
+            texts.append(
+                _("The bank reference %(reference)s is already recorded (quote %(numbers)s): is it the same transfer entered twice?")
+                % {"reference": reference, "numbers": ", ".join(reused_on) or quote.number}
+            )
+    return texts
+
+
 def record_payment(
     *,
     actor,
@@ -373,8 +406,33 @@ def record_payment(
     reference: str,
     kind: str = PaymentKind.PAYMENT,
     note: str = "",
+    confirmed: bool = False,
 ) -> Payment:
-    """Record money received for an accepted quote, or a refund (e.g. on cancellation)."""
+    """Record money received for an accepted quote, or a refund (e.g. on cancellation).
+
+    A payment beyond the quote's total, or with a bank reference already recorded, is held
+    (:class:`PaymentNeedsConfirmation`, audited) until staff confirm it (``confirmed=True``; the
+    audit row says what they confirmed).
+    """
+    try:
+        return _record_payment(
+            actor=actor, quote=quote, amount_eur=amount_eur, paid_on=paid_on, method=method, reference=reference,
+            kind=kind, note=note, confirmed=confirmed,
+        )
+    except PaymentNeedsConfirmation as held:
+        # Outside the write's transaction, which rolled back: the hold stays in the trail.
+        audit.record(
+            actor=actor,
+            action=AuditEvent.Action.DENIED,
+            obj=quote,
+            treatment_request_id=quote.treatment_request_id,
+            summary="payment held for confirmation: " + ",".join(w.code for w in held.warnings),
+        )
+        raise
+
+
+@transaction.atomic
+def _record_payment(*, actor, quote: Quote, amount_eur, paid_on, method, reference, kind, note, confirmed) -> Payment:
     _require_manager(actor)
     quote = _locked_quote(quote)
     if quote.status != QuoteStatus.ACCEPTED:
@@ -383,9 +441,10 @@ def record_payment(
         raise ValidationError(_("Unknown kind or method of payment."), code="kind")
     if paid_on > timezone.localdate():
         raise ValidationError(_("A payment cannot be dated in the future."), code="date")
+    recorded = selectors.rule_payments(quote.payments.all())
     try:
         row = PaymentRow(kind, Decimal(str(amount_eur)), paid_on, method, reference or "")
-        payment_balance(quote.total_eur, [*selectors.rule_payments(quote.payments.all()), row])
+        payment_balance(quote.total_eur, [*recorded, row])
     except (ValueError, ArithmeticError) as exc:
         message = str(exc)
         if "exceed" in message:
@@ -395,6 +454,23 @@ def record_payment(
         elif "positive" in message:
             message = _("The amount must be positive.")
         raise ValidationError(message, code="amount") from None
+    wanted = payment_rules.normalised_reference(row.reference)
+    reused_on = sorted(
+        {
+            number
+            for ref, number in Payment.objects.filter(kind=PaymentKind.PAYMENT).values_list("reference", "quote__number")
+            if payment_rules.normalised_reference(ref) == wanted
+        }
+    )
+    elsewhere = [row.reference] if reused_on else []
+    warnings = payment_rules.payment_warnings(
+        quote.total_eur, [p for p in recorded if p.kind is payment_rules.PaymentKind.PAYMENT], row, elsewhere
+    )
+    codes = ",".join(w.code for w in warnings)
+    if warnings and not confirmed:
+        raise PaymentNeedsConfirmation(
+            warnings, _warning_messages(warnings, quote=quote, reference=row.reference.strip(), reused_on=reused_on)
+        )
     payment = Payment(
         quote=quote,
         kind=kind,
@@ -412,7 +488,7 @@ def record_payment(
         action=AuditEvent.Action.CREATE,
         obj=payment,
         treatment_request_id=quote.treatment_request_id,
-        summary=f"{kind} {payment.amount_eur} EUR quote={quote.number}",
+        summary=f"{kind} {payment.amount_eur} EUR quote={quote.number}" + (f" confirmed despite: {codes}" if warnings else ""),
     )
     return payment
 
@@ -472,6 +548,7 @@ def add_companion(*, actor, treatment_request: TreatmentRequest, data: dict) -> 
         raise PermissionDenied(_("You may not do this."))
     fields = ("first_name", "last_name", "birth_date", "nationality", "passport_number", "relationship", "justification")
     companion = AccompanyingPerson(treatment_request=treatment_request, **{k: data.get(k) or ("" if k != "birth_date" else None) for k in fields})
+    companion.legal_guardian = bool(data.get("legal_guardian"))
     companion.nationality = (companion.nationality or "").strip().upper()
     companion.full_clean()
     companion.save()
@@ -508,3 +585,23 @@ def remove_declared_stay(*, actor, stay: DeclaredStay) -> None:
         raise PermissionDenied(_("You may not do this."))
     audit.record(actor=actor, action=AuditEvent.Action.DELETE, obj=stay, summary="earlier stay")
     stay.delete()
+
+
+# The department's details (contact, signatory, bank) ---------------------------------------------
+
+
+@transaction.atomic
+def save_department_details(*, actor, data: dict):
+    """Staff edit what quotes and letters print and what patients are told to pay with."""
+    from protonpath.international.models import DepartmentDetails
+
+    _require_manager(actor)
+    details = DepartmentDetails.objects.select_for_update().order_by("pk").first() or DepartmentDetails()
+    for field, value in data.items():
+        setattr(details, field, value)
+    details.updated_by = actor
+    details.updated_at = timezone.now()
+    details.full_clean()
+    details.save()
+    audit.record(actor=actor, action=AuditEvent.Action.UPDATE, obj=details, summary="department details: " + ",".join(sorted(data)))
+    return details

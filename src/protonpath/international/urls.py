@@ -5,6 +5,7 @@ from protonpath.international import views
 app_name = "international"
 urlpatterns = [
     path("tariffs/", views.tariffs, name="tariffs"),
+    path("department-details/", views.department_details, name="department_details"),
     path("requests/<int:pk>/quote/new/", views.quote_new, name="quote_new"),
     path("requests/<int:pk>/full-payment/", views.full_payment, name="full_payment"),
     path("requests/<int:pk>/travellers/", views.travellers, name="travellers"),
@@ -18,4 +19,5 @@ urlpatterns = [
     path("companions/<int:pk>/delete/", views.companion_delete, name="companion_delete"),
     path("companions/<int:pk>/letter.pdf", views.companion_letter, name="companion_letter"),
     path("stays/<int:pk>/delete/", views.stay_delete, name="stay_delete"),
+    path("letters/<int:pk>.pdf", views.issued_letter, name="issued_letter"),
 ]

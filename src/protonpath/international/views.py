@@ -17,17 +17,19 @@ from django.views.decorators.http import require_POST
 
 from protonpath.accounts import audit
 from protonpath.accounts.models import AuditEvent
-from protonpath.international import pdf, selectors, services
+from protonpath.international import issuing, pdf, selectors, services
+from protonpath.international.formatting import short_language
 from protonpath.international.forms import (
     CompanionForm,
     DeclaredStayForm,
+    DepartmentDetailsForm,
     PaymentForm,
     QuoteBuildForm,
     RefuseForm,
     TariffForm,
     TravelPlanForm,
 )
-from protonpath.international.models import DeclaredStay, Tariff
+from protonpath.international.models import DeclaredStay, IssuedLetter, Tariff
 from protonpath.referrals import selectors as referral_selectors
 
 
@@ -116,6 +118,11 @@ def quote_detail(request, pk: int):
         "refuse_form": RefuseForm(),
         "balance": selectors.quote_balance(quote) if quote.status == "accepted" else None,
         "payments": selectors.payments_of(quote) if quote.status == "accepted" else [],
+        "pay": (
+            selectors.payment_instructions(quote, short_language(request.LANGUAGE_CODE))
+            if quote.status == "accepted"
+            else None
+        ),
     }
     return render(request, "international/quote_detail.html", context)
 
@@ -148,7 +155,7 @@ def quote_accept(request, pk: int):
         request,
         pk,
         lambda q: services.accept_quote(actor=request.user, quote=q),
-        _("Thank you: you have accepted the quote. Please pay it in full; we then book your first consultation."),
+        _("Thank you: you have accepted the quote. How to pay it is shown below; we book your first consultation once it is paid in full."),
     )
 
 
@@ -182,13 +189,22 @@ def payments(request, pk: int):
     quote = selectors.get_quote_for(request.user, pk, audit_view=False)
     _require_manager(request.user)
     form = PaymentForm(request.POST or None, initial={"paid_on": timezone.localdate()})
+    warnings: list[str] = []
     if request.method == "POST" and form.is_valid():
         try:
-            services.record_payment(actor=request.user, quote=quote, **form.cleaned_data)
+            services.record_payment(
+                actor=request.user, quote=quote, confirmed=request.POST.get("confirm") == "1", **form.cleaned_data
+            )
+        except services.PaymentNeedsConfirmation as held:
+            warnings = held.messages
         except ValidationError as exc:
             messages.error(request, _errors(exc))
         else:
             messages.success(request, _("Recorded."))
+            r = quote.treatment_request
+            r.refresh_from_db()
+            if selectors.quote_balance(quote).paid_in_full and r.state == "quote_accepted":
+                messages.success(request, _("The quote is now paid in full: record the payment in full below to book the first consultation."))
             return redirect("international:payments", pk=quote.pk)
     audit.record(actor=request.user, action=AuditEvent.Action.VIEW, obj=quote, summary="payments")
     r = quote.treatment_request
@@ -197,6 +213,7 @@ def payments(request, pk: int):
         "quote": quote,
         "r": r,
         "form": form,
+        "warnings": warnings,
         "payments": selectors.payments_of(quote),
         "balance": balance,
         "can_record_full_payment": r.state == "quote_accepted" and balance.paid_in_full,
@@ -302,17 +319,24 @@ def stay_delete(request, pk: int):
     return redirect("international:travellers", pk=stay.treatment_request_id)
 
 
+def _letter_response(row) -> HttpResponse:
+    reference = row.treatment_request.reference if row.traveller == "patient" else f"{row.treatment_request.reference}-{row.traveller}"
+    kind = "attestation" if row.traveller == "patient" else "letter"
+    filename = f"{kind}-{reference}-v{row.version}-{row.language}-{timezone.localtime(row.issued_at).date().isoformat()}.pdf"
+    return _pdf_response(bytes(row.pdf), filename)
+
+
 @login_required
 def attestation(request, pk: int):
     r = _request_for(request.user, pk)
     language = pdf.choose_language(request.GET.get("lang"), request.user)
     try:
-        data = pdf.attestation_pdf(r, language=language)
+        row = issuing.issue_letter(actor=request.user, treatment_request=r, language=language)
     except ValidationError as exc:
         messages.error(request, _errors(exc))
         return redirect("referrals:detail", pk=r.pk)
-    audit.record(actor=request.user, action=AuditEvent.Action.DOWNLOAD, obj=r, summary=f"consulate attestation {language}")
-    return _pdf_response(data, pdf.pdf_filename("attestation", r.reference, language))
+    audit.record(actor=request.user, action=AuditEvent.Action.DOWNLOAD, obj=r, summary=f"consulate attestation v{row.version} {language}")
+    return _letter_response(row)
 
 
 @login_required
@@ -320,12 +344,33 @@ def companion_letter(request, pk: int):
     companion = selectors.get_companion_for(request.user, pk)
     language = pdf.choose_language(request.GET.get("lang"), request.user)
     try:
-        data = pdf.companion_letter_pdf(companion, language=language)
+        row = issuing.issue_letter(
+            actor=request.user, treatment_request=companion.treatment_request, companion=companion, language=language
+        )
     except ValidationError as exc:
         messages.error(request, _errors(exc))
         return redirect("international:travellers", pk=companion.treatment_request_id)
-    audit.record(actor=request.user, action=AuditEvent.Action.DOWNLOAD, obj=companion, summary=f"consulate letter {language}")
-    return _pdf_response(data, pdf.pdf_filename("letter", f"{companion.treatment_request.reference}-{companion.pk}", language))
+    audit.record(actor=request.user, action=AuditEvent.Action.DOWNLOAD, obj=companion, summary=f"consulate letter v{row.version} {language}")
+    return _letter_response(row)
+
+
+@login_required
+def issued_letter(request, pk: int):
+    """An earlier (or the current) version of a letter, as it was issued."""
+    row = IssuedLetter.objects.select_related("treatment_request").filter(pk=pk).first()
+    if row is None:
+        audit.record(actor=request.user, action=AuditEvent.Action.DENIED, object_type="international.issuedletter", object_id=str(pk))
+        raise Http404(_("No such letter."))
+    try:
+        _request_for(request.user, row.treatment_request_id)
+    except Http404:
+        audit.record(actor=request.user, action=AuditEvent.Action.DENIED, obj=row)
+        raise
+    audit.record(
+        actor=request.user, action=AuditEvent.Action.DOWNLOAD, obj=row, treatment_request_id=row.treatment_request_id,
+        summary=f"consulate letter {row.traveller} v{row.version} {row.language}",
+    )
+    return _letter_response(row)
 
 
 # Tariffs --------------------------------------------------------------------------------------
@@ -357,3 +402,29 @@ def tariffs(request):
             in_force[row.code] = row.pk
     context = {"rows": rows, "in_force": set(in_force.values()), "form": form, "can_manage": selectors.may_manage(request.user)}
     return render(request, "international/tariffs.html", context, status=status)
+
+
+# The department's details ------------------------------------------------------------------------
+
+
+@login_required
+def department_details(request):
+    """Contact details, the letters' signatory and the bank details (administrative staff, head)."""
+    if not selectors.may_manage(request.user):
+        audit.record(actor=request.user, action=AuditEvent.Action.DENIED, object_type="international.departmentdetails")
+        raise PermissionDenied
+    details = selectors.department_details()
+    form = DepartmentDetailsForm(request.POST or None, instance=details)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                services.save_department_details(actor=request.user, data=form.cleaned_data)
+            except ValidationError as exc:
+                messages.error(request, _errors(exc))
+            else:
+                messages.success(request, _("Changes saved."))
+                return redirect("international:department_details")
+        status = 400
+    audit.record(actor=request.user, action=AuditEvent.Action.VIEW, object_type="international.departmentdetails")
+    return render(request, "international/department_details.html", {"form": form}, status=status)

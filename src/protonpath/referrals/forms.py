@@ -63,8 +63,12 @@ class TreatmentRequestForm(forms.ModelForm):
         }
 
 
+#: The kinds a document may be added as: DICOM images go through the imaging upload only.
+UPLOAD_KINDS = [(value, label) for value, label in DocumentKind.choices if value != DocumentKind.DICOM_IMAGES]
+
+
 class DocumentForm(forms.Form):
-    kind = forms.ChoiceField(label=_("Kind of document"), choices=DocumentKind.choices)
+    kind = forms.ChoiceField(label=_("Kind of document"), choices=UPLOAD_KINDS)
     file = forms.FileField(label=_("File"))
     description = forms.CharField(label=_("Description"), max_length=300, required=False)
 

@@ -153,7 +153,7 @@ def checklist(treatment_request: TreatmentRequest) -> list[ChecklistItem]:
         ),
         ChecklistItem("doctor_letter", str(DocumentKind.DOCTOR_LETTER.label), True, DocumentKind.DOCTOR_LETTER in kinds),
         ChecklistItem("imaging_report", str(DocumentKind.IMAGING_REPORT.label), True, DocumentKind.IMAGING_REPORT in kinds),
-        ChecklistItem("dicom_images", str(DocumentKind.DICOM_IMAGES.label), True, DocumentKind.DICOM_IMAGES in kinds or _has_indexed_images(r)),
+        ChecklistItem("dicom_images", str(DocumentKind.DICOM_IMAGES.label), True, _has_indexed_images(r)),
         ChecklistItem(
             "operation_report",
             str(DocumentKind.OPERATION_REPORT.label),
@@ -177,9 +177,10 @@ def checklist(treatment_request: TreatmentRequest) -> list[ChecklistItem]:
 
 
 def _has_indexed_images(treatment_request: TreatmentRequest) -> bool:
-    """Images sent over the network or uploaded as a study (imaging app) count as well."""
+    """Only images the imaging app indexed count (sent over the network or through its upload, which
+    checks each file): a file stored as a document is no image the team can plan on."""
     studies = getattr(treatment_request, "imaging_studies", None)
-    return studies is not None and studies.exists()
+    return studies is not None and studies.filter(series__instances__isnull=False).exists()
 
 
 def missing_items(treatment_request: TreatmentRequest) -> list[ChecklistItem]:

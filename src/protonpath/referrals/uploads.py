@@ -25,8 +25,22 @@ PDF, JPEG, PNG, TIFF, DICOM, ZIP, DOCX, ODT, TEXT = (
     "text/plain",
 )
 REPORT_TYPES = frozenset({PDF, JPEG, PNG, TIFF, DOCX, ODT, TEXT})
-ALLOWED_TYPES = {kind: REPORT_TYPES for kind in DocumentKind.values}
-ALLOWED_TYPES[DocumentKind.DICOM_IMAGES] = frozenset({DICOM, ZIP})
+#: DICOM images have one way in, the imaging upload (protonpath.imaging), which checks every file
+#: (paths in zips, expansion ratio, DICOM structure) and indexes the images. The document kind
+#: "Images (DICOM)" stays for the documents stored before, and takes no new file.
+ALLOWED_TYPES = {kind: REPORT_TYPES for kind in DocumentKind.values if kind != DocumentKind.DICOM_IMAGES}
+#: What goes through the imaging upload instead: a DICOM file or a zip (of a study, as a rule).
+IMAGING_TYPES = frozenset({DICOM, ZIP})
+
+
+def use_imaging_upload() -> ValidationError:
+    return ValidationError(
+        _(
+            "DICOM images and zips are not added as documents: send them in the Images (DICOM) section "
+            "of the request, which checks each file and indexes the images."
+        ),
+        code="use_imaging_upload",
+    )
 
 
 @dataclass(frozen=True)
@@ -87,28 +101,29 @@ def check_upload(file, *, kind: str) -> CheckedUpload:
     """Refuse files that are too large, empty or of a type the document kind does not take."""
     if kind not in DocumentKind.values:
         raise ValidationError(_("Unknown document kind."), code="kind")
-    size = file.size
-    limit = settings.PROTONPATH_MAX_DOCUMENT_BYTES
     if kind == DocumentKind.DICOM_IMAGES:
-        limit = settings.PROTONPATH_MAX_DICOM_UPLOAD_BYTES
+        raise use_imaging_upload()
+    size = file.size
     if size == 0:
         raise ValidationError(_("The file is empty."), code="empty")
+    file.seek(0)
+    head = file.read(4096)
+    file.seek(0)
+    content_type = sniff_content_type(head, file)
+    # Before the size: a large study sent here is pointed to the imaging upload, not just refused.
+    if content_type in IMAGING_TYPES:
+        raise use_imaging_upload()
+    limit = settings.PROTONPATH_MAX_DOCUMENT_BYTES
     if size > limit:
         raise ValidationError(
             _("The file is too large (%(size)s); the limit is %(limit)s.")
             % {"size": filesizeformat(size), "limit": filesizeformat(limit)},
             code="too_large",
         )
-    file.seek(0)
-    head = file.read(4096)
-    file.seek(0)
-    content_type = sniff_content_type(head, file)
     if content_type is None or content_type not in ALLOWED_TYPES[kind]:
-        if kind == DocumentKind.DICOM_IMAGES:
-            message = _("Images must be DICOM files (.dcm) or a zip of a DICOM study.")
-        else:
-            message = _("Reports must be PDF, JPEG, PNG, TIFF, Word (.docx), OpenDocument (.odt) or plain text files.")
-        raise ValidationError(message, code="type")
+        raise ValidationError(
+            _("Reports must be PDF, JPEG, PNG, TIFF, Word (.docx), OpenDocument (.odt) or plain text files."), code="type"
+        )
     digest = hashlib.sha256()
     for chunk in file.chunks():
         digest.update(chunk)

@@ -126,3 +126,63 @@ def payment_balance(quote_total_eur: Decimal, payments: Iterable[Payment]) -> Pa
 def may_schedule_first_session(balance: PaymentBalance) -> bool:
     """A foreign patient's first session may be scheduled only once the quote is paid in full."""
     return balance.paid_in_full
+
+
+def iban_is_valid(iban: str) -> bool:
+    """ISO 13616 check: country letters, two check digits, then the account; mod 97 of the
+    rearranged number is 1. Spaces are ignored."""
+    compact = iban.replace(" ", "").upper()
+    if not (15 <= len(compact) <= 34) or not compact[:2].isalpha() or not compact[2:4].isdigit():
+        return False
+    if not compact.isalnum() or not compact.isascii():
+        return False
+    rearranged = compact[4:] + compact[:4]
+    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+
+
+def normalised_reference(reference: str) -> str:
+    """A bank reference as banks compare them: no spaces, dashes or case."""
+    return "".join(c for c in reference.casefold() if c.isalnum())
+
+
+class PaymentWarningCode(StrEnum):
+    OVERPAYMENT = "overpayment"
+    REUSED_REFERENCE = "reused_reference"
+
+
+@dataclass(frozen=True)
+class PaymentWarning:
+    """Something staff must confirm before a payment is recorded.
+
+    Attributes
+    ----------
+    code : PaymentWarningCode
+    amount_eur : Decimal
+        For an overpayment, what would be paid beyond the total.
+    """
+
+    code: PaymentWarningCode
+    amount_eur: Decimal = Decimal("0.00")
+
+
+def payment_warnings(
+    quote_total_eur: Decimal,
+    recorded: Iterable[Payment],
+    new: Payment,
+    references_in_use: Iterable[str] = (),
+) -> tuple[PaymentWarning, ...]:
+    """What looks wrong in recording ``new``: it would pay more than the quote's total, or its
+    reference was already recorded (for this quote in ``recorded`` or elsewhere in
+    ``references_in_use``): the same transfer entered twice, as a rule. Refunds warn of neither."""
+    if new.kind is not PaymentKind.PAYMENT:
+        return ()
+    recorded = list(recorded)
+    warnings: list[PaymentWarning] = []
+    after = payment_balance(quote_total_eur, [*recorded, new])
+    if after.overpaid_eur > 0:
+        warnings.append(PaymentWarning(PaymentWarningCode.OVERPAYMENT, after.overpaid_eur))
+    reference = normalised_reference(new.reference)
+    used = {normalised_reference(p.reference) for p in recorded} | {normalised_reference(r) for r in references_in_use}
+    if reference and reference in used:
+        warnings.append(PaymentWarning(PaymentWarningCode.REUSED_REFERENCE))
+    return tuple(warnings)

@@ -56,3 +56,9 @@ def regime(value) -> str:
 @register.filter
 def requirement(value) -> str:
     return str(REQUIREMENT_LABELS.get(str(value), value))
+
+
+@register.filter
+def signatory_title(details, language) -> str:
+    """The department's signatory's title in the letter's language."""
+    return details.signatory_title(formatting.short_language(language))

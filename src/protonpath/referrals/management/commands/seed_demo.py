@@ -90,19 +90,15 @@ def _request(pathology, location, insured, **extra):
     return data
 
 
-def _add_file(actor, treatment_request, with_images=True):
+def _add_file(actor, treatment_request, with_images=True, number=0):
     for kind, name in [(DocumentKind.DOCTOR_LETTER, "letter.pdf"), (DocumentKind.IMAGING_REPORT, "mri-report.pdf")]:
         content = PDF + f"% {treatment_request.reference} {kind}\n".encode()
         services.add_document(actor=actor, treatment_request=treatment_request, kind=kind, file=SimpleUploadedFile(name, content))
-    if with_images:
-        path = demo_dicom_file()
-        services.add_document(
-            actor=actor,
-            treatment_request=treatment_request,
-            kind=DocumentKind.DICOM_IMAGES,
-            file=SimpleUploadedFile("CT_small.dcm", path.read_bytes()),
-            description="CT (pydicom test file)",
-        )
+    if with_images and "protonpath.imaging" in settings.INSTALLED_APPS:
+        # Images are indexed by the imaging app (never stored as a document): the demo's own set.
+        from protonpath.imaging.demo import seed_request
+
+        seed_request(treatment_request, number)
 
 
 class Command(BaseCommand):
@@ -143,7 +139,7 @@ class Command(BaseCommand):
             patient_data=_patient("Lucas", "Martin", "M", datetime.date(2017, 6, 2), "FR", "FR"),
             request_data=_request("Medulloblastoma", "Posterior fossa", True, had_surgery=True, had_chemotherapy=True),
         )
-        _add_file(doctor, r2)
+        _add_file(doctor, r2, number=1)
         services.add_document(
             actor=doctor, treatment_request=r2, kind=DocumentKind.OPERATION_REPORT, file=SimpleUploadedFile("op.pdf", PDF + b"% op\n")
         )
@@ -159,7 +155,7 @@ class Command(BaseCommand):
             patient_data=_patient("Hélène", "Bernard", "F", datetime.date(1962, 11, 5), "FR", "FR"),
             request_data=_request("Meningioma", "Left cavernous sinus", True),
         )
-        _add_file(doctor, r3)
+        _add_file(doctor, r3, number=2)
         services.submit(actor=doctor, treatment_request=r3)
         services.mark_complete(actor=admin, treatment_request=r3)
         services.send_to_review(actor=admin, treatment_request=r3)
