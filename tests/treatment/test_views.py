@@ -11,7 +11,7 @@ from django.urls import reverse
 from protonpath.accounts.models import AuditEvent
 from protonpath.imaging.selectors import structure_sets_for
 from protonpath.treatment.models import Plan, PlanState
-from protonpath.treatment.services import ct_series_of
+from protonpath.treatment.services import planning_ct_series
 
 FAST = {"dose_grid_mm": "6", "spot_spacing_mm": "8", "layer_spacing_mm": "6", "max_iterations": "40"}
 
@@ -22,7 +22,7 @@ def walk_to_calculated(client, r, physicist, oncologist, capture):
                        {"target": "PTV_60", "dose_gy": "60", "fractions": "30"})
     assert resp.status_code == 302
     client.force_login(physicist)
-    ct = ct_series_of(r).get()
+    ct = planning_ct_series(r)
     rs = structure_sets_for(ct)[0]
     resp = client.post(reverse("treatment:new_plan", args=[r.pk]),
                        {"ct_series": ct.pk, "rtstruct": rs.pk, "category": "adult_standard"})
@@ -82,7 +82,7 @@ def test_failure_is_shown_in_the_readers_language(client, planning_request, phys
     from protonpath.treatment import services
 
     services.prescribe(actor=oncologist, treatment_request=planning_request, target="PTV_60", dose_gy=60, fractions=30)
-    ct = ct_series_of(planning_request).get()
+    ct = planning_ct_series(planning_request)
     rs = structure_sets_for(ct)[0]
     plan = services.create_plan(actor=physicist, treatment_request=planning_request, ct_series=ct, rtstruct=rs,
                                 category="adult_standard", setup=services.initial_setup(planning_request, ct, rs, "adult_standard"))

@@ -44,7 +44,7 @@ def wait_for(condition, timeout_s: float, what: str):
 
 def plan_in(r, physicist, oncologist):
     services.prescribe(actor=oncologist, treatment_request=r, target="PTV_60", dose_gy=60, fractions=30)
-    ct = services.ct_series_of(r).get()
+    ct = services.planning_ct_series(r)
     rs = structure_sets_for(ct)[0]
     setup = services.initial_setup(r, ct, rs, "adult_standard")
     setup["settings"] = dict(SLOW)

@@ -22,7 +22,7 @@ from django.utils import timezone
 from protonpath.accounts.models import Role, User
 from protonpath.imaging import ingest
 from protonpath.imaging.files import classify_file
-from protonpath.imaging.models import ReceivedVia, Series
+from protonpath.imaging.models import ReceivedVia
 from protonpath.imaging.selectors import structure_sets_for
 from protonpath.planning import dicom_export, dicom_io, matrad_io
 from protonpath.planning.ct import CT, Grid
@@ -118,7 +118,7 @@ def seed(stdout) -> None:
     r.refresh_from_db()
     services.prescribe(actor=oncologist, treatment_request=r, target="OuterTarget", dose_gy=r.proposed_dose_gy,
                        fractions=r.proposed_fractions, note="From the review decision (demo).")
-    ct = Series.objects.filter(study__treatment_request=r, modality="CT").first()
+    ct = services.planning_ct_series(r)
     rs = structure_sets_for(ct)[0]
     setup = services.initial_setup(r, ct, rs, "adult_standard")
     setup["settings"] = dict(DEMO_SETTINGS)

@@ -123,6 +123,17 @@ def ct_series_of(treatment_request: TreatmentRequest):
     return Series.objects.filter(study__treatment_request=treatment_request, modality="CT").select_related("study")
 
 
+def planning_ct_series(treatment_request: TreatmentRequest) -> Series | None:
+    """The CT series a plan would start from: the newest one that has a structure set drawn on it
+    (a request also holds diagnostic CTs without contours)."""
+    from protonpath.imaging.selectors import structure_sets_for
+
+    for series in ct_series_of(treatment_request).order_by("-pk"):
+        if structure_sets_for(series):
+            return series
+    return None
+
+
 def structure_mapping(rtstruct: Instance) -> list[dict]:
     """The ROIs of a structure set with their standard names and proposed roles."""
     with rtstruct.file.open("rb") as f:
