@@ -15,6 +15,7 @@ Nothing here logs a patient's name or identifier.
 from __future__ import annotations
 
 import hashlib
+import io
 import shutil
 import stat
 import struct
@@ -532,7 +533,9 @@ def _classify_all(collected: _Collected) -> UploadResult:
     return UploadResult(tuple(files), tuple(duplicates), tuple(ignored))
 
 
-def classify_file(path: Path, name: str | None = None) -> DicomFile | None:
+def classify_file(
+    path: Path, name: str | None = None, *, data: bytes | None = None, file_digest: bool = True
+) -> DicomFile | None:
     """Check one file and read the header the index needs.
 
     Parameters
@@ -540,6 +543,11 @@ def classify_file(path: Path, name: str | None = None) -> DicomFile | None:
     path : pathlib.Path
     name : str, optional
         How the uploader named it, kept in the result.
+    data : bytes, optional
+        The file's bytes when the caller has read them already (read from ``path`` otherwise).
+    file_digest : bool
+        Compute :attr:`DicomFile.sha256` (left empty otherwise, for callers that hash the bytes
+        they keep themselves: the DICOM listener).
 
     Returns
     -------
@@ -553,14 +561,15 @@ def classify_file(path: Path, name: str | None = None) -> DicomFile | None:
         a study and series.
     """
     path = Path(path)
-    data = path.read_bytes()
+    if data is None:
+        data = path.read_bytes()
     if not data:
         raise FileRejected("is empty")
     part10 = data[128:132] == b"DICM"
     if not part10:
         _refuse_non_dicom(data)
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=not part10)
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=not part10)
     except Exception as error:  # pydicom raises many kinds on garbage; all mean the same here
         raise FileRejected(f"cannot be read as DICOM ({type(error).__name__}: {error})") from error
     meta = getattr(ds, "file_meta", None)
@@ -583,7 +592,7 @@ def classify_file(path: Path, name: str | None = None) -> DicomFile | None:
         header=header,
         transfer_syntax_uid=transfer_syntax,
         size_bytes=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=hashlib.sha256(data).hexdigest() if file_digest else "",
         part10=part10,
     )
 
