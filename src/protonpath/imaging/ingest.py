@@ -425,7 +425,11 @@ class NetworkReceiver:
     the transfer is closed and the request's check report computed (once per association).
     """
 
-    def __init__(self, *, batch_size: int = 200, linger_s: float = 0.05) -> None:
+    def __init__(self, *, batched: bool = False, batch_size: int = 200, linger_s: float = 0.05) -> None:
+        """``batched``: acknowledge at once and index in the writer thread (the listener's way);
+        otherwise each instance is indexed in its own transaction before ``on_instance`` returns
+        (for callers in a transaction of their own, and for tests)."""
+        self._batched = batched
         self._lock = threading.Lock()
         self._committed = threading.Condition(self._lock)
         self._touched: dict[str, _Touched] = {}
@@ -498,13 +502,17 @@ class NetworkReceiver:
             with self._lock:
                 touched.duplicates += 1
             return DUPLICATE
+        accepted = _Accepted(received, dicom_file, data, treatment_request, reason, touched)
+        if not self._batched:
+            self._commit([accepted])
+            return None
         with self._lock:
             self._pending_uids.add(uid)
             touched.pending += 1
             if self._writer is None or not self._writer.is_alive():
                 self._writer = threading.Thread(target=self._write_batches, name="dicom-index-writer", daemon=True)
                 self._writer.start()
-        self._queue.put(_Accepted(received, dicom_file, data, treatment_request, reason, touched))
+        self._queue.put(accepted)
         return None
 
     def _known(self, dicom_file: DicomFile, data: bytes, treatment_request: TreatmentRequest | None) -> bool:
@@ -546,11 +554,14 @@ class NetworkReceiver:
                 if item == _HURRY:
                     break
                 batch.append(item)
+            close_old_connections()
+            token = set_context(AuditContext(via="dicom"))
             try:
                 self._commit(batch)
             except Exception:
                 logger.exception("the DICOM index writer failed; the files stay in the incoming folder")
             finally:
+                reset_context(token)
                 with self._lock:
                     for item in batch:
                         self._pending_uids.discard(item.dicom_file.header.sop_instance_uid)
@@ -560,19 +571,14 @@ class NetworkReceiver:
                 return
 
     def _commit(self, batch: list[_Accepted]) -> None:
-        close_old_connections()
-        token = set_context(AuditContext(via="dicom"))
         try:
-            try:
-                self._commit_batch(batch)
-            except Exception:
-                # One of them cannot go in as a batch (the index changed under it): one by one.
-                logger.warning("a batch of %d instance(s) could not be indexed whole; indexing them one by one",
-                               len(batch))
-                for item in batch:
-                    self._commit_one(item)
-        finally:
-            reset_context(token)
+            self._commit_batch(batch)
+        except Exception:
+            # One of them cannot go in as a batch (the index changed under it): one by one.
+            logger.warning("a batch of %d instance(s) could not be indexed whole; indexing them one by one",
+                           len(batch))
+            for item in batch:
+                self._commit_one(item)
 
     def _commit_batch(self, batch: list[_Accepted]) -> None:
         moved: list[tuple[Path, Path]] = []
@@ -846,7 +852,7 @@ def build_listener(
     restricts which peers may associate."""
     from django.conf import settings
 
-    receiver = NetworkReceiver()
+    receiver = NetworkReceiver(batched=True)
     allowed = getattr(settings, "DICOM_ALLOWED_CALLING_AE_TITLES", None)
     listener_settings = ListenerSettings(
         incoming_dir=Path(incoming_dir or getattr(settings, "DICOM_INCOMING_DIR", settings.VAR_DIR / "dicom-incoming")),
