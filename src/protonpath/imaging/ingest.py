@@ -456,6 +456,17 @@ class NetworkReceiver:
                 self._touched[received.association_id] = touched
         return touched
 
+    def adopt(self, association_id: str, transfer: Transfer) -> None:
+        """File what comes for ``association_id`` under an existing transfer (files left by an
+        earlier listener, see :mod:`protonpath.imaging.recovery`)."""
+        with self._lock:
+            self._touched.setdefault(association_id, _Touched(transfer.pk, association_id))
+
+    def transfer_ids(self) -> list[int]:
+        """The transfers of the associations this receiver has seen and not yet closed."""
+        with self._lock:
+            return [t.transfer_id for t in self._touched.values()]
+
     def on_instance(self, received: ReceivedInstance) -> str | None:
         """Check one received instance and accept it (None) or recognise a duplicate
         (:data:`~protonpath.imaging.scp.DUPLICATE`); raise :class:`InstanceRefused` to refuse it."""

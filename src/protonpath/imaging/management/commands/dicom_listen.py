@@ -1,7 +1,8 @@
 """``manage.py dicom_listen``: run the DICOM receiver (C-ECHO, C-STORE, study-level C-FIND).
 
-Transfers that an earlier listener left in progress are closed first (see
-:func:`protonpath.imaging.services.close_interrupted_transfers`)."""
+Files an earlier listener left behind are indexed or removed first (see
+:func:`protonpath.imaging.recovery.reconcile_leftovers`), then the transfers it left in progress
+are closed (see :func:`protonpath.imaging.services.close_interrupted_transfers`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from protonpath.imaging.ingest import build_listener
+from protonpath.imaging.recovery import reconcile_leftovers
 from protonpath.imaging.services import close_interrupted_transfers
 
 
@@ -21,6 +23,9 @@ class Command(BaseCommand):
         parser.add_argument("--ae-title", default=None, help=f"default {settings.DICOM_AE_TITLE}")
 
     def handle(self, *args, port=None, host=None, ae_title=None, **options):
+        leftovers = reconcile_leftovers()
+        if leftovers.anything:
+            self.stdout.write(f"left by an earlier listener: {leftovers}")
         closed = close_interrupted_transfers()
         if closed:
             self.stdout.write(f"{len(closed)} transfer(s) left in progress by an earlier listener marked as cut off")
