@@ -386,6 +386,7 @@ class _Touched:
     # study key (request pk, study UID) -> Study, series key (study pk, series UID) -> Series
     study_rows: dict[tuple[int | None, str], Study] = field(default_factory=dict)
     series_rows: dict[tuple[int, str], Series] = field(default_factory=dict)
+    folder: Path | None = None  # where the listener writes this association's files
     pending: int = 0  # accepted, not yet committed
     duplicates: int = 0  # counted here, written to the transfer record when it closes
 
@@ -483,6 +484,7 @@ class NetworkReceiver:
 
     def _accept(self, received: ReceivedInstance) -> str | None:
         touched = self._transfer_for(received)
+        touched.folder = received.path.parent
         data = received.path.read_bytes()
         try:
             dicom_file = classify_file(received.path, name=received.sop_instance_uid, data=data, file_digest=False)
@@ -719,6 +721,11 @@ class NetworkReceiver:
         self.flush(summary.association_id)
         with self._lock:
             touched = self._touched.pop(summary.association_id, None)
+        if touched is not None and touched.folder is not None:
+            try:
+                touched.folder.rmdir()  # empty once everything is indexed or refused
+            except OSError:
+                pass  # not empty: files the writer could not index, for the next start
         token = set_context(AuditContext(ip_address=_ip(summary.peer_address), via="dicom"))
         try:
             if touched is None:
