@@ -181,12 +181,10 @@ def round_protonpath(study: Path, count: int, work: Path, treatment_request, lis
     if profiler is not None:
         profiler.enable()
     start = time.perf_counter()
-    sent = send(study, listener.port, listener.settings.ae_title)
+    send(study, listener.port, listener.settings.ae_title)
     if not done.wait(120):
         raise RuntimeError("the listener never finished the association")
     seconds = time.perf_counter() - start
-    if os.environ.get("BENCH_VERBOSE"):
-        print(f"  storescu {sent:.2f} s, whole ingest {seconds:.2f} s")
     if profiler is not None:
         profiler.disable()
     cpu = children_cpu_s() + own_cpu_s() - cpu_before
