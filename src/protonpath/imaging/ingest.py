@@ -392,7 +392,6 @@ class _Touched:
     series_rows: dict[tuple[int, str], Series] = field(default_factory=dict)
     folder: Path | None = None  # where the listener writes this association's files
     pending: int = 0  # accepted, not yet committed
-    duplicates: int = 0  # counted here, written to the transfer record when it closes
 
 
 _HURRY = "commit now"
@@ -519,8 +518,8 @@ class NetworkReceiver:
             raise self._refuse(touched, str(conflict), STATUS_CANNOT_UNDERSTAND, conflict.comment) from conflict
         if duplicate:
             received.path.unlink(missing_ok=True)
-            with self._lock:
-                touched.duplicates += 1
+            # Counted at once, as refusals: the record is right when the peer hears back.
+            Transfer.objects.filter(pk=touched.transfer_id).update(duplicates=F("duplicates") + 1)
             return DUPLICATE
         accepted = _Accepted(received, dicom_file, data, treatment_request, reason, touched)
         if not self._batched:
@@ -699,7 +698,8 @@ class NetworkReceiver:
     def flush(self, association_id: str | None = None, timeout_s: float = 60.0) -> bool:
         """Wait until the instances accepted (for one association, or all) are committed."""
         deadline = time.monotonic() + timeout_s
-        self._queue.put(_HURRY)
+        if self._writer is not None and self._writer.is_alive():
+            self._queue.put(_HURRY)
         with self._lock:
             while True:
                 if association_id is None:
@@ -755,7 +755,6 @@ class NetworkReceiver:
             outcome = Transfer.Outcome.COMPLETE if summary.outcome == "released" else Transfer.Outcome.ABORTED
             Transfer.objects.filter(pk=touched.transfer_id).update(
                 outcome=outcome, ended_at=timezone.now(),
-                duplicates=F("duplicates") + touched.duplicates,
                 # the listener's count also has the instances it refused before the sink saw them
                 refused=Greatest(F("refused"), summary.refused),
             )
