@@ -1,20 +1,31 @@
-"""Benchmark: instances per second received over C-STORE, protonpath's listener against storescp.
+"""Benchmark: the whole DICOM ingest over C-STORE, protonpath's listener against dcmtk's storescp.
 
-Both receivers run on this machine in the same run and receive the same generated study from
+Both receivers run on this machine in the same command and receive the same generated study from
 dcmtk's storescu over loopback: a CT series of real 512x512 slices (the dicompyler-core example
 slice fetched by scripts/setup.d/30-dicom-testdata.sh, or pydicom's CT_small.dcm if it is absent),
-given new UIDs and positions. Each receiver gets several rounds; the median round counts.
+given new UIDs and positions, carrying the accession number and patient of a request.
+
+storescp only writes files. protonpath's side is what ``manage.py dicom_listen`` does for users:
+the listener of :func:`protonpath.imaging.ingest.build_listener` files every instance into the
+storage, indexes it (study, series, instance rows) against a migrated Django database in a
+temporary folder (SQLite, or ``--database-url``), routes it to the request by accession number
+and patient identity, and once the association ends writes the transfer record, the audit trail
+and the request's check report. A round ends when that report is written. Each receiver gets
+several rounds (a new study each round, so nothing is a duplicate); the median round counts.
 
 Prints instances per second for storescp and for protonpath, and their ratio (aim: >= 0.5).
+OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are unset for both sides (the script re-runs itself
+without them).
 
 Usage::
 
-    PYTHONPATH=src .venv/bin/python bench/dicom_ingest.py [--instances 300] [--rounds 3]
+    PYTHONPATH=src .venv/bin/python bench/dicom_ingest.py [--instances 300] [--rounds 3] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import logging
 import os
 import resource
@@ -28,22 +39,26 @@ import threading
 import time
 from pathlib import Path
 
-import pydicom
-from pydicom.uid import generate_uid
-
-from protonpath.imaging.scp import DicomListener, ListenerSettings, ReceivedInstance
-
 REPO = Path(__file__).resolve().parents[1]
 REAL_CT = REPO / ".cache" / "dicom-testdata" / "dicompyler-core" / "example_data" / "ct.0.dcm"
-SMALL_CT = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
+OPENBLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+PATIENT = {"first_name": "Amina", "last_name": "El Idrissi", "birth_date": datetime.date(1979, 3, 14)}
 
 
-def generate_study(dest: Path, count: int) -> Path:
-    """Write ``count`` CT instances of one series derived from a real slice."""
-    source = REAL_CT if REAL_CT.exists() else SMALL_CT
+def generate_study(dest: Path, count: int, accession_number: str) -> Path:
+    """Write ``count`` CT instances of one new series derived from a real slice."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    small = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
+    source = REAL_CT if REAL_CT.exists() else small
     ds = pydicom.dcmread(source)
     ds.StudyInstanceUID = generate_uid()
     ds.SeriesInstanceUID = generate_uid()
+    ds.FrameOfReferenceUID = generate_uid()
+    ds.AccessionNumber = accession_number
+    ds.PatientName = f"{PATIENT['last_name']}^{PATIENT['first_name']}"
+    ds.PatientBirthDate = PATIENT["birth_date"].strftime("%Y%m%d")
     x, y, z = (float(v) for v in ds.ImagePositionPatient)
     dest.mkdir(parents=True)
     for index in range(count):
@@ -73,7 +88,8 @@ def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
 
 #: Debian's dcmtk leaves Nagle's algorithm on unless TCP_NODELAY=1 is set, which costs storescp
 #: a delayed-ACK wait (about 40 ms) per instance; both peers get it so storescp is at its best.
-DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+def dcmtk_env() -> dict[str, str]:
+    return {**os.environ, "TCP_NODELAY": "1"}
 
 
 def send(study: Path, port: int, called_ae: str) -> float:
@@ -83,7 +99,7 @@ def send(study: Path, port: int, called_ae: str) -> float:
         ["storescu", "-aec", called_ae, "-aet", "BENCH", "+sd", "127.0.0.1", str(port), str(study)],
         check=True,
         capture_output=True,
-        env=DCMTK_ENV,
+        env=dcmtk_env(),
     )
     return time.perf_counter() - start
 
@@ -109,7 +125,7 @@ def round_storescp(study: Path, count: int, work: Path) -> tuple[float, float]:
     port = free_port()
     cpu_before = children_cpu_s()
     server = subprocess.Popen(["storescp", "-aet", "STORESCP", "-od", str(out), str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=DCMTK_ENV)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dcmtk_env())
     try:
         wait_for_port(port)
         seconds = send(study, port, "STORESCP")
@@ -124,49 +140,117 @@ def round_storescp(study: Path, count: int, work: Path) -> tuple[float, float]:
     return count / seconds, cpu
 
 
-def round_protonpath(study: Path, count: int, work: Path) -> tuple[float, float]:
-    """Instances per second, and CPU seconds of the listener and storescu together."""
-    out = work / "protonpath"
-    received: list[ReceivedInstance] = []
-    lock = threading.Lock()
+def set_up_django(work: Path, database_url: str | None) -> None:
+    """Settings pointing at ``work`` (database, media, incoming folder), migrated."""
+    os.environ["PROTONPATH_VAR_DIR"] = str(work / "var")
+    os.environ["DATABASE_URL"] = database_url or f"sqlite:///{work / 'var' / 'bench.sqlite3'}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "protonpath.settings")
+    import django
+    from django.core.management import call_command
 
-    def sink(instance: ReceivedInstance) -> None:
-        with lock:
-            received.append(instance)
+    django.setup()
+    call_command("migrate", "--no-input", verbosity=0)
 
-    settings = ListenerSettings(incoming_dir=out, ae_title="PROTONPATH", host="127.0.0.1", port=0)
+
+def make_request():
+    """A submitted request by a referring doctor for the patient the study names."""
+    from protonpath.accounts.models import Role, User
+    from protonpath.referrals import services
+
+    doctor = User.objects.create_user("bench-doctor", "doctor@example.org", "bench-password-2026",
+                                      role=Role.REFERRING_DOCTOR)
+    patient = {**PATIENT, "sex": "F", "birth_place": "Casablanca", "nationality": "MA", "phone": "+212 600 000 000",
+               "email": "patient@example.org", "address": "Casablanca", "country_of_residence": "MA"}
+    request = {"request_type": "treatment", "reason": "Benchmark.", "covered_by_french_insurance": False,
+               "addressee_name": "Dr B", "addressee_institution": "Centre", "addressee_phone": "+212 500 000 000",
+               "addressee_email": "b@example.org", "addressee_address": "Casablanca", "pathology_name": "Chordoma",
+               "pathology_location": "Clivus", "had_surgery": False, "had_chemotherapy": False,
+               "had_radiotherapy": False}
+    return services.create_request(actor=doctor, patient_data=patient, request_data=request)
+
+
+def round_protonpath(study: Path, count: int, work: Path, treatment_request, listener, done: threading.Event,
+                     profiler=None) -> tuple[float, float]:
+    """Instances per second of the whole ingest (until the check report is written), and CPU
+    seconds of the listener and storescu together."""
+    from protonpath.imaging.models import CheckReport, Instance, Transfer
+
+    done.clear()
+    before = Instance.objects.count()
     cpu_before = children_cpu_s() + own_cpu_s()
-    with DicomListener(settings, on_instance=sink) as listener:
-        seconds = send(study, listener.port, "PROTONPATH")
+    if profiler is not None:
+        profiler.enable()
+    start = time.perf_counter()
+    send(study, listener.port, listener.settings.ae_title)
+    if not done.wait(120):
+        raise RuntimeError("the listener never finished the association")
+    seconds = time.perf_counter() - start
+    if profiler is not None:
+        profiler.disable()
     cpu = children_cpu_s() + own_cpu_s() - cpu_before
-    if len(received) != count or count_files(out) != count:
-        raise RuntimeError(f"protonpath stored {len(received)} of {count} instances")
-    shutil.rmtree(out)
+    stored = Instance.objects.count() - before
+    transfer = Transfer.objects.order_by("-pk").first()
+    report = CheckReport.objects.get(treatment_request=treatment_request)
+    if stored != count or transfer.stored != count or report.instance_count != before + count:
+        raise RuntimeError(f"protonpath indexed {stored} of {count} instances")
+    leftovers = [p for p in Path(listener.settings.incoming_dir).rglob("*") if p.is_file()]
+    if leftovers:
+        raise RuntimeError(f"{len(leftovers)} file(s) left in the incoming folder")
     return count / seconds, cpu
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--instances", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args(argv)
+def run(args: argparse.Namespace) -> int:
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-    if shutil.which("storescu") is None or shutil.which("storescp") is None:
-        print("dcmtk's storescu and storescp are needed (apt-get install dcmtk)", file=sys.stderr)
-        return 2
     with tempfile.TemporaryDirectory(prefix="dicom-ingest-") as tmp:
         work = Path(tmp)
-        source = generate_study(work / "study", args.instances)
-        size_mb = sum(p.stat().st_size for p in (work / "study").iterdir()) / 1e6
-        print(f"study: {args.instances} CT instances from {source.name}, {size_mb:.1f} MB")
-        dcmtk, ours = [], []
-        for _ in range(args.rounds):
-            dcmtk.append(round_storescp(work / "study", args.instances, work))
-            ours.append(round_protonpath(work / "study", args.instances, work))
-        reference = statistics.median(rate for rate, _ in dcmtk)
-        result = statistics.median(rate for rate, _ in ours)
+        set_up_django(work, args.database_url)
+        from django.db import connection
+
+        from protonpath.imaging.ingest import build_listener
+
+        treatment_request = make_request()
+        listener = build_listener(host="127.0.0.1", port=0, incoming_dir=work / "incoming")
+        done = threading.Event()
+        end = listener._on_association_end
+
+        def on_end(summary):  # the round ends once the listener has closed the transfer
+            try:
+                end(summary)
+            finally:
+                done.set()
+
+        listener._on_association_end = on_end
+        listener.start()
+        profiler = None
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+        try:
+            dcmtk, ours = [], []
+            for number in range(args.rounds):
+                study = work / f"study{number}"
+                source = generate_study(study, args.instances, treatment_request.accession_number)
+                if number == 0:
+                    size_mb = sum(p.stat().st_size for p in study.iterdir()) / 1e6
+                    print(f"study: {args.instances} CT instances from {source.name}, {size_mb:.1f} MB per round; "
+                          f"database: {connection.vendor}")
+                dcmtk.append(round_storescp(study, args.instances, work))
+                ours.append(round_protonpath(study, args.instances, work, treatment_request, listener, done,
+                                             profiler))
+                shutil.rmtree(study)
+        finally:
+            listener.stop()
+            connection.close()
+    if profiler is not None:
+        import pstats
+
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+    reference = statistics.median(rate for rate, _ in dcmtk)
+    result = statistics.median(rate for rate, _ in ours)
     n = args.instances
-    for label, rounds, rate in (("storescp (dcmtk):   ", dcmtk, reference), ("protonpath listener:", ours, result)):
+    for label, rounds, rate in (("storescp (dcmtk):       ", dcmtk, reference),
+                                ("protonpath whole ingest:", ours, result)):
         rates = ", ".join(f"{r:.0f}" for r, _ in rounds)
         cpu_ms = statistics.median(cpu for _, cpu in rounds) / n * 1000
         print(f"{label} {rate:8.1f} instances/s  (rounds: {rates}; CPU with storescu: {cpu_ms:.1f} ms/instance)")
@@ -174,6 +258,24 @@ def main(argv: list[str] | None = None) -> int:
     ratio = result / reference
     print(f"ratio protonpath/storescp: {ratio:.2f} (aim >= 0.5: {'met' if ratio >= 0.5 else 'NOT met'})")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instances", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--database-url", default=None,
+                        help="an empty database to migrate and use (default: SQLite in a temporary folder)")
+    parser.add_argument("--profile", action="store_true", help="cProfile the listener's rounds")
+    args = parser.parse_args(argv)
+    if any(name in os.environ for name in OPENBLAS_VARIABLES):
+        env = {k: v for k, v in os.environ.items() if k not in OPENBLAS_VARIABLES}
+        script = [sys.executable, str(Path(__file__).resolve()), *(sys.argv[1:] if argv is None else argv)]
+        return subprocess.run(script, env=env).returncode
+    if shutil.which("storescu") is None or shutil.which("storescp") is None:
+        print("dcmtk's storescu and storescp are needed (apt-get install dcmtk)", file=sys.stderr)
+        return 2
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -13,14 +13,19 @@ def register(app: typer.Typer) -> None:
         ae_title: str = typer.Option(None, "--ae-title", help="our AE title (default: settings.DICOM_AE_TITLE)"),
     ) -> None:
         """Receive DICOM images (C-ECHO, C-STORE, study-level C-FIND) and file them under requests
-        by accession number; anything else waits in the staff inbox. Transfers an earlier listener
-        left in progress are first marked as cut off (what they brought is kept)."""
+        by accession number; anything else waits in the staff inbox. Files an earlier listener left
+        behind are first indexed or removed, and the transfers it left in progress marked as cut
+        off (what they brought is kept)."""
         from protonpath.cli import setup_django
 
         setup_django()
         from protonpath.imaging.ingest import build_listener
+        from protonpath.imaging.recovery import reconcile_leftovers
         from protonpath.imaging.services import close_interrupted_transfers
 
+        leftovers = reconcile_leftovers()
+        if leftovers.anything:
+            typer.echo(f"left by an earlier listener: {leftovers}")
         closed = close_interrupted_transfers()
         if closed:
             typer.echo(f"{len(closed)} transfer(s) left in progress by an earlier listener marked as cut off")

@@ -15,6 +15,7 @@ Nothing here logs a patient's name or identifier.
 from __future__ import annotations
 
 import hashlib
+import io
 import shutil
 import stat
 import struct
@@ -532,7 +533,9 @@ def _classify_all(collected: _Collected) -> UploadResult:
     return UploadResult(tuple(files), tuple(duplicates), tuple(ignored))
 
 
-def classify_file(path: Path, name: str | None = None) -> DicomFile | None:
+def classify_file(
+    path: Path, name: str | None = None, *, data: bytes | None = None, file_digest: bool = True, quick: bool = False
+) -> DicomFile | None:
     """Check one file and read the header the index needs.
 
     Parameters
@@ -540,6 +543,14 @@ def classify_file(path: Path, name: str | None = None) -> DicomFile | None:
     path : pathlib.Path
     name : str, optional
         How the uploader named it, kept in the result.
+    data : bytes, optional
+        The file's bytes when the caller has read them already (read from ``path`` otherwise).
+    file_digest : bool
+        Compute :attr:`DicomFile.sha256` (left empty otherwise, for callers that hash the bytes
+        they keep themselves: the DICOM listener).
+    quick : bool
+        Read the header with :func:`quick_header` when it can (the listener's case: one file per
+        instance received), with pydicom otherwise.
 
     Returns
     -------
@@ -553,14 +564,18 @@ def classify_file(path: Path, name: str | None = None) -> DicomFile | None:
         a study and series.
     """
     path = Path(path)
-    data = path.read_bytes()
+    if data is None:
+        data = path.read_bytes()
     if not data:
         raise FileRejected("is empty")
     part10 = data[128:132] == b"DICM"
     if not part10:
         _refuse_non_dicom(data)
+    found = quick_header(data) if quick and part10 else None
+    if found is not None:
+        return _quick_classified(found, data, path, name, file_digest)
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=not part10)
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=not part10)
     except Exception as error:  # pydicom raises many kinds on garbage; all mean the same here
         raise FileRejected(f"cannot be read as DICOM ({type(error).__name__}: {error})") from error
     meta = getattr(ds, "file_meta", None)
@@ -583,8 +598,34 @@ def classify_file(path: Path, name: str | None = None) -> DicomFile | None:
         header=header,
         transfer_syntax_uid=transfer_syntax,
         size_bytes=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=hashlib.sha256(data).hexdigest() if file_digest else "",
         part10=part10,
+    )
+
+
+def _quick_classified(
+    found: tuple[InstanceHeader, str, str], data: bytes, path: Path, name: str | None, file_digest: bool
+) -> DicomFile | None:
+    """classify_file's checks on a header read by quick_header."""
+    header, transfer_syntax, media_class = found
+    if media_class == MEDIA_STORAGE_DIRECTORY:
+        return None
+    truncation = dataset_structure_problem(data, part10=True, transfer_syntax_uid=transfer_syntax)
+    if truncation:
+        raise FileRejected(truncation)
+    uids = {"SOPClassUID": header.sop_class_uid, "SOPInstanceUID": header.sop_instance_uid,
+            "StudyInstanceUID": header.study_instance_uid, "SeriesInstanceUID": header.series_instance_uid}
+    missing = [k for k, v in uids.items() if not v]
+    if missing:
+        raise FileRejected("is not a usable DICOM instance: it lacks " + ", ".join(missing))
+    return DicomFile(
+        name=name or path.name,
+        path=path,
+        header=header,
+        transfer_syntax_uid=transfer_syntax,
+        size_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest() if file_digest else "",
+        part10=True,
     )
 
 
@@ -712,3 +753,158 @@ def _walk_fragments(data: bytes, offset: int, end: int, endian: str) -> int:
         offset += length
     raise _Truncated("the encapsulated pixel data is not closed before the end of the file")
 
+
+
+# --- the header of a received instance, read without pydicom (the common case) ----------------
+
+#: Tag -> (InstanceHeader field, kind) of the attributes the index needs; kinds: ui, text, pn,
+#: int (IS), float (DS), floats (multi-valued DS), us (binary unsigned short).
+_QUICK_TAGS = {
+    0x00080016: ("sop_class_uid", "ui"),
+    0x00080018: ("sop_instance_uid", "ui"),
+    0x0020000D: ("study_instance_uid", "ui"),
+    0x0020000E: ("series_instance_uid", "ui"),
+    0x00080060: ("modality", "text"),
+    0x00100010: ("patient_name", "pn"),
+    0x00100020: ("patient_id", "text"),
+    0x00100030: ("patient_birth_date", "text"),
+    0x00080020: ("study_date", "text"),
+    0x00081030: ("study_description", "text"),
+    0x00080050: ("accession_number", "text"),
+    0x0008103E: ("series_description", "text"),
+    0x00200011: ("series_number", "int"),
+    0x00200013: ("instance_number", "int"),
+    0x00200052: ("frame_of_reference_uid", "ui"),
+    0x00200032: ("image_position_mm", "floats3"),
+    0x00200037: ("image_orientation", "floats6"),
+    0x00280030: ("pixel_spacing_mm", "floats2"),
+    0x00180050: ("slice_thickness_mm", "float"),
+    0x00280010: ("rows", "us"),
+    0x00280011: ("columns", "us"),
+    0x00280008: ("number_of_frames", "int"),
+}
+_SPECIFIC_CHARACTER_SET = 0x00080005
+#: Attributes whose presence sends the file to pydicom (sequences the header reads into).
+_QUICK_GIVE_UP = {0x30060010}
+_QUICK_ENCODINGS = {"": "ascii", "ISO_IR 6": "ascii", "ISO_IR 100": "latin_1", "ISO_IR 192": "utf_8"}
+_PIXEL_DATA = 0x7FE00010
+_EXPLICIT_LITTLE_ENDIAN_SYNTAXES = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.", "1.2.840.10008.1.2.5")
+
+
+class _NotQuick(Exception):
+    """This file is for pydicom to read (an encoding or structure the quick reader leaves)."""
+
+
+def quick_header(data: bytes) -> tuple[InstanceHeader, str, str] | None:
+    """(header, transfer syntax UID, media storage SOP class UID) of a Part 10 file in little
+    endian, read straight from its bytes, or None when pydicom must read it (bare datasets, big
+    endian or deflated, character sets other than ASCII, Latin-1 and UTF-8, RT references,
+    multi-valued text, anything unusual). Gives what :func:`header_from_dataset` gives for the
+    files it reads (a test compares the two on every DICOM file the test data has); about five
+    times quicker, which matters for the listener, which reads one per instance received."""
+    try:
+        return _quick_header(data)
+    except (_NotQuick, struct.error, UnicodeDecodeError, ValueError, IndexError):
+        return None
+
+
+def _quick_header(data: bytes) -> tuple[InstanceHeader, str, str]:
+    if data[128:132] != b"DICM":
+        raise _NotQuick
+    offset, end = 132, len(data)
+    meta: dict[int, bytes] = {}
+    while offset + 8 <= end and data[offset : offset + 2] == b"\x02\x00":
+        tag, value, offset = _quick_element(data, offset, end, explicit=True)
+        meta[tag] = value
+    transfer_syntax = _text(meta.get(0x00020010, b""), "ascii").strip("\0 ")
+    media_class = _text(meta.get(0x00020002, b""), "ascii").strip("\0 ")
+    if transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN:
+        explicit = False
+    elif transfer_syntax.startswith(_EXPLICIT_LITTLE_ENDIAN_SYNTAXES) and transfer_syntax not in DEFLATED_TRANSFER_SYNTAXES:
+        explicit = True
+    else:
+        raise _NotQuick
+    raw: dict[int, bytes] = {}
+    while offset + 8 <= end:
+        group, element = struct.unpack_from("<HH", data, offset)
+        tag = group << 16 | element
+        if tag >= _PIXEL_DATA:
+            break
+        if tag in _QUICK_GIVE_UP:
+            raise _NotQuick
+        tag, value, offset = _quick_element(data, offset, end, explicit)
+        if tag in _QUICK_TAGS or tag == _SPECIFIC_CHARACTER_SET:
+            raw[tag] = value
+    encoding = _QUICK_ENCODINGS.get(_text(raw.get(_SPECIFIC_CHARACTER_SET, b""), "ascii").strip("\0 "))
+    if encoding is None:
+        raise _NotQuick
+    values: dict[str, object] = {}
+    for tag, (name, kind) in _QUICK_TAGS.items():
+        value = raw.get(tag)
+        if value is None:
+            continue
+        values[name] = _quick_value(value, kind, encoding)
+    if not values.get("number_of_frames"):
+        values.pop("number_of_frames", None)  # as header_from_dataset: absent, empty or 0 is 1
+    header = InstanceHeader(
+        sop_class_uid=values.pop("sop_class_uid", ""),
+        sop_instance_uid=values.pop("sop_instance_uid", ""),
+        study_instance_uid=values.pop("study_instance_uid", ""),
+        series_instance_uid=values.pop("series_instance_uid", ""),
+        **{k: v for k, v in values.items() if v is not None},
+    )
+    return header, transfer_syntax, media_class
+
+
+def _quick_element(data: bytes, offset: int, end: int, explicit: bool) -> tuple[int, bytes, int]:
+    group, element = struct.unpack_from("<HH", data, offset)
+    vr = data[offset + 4 : offset + 6] if explicit else b""
+    if explicit and vr in _LONG_VRS:
+        length = struct.unpack_from("<L", data, offset + 8)[0]
+        start = offset + 12
+    elif explicit:
+        if not vr.isalpha():
+            raise _NotQuick
+        length = struct.unpack_from("<H", data, offset + 6)[0]
+        start = offset + 8
+    else:
+        length = struct.unpack_from("<L", data, offset + 4)[0]
+        start = offset + 8
+    if length == _UNDEFINED:
+        # A sequence: skipped whole by the structure walk (an implicit one inside UN too).
+        closing = _SEQUENCE_END
+        return group << 16 | element, b"", _walk(data, start, end, explicit and vr != b"UN", "<", until=closing)
+    if start + length > end:
+        raise _NotQuick
+    return group << 16 | element, data[start : start + length], start + length
+
+
+def _text(value: bytes, encoding: str) -> str:
+    return value.decode(encoding)
+
+
+def _quick_value(value: bytes, kind: str, encoding: str) -> object:
+    if kind == "us":
+        if len(value) != 2:
+            raise _NotQuick
+        return int.from_bytes(value, "little")
+    if kind == "ui":
+        return value.decode("ascii").rstrip("\0 ")
+    text = value.decode(encoding)
+    if "\\" in text and not kind.startswith("floats"):
+        raise _NotQuick
+    if kind in ("text", "pn"):
+        return text.rstrip("\0 ").lstrip(" ") if kind == "text" else text.rstrip("\0 ")
+    parts = [p.strip(" \0") for p in text.split("\\")]
+    if kind == "int":
+        if parts == [""]:
+            return None
+        return int(float(parts[0]))
+    if kind == "float":
+        return None if parts == [""] else float(parts[0])
+    count = int(kind[-1])
+    if parts == [""]:
+        return None
+    if len(parts) != count:
+        raise _NotQuick
+    return tuple(float(p) for p in parts)

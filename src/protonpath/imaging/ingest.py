@@ -19,8 +19,13 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import math
+import os
+import queue
 import re
+import sys
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -32,7 +37,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import close_old_connections, connection, transaction
 from django.db.models import F, Value
-from django.db.models.functions import Replace, Upper
+from django.db.models.functions import Greatest, Replace, Upper
 from django.utils import timezone
 
 from protonpath.accounts import audit
@@ -40,8 +45,9 @@ from protonpath.accounts.audit import AuditContext, reset_context, set_context
 from protonpath.accounts.models import AuditEvent
 from protonpath.imaging import checks
 from protonpath.imaging.files import DicomFile, FileRejected, classify_file
-from protonpath.imaging.models import Instance, ReceivedVia, Series, Study, Transfer
+from protonpath.imaging.models import Instance, ReceivedVia, Series, Study, Transfer, instance_path
 from protonpath.imaging.scp import (
+    DUPLICATE,
     STATUS_CANNOT_UNDERSTAND,
     AssociationSummary,
     DicomListener,
@@ -60,7 +66,12 @@ _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN
 
 class InstanceConflict(Exception):
     """The instance cannot be kept: same SOP Instance UID as one already filed elsewhere or with
-    different content. The message is for staff and names no patient."""
+    different content. The message is for staff and names no patient; ``comment`` is the short
+    Error Comment a DICOM peer gets."""
+
+    def __init__(self, message: str, comment: str = ""):
+        super().__init__(message)
+        self.comment = comment or message[:64]
 
 
 @dataclass(frozen=True)
@@ -231,11 +242,14 @@ def _dicom_date(value: str) -> date | None:
 def _slice_position(header: checks.InstanceHeader) -> float | None:
     if header.image_position_mm is None or header.image_orientation is None:
         return None
-    try:
-        normal = checks.slice_normal(header.image_orientation)
-    except ValueError:
+    # checks.slice_normal's arithmetic, in plain floats: numpy costs more than the sum for three
+    # numbers, and this runs for every instance received.
+    r0, r1, r2, c0, c1, c2 = (float(v) for v in header.image_orientation)
+    normal = (r1 * c2 - r2 * c1, r2 * c0 - r0 * c2, r0 * c1 - r1 * c0)
+    norm = math.sqrt(normal[0] * normal[0] + normal[1] * normal[1] + normal[2] * normal[2])
+    if norm < 1e-6:
         return None
-    return float(sum(p * n for p, n in zip(header.image_position_mm, normal, strict=True)))
+    return float(sum(p * (n / norm) for p, n in zip(header.image_position_mm, normal, strict=True)))
 
 
 def _study_for(
@@ -321,15 +335,7 @@ def store_instance(
         .first()
     )
     if existing is not None:
-        where = existing.series.study.treatment_request_id
-        if where != (treatment_request.pk if treatment_request else None):
-            raise InstanceConflict(
-                "this instance was already received for another request"
-                if where is not None
-                else "this instance was already received and waits in the staff inbox"
-            )
-        if existing.dataset_sha256 != digest and not _same_content(existing, data):
-            raise InstanceConflict("an instance with the same SOP Instance UID but different content was already received")
+        _check_same(existing, data, dicom_file, treatment_request)
         return Stored(study=existing.series.study, instance=None, duplicate=True)
     study = _study_for(header, treatment_request, inbox_reason, actor)
     series = _series_for(study, header)
@@ -366,23 +372,79 @@ def delete_saved(names: Iterable[str]) -> None:
 
 # --- the network side ---------------------------------------------------------------------------
 
+#: Error Comments (0000,0902) of the C-STORE responses that refuse an instance: fixed sentences,
+#: since peers write them in their own logs.
+COMMENT_UNREADABLE = "not a readable DICOM instance"
+COMMENT_OTHER_REQUEST = "SOP Instance UID already received for another request"
+COMMENT_OTHER_CONTENT = "SOP Instance UID already received with other content"
+COMMENT_OTHER_CLASS = "SOP Instance UID already received with another SOP Class"
+COMMENT_SOP_MISMATCH = "UIDs of the data set differ from the C-STORE request"
+
 
 @dataclass
 class _Touched:
     transfer_id: int
+    association_id: str
     studies: dict[int, int] = field(default_factory=dict)  # study pk -> instances stored
+    routes: dict[tuple[str, ...], tuple[TreatmentRequest | None, InboxReason | None]] = field(default_factory=dict)
+    # study key (request pk, study UID) -> Study, series key (study pk, series UID) -> Series
+    study_rows: dict[tuple[int | None, str], Study] = field(default_factory=dict)
+    series_rows: dict[tuple[int, str], Series] = field(default_factory=dict)
+    folder: Path | None = None  # where the listener writes this association's files
+    pending: int = 0  # accepted, not yet committed
+
+
+_HURRY = "commit now"
+
+
+@dataclass
+class _Accepted:
+    """An instance acknowledged to the peer, waiting in the journal (the incoming folder) for its
+    batch to be committed to the index."""
+
+    received: ReceivedInstance
+    dicom_file: DicomFile
+    data: bytes
+    treatment_request: TreatmentRequest | None
+    reason: InboxReason | None
+    touched: _Touched
 
 
 class NetworkReceiver:
     """The storage sink, association hook and C-FIND finder of the DICOM listener.
 
-    Each instance is filed in its own transaction as it arrives, so an association cut off
-    mid-study keeps everything received before the cut (the transfer is then marked 'aborted').
+    An instance is checked before it is acknowledged: readable and complete
+    (:func:`~protonpath.imaging.files.classify_file`), routed, and compared with what the index
+    already holds under its SOP Instance UID (a duplicate is acknowledged and dropped; the same
+    UID for other content, another SOP Class or another request is refused with a status and an
+    Error Comment). Its file is then already complete in the incoming folder, renamed into place
+    by the listener, and that folder is the journal: the acknowledgement is sent at once, and a
+    writer thread commits the accepted instances to the index in batches (files moved into the
+    storage, rows written, counters updated), so that the peer's next instance arrives while the
+    last one is being indexed. Nothing acknowledged can be lost: a batch that fails leaves its
+    files in the journal, and a listener killed before a batch commits leaves them there too, for
+    :func:`protonpath.imaging.recovery.reconcile_leftovers` to index when the listener starts
+    again. When the peer releases the association, its instances are committed before the
+    release is answered; when an association ends, however it ends, they are committed before
+    the transfer is closed and the request's check report computed (once per association).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, batched: bool = False, batch_size: int = 200, linger_s: float = 0.05) -> None:
+        """``batched``: acknowledge at once and index in the writer thread (the listener's way);
+        otherwise each instance is indexed in its own transaction before ``on_instance`` returns
+        (for callers in a transaction of their own, and for tests)."""
+        self._batched = batched
+        self._folders: set[Path] = set()  # storage folders known to exist
         self._lock = threading.Lock()
+        self._committed = threading.Condition(self._lock)
         self._touched: dict[str, _Touched] = {}
+        self._pending_uids: set[str] = set()
+        self._queue: queue.Queue[_Accepted | str | None] = queue.Queue()
+        self._writer: threading.Thread | None = None
+        self._batch_size = batch_size
+        self._linger_s = linger_s
+
+    # --- per association ----------------------------------------------------------------------
 
     def _transfer_for(self, received: ReceivedInstance) -> _Touched:
         with self._lock:
@@ -394,65 +456,313 @@ class NetworkReceiver:
                 peer_address=received.peer_address[:64],
                 association_id=received.association_id,
             )
-            touched = _Touched(transfer.pk)
+            touched = _Touched(transfer.pk, received.association_id)
             with self._lock:
                 self._touched[received.association_id] = touched
         return touched
 
-    def on_instance(self, received: ReceivedInstance) -> None:
-        """File one received instance; raise :class:`InstanceRefused` to refuse it."""
+    def adopt(self, association_id: str, transfer: Transfer) -> None:
+        """File what comes for ``association_id`` under an existing transfer (files left by an
+        earlier listener, see :mod:`protonpath.imaging.recovery`)."""
+        with self._lock:
+            self._touched.setdefault(association_id, _Touched(transfer.pk, association_id))
+
+    def transfer_ids(self) -> list[int]:
+        """The transfers of the associations this receiver has seen and not yet closed."""
+        with self._lock:
+            return [t.transfer_id for t in self._touched.values()]
+
+    def on_instance(self, received: ReceivedInstance) -> str | None:
+        """Check one received instance and accept it (None) or recognise a duplicate
+        (:data:`~protonpath.imaging.scp.DUPLICATE`); raise :class:`InstanceRefused` to refuse it."""
         token = set_context(AuditContext(ip_address=_ip(received.peer_address), via="dicom"))
         try:
-            self._file(received)
+            return self._accept(received)
         finally:
             reset_context(token)
 
-    def _file(self, received: ReceivedInstance) -> None:
-        try:
-            dicom_file = classify_file(received.path, name=received.sop_instance_uid)
-        except FileRejected as error:
-            raise InstanceRefused(str(error), STATUS_CANNOT_UNDERSTAND) from error
-        if dicom_file is None:
-            raise InstanceRefused("a DICOMDIR is not an instance", STATUS_CANNOT_UNDERSTAND)
+    def _refuse(self, touched: _Touched, reason: str, status: int, comment: str) -> InstanceRefused:
+        # Counted at once: an association refused whole still says so in its transfer record.
+        Transfer.objects.filter(pk=touched.transfer_id).update(refused=F("refused") + 1)
+        return InstanceRefused(reason, status, comment)
+
+    def _accept(self, received: ReceivedInstance) -> str | None:
         touched = self._transfer_for(received)
-        treatment_request, reason = route(dicom_file.header)
-        saved: tuple[str, ...] = ()
+        touched.folder = received.path.parent
+        data = received.path.read_bytes()
+        try:
+            dicom_file = classify_file(
+                received.path, name=received.sop_instance_uid, data=data, file_digest=False, quick=True
+            )
+        except FileRejected as error:
+            # The reason names elements and offsets only; kept short for the log.
+            raise self._refuse(touched, str(error)[:200], STATUS_CANNOT_UNDERSTAND, COMMENT_UNREADABLE) from error
+        if dicom_file is None:
+            raise self._refuse(touched, "a DICOMDIR is not an instance", STATUS_CANNOT_UNDERSTAND, COMMENT_UNREADABLE)
+        header = dicom_file.header
+        if header.sop_instance_uid != received.sop_instance_uid:
+            raise self._refuse(touched, "the data set's SOP Instance UID is not the request's",
+                               STATUS_CANNOT_UNDERSTAND, COMMENT_SOP_MISMATCH)
+        key = (header.accession_number, header.patient_name, header.patient_birth_date, header.patient_id)
+        routed = touched.routes.get(key)
+        if routed is None:
+            routed = touched.routes[key] = route(header)
+        treatment_request, reason = routed
+        uid = header.sop_instance_uid
+        with self._lock:
+            while uid in self._pending_uids:  # the same instance, accepted a moment ago
+                self._committed.wait(1.0)
+        try:
+            duplicate = self._known(dicom_file, data, treatment_request)
+        except InstanceConflict as conflict:
+            raise self._refuse(touched, str(conflict), STATUS_CANNOT_UNDERSTAND, conflict.comment) from conflict
+        if duplicate:
+            received.path.unlink(missing_ok=True)
+            # Counted at once, as refusals: the record is right when the peer hears back.
+            Transfer.objects.filter(pk=touched.transfer_id).update(duplicates=F("duplicates") + 1)
+            return DUPLICATE
+        accepted = _Accepted(received, dicom_file, data, treatment_request, reason, touched)
+        if not self._batched:
+            self._commit([accepted])
+            return None
+        with self._lock:
+            self._pending_uids.add(uid)
+            touched.pending += 1
+            if self._writer is None or not self._writer.is_alive():
+                self._writer = threading.Thread(target=self._write_batches, name="dicom-index-writer", daemon=True)
+                self._writer.start()
+        self._queue.put(accepted)
+        return None
+
+    def _known(self, dicom_file: DicomFile, data: bytes, treatment_request: TreatmentRequest | None) -> bool:
+        """True if the index holds this instance already, for the same request and content;
+        InstanceConflict if it holds the UID for something else."""
+        uid = dicom_file.header.sop_instance_uid
+        with connection.cursor() as cursor:  # the usual case, so the cheapest query: not there
+            cursor.execute(f"SELECT 1 FROM {Instance._meta.db_table} WHERE sop_instance_uid = %s", [uid])
+            if cursor.fetchone() is None:
+                return False
+        existing = Instance.objects.filter(sop_instance_uid=uid).select_related("series__study").first()
+        if existing is None:
+            return False
+        _check_same(existing, data, dicom_file, treatment_request)
+        return True
+
+    # --- the writer ---------------------------------------------------------------------------
+
+    def _write_batches(self) -> None:
+        # Each batch waits up to linger_s for more instances (one transaction for several), unless
+        # someone waits for it (a release, the end of an association): flush() queues _HURRY.
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            if first == _HURRY:
+                continue
+            batch = [first]
+            deadline = time.monotonic() + self._linger_s
+            stop = False
+            while len(batch) < self._batch_size:
+                try:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                if item == _HURRY:
+                    break
+                batch.append(item)
+            # The writer keeps its database connection from batch to batch (close_old_connections
+            # would close it every time without CONN_MAX_AGE), and drops it after an error.
+            token = set_context(AuditContext(via="dicom"))
+            try:
+                self._commit(batch)
+            except Exception:
+                logger.exception("the DICOM index writer failed; the files stay in the incoming folder")
+                connection.close()
+            finally:
+                reset_context(token)
+                with self._lock:
+                    for item in batch:
+                        self._pending_uids.discard(item.dicom_file.header.sop_instance_uid)
+                        item.touched.pending -= 1
+                    self._committed.notify_all()
+            if stop:
+                return
+
+    def _commit(self, batch: list[_Accepted]) -> None:
+        try:
+            self._commit_batch(batch)
+        except Exception:
+            # One of them cannot go in as a batch (the index changed under it): one by one.
+            logger.warning("a batch of %d instance(s) could not be indexed whole; indexing them one by one",
+                           len(batch))
+            for item in batch:
+                self._commit_one(item)
+
+    def _commit_batch(self, batch: list[_Accepted]) -> None:
+        moved: list[tuple[Path, Path]] = []
+        copied: list[str] = []
+        try:
+            with transaction.atomic():
+                rows = []
+                per_series: dict[int, int] = {}
+                per_transfer: dict[int, int] = {}
+                for item in batch:
+                    study, series = self._rows_for(item)
+                    name = instance_path(None, "instance.dcm")
+                    target = _local_path(name, item.received.path)
+                    if target is None:  # a remote storage, or another file system: a copy
+                        name = default_storage.save(name, ContentFile(item.data))
+                        copied.append(name)
+                    else:
+                        if target.parent not in self._folders:  # one system call less per instance
+                            target.parent.mkdir(parents=True, exist_ok=True)
+                            self._folders.add(target.parent)
+                        os.replace(item.received.path, target)
+                        moved.append((item.received.path, target))
+                    rows.append(_instance_row(item, series, name))
+                    per_series[series.pk] = per_series.get(series.pk, 0) + 1
+                    per_transfer[item.touched.transfer_id] = per_transfer.get(item.touched.transfer_id, 0) + 1
+                _insert_instances(rows)
+                for series_pk, count in per_series.items():
+                    Series.objects.filter(pk=series_pk).update(instance_count=F("instance_count") + count)
+                for transfer_pk, count in per_transfer.items():
+                    Transfer.objects.filter(pk=transfer_pk).update(stored=F("stored") + count)
+        except BaseException:
+            for source, target in reversed(moved):  # back into the journal
+                try:
+                    os.replace(target, source)
+                except OSError:
+                    logger.exception("an indexed file could not be put back into the incoming folder")
+            delete_saved(copied)
+            for item in batch:  # rows cached in this transaction may not exist
+                item.touched.study_rows.clear()
+                item.touched.series_rows.clear()
+            raise
+        for item in batch:
+            item.received.path.unlink(missing_ok=True)  # copied ones: the journal's file is done with
+        with self._lock:
+            for item in batch:
+                studies = item.touched.studies
+                studies[_study_pk(item)] = studies.get(_study_pk(item), 0) + 1
+
+    def _rows_for(self, item: _Accepted) -> tuple[Study, Series]:
+        header = item.dicom_file.header
+        touched = item.touched
+        request_pk = item.treatment_request.pk if item.treatment_request else None
+        study = touched.study_rows.get((request_pk, header.study_instance_uid))
+        if study is None:
+            study = _study_for(header, item.treatment_request, item.reason or "", None)
+            touched.study_rows[(request_pk, header.study_instance_uid)] = study
+        series = touched.series_rows.get((study.pk, header.series_instance_uid))
+        if series is None:
+            series = _series_for(study, header)
+            touched.series_rows[(study.pk, header.series_instance_uid)] = series
+        item.study_pk = study.pk  # type: ignore[attr-defined]
+        return study, series
+
+    def _commit_one(self, item: _Accepted) -> None:
+        """Index one instance through the general path (duplicate and conflict checks included)."""
+        touched = item.touched
         try:
             with transaction.atomic():
                 result = store_instance(
-                    dicom_file,
-                    treatment_request=treatment_request,
+                    item.dicom_file,
+                    treatment_request=item.treatment_request,
                     via=ReceivedVia.DICOM,
                     transfer=Transfer(pk=touched.transfer_id),
-                    calling_ae_title=received.calling_ae_title,
-                    inbox_reason=reason,
+                    calling_ae_title=item.received.calling_ae_title,
+                    inbox_reason=item.reason,
                 )
-                saved = result.saved_names
                 counter = "duplicates" if result.duplicate else "stored"
                 Transfer.objects.filter(pk=touched.transfer_id).update(**{counter: F(counter) + 1})
         except InstanceConflict as conflict:
+            # Acknowledged, then found to clash with something indexed meanwhile (an upload of
+            # the same UID): kept out of the index, said in the trail.
             Transfer.objects.filter(pk=touched.transfer_id).update(refused=F("refused") + 1)
-            raise InstanceRefused(str(conflict)) from conflict
-        except BaseException:
-            delete_saved(saved)
-            raise
+            audit.record(actor=None, action=AuditEvent.Action.UPDATE, object_type="imaging.transfer",
+                         object_id=str(touched.transfer_id),
+                         summary=f"an instance received over DICOM was not indexed: {conflict}"[:300])
+            item.received.path.unlink(missing_ok=True)
+            return
+        except Exception:
+            logger.exception("an instance could not be indexed; its file stays in the incoming folder")
+            return
+        item.received.path.unlink(missing_ok=True)
         if not result.duplicate:
             with self._lock:
                 touched.studies[result.study.pk] = touched.studies.get(result.study.pk, 0) + 1
-        received.path.unlink(missing_ok=True)
+
+    def flush(self, association_id: str | None = None, timeout_s: float = 60.0) -> bool:
+        """Wait until the instances accepted (for one association, or all) are committed."""
+        deadline = time.monotonic() + timeout_s
+        if self._writer is not None and self._writer.is_alive():
+            self._queue.put(_HURRY)
+        with self._lock:
+            while True:
+                if association_id is None:
+                    busy = bool(self._pending_uids)
+                else:
+                    touched = self._touched.get(association_id)
+                    busy = touched is not None and touched.pending > 0
+                if not busy:
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._committed.wait(remaining)
+
+    def close(self, timeout_s: float = 60.0) -> None:
+        """Commit what is accepted and stop the writer thread."""
+        self.flush(timeout_s=timeout_s)
+        writer = self._writer
+        if writer is not None and writer.is_alive():
+            self._queue.put(None)
+            writer.join(timeout_s)
+
+    # --- end of association -------------------------------------------------------------------
 
     def on_association_end(self, summary: AssociationSummary) -> None:
-        """Close the transfer, audit what it brought and re-check the requests concerned."""
+        """Commit the association's instances, close its transfer, audit what it brought and
+        re-check the requests concerned."""
         from protonpath.imaging import services
 
+        self.flush(summary.association_id)
         with self._lock:
             touched = self._touched.pop(summary.association_id, None)
+        if touched is not None and touched.folder is not None:
+            try:
+                touched.folder.rmdir()  # empty once everything is indexed or refused
+            except OSError:
+                pass  # not empty: files the writer could not index, for the next start
         token = set_context(AuditContext(ip_address=_ip(summary.peer_address), via="dicom"))
         try:
             if touched is None:
+                if summary.refused:  # refused before the sink saw them (bad UIDs, disk full)
+                    transfer = Transfer.objects.create(
+                        via=ReceivedVia.DICOM, calling_ae_title=summary.calling_ae_title[:16],
+                        peer_address=summary.peer_address[:64], association_id=summary.association_id,
+                        refused=summary.refused,
+                        outcome=Transfer.Outcome.COMPLETE if summary.outcome == "released" else Transfer.Outcome.ABORTED,
+                        ended_at=timezone.now(),
+                    )
+                    audit.record(actor=None, action=AuditEvent.Action.CREATE, obj=transfer,
+                                 summary=f"DICOM transfer from AE {summary.calling_ae_title}: "
+                                 f"{summary.refused} instance(s) refused ({summary.outcome})"[:300])
                 return
             outcome = Transfer.Outcome.COMPLETE if summary.outcome == "released" else Transfer.Outcome.ABORTED
-            Transfer.objects.filter(pk=touched.transfer_id).update(outcome=outcome, ended_at=timezone.now())
+            Transfer.objects.filter(pk=touched.transfer_id).update(
+                outcome=outcome, ended_at=timezone.now(),
+                # the listener's count also has the instances it refused before the sink saw them
+                refused=Greatest(F("refused"), summary.refused),
+            )
+            transfer = Transfer.objects.get(pk=touched.transfer_id)
+            if transfer.refused and not touched.studies:
+                audit.record(actor=None, action=AuditEvent.Action.CREATE, obj=transfer,
+                             summary=f"DICOM transfer from AE {summary.calling_ae_title}: {transfer.refused} "
+                             f"instance(s) refused, {transfer.duplicates} duplicate(s) ({summary.outcome})"[:300])
             requests = services.record_dicom_receipt(
                 (
                     (study, touched.studies[study.pk])
@@ -487,6 +797,85 @@ class NetworkReceiver:
         return records
 
 
+def _local_path(name: str, source: Path) -> Path | None:
+    """Where ``name`` lies in a file-system storage on the same device as ``source`` (so that
+    the file can be renamed into it), else None."""
+    try:
+        target = Path(default_storage.path(name))
+    except NotImplementedError:
+        return None
+    root = Path(default_storage.location)
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        return target if root.stat().st_dev == source.stat().st_dev else None
+    except OSError:
+        return None
+
+
+def _study_pk(item: _Accepted) -> int:
+    return item.study_pk  # type: ignore[attr-defined]
+
+
+def _check_same(existing: Instance, data: bytes, dicom_file: DicomFile, treatment_request: TreatmentRequest | None) -> None:
+    """Raise InstanceConflict unless ``existing`` is this instance, filed where it would go."""
+    where = existing.series.study.treatment_request_id
+    if where != (treatment_request.pk if treatment_request else None):
+        raise InstanceConflict(
+            "this instance was already received for another request"
+            if where is not None
+            else "this instance was already received and waits in the staff inbox",
+            COMMENT_OTHER_REQUEST,
+        )
+    if existing.sop_class_uid != dicom_file.header.sop_class_uid[:64]:
+        raise InstanceConflict(
+            "an instance with the same SOP Instance UID but another SOP Class was already received",
+            COMMENT_OTHER_CLASS,
+        )
+    if existing.dataset_sha256 != dataset_digest(data) and not _same_content(existing, data):
+        raise InstanceConflict(
+            "an instance with the same SOP Instance UID but different content was already received",
+            COMMENT_OTHER_CONTENT,
+        )
+
+
+def _insert_instances(rows: list[Instance]) -> None:
+    """INSERT the rows in one statement per batch, values prepared by the fields themselves
+    (what bulk_create does, without its query compiler, which cost more than the rest of
+    indexing an instance). The primary keys are not read back: nothing uses them."""
+    fields = [f for f in Instance._meta.concrete_fields if not f.primary_key]
+    for row in rows:
+        for f in fields:
+            if f.attname not in row.__dict__ or getattr(row, f.attname) is None and f.has_default():
+                setattr(row, f.attname, f.get_default())
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    marks = ", ".join(["%s"] * len(fields))
+    sql = f"INSERT INTO {connection.ops.quote_name(Instance._meta.db_table)} ({columns}) VALUES ({marks})"
+    values = [[f.get_db_prep_save(f.pre_save(row, True), connection) for f in fields] for row in rows]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, values)
+
+
+def _instance_row(item: _Accepted, series: Series, name: str) -> Instance:
+    header = item.dicom_file.header
+    data = item.data
+    return Instance(
+        series=series,
+        transfer_id=item.touched.transfer_id,
+        sop_instance_uid=header.sop_instance_uid,
+        sop_class_uid=header.sop_class_uid[:64],
+        instance_number=header.instance_number,
+        slice_position_mm=_slice_position(header),
+        size_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        dataset_sha256=dataset_digest(data),
+        transfer_syntax_uid=item.dicom_file.transfer_syntax_uid[:64],
+        received_via=ReceivedVia.DICOM,
+        calling_ae_title=item.received.calling_ae_title[:16],
+        header=header.to_dict(),
+        file=name,
+    )
+
+
 def _ip(address: str) -> str | None:
     import ipaddress
 
@@ -494,6 +883,10 @@ def _ip(address: str) -> str | None:
         return str(ipaddress.ip_address(address))
     except ValueError:
         return None
+
+
+#: The interpreter's thread switch interval while a listener runs (see IngestListener.start).
+SWITCH_INTERVAL_S = 0.0005
 
 
 def build_listener(
@@ -507,7 +900,7 @@ def build_listener(
 
     from protonpath.imaging.network import listener_limits_from_settings
 
-    receiver = NetworkReceiver()
+    receiver = NetworkReceiver(batched=True)
     allowed = getattr(settings, "DICOM_ALLOWED_CALLING_AE_TITLES", None)
     listener_settings = ListenerSettings(
         incoming_dir=Path(incoming_dir or getattr(settings, "DICOM_INCOMING_DIR", settings.VAR_DIR / "dicom-incoming")),
@@ -517,9 +910,31 @@ def build_listener(
         allowed_calling_ae_titles=frozenset(allowed) if allowed else None,
         **listener_limits_from_settings(),
     )
-    return DicomListener(
-        listener_settings,
-        on_instance=receiver.on_instance,
-        find_studies=receiver.find_studies,
-        on_association_end=receiver.on_association_end,
-    )
+    return IngestListener(receiver, listener_settings)
+
+
+class IngestListener(DicomListener):
+    """The listener filing into the index through a :class:`NetworkReceiver` (``receiver``);
+    stopping it commits what the receiver has accepted."""
+
+    def __init__(self, receiver: NetworkReceiver, listener_settings: ListenerSettings):
+        self.receiver = receiver
+        super().__init__(
+            listener_settings,
+            on_instance=receiver.on_instance,
+            find_studies=receiver.find_studies,
+            on_association_end=receiver.on_association_end,
+            before_release=receiver.flush,
+        )
+
+    def start(self) -> None:
+        # Three threads share the interpreter while an instance is received: the association's
+        # upper layer, its acceptor and the index writer. Python hands the interpreter over
+        # every 5 ms by default, so the acceptor, ready to answer the peer, would often wait that
+        # long for the writer's turn to end; a shorter interval lets it answer at once.
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
+        super().start()
+
+    def stop(self, grace_s: float | None = None, hurry=None) -> None:
+        super().stop(grace_s, hurry)
+        self.receiver.close()

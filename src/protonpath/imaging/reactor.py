@@ -433,10 +433,12 @@ def _tell(stream: Any) -> int:
 
 
 def encode_store_response(
-    context_id: int, message_id: int, sop_class_uid: str, sop_instance_uid: str, status: int
+    context_id: int, message_id: int, sop_class_uid: str, sop_instance_uid: str, status: int,
+    error_comment: str = "",
 ) -> P_DATA:
     """A C-STORE-RSP as one P-DATA primitive: the command set (implicit VR little endian,
-    PS3.7 E.1 and 9.3.1.2) written by hand, in one last command fragment (PS3.8 E.2)."""
+    PS3.7 E.1 and 9.3.1.2) written by hand, in one last command fragment (PS3.8 E.2), with an
+    Error Comment (0000,0902) when one is given."""
 
     def element(element_number: int, value: bytes) -> bytes:
         return struct.pack("<HHL", 0x0000, element_number, len(value)) + value
@@ -445,6 +447,7 @@ def encode_store_response(
         raw = value.encode("ascii")
         return raw + b"\0" if len(raw) % 2 else raw
 
+    comment = error_comment.encode("ascii", "replace")[:64]
     body = b"".join(
         (
             element(0x0002, uid(sop_class_uid)),
@@ -452,6 +455,7 @@ def encode_store_response(
             element(0x0120, struct.pack("<H", message_id)),
             element(0x0800, struct.pack("<H", 0x0101)),  # no data set
             element(0x0900, struct.pack("<H", status)),
+            *([element(0x0902, comment + b" " * (len(comment) % 2))] if comment else []),
             element(0x1000, uid(sop_instance_uid)),
         )
     )
@@ -585,6 +589,7 @@ class PromptAssociation(Association):
                     str(msg.AffectedSOPClassUID),
                     str(msg.AffectedSOPInstanceUID),
                     int(status),
+                    getattr(status, "error_comment", ""),
                 )
             )
 
@@ -593,6 +598,9 @@ class PromptAssociation(Association):
         from pynetdicom import evt
 
         if self.is_established and self.acse.is_release_requested():
+            before_release = getattr(self._server, "before_release", None)
+            if before_release is not None:  # e.g. the sink commits what it holds for this association
+                before_release(self)
             self.acse.send_release(is_response=True)
             self.is_released = True
             self.is_established = False

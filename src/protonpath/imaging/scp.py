@@ -209,14 +209,35 @@ class AssociationSummary:
     stored: int
     refused: int
     outcome: Literal["released", "aborted"]
+    #: Of ``stored``, the instances the sink already had (it returned :data:`DUPLICATE`).
+    duplicates: int = 0
+
+
+#: What a sink returns for an instance it already holds, identical: acknowledged with success,
+#: counted and logged as a duplicate rather than as stored.
+DUPLICATE = "duplicate"
+
+
+class StoreStatus(int):
+    """A C-STORE status with the Error Comment (0000,0902) the response carries (64 characters
+    at most, no patient data)."""
+
+    error_comment: str
+
+    def __new__(cls, status: int, error_comment: str = ""):
+        value = super().__new__(cls, status)
+        value.error_comment = error_comment[:64]
+        return value
 
 
 class InstanceRefused(Exception):
-    """Raised by a sink that will not keep an instance; the peer gets ``status``."""
+    """Raised by a sink that will not keep an instance; the peer gets ``status`` and, when given,
+    ``comment`` as the response's Error Comment (no patient data: peers log it)."""
 
-    def __init__(self, reason: str, status: int = STATUS_REFUSED):
+    def __init__(self, reason: str, status: int = STATUS_REFUSED, comment: str = ""):
         super().__init__(reason)
         self.status = status
+        self.comment = comment
 
 
 @dataclass(frozen=True)
@@ -250,6 +271,7 @@ class _Transfer:
     peer_address: str
     stored: int = 0
     refused: int = 0
+    duplicates: int = 0
     ended: bool = False
 
 
@@ -267,6 +289,10 @@ class DicomListener:
         absent, C-FIND is not offered.
     on_association_end : callable, optional
         Called with an :class:`AssociationSummary` when an association ends, however it ends.
+    before_release : callable, optional
+        Called with the association id when the peer asks to release, before the release is
+        answered (a sink that commits in batches commits the association's instances then, so
+        that what the peer sent is indexed when it is told the association is over).
 
     Examples
     --------
@@ -282,8 +308,10 @@ class DicomListener:
         on_instance: InstanceSink,
         find_studies: StudyFinder | None = None,
         on_association_end: AssociationEnd | None = None,
+        before_release: Callable[[str], None] | None = None,
     ):
         self.settings = settings
+        self._before_release = before_release
         self._on_instance = on_instance
         self._find_studies = find_studies
         self._on_association_end = on_association_end
@@ -326,6 +354,7 @@ class DicomListener:
             (evt.EVT_RELEASED, self._handle_released),
             (evt.EVT_ABORTED, self._handle_aborted),
             (evt.EVT_CONN_CLOSE, self._handle_closed),
+            (evt.EVT_REJECTED, self._handle_rejected),
         ]
         if self._find_studies is not None:
             handlers.append((evt.EVT_C_FIND, self._handle_find))
@@ -347,6 +376,7 @@ class DicomListener:
         server.limits = self.settings.limits()
         server.slots_lock = threading.Lock()
         server.refusing = False
+        server.before_release = self._releasing
         thread = threading.Thread(target=server.serve_forever, name="dicom-listener", daemon=True)
         thread.start()
         self.ae._servers.append(server)  # so that server.shutdown() can take it off the AE
@@ -449,9 +479,27 @@ class DicomListener:
                 self._transfers[key] = transfer
             return transfer
 
+    def _releasing(self, assoc: Any) -> None:
+        if self._before_release is not None:
+            self._before_release(self._transfer(assoc).association_id)
+
     def _handle_accepted(self, event: Any) -> None:
         transfer = self._transfer(event.assoc)
         LOGGER.info("association from %s (%s) accepted", transfer.calling_ae_title, transfer.peer_address)
+
+    def _handle_rejected(self, event: Any) -> None:
+        """Say who was turned away and why (AE titles, address and the reason; no patient data)."""
+        assoc = event.assoc
+        primitive = getattr(assoc.acceptor, "primitive", None)
+        reason = _REJECT_REASONS.get(
+            (getattr(primitive, "result_source", None), getattr(primitive, "diagnostic", None)), "no reason given"
+        )
+        requested = getattr(assoc.requestor, "primitive", None)
+        LOGGER.warning(
+            "rejecting association from AE %s (%s) calling AE %s: %s",
+            _printable(str(assoc.requestor.ae_title)), assoc.requestor.address,
+            _printable(str(getattr(requested, "called_ae_title", "") or "")), reason,
+        )
 
     def _handle_released(self, event: Any) -> None:
         self._end(event.assoc, "released")
@@ -478,8 +526,9 @@ class DicomListener:
             transfer.ended = True
             del self._transfers[key]
         LOGGER.info(
-            "association from %s %s: %d stored, %d refused",
-            transfer.calling_ae_title, outcome, transfer.stored, transfer.refused,
+            "association from %s %s: %d stored, %d duplicate(s), %d refused",
+            transfer.calling_ae_title, outcome, transfer.stored - transfer.duplicates, transfer.duplicates,
+            transfer.refused,
         )
         if self._on_association_end is not None:
             self._on_association_end(
@@ -490,6 +539,7 @@ class DicomListener:
                     stored=transfer.stored,
                     refused=transfer.refused,
                     outcome=outcome,
+                    duplicates=transfer.duplicates,
                 )
             )
 
@@ -563,18 +613,21 @@ class DicomListener:
 
     def _hand_over(self, received: ReceivedInstance, transfer: _Transfer) -> int:
         try:
-            self._on_instance(received)
+            kept = self._on_instance(received)
         except InstanceRefused as refusal:
             received.path.unlink(missing_ok=True)
             transfer.refused += 1
-            LOGGER.info("instance from %s refused by the sink: %s", transfer.calling_ae_title, refusal)
-            return refusal.status
+            LOGGER.info("instance from %s refused by the sink (status 0x%04X): %s",
+                        transfer.calling_ae_title, refusal.status, refusal)
+            return StoreStatus(refusal.status, refusal.comment)
         except Exception:
             received.path.unlink(missing_ok=True)
             transfer.refused += 1
             LOGGER.exception("the sink failed on an instance from %s", transfer.calling_ae_title)
             return STATUS_OUT_OF_RESOURCES
         transfer.stored += 1
+        if kept == DUPLICATE:
+            transfer.duplicates += 1
         return STATUS_SUCCESS
 
     # --- C-FIND -------------------------------------------------------------------------------
@@ -598,6 +651,24 @@ class DicomListener:
                 return
             if matches_study(record, query.filters):
                 yield STATUS_FIND_PENDING, identifier_from_record(record, query.return_keys)
+
+
+#: (result source, diagnostic) of an A-ASSOCIATE-RJ (PS3.8 9.3.4), as the log says them.
+_REJECT_REASONS = {
+    (0x01, 0x01): "no reason given",
+    (0x01, 0x02): "application context name not supported",
+    (0x01, 0x03): "calling AE title not recognised",
+    (0x01, 0x07): "called AE title not recognised",
+    (0x02, 0x01): "no reason given (ACSE)",
+    (0x02, 0x02): "protocol version not supported",
+    (0x03, 0x01): "temporary congestion",
+    (0x03, 0x02): "local limit exceeded",
+}
+
+
+def _printable(text: str) -> str:
+    """An AE title as a peer sent it, safe for a log line (no control characters)."""
+    return "".join(c if c.isprintable() else "?" for c in text.strip())[:16]
 
 
 # --- Part 10 file header (pure) ---------------------------------------------------------------
@@ -722,7 +793,9 @@ def identifier_from_record(record: Mapping[str, str], return_keys: Iterable[str]
 
 
 __all__ = [
+    "DUPLICATE",
     "AssociationSummary",
+    "StoreStatus",
     "DicomListener",
     "InstanceRefused",
     "InstanceSink",

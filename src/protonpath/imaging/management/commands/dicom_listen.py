@@ -1,8 +1,10 @@
 """``manage.py dicom_listen``: run the DICOM receiver (C-ECHO, C-STORE, study-level C-FIND).
 
-Transfers that an earlier listener left in progress are closed first (see
-:func:`protonpath.imaging.services.close_interrupted_transfers`). SIGTERM and SIGINT stop it
-gracefully: new associations refused, open ones given DICOM_STOP_GRACE_S to finish, then aborted."""
+Files an earlier listener left behind are indexed or removed first (see
+:func:`protonpath.imaging.recovery.reconcile_leftovers`), then the transfers it left in progress
+are closed (see :func:`protonpath.imaging.services.close_interrupted_transfers`). SIGTERM and
+SIGINT stop it gracefully: new associations refused, open ones given DICOM_STOP_GRACE_S to finish,
+then aborted."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from protonpath.imaging.ingest import build_listener
+from protonpath.imaging.recovery import reconcile_leftovers
 from protonpath.imaging.services import close_interrupted_transfers
 
 
@@ -22,6 +25,9 @@ class Command(BaseCommand):
         parser.add_argument("--ae-title", default=None, help=f"default {settings.DICOM_AE_TITLE}")
 
     def handle(self, *args, port=None, host=None, ae_title=None, **options):
+        leftovers = reconcile_leftovers()
+        if leftovers.anything:
+            self.stdout.write(f"left by an earlier listener: {leftovers}")
         closed = close_interrupted_transfers()
         if closed:
             self.stdout.write(f"{len(closed)} transfer(s) left in progress by an earlier listener marked as cut off")
