@@ -49,8 +49,9 @@ def test_an_association_of_refused_instances_only_still_leaves_a_transfer_counti
     assert (transfer.stored, transfer.refused, transfer.duplicates, transfer.outcome) == (0, 6, 0, "complete")
     assert transfer.calling_ae_title == "HOSPITAL_PACS"
     assert not Instance.objects.exists()
-    assert AuditEvent.objects.filter(object_type="imaging.transfer", object_id=str(transfer.pk),
-                                     summary__contains="6 instance(s) refused").exists()
+    # the end-of-association audit line follows the transfer's close: wait for it too
+    assert _wait_for(lambda: AuditEvent.objects.filter(object_type="imaging.transfer", object_id=str(transfer.pk),
+                                                       summary__contains="6 instance(s) refused").exists())
     assert not [p for p in (tmp_path / "incoming").rglob("*") if p.is_file()]
 
 
