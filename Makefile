@@ -16,10 +16,12 @@ demo: setup
 	@echo "Open http://$(HOST):$(PORT)/ — demo accounts are listed above (password: demo-password-2026)."
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
-## Run every test (unit, integration, DICOM peers, browser) on SQLite; with DATABASE_URL set, on that server.
+## Lint (ruff, import contracts), then run every test (unit, integration, DICOM peers, browser) on SQLite;
+## with DATABASE_URL set, on that server.
 test: setup
-	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/lint-imports --no-cache
+	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 test-postgres: setup
 	DATABASE_URL=$${DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/protonpath} $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
