@@ -9,12 +9,15 @@ PORT ?= 8000
 setup:
 	@bash scripts/setup.sh
 
-## Run the system with demo data (SQLite and files under var/).
+## Run the system with demo data (SQLite and files under var/). Outside DEBUG the settings need a
+## SECRET_KEY: the demo makes one for this machine in var/ (unless the environment has one).
+DEMO_ENV = SECRET_KEY="$${SECRET_KEY:-$$(cat var/demo-secret-key)}"
 demo: setup
-	$(PY) manage.py migrate --no-input -v 0
-	$(PY) manage.py seed_demo
+	@mkdir -p var && [ -s var/demo-secret-key ] || $(PY) -c "import secrets; print(secrets.token_urlsafe(50))" > var/demo-secret-key
+	$(DEMO_ENV) $(PY) manage.py migrate --no-input -v 0
+	$(DEMO_ENV) $(PY) manage.py seed_demo
 	@echo "Open http://$(HOST):$(PORT)/ — demo accounts are listed above (password: demo-password-2026)."
-	$(PY) manage.py runserver $(HOST):$(PORT)
+	$(DEMO_ENV) $(PY) manage.py runserver $(HOST):$(PORT)
 
 ## Lint (ruff, import contracts), then run every test (unit, integration, DICOM peers, browser) on SQLite;
 ## with DATABASE_URL set, on that server.
