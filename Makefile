@@ -34,7 +34,7 @@ lint:
 	$(VENV)/bin/lint-imports --no-cache
 
 messages:
-	cd src/protonpath && ../../$(PY) ../../manage.py makemessages -l fr --ignore=.venv && ../../$(PY) ../../manage.py compilemessages
+	cd src/protonpath && DEBUG=1 ../../$(PY) ../../manage.py makemessages -l fr --ignore=.venv && DEBUG=1 ../../$(PY) ../../manage.py compilemessages
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
