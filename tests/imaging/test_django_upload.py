@@ -4,6 +4,7 @@ conflicts and bad input refused whole; the planning checks computed from the ind
 from __future__ import annotations
 
 import zipfile
+from html import unescape
 from pathlib import Path
 
 import pydicom
@@ -341,3 +342,31 @@ def test_the_duplicate_path_reason_reads_in_french(submitted, doctor):
         )
         assert "figure deux fois dans l'envoi" in str(refused.value)
     assert "cd/IM1" in str(refused.value)
+
+
+@pytest.mark.parametrize("language, words", [("en", "may not be the patient of this request"), ("fr", "n'est peut-être pas celui de cette demande")])
+def test_images_of_another_name_are_kept_with_a_warning_to_the_uploader(client, submitted, doctor, tmp_path, language, words):
+    """The images were accepted with no word to the uploader when their patient differed."""
+    paths = write_ct_series(tmp_path / "ct", 3, patient_name="Dupont^Marie", birth_date=PATIENT_BIRTH)
+    client.force_login(doctor)
+    client.cookies["django_language"] = language
+    response = client.post(
+        reverse("imaging:upload", args=[submitted.pk]), {"files": as_uploads(paths)}, headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 200
+    html = unescape(response.content.decode())
+    assert words in html and 'class="warning"' in html
+    assert "Dupont" not in html  # the warning names no one
+    # Without script: the same warning as a message on the request page.
+    response = client.post(reverse("imaging:upload", args=[submitted.pk]), {"files": as_uploads(paths)}, follow=True)
+    assert words in unescape(response.content.decode())
+
+
+def test_images_of_the_requests_patient_bring_no_warning(client, submitted, doctor, tmp_path):
+    paths = write_ct_series(tmp_path / "ct", 3, patient_name=PATIENT_NAME, birth_date=PATIENT_BIRTH)
+    client.force_login(doctor)
+    response = client.post(
+        reverse("imaging:upload", args=[submitted.pk]), {"files": as_uploads(paths)}, headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 200
+    assert 'class="warning"' not in response.content.decode()

@@ -41,6 +41,13 @@ class UploadSummary:
     duplicates: int
     ignored: int
     studies: int
+    #: The identity findings of the request's images after this upload (the patient in the
+    #: images differs from the request's): stored dicts, to warn the uploader at once.
+    identity_findings: tuple = ()
+
+
+#: Findings that say the images may be another person's.
+IDENTITY_CODES = frozenset({"several_patients", "name_mismatch", "birth_date_mismatch"})
 
 
 #: The patient or referring doctor may add images while the file is theirs to complete, and also
@@ -173,8 +180,11 @@ def upload_study(
         except BaseException:
             ingest.delete_saved(saved)
             raise
-    refresh_check_report(treatment_request)
-    return UploadSummary(stored=stored, duplicates=duplicates, ignored=len(result.ignored), studies=len(studies))
+    report = refresh_check_report(treatment_request)
+    identity = tuple(f for f in report.findings if f.get("code") in IDENTITY_CODES)
+    return UploadSummary(
+        stored=stored, duplicates=duplicates, ignored=len(result.ignored), studies=len(studies), identity_findings=identity
+    )
 
 
 # --- the DICOM listener's start-up ------------------------------------------------------------
