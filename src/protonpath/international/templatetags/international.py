@@ -56,3 +56,10 @@ def regime(value) -> str:
 @register.filter
 def requirement(value) -> str:
     return str(REQUIREMENT_LABELS.get(str(value), value))
+
+
+@register.filter
+def quantity_unit(line) -> str:
+    """A quote line's quantity with its unit, agreeing in number: ``8 consultations``."""
+    language = formatting.short_language(translation.get_language())
+    return formatting.quantity_with_unit(line.quantity, line.unit(language), language)
