@@ -12,7 +12,7 @@ from protonpath.api import api
 urlpatterns = [
     path("", account_views.home, name="home"),
     # Browsers ask for /favicon.ico whatever the page says.
-    path("favicon.ico", RedirectView.as_view(url=static("protonpath/favicon.svg"), permanent=True)),
+    path("favicon.ico", RedirectView.as_view(url=static("protonpath/favicon.svg"), permanent=True), name="favicon"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("accounts/", include("protonpath.accounts.urls")),
     path("requests/", include("protonpath.referrals.urls")),

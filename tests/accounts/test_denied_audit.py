@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 
 #: Pages any signed-in user may use (their own profile, their own list, a new request, ...).
 OPEN_TO_EVERY_USER = {
-    "home", "set_language", "accounts:login", "accounts:logout", "accounts:signup", "accounts:profile",
+    "home", "favicon", "set_language", "accounts:login", "accounts:logout", "accounts:signup", "accounts:profile",
     "accounts:password_reset", "accounts:password_reset_done", "accounts:password_reset_confirm",
     "accounts:password_reset_complete", "referrals:list", "referrals:new", "department:about",
 }
