@@ -34,3 +34,25 @@ def test_pages_work_under_the_policy(page, screenshot, users):
     page.goto(reverse("referrals:list"))
     page.wait_for_load_state("networkidle")
     assert violations == []
+
+
+def test_the_admin_and_the_error_pages_under_the_policy(page, screenshot, users):
+    violations = []
+    page.on("console", lambda message: violations.append(message.text) if "Content Security Policy" in message.text else None)
+    staff = users["staff"]
+    staff.is_superuser = True
+    staff.save()
+    login(page, staff.username, PASSWORD)
+    page.goto("/admin/international/tariff/")
+    page.wait_for_load_state("networkidle")
+    assert page.locator("#changelist").count() == 1
+    screenshot("admin-tariffs")
+    login(page, users["patient"].username, PASSWORD)
+    page.goto("/requests/")
+    with page.expect_navigation():
+        page.select_option("header select[name=language]", "fr")
+    response = page.goto("/requests/queues/")
+    assert response.status == 403
+    assert "Accès refusé" in page.inner_text("main h1")
+    screenshot("refused-in-french")
+    assert violations == []
