@@ -379,7 +379,10 @@ def optimise_robust(
                 message = str(res.message)
                 history.append((time.perf_counter() - t0, problem.value(w).total))
         else:
-            w, message = _epigraph(problem, w, scale, max_iterations, tolerance, on_iteration)
+            # SLSQP's steps are not scale-free like L-BFGS-B's: the cost starts at 1 here
+            w, message = _epigraph(
+                problem, w, scale * 1e-6, max_iterations, tolerance, on_iteration
+            )
             history.append((time.perf_counter() - t0, problem.value(w).total))
     final = problem.value(w)
     return RobustOptimisationResult(
