@@ -125,6 +125,12 @@ class RobustProblem:
             for s in range(n_s) if ro.robustness != NOMINAL else (0,):
                 used[s][r] = True
         self.used = [np.flatnonzero(u).astype(np.uint64) for u in used]
+        # the same rows in the stacked matrix: one product for all scenarios
+        n_rows = len(matrices.voxel_indices)
+        self.stacked_rows = np.concatenate(
+            [u + np.uint64(s * n_rows) for s, u in enumerate(self.used)]
+        ).astype(np.uint64)
+        self.splits = np.cumsum([len(u) for u in self.used])[:-1]
         # position of each row among a scenario's used rows
         self.position = []
         for u in used:
@@ -139,10 +145,7 @@ class RobustProblem:
 
     def scenario_doses(self, w: np.ndarray) -> list[np.ndarray]:
         """Each scenario's dose on its used rows."""
-        return [
-            b.matvec(w, u) if len(u) else np.zeros(0)
-            for b, u in zip(self.matrices.blocks, self.used, strict=True)
-        ]
+        return np.split(self.matrices.stacked.matvec(w, self.stacked_rows), self.splits)
 
     def _terms(self, doses, temperature: float | None, want_grad: bool):
         n_s = len(doses)
@@ -212,12 +215,11 @@ class RobustProblem:
         )
 
     def _gradient(self, grads) -> np.ndarray:
-        total = np.zeros(self.matrices.n_spots)
-        for b, u, g in zip(self.matrices.blocks, self.used, grads, strict=True):
-            active = np.flatnonzero(g)
-            if len(active):
-                total += b.rmatvec(g[active], u[active])
-        return total
+        g = np.concatenate(grads)
+        active = np.flatnonzero(g)
+        if not len(active):
+            return np.zeros(self.matrices.n_spots)
+        return self.matrices.stacked.rmatvec(g[active], self.stacked_rows[active])
 
     def __call__(self, w: np.ndarray, temperature: float | None = None):
         """Cost with the composite maximum smoothed at ``temperature`` (``None``: hard

@@ -284,6 +284,38 @@ def scenario_dose_matrix(
     )
 
 
+def stack_blocks(blocks: list[BlockRows]) -> tuple[BlockRows, list[BlockRows]]:
+    """One block matrix with every scenario's rows one after the other (scenario ``s``, row
+    ``r`` at ``s * n_rows + r``), and each scenario's matrix as a view into it (only the row
+    pointers are copied), so one product serves all scenarios."""
+    n_rows, n_cols = blocks[0].shape
+    if any(b.shape != (n_rows, n_cols) for b in blocks):
+        raise ValueError("scenario matrices must have the same shape")
+    starts = np.cumsum([0] + [b.n_blocks for b in blocks]).astype(np.uint64)
+    ptr = np.concatenate(
+        [b.block_ptr[:-1] + starts[i] for i, b in enumerate(blocks)] + [starts[-1:]]
+    ).astype(np.uint64)
+    first_col = np.concatenate([b.first_col for b in blocks])
+    values = np.concatenate([b.values for b in blocks])
+    stacked = BlockRows(
+        ptr, first_col, values, (n_rows * len(blocks), n_cols), sum(b.nnz for b in blocks)
+    )
+    views = []
+    for i, b in enumerate(blocks):
+        lo, hi = int(starts[i]), int(starts[i + 1])
+        width = len(b.values) // max(b.n_blocks, 1) if b.n_blocks else 0
+        views.append(
+            BlockRows(
+                ptr[i * n_rows : (i + 1) * n_rows + 1] - starts[i],
+                first_col[lo:hi],
+                values[lo * width : hi * width],
+                b.shape,
+                b.nnz,
+            )
+        )
+    return stacked, views
+
+
 @dataclass
 class ScenarioMatrices:
     """The dose-influence matrices of all scenarios on shared rows.
@@ -292,7 +324,8 @@ class ScenarioMatrices:
     ----------
     scenarios : ScenarioSet
     blocks : list of BlockRows
-        One float32 block matrix per scenario, rows ``voxel_indices``.
+        One float32 block matrix per scenario, rows ``voxel_indices`` (views into
+        ``stacked`` when built by :func:`scenario_matrices`).
     voxel_indices : ndarray
         Flat dose-grid index of each row (the same for every scenario).
     grid : Grid
@@ -309,6 +342,11 @@ class ScenarioMatrices:
     grid: Grid
     n_spots: int
     memory: dict = field(default_factory=dict)
+    stacked: BlockRows | None = None
+
+    def __post_init__(self):
+        if self.stacked is None:
+            self.stacked, self.blocks = stack_blocks(self.blocks)
 
     def rows_of(self, mask: np.ndarray) -> np.ndarray:
         """Rows of the voxels of a dose-grid mask (voxels without a row are dropped)."""
@@ -318,7 +356,7 @@ class ScenarioMatrices:
 
     def doses(self, weights: np.ndarray) -> list[np.ndarray]:
         """Dose of each scenario on the rows."""
-        return [b.matvec(weights) for b in self.blocks]
+        return np.split(self.stacked.matvec(weights), len(self.blocks))
 
     def dose_cubes(self, weights: np.ndarray) -> list[np.ndarray]:
         """Dose cube of each scenario (zero outside the rows)."""
@@ -382,6 +420,7 @@ def scenario_matrices(
         "spots": int(len(spots)),
         "nonzeros": int(nnz),
         "blocks_bytes": int(sum(_blocks_bytes(b) for b in blocks)),
+        # the stacking copies the blocks once: the peak holds them twice for a moment
         "csr_float64_bytes": int(nnz * 12 + len(scenarios) * (len(voxel_indices) + 1) * 8),
     }
     return ScenarioMatrices(scenarios, blocks, voxel_indices, dose_grid, len(spots), memory)

@@ -1,0 +1,345 @@
+"""Benchmark: a 21-scenario robust PBS plan against the nominal plan (and OpenTPS 2.0).
+
+Usage::
+
+    .venv/bin/python bench/robust.py [--grid-mm 5] [--threads 2] [--iterations 150]
+
+What it does, in one command (each side in its own subprocess, OPENBLAS_CORETYPE and
+OPENBLAS_L2_SIZE unset for all of them):
+
+1. **nominal**: TG119 (full CT, 2 beams at 0 and 90 deg, dose grid ``--grid-mm``), the
+   phantom's objectives plus a squared-underdose objective at 98 % of the prescription, all on
+   the nominal scenario; spots with margins widened for 3 mm / 3.5 %; time of the whole plan
+   (ray tracing, spots, dose matrix, optimisation) and peak memory;
+2. **robust**: the same plan made robust (:func:`protonpath.planning.robust_plan.plan_robust`,
+   the underdose objective voxel-wise worst case over the 21 scenarios of
+   :func:`protonpath.planning.scenarios.scenario_set`), timed from the CT to the optimised
+   weights, the nominal plan it starts from included; peak memory and the scenario matrices'
+   memory;
+3. both plans' worst-case target D95 over the 21 scenarios; ratio robust time / nominal time
+   (aim: at most 5);
+4. **optimiser choice** on the box phantom of the tests (one beam, composite worst case on
+   all objectives): L-BFGS-B on the smoothed maximum against SLSQP on the epigraph form, time
+   and worst-case composite objective each reaches;
+5. **OpenTPS 2.0** (opentps-core 2.0.0 in ``.cache/opentps-venv``): installed if missing and
+   reported as run, or with the reason it cannot run here.
+
+Timings exclude Python start-up and imports; numba's compiled kernels are cached on disk (a
+warm-up run compiles them first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / ".cache"
+OPENTPS_VENV = CACHE / "opentps-venv"
+OPENTPS_VERSION = "2.0.0"
+RX = 50.0
+
+
+def bench_env(threads: int) -> dict:
+    env = dict(os.environ)
+    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        env.pop(var, None)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        env[var] = str(threads)
+    env.setdefault("NUMBA_THREADING_LAYER", "omp")
+    env.setdefault("OMP_WAIT_POLICY", "passive")
+    return env
+
+
+def run_json(cmd, env) -> dict:
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
+        raise SystemExit(f"{' '.join(cmd[2:4])} failed")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _tg119_case(grid_mm: float):
+    import numpy as np
+
+    from protonpath.planning import matrad_io
+    from protonpath.planning.optimise import SQUARED_UNDERDOSE, Objective
+    from protonpath.planning.pipeline import PlanSettings
+    from protonpath.planning.raytrace import Beam
+    from protonpath.planning.robust import NOMINAL, VOXEL_WORST_CASE, RobustObjective
+
+    tg = matrad_io.load_tg119(matrad_io.find_pyradplan_wheel())
+    target = next(s for s in tg.structures if s.name == "OuterTarget")
+    iso = tg.ct.grid.points_mm(np.flatnonzero(target.mask)).mean(axis=0)
+    beams = [Beam(g, 0.0, iso) for g in (0.0, 90.0)]
+    settings = PlanSettings(
+        dose_grid_mm=grid_mm,
+        spot_spacing_mm=5.0,
+        layer_spacing_mm=3.0,
+        max_iterations=200,
+        lateral_margin_mm=9.0,
+        proximal_margin_mm=7.0,
+        distal_margin_mm=7.0,
+    )
+    objectives = [RobustObjective(o, NOMINAL) for o in tg.objectives] + [
+        RobustObjective(
+            Objective("OuterTarget", SQUARED_UNDERDOSE, 0.98 * RX, 1000.0), VOXEL_WORST_CASE
+        )
+    ]
+    return tg, beams, settings, objectives
+
+
+def worker(side: str, grid_mm: float, iterations: int) -> None:
+    import resource
+
+    from protonpath.planning.resources import load_default_calibration, load_default_machine
+    from protonpath.planning.robust_plan import RobustSettings, plan_robust
+    from protonpath.planning.scenarios import scenario_set
+
+    tg, beams, settings, objectives = _tg119_case(grid_mm)
+    machine, calibration = load_default_machine(), load_default_calibration()
+    out: dict = {}
+    if side == "nominal":
+        from protonpath.planning.pipeline import plan_pbs
+
+        t = time.perf_counter()
+        cpu = time.process_time()
+        plan = plan_pbs(
+            tg.ct,
+            tg.structures,
+            beams,
+            machine,
+            calibration,
+            [ro.objective for ro in objectives],
+            target="OuterTarget",
+            prescription_gy=RX,
+            priority=tg.priority,
+            settings=settings,
+        )
+        out["time_s"] = time.perf_counter() - t
+        out["cpu_s"] = time.process_time() - cpu
+        out["timings_s"] = plan.timings_s
+        out["spots"] = len(plan.spots)
+        out["nominal_D95"] = plan.statistics["OuterTarget"]["D95"]
+    else:
+        t = time.perf_counter()
+        cpu = time.process_time()
+        r = plan_robust(
+            tg.ct,
+            tg.structures,
+            beams,
+            machine,
+            calibration,
+            objectives,
+            target="OuterTarget",
+            prescription_gy=RX,
+            priority=tg.priority,
+            scenarios=scenario_set(),
+            settings=settings,
+            robust_settings=RobustSettings(max_iterations=iterations),
+        )
+        total = time.perf_counter() - t
+        out["time_s"] = total - r.timings_s["evaluation"]  # the plan, not its evaluation
+        out["cpu_s"] = time.process_time() - cpu
+        out["timings_s"] = r.timings_s
+        out["spots"] = len(r.nominal.spots)
+        out["memory"] = r.matrices.memory
+        out["nominal_D95"] = r.statistics["OuterTarget"]["D95"]
+        out["worst_D95_robust"] = r.evaluation.worst["OuterTarget"]["D95"]["value"]
+        out["worst_D95_nominal_plan"] = r.nominal_evaluation.worst["OuterTarget"]["D95"]["value"]
+        out["core_worst_mean_robust"] = r.evaluation.worst["Core"]["mean"]["value"]
+        out["core_worst_mean_nominal_plan"] = r.nominal_evaluation.worst["Core"]["mean"]["value"]
+        out["optimiser"] = r.optimisation.to_dict()
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(out))
+
+
+def optimiser_worker(iterations: int) -> None:
+    """L-BFGS-B on the smoothed maximum against SLSQP on the epigraph (box phantom)."""
+    import numpy as np
+
+    from protonpath.planning.ct import CT, Grid, HuCalibration, hu_to_spr
+    from protonpath.planning.optimise import SQUARED_DEVIATION, SQUARED_OVERDOSE, Objective
+    from protonpath.planning.pipeline import PlanSettings, plan_pbs
+    from protonpath.planning.raytrace import Beam
+    from protonpath.planning.resources import load_default_machine
+    from protonpath.planning.robust import (
+        COMPOSITE_WORST_CASE,
+        EPIGRAPH,
+        SMOOTH_MAX,
+        RobustObjective,
+        optimise_robust,
+    )
+    from protonpath.planning.robust_plan import kept_voxels
+    from protonpath.planning.scenarios import scenario_matrices, scenario_set
+    from protonpath.planning.structures import EXTERNAL, OAR, TARGET, Structure, resolve_overlaps
+
+    water = HuCalibration(np.array([-1000.0, 0.0, 1000.0]), np.array([0.0, 1.0, 2.0]))
+    s = 4.0
+    x = np.arange(-60 + s / 2, 60, s)
+    y = np.arange(-10 + s / 2, 170, s)
+    z = np.arange(-60 + s / 2, 60, s)
+    grid = Grid((len(z), len(y), len(x)), (x[0], y[0], z[0]), (s, s, s))
+    zz, yy, xx = np.meshgrid(z, y, x, indexing="ij")
+    body = (np.abs(xx) < 50) & (np.abs(zz) < 50) & (yy >= 0) & (yy <= 160)
+    ct = CT(np.where(body, 0.0, -1000.0).astype(np.float32), grid)
+    structures = [
+        Structure("PTV", (np.abs(xx) < 20) & (np.abs(zz) < 20) & (yy > 60) & (yy < 100), TARGET),
+        Structure("OAR", (np.abs(xx) < 20) & (np.abs(zz) < 20) & (yy > 104) & (yy < 120), OAR),
+        Structure("BODY", body, EXTERNAL),
+    ]
+    objectives = [
+        RobustObjective(Objective("PTV", SQUARED_DEVIATION, 2.0, 1000.0), COMPOSITE_WORST_CASE),
+        RobustObjective(Objective("OAR", SQUARED_OVERDOSE, 1.0, 100.0), COMPOSITE_WORST_CASE),
+    ]
+    machine = load_default_machine()
+    beams = [Beam(0.0, 0.0, np.array([0.0, 80.0, 0.0]))]
+    settings = PlanSettings(
+        dose_grid_mm=4.0, spot_spacing_mm=8.0, layer_spacing_mm=5.0, max_iterations=100,
+        lateral_margin_mm=9.0, proximal_margin_mm=7.0, distal_margin_mm=7.0,
+    )  # fmt: skip
+    plan = plan_pbs(
+        ct, structures, beams, machine, water, [o.objective for o in objectives],
+        target="PTV", prescription_gy=2.0, settings=settings,
+    )  # fmt: skip
+    scenarios = scenario_set()
+    keep = kept_voxels(plan.structures, objectives, plan.dose_gy, grid.spacing_mm, 3.0, 0.5)
+    matrices = scenario_matrices(
+        hu_to_spr(ct.hu, water),
+        ct.grid,
+        plan.dose_grid,
+        keep,
+        beams,
+        plan.spots,
+        machine,
+        scenarios,
+    )
+    rows = {k: matrices.rows_of(v) for k, v in resolve_overlaps(plan.structures).items()}
+    out = {"spots": len(plan.spots)}
+    for method in (SMOOTH_MAX, EPIGRAPH):
+        t = time.perf_counter()
+        r = optimise_robust(
+            matrices, objectives, rows, initial=plan.weights, method=method,
+            max_iterations=iterations,
+        )  # fmt: skip
+        out[method] = {
+            "time_s": time.perf_counter() - t,
+            "worst_composite": r.worst_composite,
+            "iterations": r.iterations,
+            "evaluations": r.evaluations,
+            "message": r.message,
+        }
+    out["start_worst_composite"] = float(
+        optimise_robust(matrices, objectives, rows, initial=plan.weights, max_iterations=1).history[
+            0
+        ][1]
+    )
+    print(json.dumps(out))
+
+
+def opentps_status() -> str:
+    """Install opentps-core in its own venv if missing; say whether its robust optimisation can
+    run here."""
+    python = OPENTPS_VENV / "bin" / "python"
+    check = [str(python), "-c", "import opentps.core; print(opentps.core.__file__)"]
+    if not (python.exists() and subprocess.run(check, capture_output=True).returncode == 0):
+        print(f"installing opentps-core {OPENTPS_VERSION} in {OPENTPS_VENV} (once)", flush=True)
+        made = subprocess.run(["python3.11", "-m", "venv", str(OPENTPS_VENV)])
+        if made.returncode != 0:
+            return "no Python 3.11 to make its venv (opentps-core 2.0.0 needs 3.11)"
+        pip = subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+             f"opentps-core=={OPENTPS_VERSION}"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if pip.returncode != 0:
+            return "pip could not install it: " + (pip.stderr.strip().splitlines() or ["?"])[-1]
+    proc = subprocess.run(check, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return "installed but does not import: " + proc.stderr.strip().splitlines()[-1]
+    return "importable (" + proc.stdout.strip() + ")"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--grid-mm", type=float, default=5.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--iterations", type=int, default=150, help="robust iterations")
+    parser.add_argument("--skip-opentps", action="store_true")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker == "optimisers":
+        optimiser_worker(args.iterations)
+        return
+    if args.worker:
+        worker(args.worker, args.grid_mm, args.iterations)
+        return
+    env = bench_env(args.threads)
+    me = [sys.executable, str(Path(__file__).resolve()), "--grid-mm", str(args.grid_mm)]
+    it = ["--iterations", str(args.iterations)]
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        platform.processor(),
+    )  # fmt: skip
+    print(f"TG119, 2 beams (0, 90 deg), {args.grid_mm:g} mm grid, {args.threads} threads, {cpu}")
+    t = time.perf_counter()
+    run_json([*me, "--worker", "nominal", *it], env)  # compiles numba's kernels if needed
+    print(f"warm-up: {time.perf_counter() - t:.1f} s", flush=True)
+    nominal = run_json([*me, "--worker", "nominal", *it], env)
+    robust = run_json([*me, "--worker", "robust", *it], env)
+    mem = robust["memory"]
+    print()
+    print(f"{'':34s}{'nominal':>12s}{'robust (21)':>13s}{'ratio':>8s}")
+    print(
+        f"{'plan time (s)':34s}{nominal['time_s']:12.1f}{robust['time_s']:13.1f}"
+        f"{robust['time_s'] / nominal['time_s']:7.2f}x"
+    )
+    print(
+        f"{'plan CPU time (s)':34s}{nominal['cpu_s']:12.1f}{robust['cpu_s']:13.1f}"
+        f"{robust['cpu_s'] / nominal['cpu_s']:7.2f}x"
+    )
+    print(
+        f"{'peak memory (MB)':34s}{nominal['peak_rss_mb']:12.0f}{robust['peak_rss_mb']:13.0f}"
+        f"{robust['peak_rss_mb'] / nominal['peak_rss_mb']:7.2f}x"
+    )
+    print(
+        f"{'worst-case target D95 (Gy, Rx 50)':34s}{robust['worst_D95_nominal_plan']:12.2f}"
+        f"{robust['worst_D95_robust']:13.2f}"
+    )
+    print(
+        f"{'worst-case Core mean (Gy)':34s}{robust['core_worst_mean_nominal_plan']:12.2f}"
+        f"{robust['core_worst_mean_robust']:13.2f}"
+    )
+    print(f"{'nominal-scenario target D95 (Gy)':34s}{nominal['nominal_D95']:12.2f}"
+          f"{robust['nominal_D95']:13.2f}")  # fmt: skip
+    print(
+        f"scenario matrices: {mem['scenarios']} x {mem['rows']} rows (of {mem['full_rows']}), "
+        f"{mem['spots']} spots, {mem['blocks_bytes'] / 2**20:.0f} MiB float32 blocks "
+        f"({mem['csr_float64_bytes'] / 2**20:.0f} MiB as float64 CSR)"
+    )
+    steps = {k: round(v, 1) for k, v in robust["timings_s"].items() if not k.startswith("nominal ")}
+    print(f"robust steps (s): {steps}; optimiser: {robust['optimiser']}")
+    print()
+    opt = run_json([*me, "--worker", "optimisers", *it], env)
+    print(f"optimiser choice, box phantom, composite worst case, {opt['spots']} spots, "
+          f"start worst composite {opt['start_worst_composite']:.4g}")  # fmt: skip
+    for method in ("lbfgsb_smooth_max", "slsqp_epigraph"):
+        m = opt[method]
+        print(
+            f"  {method:20s} {m['time_s']:8.2f} s  worst composite {m['worst_composite']:.4g}  "
+            f"({m['iterations']} iterations, {m['evaluations']} evaluations: {m['message']})"
+        )
+    if not args.skip_opentps:
+        print()
+        print(f"OpenTPS {OPENTPS_VERSION}: {opentps_status()}")
+
+
+if __name__ == "__main__":
+    main()
