@@ -243,6 +243,130 @@ def optimiser_worker(iterations: int) -> None:
     print(json.dumps(out))
 
 
+OPENTPS_WORKER = r"""
+import json, os, resource, sys, time
+import numpy as np
+import logging
+logging.disable(logging.WARNING)
+npz, out_json, work, grid_mm, primaries, maxiter = sys.argv[1:7]
+grid_mm, primaries, maxiter = float(grid_mm), float(primaries), int(maxiter)
+progress = {"stage": "import"}
+def note(**kw):
+    progress.update(kw)
+    with open(out_json, "w") as f:
+        json.dump(progress, f)
+t0 = time.perf_counter()
+from opentps.core.data.images import CTImage, ROIMask
+from opentps.core.data.plan._protonPlanDesign import ProtonPlanDesign
+from opentps.core.data.plan import RobustnessProton, FidObjective
+from opentps.core.data import Patient
+from opentps.core.io import mcsquareIO
+from opentps.core.io.scannerReader import readScanner
+from opentps.core.processing.doseCalculation.doseCalculationConfig import DoseCalculationConfig
+from opentps.core.processing.doseCalculation.protons.mcsquareDoseCalculator import MCsquareDoseCalculator
+from opentps.core.processing.planOptimization.planOptimization import IntensityModulationOptimizer
+d = np.load(npz)
+patient = Patient()
+origin, spacing = [float(v) for v in d["origin"]], [float(v) for v in d["spacing"]]
+ct = CTImage(imageArray=np.ascontiguousarray(d["hu"].transpose(2, 1, 0)), origin=origin,
+             spacing=spacing, patient=patient)
+def roi(name):
+    return ROIMask(imageArray=np.ascontiguousarray(d[name].transpose(2, 1, 0)), name=name,
+                   origin=origin, spacing=spacing, patient=patient)
+target, core = roi("OuterTarget"), roi("Core")
+calibration = readScanner(DoseCalculationConfig().scannerFolder)
+mc2 = MCsquareDoseCalculator()
+mc2.beamModel = mcsquareIO.readBDL(DoseCalculationConfig().bdlFile)
+mc2.nbPrimaries = primaries
+mc2.ctCalibration = calibration
+design = ProtonPlanDesign()
+design.ct = ct
+design.gantryAngles = [0.0, 90.0]
+design.beamNames = ["G0", "G90"]
+design.couchAngles = [0.0, 0.0]
+design.calibration = calibration
+design.robustness = RobustnessProton()
+design.robustness.setupSystematicError = [3.0, 3.0, 3.0]
+design.robustness.setupRandomError = [0.0, 0.0, 0.0]
+design.robustness.rangeSystematicError = 3.5
+design.robustness.selectionStrategy = design.robustness.Strategies.REDUCED_SET
+design.spotSpacing = 5.0
+design.layerSpacing = 5.0
+design.targetMargin = 5.0 + 3.0
+design.defineTargetMaskAndPrescription(target=target, targetPrescription=50.0)
+design.setScoringParameters(scoringSpacing=[grid_mm] * 3, adapt_gridSize_to_new_spacing=True)
+plan = design.buildPlan()
+note(stage="beamlets", spots=int(plan.numberOfSpots), setup_s=time.perf_counter() - t0)
+t = time.perf_counter()
+nominal, scenarios = mc2.computeRobustScenarioBeamlets(ct, plan, roi=[target, core], storePath=work)
+plan.planDesign.beamlets = nominal
+plan.planDesign.robustness.scenarios = scenarios
+plan.planDesign.robustness.numScenarios = len(scenarios)
+note(stage="optimisation", dose_matrix_s=time.perf_counter() - t, scenarios=len(scenarios) + 1)
+objectives = plan.planDesign.objectives
+objectives.addFidObjective(target, FidObjective.Metrics.DMAX, 50.0, 1.0, robust=True)
+objectives.addFidObjective(target, FidObjective.Metrics.DMIN, 50.0, 1.0, robust=True)
+objectives.addFidObjective(core, FidObjective.Metrics.DMAX, 25.0, 0.3, robust=False)
+t = time.perf_counter()
+solver = IntensityModulationOptimizer(method="Scipy_L-BFGS-B", plan=plan, maxiter=maxiter)
+dose_image, ps = solver.optimize()
+note(stage="evaluation", optimisation_s=time.perf_counter() - t)
+w = np.asarray(plan.spotMUs, dtype=float)
+mask = None
+d95 = []
+for b in [nominal] + list(scenarios):
+    m = b.toSparseMatrix()
+    dose = np.asarray(m @ w).ravel()
+    if mask is None:
+        grid = b.doseGridSize
+        from opentps.core.processing.imageProcessing.resampler3D import resampleImage3D
+        tm = resampleImage3D(target, spacing=b.doseSpacing, gridSize=grid, origin=b.doseOrigin)
+        mask = tm.imageArray.astype(bool).ravel(order="F")
+    vals = np.sort(dose[mask])
+    d95.append(float(vals[int(np.floor(0.05 * len(vals)))]))
+scale = 50.0 / np.median(dose[mask]) if False else 1.0
+note(stage="done", nominal_D95=d95[0], worst_D95=min(d95),
+     peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+     + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+"""
+
+
+def run_opentps(grid_mm: float, timeout_s: float, primaries: float, maxiter: int) -> dict:
+    """OpenTPS' robust optimisation on TG119 (its own venv; MCsquare beamlets, 21 scenarios),
+    stopped after ``timeout_s``: returns what it reached."""
+    import numpy as np
+
+    from protonpath.planning import matrad_io
+
+    python = OPENTPS_VENV / "bin" / "python"
+    out = CACHE / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    tg = matrad_io.load_tg119(matrad_io.find_pyradplan_wheel())
+    npz = out / "tg119_for_opentps.npz"
+    masks = {s.name: s.mask for s in tg.structures if s.name in ("OuterTarget", "Core")}
+    np.savez(npz, hu=tg.ct.hu, origin=tg.ct.grid.origin_mm, spacing=tg.ct.grid.spacing_mm, **masks)
+    worker = out / "opentps_worker.py"
+    worker.write_text(OPENTPS_WORKER)
+    work = out / "opentps_work"
+    work.mkdir(exist_ok=True)
+    result = out / "opentps_result.json"
+    result.unlink(missing_ok=True)
+    cmd = [str(python), str(worker), str(npz), str(result), str(work), str(grid_mm),
+           str(primaries), str(maxiter)]  # fmt: skip
+    env = bench_env(2)
+    t = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout_s)
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+    except subprocess.TimeoutExpired:
+        proc, tail = None, [f"stopped after {timeout_s:.0f} s"]
+    reached = json.loads(result.read_text()) if result.exists() else {"stage": "start"}
+    reached["wall_s"] = time.perf_counter() - t
+    reached["returncode"] = None if proc is None else proc.returncode
+    reached["tail"] = tail
+    return reached
+
+
 def opentps_status() -> str:
     """Install opentps-core in its own venv if missing; say whether its robust optimisation can
     run here."""
@@ -272,6 +396,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=150, help="robust iterations")
     parser.add_argument("--skip-opentps", action="store_true")
+    parser.add_argument("--opentps-timeout", type=float, default=1800.0)
+    parser.add_argument("--opentps-primaries", type=float, default=5e4)
+    parser.add_argument("--only-opentps", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker == "optimisers":
@@ -338,7 +465,19 @@ def main() -> None:
         )
     if not args.skip_opentps:
         print()
-        print(f"OpenTPS {OPENTPS_VERSION}: {opentps_status()}")
+        status = opentps_status()
+        print(f"OpenTPS {OPENTPS_VERSION}: {status}", flush=True)
+        if status.startswith("importable"):
+            r = run_opentps(args.grid_mm, args.opentps_timeout, args.opentps_primaries, 50)
+            print(f"  OpenTPS robust optimisation (MCsquare beamlets, 21 scenarios): {r}")
+            if r.get("stage") == "done":
+                total = r["dose_matrix_s"] + r["optimisation_s"]
+                print(
+                    f"  time {total:.0f} s vs ours {robust['time_s']:.0f} s "
+                    f"({total / robust['time_s']:.1f}x), peak memory {r['peak_rss_mb']:.0f} MB "
+                    f"vs {robust['peak_rss_mb']:.0f} MB, worst-case D95 {r['worst_D95']:.2f} Gy "
+                    f"vs {robust['worst_D95_robust']:.2f} Gy"
+                )
 
 
 if __name__ == "__main__":
