@@ -26,9 +26,14 @@ import numpy as np
 
 from protonpath.planning.blocks import BlockRows
 from protonpath.planning.ct import Grid
-from protonpath.planning.dose import DoseMatrix, compute_dose_matrix
+from protonpath.planning.dose import DoseMatrix, compute_dose_matrix, kernel_tables
 from protonpath.planning.machine import Machine
-from protonpath.planning.raytrace import Beam, BeamView, water_equivalent_depth
+from protonpath.planning.raytrace import (
+    Beam,
+    BeamView,
+    source_to_surface_mm,
+    water_equivalent_depth,
+)
 from protonpath.planning.spots import Spots
 
 #: Scenario models of :func:`scenario_set`.
@@ -271,16 +276,34 @@ def scenario_dose_matrix(
     nominal matrix on ``voxel_mask``)."""
     points = dose_grid.points_mm(np.flatnonzero(voxel_mask))
     views = scenario_views(spr, ct_grid, beams, machine.sad_mm, points, scenario, traced)
+    shifted = scenario_beams(beams, scenario)
+    tables = ssd = None
+    if traced is not None:  # shared by the scenarios: kernel tables, and SSDs per shift
+        if "tables" not in traced:
+            traced["tables"] = kernel_tables(machine)
+        tables = traced["tables"]
+        key = ("ssd", scenario.shift_mm)
+        if key not in traced:
+            traced[key] = [
+                source_to_surface_mm(
+                    spr, ct_grid, beam, machine.sad_mm, spots.u_mm[on], spots.v_mm[on]
+                )
+                for b, beam in enumerate(shifted)
+                for on in [spots.beam_index == b]
+            ]
+        ssd = traced[key]
     return compute_dose_matrix(
         spr,
         ct_grid,
         dose_grid,
         voxel_mask,
-        scenario_beams(beams, scenario),
+        shifted,
         spots,
         machine,
         cut_level=cut_level,
         views=views,
+        tables=tables,
+        ssd_mm=ssd,
     )
 
 
@@ -316,6 +339,69 @@ def stack_blocks(blocks: list[BlockRows]) -> tuple[BlockRows, list[BlockRows]]:
     return stacked, views
 
 
+class _Stack:
+    """Scenario block matrices copied one after the other into arrays sized from the first
+    (10 % spare, grown when short), so the peak holds the stack and one scenario's blocks."""
+
+    def __init__(self, n_scenarios: int):
+        self.n_scenarios = n_scenarios
+        self.ptrs: list = []
+        self.n = 0
+        self.nnz = 0
+        self.first_col = self.values = None
+
+    def add(self, b: BlockRows) -> None:
+        if self.first_col is None:
+            self.shape, cap = b.shape, int(1.1 * b.n_blocks * self.n_scenarios) + 1
+            self.first_col = np.empty(cap, dtype=np.uint32)
+            self.values = np.empty(cap * (len(b.values) // max(b.n_blocks, 1)), np.float32)
+            self.width = len(self.values) // cap
+        if b.shape != self.shape:
+            raise ValueError("scenario matrices must have the same shape")
+        end = self.n + b.n_blocks
+        if end > len(self.first_col):
+            cap = int(1.2 * end) + 1
+            self.first_col = np.resize(self.first_col, cap)
+            self.values = np.resize(self.values, cap * self.width)
+        self.first_col[self.n : end] = b.first_col
+        self.values[self.n * self.width : end * self.width] = b.values
+        self.ptrs.append(b.block_ptr[:-1] + np.uint64(self.n))
+        self.n = end
+        self.nnz += b.nnz
+
+    def finish(self) -> BlockRows:
+        ptr = np.concatenate(self.ptrs + [np.array([self.n], dtype=np.uint64)])
+        rows = self.shape[0] * len(self.ptrs)
+        return BlockRows(
+            ptr.astype(np.uint64),
+            self.first_col[: self.n],
+            self.values[: self.n * self.width],
+            (rows, self.shape[1]),
+            self.nnz,
+        )
+
+
+def _views(stacked: BlockRows, n_scenarios: int) -> list[BlockRows]:
+    """Each scenario's matrix as a view into the stacked one (row pointers copied)."""
+    n_rows = stacked.shape[0] // n_scenarios
+    width = len(stacked.values) // max(stacked.n_blocks, 1)
+    views = []
+    for i in range(n_scenarios):
+        ptr = stacked.block_ptr[i * n_rows : (i + 1) * n_rows + 1]
+        lo, hi = int(ptr[0]), int(ptr[-1])
+        values = stacked.values[lo * width : hi * width]
+        views.append(
+            BlockRows(
+                ptr - np.uint64(lo),
+                stacked.first_col[lo:hi],
+                values,
+                (n_rows, stacked.shape[1]),
+                int(np.count_nonzero(values)),
+            )
+        )
+    return views
+
+
 @dataclass
 class ScenarioMatrices:
     """The dose-influence matrices of all scenarios on shared rows.
@@ -347,6 +433,8 @@ class ScenarioMatrices:
     def __post_init__(self):
         if self.stacked is None:
             self.stacked, self.blocks = stack_blocks(self.blocks)
+        elif not self.blocks:
+            self.blocks = _views(self.stacked, len(self.scenarios))
 
     def rows_of(self, mask: np.ndarray) -> np.ndarray:
         """Rows of the voxels of a dose-grid mask (voxels without a row are dropped)."""
@@ -397,7 +485,8 @@ def scenario_matrices(
     """
     voxel_indices = np.flatnonzero(voxel_mask)
     traced: dict = {}
-    blocks = []
+    stack = _Stack(len(scenarios))
+    blocks_bytes = 0
     nnz = 0
     for i, sc in enumerate(scenarios):
         if sc.is_nominal and nominal is not None:
@@ -409,8 +498,11 @@ def scenario_matrices(
                 spr, ct_grid, dose_grid, voxel_mask, beams, spots, machine, sc, cut_level, traced
             )
         nnz += dm.matrix.nnz
-        blocks.append(BlockRows.from_matrix(dm.matrix))
+        b = BlockRows.from_matrix(dm.matrix)
         del dm
+        blocks_bytes += _blocks_bytes(b)
+        stack.add(b)
+        del b
         if progress is not None:
             progress(i + 1, len(scenarios))
     memory = {
@@ -419,8 +511,9 @@ def scenario_matrices(
         "full_rows": int(full_rows if full_rows is not None else len(voxel_indices)),
         "spots": int(len(spots)),
         "nonzeros": int(nnz),
-        "blocks_bytes": int(sum(_blocks_bytes(b) for b in blocks)),
-        # the stacking copies the blocks once: the peak holds them twice for a moment
+        "blocks_bytes": int(blocks_bytes),
         "csr_float64_bytes": int(nnz * 12 + len(scenarios) * (len(voxel_indices) + 1) * 8),
     }
-    return ScenarioMatrices(scenarios, blocks, voxel_indices, dose_grid, len(spots), memory)
+    return ScenarioMatrices(
+        scenarios, [], voxel_indices, dose_grid, len(spots), memory, stack.finish()
+    )
