@@ -312,3 +312,25 @@ def test_tg119_nominal_plan_loses_coverage_and_the_robust_plan_keeps_it(tg119_ro
     core = r.evaluation.worst["Core"]
     assert core["D2"]["value"] > 0 and core["mean"]["value"] < 50
     assert "BODY" not in r.evaluation.worst  # external contours are not evaluated
+
+
+def test_with_the_nominal_scenario_only_every_robustness_is_the_nominal_objective():
+    from protonpath.planning.optimise import _Problem
+
+    matrices, rows = random_case(n_scenarios=1)
+    assert len(matrices.scenarios) == 1 and len(scenario_set("nominal")) == 1
+    w = np.random.default_rng(3).uniform(0.05, 0.3, matrices.n_spots)
+    dense = np.column_stack([matrices.blocks[0].matvec(e) for e in np.eye(matrices.n_spots)])
+    nominal_value, nominal_grad = _Problem(sp.csc_matrix(dense), OBJECTIVES, rows)(w)
+    for robustness in (NOMINAL, STOCHASTIC, VOXEL_WORST_CASE, COMPOSITE_WORST_CASE):
+        f, g = RobustProblem(matrices, [RobustObjective(o, robustness) for o in OBJECTIVES], rows)(
+            w
+        )
+        if robustness == COMPOSITE_WORST_CASE:
+            continue  # one composite of all four objectives: same value, checked below
+        assert f == pytest.approx(nominal_value, rel=1e-9)
+        assert np.allclose(g, nominal_grad, rtol=1e-6)
+    composite = RobustProblem(
+        matrices, [RobustObjective(o, COMPOSITE_WORST_CASE) for o in OBJECTIVES], rows
+    )
+    assert composite.value(w).total == pytest.approx(nominal_value, rel=1e-9)
