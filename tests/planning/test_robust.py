@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from protonpath.planning import optimise
 from protonpath.planning.blocks import BlockRows
 from protonpath.planning.ct import Grid, hu_to_spr
 from protonpath.planning.optimise import (
@@ -334,3 +335,38 @@ def test_with_the_nominal_scenario_only_every_robustness_is_the_nominal_objectiv
         matrices, [RobustObjective(o, COMPOSITE_WORST_CASE) for o in OBJECTIVES], rows
     )
     assert composite.value(w).total == pytest.approx(nominal_value, rel=1e-9)
+
+
+@pytest.mark.parametrize("robustness", [VOXEL_WORST_CASE, COMPOSITE_WORST_CASE, STOCHASTIC])
+def test_gradient_with_a_separate_nominal_matrix(robustness):
+    """Nominal objectives on their own matrix (other voxels), robust ones on the scenarios."""
+    matrices, rows = random_case()
+    rng = np.random.default_rng(5)
+    nominal = BlockRows.from_matrix(
+        sp.random(80, matrices.n_spots, density=0.3, random_state=rng, format="csc")
+    )
+    nominal_rows = {"T": np.arange(0, 30), "O": np.arange(30, 80)}
+    objectives = [RobustObjective(OBJECTIVES[0], robustness)] + [
+        RobustObjective(o, NOMINAL) for o in OBJECTIVES[1:]
+    ]
+    problem = RobustProblem(matrices, objectives, rows, nominal, nominal_rows)
+    w = rng.uniform(0.05, 0.3, matrices.n_spots)
+    temperature = 0.5 if robustness == COMPOSITE_WORST_CASE else None
+    f, g = problem(w, temperature)
+    # the nominal terms are those of the nominal matrix
+    only_nominal = RobustProblem(matrices, objectives[1:], rows, nominal, nominal_rows)
+    dn = nominal.matvec(w)
+    expected = sum(
+        optimise.objective_value_and_gradient(o, dn[nominal_rows[o.structure]])[0]
+        for o in OBJECTIVES[1:]
+    )
+    assert only_nominal.value(w).total == pytest.approx(expected)
+    eps = 1e-6
+    numeric = np.array(
+        [
+            (problem(w + eps * e, temperature)[0] - problem(w - eps * e, temperature)[0])
+            / (2 * eps)
+            for e in np.eye(len(w))
+        ]
+    )
+    assert np.allclose(g, numeric, rtol=1e-4, atol=1e-7 * np.abs(numeric).max())

@@ -109,18 +109,41 @@ class RobustProblem:
     """Cost and exact gradient of robust objectives on scenario matrices.
 
     ``rows`` maps structure names to rows of ``matrices`` (see
-    :meth:`ScenarioMatrices.rows_of`), usually after overlap resolution.
+    :meth:`ScenarioMatrices.rows_of`), usually after overlap resolution.  With ``nominal`` (a
+    :class:`~protonpath.planning.blocks.BlockRows` of the nominal scenario on other voxels,
+    e.g. the external contour's) and ``nominal_rows`` (structure rows in it), the objectives
+    scored on the nominal scenario only use that matrix, so the scenario matrices need only
+    the rows of robust objectives (and those to evaluate).
     """
 
-    def __init__(self, matrices: ScenarioMatrices, objectives, rows: dict[str, np.ndarray]):
+    def __init__(
+        self,
+        matrices: ScenarioMatrices,
+        objectives,
+        rows: dict[str, np.ndarray],
+        nominal=None,
+        nominal_rows: dict[str, np.ndarray] | None = None,
+    ):
+        if (nominal is None) != (nominal_rows is None):
+            raise ValueError("a separate nominal matrix needs its rows (and the other way)")
         self.matrices = matrices
-        self.objectives = [o for o in as_robust(objectives) if len(rows[o.objective.structure])]
+        self.nominal = nominal
+        self.nominal_rows = nominal_rows
+
+        def rows_for(ro):
+            if nominal is not None and ro.robustness == NOMINAL:
+                return nominal_rows[ro.objective.structure]
+            return rows[ro.objective.structure]
+
+        self.objectives = [o for o in as_robust(objectives) if len(rows_for(o))]
         self.rows = rows
-        n_s = len(matrices.scenarios)
+        self.n_s = n_s = len(matrices.scenarios)
         self.p = matrices.scenarios.weights
         # rows each scenario's dose is needed on (shared rows numbering)
         used = [np.zeros(len(matrices.voxel_indices), dtype=bool) for _ in range(n_s)]
         for ro in self.objectives:
+            if ro.robustness == NOMINAL and nominal is not None:
+                continue
             r = rows[ro.objective.structure]
             for s in range(n_s) if ro.robustness != NOMINAL else (0,):
                 used[s][r] = True
@@ -137,6 +160,15 @@ class RobustProblem:
             pos = np.full(len(u), -1, dtype=np.int64)
             pos[u] = np.arange(np.count_nonzero(u))
             self.position.append(pos)
+        if nominal is not None:  # the nominal matrix is one more dose vector, after the others
+            u = np.zeros(nominal.shape[0], dtype=bool)
+            for ro in self.objectives:
+                if ro.robustness == NOMINAL:
+                    u[nominal_rows[ro.objective.structure]] = True
+            self.nominal_used = np.flatnonzero(u).astype(np.uint64)
+            pos = np.full(len(u), -1, dtype=np.int64)
+            pos[u] = np.arange(np.count_nonzero(u))
+            self.position.append(pos)
         self.n_evaluations = 0
 
     @property
@@ -145,10 +177,13 @@ class RobustProblem:
 
     def scenario_doses(self, w: np.ndarray) -> list[np.ndarray]:
         """Each scenario's dose on its used rows."""
-        return np.split(self.matrices.stacked.matvec(w, self.stacked_rows), self.splits)
+        doses = np.split(self.matrices.stacked.matvec(w, self.stacked_rows), self.splits)
+        if self.nominal is not None:
+            doses.append(self.nominal.matvec(w, self.nominal_used))
+        return doses
 
     def _terms(self, doses, temperature: float | None, want_grad: bool):
-        n_s = len(doses)
+        n_s = self.n_s
         grads = [np.zeros_like(d) for d in doses] if want_grad else None
         other = 0.0
         composite = np.zeros(n_s)
@@ -157,11 +192,15 @@ class RobustProblem:
             o, r = ro.objective, self.rows[ro.objective.structure]
             n = len(r)
             if ro.robustness == NOMINAL:
-                p = self.position[0][r]
-                f, g = objective_value_and_gradient(o, doses[0][p], n)
+                k = 0 if self.nominal is None else n_s  # which dose vector
+                if self.nominal is not None:
+                    r = self.nominal_rows[o.structure]
+                    n = len(r)
+                p = self.position[k][r]
+                f, g = objective_value_and_gradient(o, doses[k][p], n)
                 other += f
                 if want_grad:
-                    grads[0][p] += g
+                    grads[k][p] += g
             elif ro.robustness == STOCHASTIC:
                 for s in range(n_s):
                     p = self.position[s][r]
@@ -215,11 +254,17 @@ class RobustProblem:
         )
 
     def _gradient(self, grads) -> np.ndarray:
-        g = np.concatenate(grads)
+        total = np.zeros(self.matrices.n_spots)
+        if self.nominal is not None:
+            g = grads[self.n_s]
+            active = np.flatnonzero(g)
+            if len(active):
+                total += self.nominal.rmatvec(g[active], self.nominal_used[active])
+        g = np.concatenate(grads[: self.n_s])
         active = np.flatnonzero(g)
-        if not len(active):
-            return np.zeros(self.matrices.n_spots)
-        return self.matrices.stacked.rmatvec(g[active], self.stacked_rows[active])
+        if len(active):
+            total += self.matrices.stacked.rmatvec(g[active], self.stacked_rows[active])
+        return total
 
     def __call__(self, w: np.ndarray, temperature: float | None = None):
         """Cost with the composite maximum smoothed at ``temperature`` (``None``: hard
@@ -239,7 +284,7 @@ class RobustProblem:
             g_other = self._gradient(grads)
             comps, g_comps = [], []
             composite_only = [o for o in saved if o.robustness == COMPOSITE_WORST_CASE]
-            for s in range(len(doses)):
+            for s in range(self.n_s):
                 self.objectives = composite_only
                 f_s, g_s = 0.0, [np.zeros_like(d) for d in doses]
                 for ro in composite_only:
@@ -295,6 +340,8 @@ def optimise_robust(
     tolerance: float = 1e-6,
     method: str = SMOOTH_MAX,
     callback: Callable[[int], None] | None = None,
+    nominal=None,
+    nominal_rows: dict[str, np.ndarray] | None = None,
 ) -> RobustOptimisationResult:
     """Non-negative spot weights minimising robust objectives over scenario matrices.
 
@@ -313,12 +360,15 @@ def optimise_robust(
         Iterations in all (L-BFGS-B iterations over all stages, or SLSQP iterations).
     method : str
         :data:`SMOOTH_MAX` or :data:`EPIGRAPH`.
+    nominal, nominal_rows : BlockRows and dict, optional
+        A nominal-scenario matrix for the objectives scored on the nominal scenario only, and
+        structure rows in it (see :class:`RobustProblem`).
     """
     import time
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
-    problem = RobustProblem(matrices, objectives, rows)
+    problem = RobustProblem(matrices, objectives, rows, nominal, nominal_rows)
     if not problem.objectives:
         raise ValueError("no objective acts on a voxel of the scenario matrices")
     n = matrices.n_spots
@@ -332,7 +382,7 @@ def optimise_robust(
             problem.objectives[0],
         )
         r = rows[ro.objective.structure]
-        mean = matrices.blocks[0].matvec(np.ones(n))[r].mean()
+        mean = matrices.blocks[0].matvec(np.ones(n))[r].mean() if len(r) else 0.0
         initial = np.ones(n) * ((ro.objective.dose_gy or 1.0) / mean if mean > 0 else 1.0)
     w = np.maximum(np.asarray(initial, dtype=np.float64), 0.0)
     start = problem.value(w).total

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from protonpath.planning.blocks import BlockRows
 from protonpath.planning.ct import CT, HuCalibration, hu_to_spr
 from protonpath.planning.dose import DoseMatrix
 from protonpath.planning.dvh import cumulative_dvh, dose_statistics
@@ -25,6 +26,7 @@ from protonpath.planning.optimise import SQUARED_OVERDOSE
 from protonpath.planning.pipeline import PlanResult, PlanSettings, Progress, plan_pbs
 from protonpath.planning.raytrace import Beam
 from protonpath.planning.robust import (
+    NOMINAL,
     SMOOTH_MAX,
     RobustObjective,
     RobustOptimisationResult,
@@ -160,33 +162,56 @@ def plan_robust(
         max(abs(v) for sc in scenarios for v in sc.shift_mm),
         robust_settings.overdose_margin,
     )
-    keep &= np.isin(np.arange(grid.n_voxels), nominal.dose_matrix.voxel_indices).reshape(grid.shape)
-    kept_rows = nominal.dose_matrix.rows_of(keep)
-    nominal_kept = DoseMatrix(
-        nominal.dose_matrix.matrix[kept_rows, :].tocsc(),
-        nominal.dose_matrix.voxel_indices[kept_rows],
-        grid,
+    has_row = np.isin(np.arange(grid.n_voxels), nominal.dose_matrix.voxel_indices).reshape(
+        grid.shape
     )
+    keep &= has_row
+    # the scenarios need the rows of robust objectives and of the structures evaluated
+    # (targets, organs); objectives on the nominal scenario only use the nominal matrix
+    by_name = {s.name: s for s in nominal.structures}
+    in_scenarios = np.zeros(grid.shape, dtype=bool)
+    for s in nominal.structures:
+        if s.role != EXTERNAL:
+            in_scenarios |= s.mask
+    for ro in robust_objectives:
+        if ro.robustness != NOMINAL:
+            in_scenarios |= by_name[ro.objective.structure].mask & keep
+    in_scenarios &= has_row
+
+    def nominal_on(mask):
+        r = nominal.dose_matrix.rows_of(mask)
+        return DoseMatrix(
+            nominal.dose_matrix.matrix[r, :].tocsc(), nominal.dose_matrix.voxel_indices[r], grid
+        )
+
+    nominal_kept = nominal_on(keep)
     matrices = scenario_matrices(
         spr,
         ct.grid,
         grid,
-        keep,
+        in_scenarios,
         nominal.beams,
         nominal.spots,
         machine,
         scenarios,
         cut_level=settings.cut_level,
-        nominal=nominal_kept,
+        nominal=nominal_on(in_scenarios),
         full_rows=nominal.dose_matrix.matrix.shape[0],
         progress=lambda done, total: report("scenario matrices", done, total),
     )
     timings["scenario matrices"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    rows = {
-        k: matrices.rows_of(v) for k, v in resolve_overlaps(nominal.structures, priority).items()
-    }
+    resolved = resolve_overlaps(nominal.structures, priority)
+    rows = {k: matrices.rows_of(v) for k, v in resolved.items()}
+    nominal_blocks = BlockRows.from_matrix(nominal_kept.matrix)
+    matrices.memory["nominal_rows"] = int(nominal_kept.matrix.shape[0])
+    matrices.memory["nominal_blocks_bytes"] = int(
+        nominal_blocks.block_ptr.nbytes
+        + nominal_blocks.first_col.nbytes
+        + nominal_blocks.values.nbytes
+    )
+    nominal_rows = {k: nominal_kept.rows_of(v) for k, v in resolved.items()}
     report("robust optimisation", 0, robust_settings.max_iterations)
     result = optimise_robust(
         matrices,
@@ -196,6 +221,8 @@ def plan_robust(
         max_iterations=robust_settings.max_iterations,
         tolerance=robust_settings.tolerance,
         method=robust_settings.method,
+        nominal=nominal_blocks,
+        nominal_rows=nominal_rows,
         callback=lambda it: report("robust optimisation", it, robust_settings.max_iterations),
     )
     report("robust optimisation", robust_settings.max_iterations, robust_settings.max_iterations)
