@@ -290,6 +290,11 @@ design.robustness.setupSystematicError = [3.0, 3.0, 3.0]
 design.robustness.setupRandomError = [0.0, 0.0, 0.0]
 design.robustness.rangeSystematicError = 3.5
 design.robustness.selectionStrategy = design.robustness.Strategies.REDUCED_SET
+# opentps-core 2.0.0's MCsquare robust beamlets read robustness.Mode4D, which no class of
+# the package defines (AttributeError): give it the "no 4D" value its code compares with
+import enum
+Mode4D = enum.Enum("Mode4D", ["Disabled", "MCsquareAccumulation", "MCsquareSystematic"])
+design.robustness.Mode4D = Mode4D.Disabled
 design.spotSpacing = 5.0
 design.layerSpacing = 5.0
 design.targetMargin = 5.0 + 3.0
