@@ -272,6 +272,27 @@ from opentps.core.io.scannerReader import readScanner
 from opentps.core.processing.doseCalculation.doseCalculationConfig import DoseCalculationConfig
 from opentps.core.processing.doseCalculation.protons.mcsquareDoseCalculator import MCsquareDoseCalculator
 from opentps.core.processing.planOptimization.planOptimization import IntensityModulationOptimizer
+# the wheel's MCsquare launcher has CRLF line ends, and "sh MCsquare" fails on them (dash:
+# "Syntax error: end of file unexpected"): start the build the launcher would choose directly
+import subprocess
+_popen = subprocess.Popen
+def _build():
+    cpu = open("/proc/cpuinfo").read()
+    if "AuthenticAMD" in cpu:  # the Intel-dispatched builds refuse AMD processors
+        return "MCsquare_linux"
+    for flag in ("avx512", "avx2", "avx", "sse4"):
+        if flag in cpu:
+            return "MCsquare_linux_" + flag
+    return "MCsquare_linux"
+def _popen_mcsquare(args, *a, cwd=None, **kw):
+    if list(args[:1]) == ["sh"] and args[1] in ("MCsquare", "MCsquare_opti"):
+        name = _build().replace("MCsquare", args[1], 1)
+        env = dict(os.environ, MCsquare_Materials_Dir=os.path.join(cwd, "Materials"))
+        note(mcsquare_build=name)
+        log = open(os.path.join(work, "mcsquare.log"), "a")
+        return _popen([os.path.join(cwd, name)], cwd=cwd, env=env, stdout=log, stderr=log)
+    return _popen(args, *a, cwd=cwd, **kw)
+subprocess.Popen = _popen_mcsquare
 d = np.load(npz)
 patient = Patient()
 origin, spacing = [float(v) for v in d["origin"]], [float(v) for v in d["spacing"]]
