@@ -274,6 +274,7 @@ from opentps.core.processing.doseCalculation.protons.mcsquareDoseCalculator impo
 from opentps.core.processing.planOptimization.planOptimization import IntensityModulationOptimizer
 # the wheel's MCsquare launcher has CRLF line ends, and "sh MCsquare" fails on them (dash:
 # "Syntax error: end of file unexpected"): start the build the launcher would choose directly
+# (the AVX-512 one on this Intel Xeon; the generic one on AMD processors)
 import subprocess
 _popen = subprocess.Popen
 def _build():
@@ -288,6 +289,7 @@ def _popen_mcsquare(args, *a, cwd=None, **kw):
     if list(args[:1]) == ["sh"] and args[1] in ("MCsquare", "MCsquare_opti"):
         name = _build().replace("MCsquare", args[1], 1)
         env = dict(os.environ, MCsquare_Materials_Dir=os.path.join(cwd, "Materials"))
+        os.chmod(os.path.join(cwd, name), 0o755)  # the wheel does not keep execute bits
         note(mcsquare_build=name)
         log = open(os.path.join(work, "mcsquare.log"), "a")
         return _popen([os.path.join(cwd, name)], cwd=cwd, env=env, stdout=log, stderr=log)
@@ -382,6 +384,7 @@ def run_opentps(grid_mm: float, timeout_s: float, primaries: float, maxiter: int
     worker.write_text(OPENTPS_WORKER)
     work = out / "opentps_work"
     work.mkdir(exist_ok=True)
+    (work / "mcsquare.log").unlink(missing_ok=True)
     result = out / "opentps_result.json"
     result.unlink(missing_ok=True)
     cmd = [str(python), str(worker), str(npz), str(result), str(work), str(grid_mm),
@@ -394,6 +397,11 @@ def run_opentps(grid_mm: float, timeout_s: float, primaries: float, maxiter: int
     except subprocess.TimeoutExpired:
         proc, tail = None, [f"stopped after {timeout_s:.0f} s"]
     reached = json.loads(result.read_text()) if result.exists() else {"stage": "start"}
+    log = work / "mcsquare.log"
+    if log.exists():  # how far MCsquare got: beamlet passes started (nominal, then scenarios)
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if "beamlet" in ln]
+        reached["mcsquare_passes_started"] = sum(" 1/" in ln for ln in lines)
+        reached["mcsquare_last"] = lines[-1].strip() if lines else ""
     reached["wall_s"] = time.perf_counter() - t
     reached["returncode"] = None if proc is None else proc.returncode
     reached["tail"] = tail
