@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from protonpath.cli import build_app
 from protonpath.planning import dicom_io
 from protonpath.planning.ct import hu_to_spr
+from protonpath.planning.dicom_export import dose_from_rt_dose
 from protonpath.planning.resources import load_default_calibration, load_default_machine
 from protonpath.planning.robust_export import (
     PRIVATE_CREATOR,
@@ -72,6 +73,15 @@ def test_summary_holds_settings_scenarios_evaluation_and_memory(robust_run):
     assert all(lo <= hi for lo, hi in zip(band["lower"], band["upper"], strict=True))
     assert robust["nominal_plan_worst_case"]["OuterTarget"]["D95"]["value"] < worst["value"]
     assert (out / "dvh_bands.png").read_bytes()[:4] == b"\x89PNG"
+    # voxel-wise min and max over the scenarios as RT Dose, around the nominal dose
+    low, grid = dose_from_rt_dose(pydicom.dcmread(out / "RTDOSE_MIN.dcm"))
+    high, _ = dose_from_rt_dose(pydicom.dcmread(out / "RTDOSE_MAX.dcm"))
+    nominal, _ = dose_from_rt_dose(pydicom.dcmread(out / "RTDOSE.dcm"))
+    covered = high > 0
+    assert covered.sum() > 10 and grid.spacing_mm[0] == GRID_MM
+    assert np.all(low[covered] <= nominal[covered] + 1e-3)
+    assert np.all(nominal[covered] <= high[covered] + 1e-3)
+    assert (high - low)[covered].max() > 1.0  # Gy: the scenarios do move the dose
 
 
 def test_rt_ion_plan_carries_the_robust_settings_and_the_evaluation_recomputes(robust_run, images):

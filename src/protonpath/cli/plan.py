@@ -384,6 +384,17 @@ def plan_command(
     if evaluation is not None:
         from protonpath.cli.robust import dvh_band_png
 
+        # voxel-wise lowest and highest dose over the scenarios (targets and organs)
+        for name, cube in (
+            ("RTDOSE_MIN", evaluation.min_dose),
+            ("RTDOSE_MAX", evaluation.max_dose),
+        ):
+            ds = dicom_export.rt_dose_dataset(cube * fractions, result.dose_grid, ctx, plan=plan_ds)
+            ds.SeriesDescription = (
+                f"voxel-wise {name[-3:].lower()} over {len(scenario_set)} scenarios"
+            )
+            dicom_io.write_datasets([ds], out, name)
+
         robust_summary = {**robust_record, **evaluation.to_dict(fractions)}
         if robust_result is not None:
             robust_summary["optimiser"] = robust_result.optimisation.to_dict()
@@ -426,7 +437,7 @@ def plan_command(
                 evaluation, fractions, f"{label}, worst case over {len(scenario_set)} scenarios"
             )
         )
-        written += ", dvh_bands.png"
+        written += ", dvh_bands.png, RTDOSE_MIN.dcm, RTDOSE_MAX.dcm"
     console.print(f"wrote {out}/{written}")
 
 
