@@ -48,5 +48,6 @@ done
 
 # 4. Translations ----------------------------------------------------------------------------
 if command -v msgfmt >/dev/null; then
-  (cd src/protonpath && "$VENV/bin/python" "$ROOT/manage.py" compilemessages -v 0 --ignore=.venv)
+  # DEBUG=1: compiling catalogues needs no SECRET_KEY (the settings refuse to load without one otherwise).
+  (cd src/protonpath && DEBUG=1 "$VENV/bin/python" "$ROOT/manage.py" compilemessages -v 0 --ignore=.venv)
 fi

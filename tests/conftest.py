@@ -31,6 +31,16 @@ def _empty_cache():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _default_language():
+    """Each test ends in the default language: a page served in French (LocaleMiddleware
+    activates the reader's language for the thread) must not leak into the next test."""
+    yield
+    from django.utils import translation
+
+    translation.activate("en")
+
+
 @pytest.fixture
 def patient(db):
     return UserFactory(role=Role.PATIENT, username="patient1")

@@ -17,6 +17,19 @@ from tests.imaging.dicomdata import PYDICOM_FILES, rt_study, write_ct_series  # 
 
 
 @pytest.mark.django_db(transaction=True)
+
+def wait_for(page, expression: str, timeout_s: float = 15.0) -> None:
+    """Wait until ``expression`` is true in the page. Playwright's wait_for_function evaluates its
+    predicate with eval() inside the page, which the Content-Security-Policy forbids (as it
+    should); page.evaluate goes through the DevTools protocol and is not affected."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout_s} s: {expression}")
+        page.wait_for_timeout(50)
+
 def test_a_doctor_uploads_a_cd_folder_and_a_bad_file_is_refused(page, screenshot, doctor, tmp_path):
     r = make_request(doctor, images=False)
     login(page, doctor.username, PASSWORD)
@@ -57,8 +70,8 @@ def test_staff_scroll_a_ct_with_window_presets_and_contours(page, screenshot, do
     screenshot("checks-panel")
     page.click(f"#imaging tr[data-series='{series.pk}'] a.view")
     viewer = page.locator("#viewer")
-    page.wait_for_function("document.getElementById('viewer').dataset.loadedUrl !== undefined")
-    page.wait_for_function("document.getElementById('viewer').dataset.contoursLoaded === '1'")
+    wait_for(page, "document.getElementById('viewer').dataset.loadedUrl !== undefined")
+    wait_for(page, "document.getElementById('viewer').dataset.contoursLoaded === '1'")
     assert viewer.get_attribute("data-preset") == "soft tissue"
     start = int(viewer.get_attribute("data-index"))
     assert start == 49  # the middle of 98 slices
@@ -68,29 +81,29 @@ def test_staff_scroll_a_ct_with_window_presets_and_contours(page, screenshot, do
     page.hover("#slice-canvas")
     page.mouse.wheel(0, 120)
     page.mouse.wheel(0, 120)
-    page.wait_for_function(f"document.getElementById('viewer').dataset.index === '{start + 2}'")
+    wait_for(page, f"document.getElementById('viewer').dataset.index === '{start + 2}'")
     page.focus("#viewer")
     page.keyboard.press("ArrowUp")
-    page.wait_for_function(f"document.getElementById('viewer').dataset.index === '{start + 1}'")
+    wait_for(page, f"document.getElementById('viewer').dataset.index === '{start + 1}'")
     assert page.input_value("#slice-slider") == str(start + 1)
 
     page.click("button[data-preset=lung]")
-    page.wait_for_function("document.getElementById('viewer').dataset.loadedUrl.includes('center=-600')")
+    wait_for(page, "document.getElementById('viewer').dataset.loadedUrl.includes('center=-600')")
     assert page.input_value("#wl-center") == "-600" and page.input_value("#wl-width") == "1500"
     screenshot("viewer-lung")
 
     page.click("button[data-preset=bone]")
-    page.wait_for_function("document.getElementById('viewer').dataset.loadedUrl.includes('width=1800')")
+    wait_for(page, "document.getElementById('viewer').dataset.loadedUrl.includes('width=1800')")
     box = page.locator("#slice-canvas").bounding_box()
     page.mouse.move(box["x"] + 100, box["y"] + 100)
     page.mouse.down()
     page.mouse.move(box["x"] + 150, box["y"] + 80)
     page.mouse.up()
-    page.wait_for_function("document.getElementById('viewer').dataset.preset === 'custom'")
+    wait_for(page, "document.getElementById('viewer').dataset.preset === 'custom'")
     assert page.input_value("#wl-center") == "440" and page.input_value("#wl-width") == "2000"
-    page.wait_for_function("document.getElementById('viewer').dataset.loadedUrl.includes('width=2000')")
+    wait_for(page, "document.getElementById('viewer').dataset.loadedUrl.includes('width=2000')")
     page.keyboard.press("End")
-    page.wait_for_function("document.getElementById('viewer').dataset.index === '97'")
+    wait_for(page, "document.getElementById('viewer').dataset.index === '97'")
     assert page.inner_text("#slice-label").startswith("98 / 98")
     page.uncheck("#show-contours")
     assert viewer.get_attribute("data-contours-drawn") == "0"

@@ -401,7 +401,7 @@ def test_the_meeting_page_speaks_french(client, users, meeting, complete_request
     services.add_to_agenda(actor=users["staff"], meeting=meeting, treatment_request=complete_request)
     as_user(client, users["oncologist"])
     html = client.get(reverse("department:meeting", args=[meeting.pk]), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
-    assert "Ordre du jour" in html and "Indication possible : Tumeurs malignes cartilagineuses" in html
+    assert "Ordre du jour" in html and "Indication possible\u00a0: Tumeurs malignes cartilagineuses" in html
     assert "Enregistrer la décision" in html
 
 

@@ -57,8 +57,8 @@ def test_the_inbox_says_why_in_french_and_in_english(listener, submitted, staff,
 
     french = _inbox_page(client, staff, "fr")
     assert (
-        f"l'identité du patient diffère de celle de la demande {submitted.reference} : "
-        "le nom de famille dans les images diffère de celui de la demande ; "
+        f"l'identité du patient diffère de celle de la demande {submitted.reference}\u00a0: "
+        "le nom de famille dans les images diffère de celui de la demande\u00a0; "
         "la date de naissance dans les images diffère de celle de la demande"
     ) in french
     assert "pas de numéro d'accession" in french
@@ -111,7 +111,7 @@ def test_the_english_rendering_is_the_stored_text():
             assert messages.inbox_reason_message(reason.code, reason.params, "fallback") == reason.message
     with translation.override("fr"):
         assert messages.inbox_reason_message(reasons[2].code, reasons[2].params) == (
-            "l'identité du patient diffère de celle de la demande PP-2026-00001 : "
+            "l'identité du patient diffère de celle de la demande PP-2026-00001\u00a0: "
             "le prénom dans les images diffère de celui de la demande"
         )
 

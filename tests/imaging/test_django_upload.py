@@ -4,6 +4,7 @@ conflicts and bad input refused whole; the planning checks computed from the ind
 from __future__ import annotations
 
 import zipfile
+from html import unescape
 from pathlib import Path
 
 import pydicom
@@ -11,6 +12,8 @@ import pytest
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from protonpath.accounts.models import AuditEvent
 from protonpath.imaging import services
@@ -287,3 +290,85 @@ def test_a_request_is_found_by_its_accession_number_with_or_without_dashes(submi
     assert request_by_accession(" " + other.accession_number + " ") == other
     assert request_by_accession("PP209900001") is None
     assert request_by_accession("") is None
+
+
+def test_two_files_with_the_same_path_refuse_the_upload_with_the_reason(client, submitted, doctor):
+    """A folder upload naming one path twice was a server error (FileExistsError)."""
+    data = pydicom_file("CT_small.dcm").read_bytes()
+    client.force_login(doctor)
+    response = client.post(
+        reverse("imaging:upload", args=[submitted.pk]),
+        {"files": [SimpleUploadedFile("IM1", data), SimpleUploadedFile("IM1", data)], "paths": ["cd/IM1", "cd/IM1"]},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 400
+    assert "cd/IM1" in response.content.decode() and "twice" in response.content.decode()
+    assert not Study.objects.filter(treatment_request=submitted).exists()
+
+
+def test_a_path_that_is_both_a_file_and_a_folder_is_refused(submitted, doctor):
+    data = pydicom_file("CT_small.dcm").read_bytes()
+    with pytest.raises(UploadRefused) as refused:
+        services.upload_study(
+            actor=doctor, treatment_request=submitted,
+            files=[SimpleUploadedFile("IM1", data), SimpleUploadedFile("IM2", data)], relative_paths=["cd/IM1", "cd/IM1/IM2"],
+        )
+    assert "cd/IM1/IM2" in str(refused.value)
+
+
+_segment = st.sampled_from(["cd", "IM1", "IM2", "DICOM"])
+_paths = st.lists(st.lists(_segment, min_size=2, max_size=3).map("/".join), min_size=1, max_size=5)
+
+
+@given(paths=_paths)
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+def test_generated_folder_trees_are_stored_or_refused_never_a_server_error(submitted, doctor, paths):
+    """Hypothesis draws folder uploads from a few names: the same path twice, a file inside a
+    "file" (cd/IM1 and cd/IM1/IM2) come up at once."""
+    data = pydicom_file("CT_small.dcm").read_bytes()
+    uploads = [SimpleUploadedFile(p.rsplit("/", 1)[1], data) for p in paths]
+    try:
+        services.upload_study(actor=doctor, treatment_request=submitted, files=uploads, relative_paths=paths)
+    except UploadRefused as refused:
+        assert refused.problems
+
+
+def test_the_duplicate_path_reason_reads_in_french(submitted, doctor):
+    from django.utils import translation
+
+    data = pydicom_file("CT_small.dcm").read_bytes()
+    with translation.override("fr"), pytest.raises(UploadRefused) as refused:
+        services.upload_study(
+            actor=doctor, treatment_request=submitted,
+            files=[SimpleUploadedFile("IM1", data), SimpleUploadedFile("IM1", data)], relative_paths=["cd/IM1", "cd/IM1"],
+        )
+        assert "figure deux fois dans l'envoi" in str(refused.value)
+    assert "cd/IM1" in str(refused.value)
+
+
+@pytest.mark.parametrize("language, words", [("en", "may not be the patient of this request"), ("fr", "n'est peut-être pas celui de cette demande")])
+def test_images_of_another_name_are_kept_with_a_warning_to_the_uploader(client, submitted, doctor, tmp_path, language, words):
+    """The images were accepted with no word to the uploader when their patient differed."""
+    paths = write_ct_series(tmp_path / "ct", 3, patient_name="Dupont^Marie", birth_date=PATIENT_BIRTH)
+    client.force_login(doctor)
+    client.cookies["django_language"] = language
+    response = client.post(
+        reverse("imaging:upload", args=[submitted.pk]), {"files": as_uploads(paths)}, headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 200
+    html = unescape(response.content.decode())
+    assert words in html and 'class="warning"' in html
+    assert "Dupont" not in html  # the warning names no one
+    # Without script: the same warning as a message on the request page.
+    response = client.post(reverse("imaging:upload", args=[submitted.pk]), {"files": as_uploads(paths)}, follow=True)
+    assert words in unescape(response.content.decode())
+
+
+def test_images_of_the_requests_patient_bring_no_warning(client, submitted, doctor, tmp_path):
+    paths = write_ct_series(tmp_path / "ct", 3, patient_name=PATIENT_NAME, birth_date=PATIENT_BIRTH)
+    client.force_login(doctor)
+    response = client.post(
+        reverse("imaging:upload", args=[submitted.pk]), {"files": as_uploads(paths)}, headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 200
+    assert 'class="warning"' not in response.content.decode()

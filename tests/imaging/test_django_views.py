@@ -350,12 +350,12 @@ def test_the_findings_read_in_the_reader_s_language(client, staff, with_ct):
     login(client, staff)
     url = reverse("referrals:detail", args=[with_ct.pk])
     french = html.unescape(client.get(url, HTTP_ACCEPT_LANGUAGE="fr").content.decode())
-    assert "2 coupe(s) manquante(s) : 1 écart(s) plus grand(s) que l'espacement de 2,50 mm" in french
+    assert "2 coupe(s) manquante(s)\u00a0: 1 écart(s) plus grand(s) que l'espacement de 2,50 mm" in french
     assert "aucune IRM reçue" in french and "slice(s) missing" not in french
     english = html.unescape(client.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode())
     assert "2 slice(s) missing: 1 gap(s) wider than the 2.50 mm spacing" in english and "no MR received" in english
     api = client.get(f"/api/imaging/requests/{with_ct.pk}/images", HTTP_ACCEPT_LANGUAGE="fr").json()
-    assert "2 coupe(s) manquante(s) : 1 écart(s) plus grand(s) que l'espacement de 2,50 mm" in api["reasons"]
+    assert "2 coupe(s) manquante(s)\u00a0: 1 écart(s) plus grand(s) que l'espacement de 2,50 mm" in api["reasons"]
     missing = next(f for f in api["findings"] if f["code"] == "missing_slices")
     assert missing["params"] == {"count": 2, "gaps": 1, "spacing_mm": 2.5}
 

@@ -89,12 +89,12 @@ def test_the_reasons_read_in_french():
         solver.solve(problem(late), FAST)
     with translation.override("fr"):
         assert messages.infeasible_messages(error.value) == [
-            "traitement late-plan : le plan est prêt le 2026-07-20, "
+            "traitement late-plan\u00a0: le plan est prêt le 2026-07-20, "
             "après la date limite de début du 2026-07-10",
-            "traitement late-plan : aucun jour ouvré entre la date où le plan est prêt (2026-07-20) "
+            "traitement late-plan\u00a0: aucun jour ouvré entre la date où le plan est prêt (2026-07-20) "
             "et la date limite de début (2026-07-10) dans l'horizon de planification",
         ]
-        assert " ; traitement late-plan : aucun jour ouvré" in messages.infeasible_text(error.value)
+        assert "\u00a0; traitement late-plan\u00a0: aucun jour ouvré" in messages.infeasible_text(error.value)
     late_start = InfeasibleReason(
         "7",
         "late_start",
@@ -103,8 +103,8 @@ def test_the_reasons_read_in_french():
     )
     with translation.override("fr"):
         assert messages.infeasible_message(late_start) == (
-            "traitement 7 (programmé) : ne peut pas commencer au plus tard le 2026-07-07 autour "
-            "des autres séances du bras isocentrique ; début commun le plus tôt le 2026-07-09"
+            "traitement 7 (programmé)\u00a0: ne peut pas commencer au plus tard le 2026-07-07 autour "
+            "des autres séances du bras isocentrique\u00a0; début commun le plus tôt le 2026-07-09"
         )
 
 
@@ -126,7 +126,7 @@ def test_unknown_codes_and_plain_reasons_keep_their_english_text():
     [
         (
             "fr",
-            "Le planning du bras isocentrique n'a pas de place pour cela : traitement {pk} : pas de place avant le {end}",
+            "Le planning du bras isocentrique n'a pas de place pour cela\u00a0: traitement {pk}\u00a0: pas de place avant le {end}",
         ),
         ("en", "The gantry schedule has no room for this: course {pk}: no room before {end}"),
     ],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db import models
 
@@ -22,6 +22,9 @@ logger = logging.getLogger("protonpath.audit")
 class AuditContext:
     ip_address: str | None = None
     via: str = "web"
+    #: Per request: whether a "denied" row was written while serving it (the middleware writes
+    #: one for a refusal that no view recorded, and no second one).
+    denials: list = field(default_factory=list, compare=False)
 
 
 _context: contextvars.ContextVar[AuditContext] = contextvars.ContextVar(
@@ -74,10 +77,19 @@ def record(
         ip_address=ctx.ip_address,
         via=ctx.via,
     )
+    if action == AuditEvent.Action.DENIED:
+        ctx.denials.append(event.pk)
     logger.info(
         "audit actor=%s action=%s object=%s#%s", getattr(user, "pk", None), action, object_type, object_id
     )
     return event
+
+
+def denial_recorded() -> bool:
+    """Whether a "denied" row written while serving the current request is in the trail (one
+    written inside a transaction that was then rolled back is not)."""
+    denials = current_context().denials
+    return bool(denials) and AuditEvent.objects.filter(pk__in=denials).exists()
 
 
 def _request_id_of(obj: models.Model) -> int | None:

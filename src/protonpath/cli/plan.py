@@ -8,6 +8,13 @@ Example::
 writes ``RTPLAN.dcm`` (RT Ion Plan), ``RTDOSE.dcm`` (RT Dose), ``dvh.png`` and ``summary.json``
 in the output folder and prints the target and organ statistics.  ``CT_DIR`` may also be a
 matRad ``.mat`` phantom (e.g. TG119).
+
+With ``--scenarios 21`` (setup shifts ``--setup-mm``, range errors ``--range-pct``) the plan is
+also evaluated in every scenario (worst-case goals printed, DVH bands in ``dvh_bands.png``,
+``robust`` in ``summary.json``); ``--robust voxel_worst_case`` (or ``stochastic``,
+``composite_worst_case``) optimises the target objective robustly, ``--oar-robust`` the organs',
+and the settings and scenarios go into the RT Ion Plan's private block (see
+:mod:`protonpath.planning.robust_export`).
 """
 
 from __future__ import annotations
@@ -104,6 +111,37 @@ def plan_command(
         Path | None, typer.Option("--calibration", help="HU to SPR CSV (hu,spr).")
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("plan_out"),
+    scenarios: Annotated[
+        str,
+        typer.Option(
+            "--scenarios",
+            help="Uncertainty scenarios: nominal, shifts, ranges, combined (or 21), sampled:N.",
+        ),
+    ] = "nominal",
+    setup_mm: Annotated[
+        float, typer.Option("--setup-mm", help="Setup shift per patient axis (mm).")
+    ] = 3.0,
+    range_pct: Annotated[
+        float, typer.Option("--range-pct", help="Relative range error (percent).")
+    ] = 3.5,
+    robust: Annotated[
+        str,
+        typer.Option(
+            "--robust",
+            help="Robustness of the target objective: none (evaluate only), stochastic, "
+            "voxel_worst_case or composite_worst_case.",
+        ),
+    ] = "none",
+    oar_robust: Annotated[
+        str, typer.Option("--oar-robust", help="Robustness of the organ objectives.")
+    ] = "nominal",
+    robust_method: Annotated[
+        str,
+        typer.Option("--robust-method", help="lbfgsb_smooth_max or slsqp_epigraph."),
+    ] = "lbfgsb_smooth_max",
+    robust_iterations: Annotated[
+        int, typer.Option("--robust-iterations", help="Robust optimiser iterations.")
+    ] = 200,
 ) -> None:
     """Plan a proton PBS treatment and write RT Ion Plan, RT Dose, a DVH plot and a summary."""
     # OpenMP threads that sleep as soon as a parallel loop ends (read when OpenMP loads):
@@ -131,6 +169,22 @@ def plan_command(
         raise typer.BadParameter("--couch needs one angle per beam")
     if mode not in ("multi", "single"):
         raise typer.BadParameter("--mode is multi or single")
+
+    from protonpath.planning.robust import METHODS, ROBUSTNESS
+    from protonpath.planning.scenarios import parse_scenarios
+
+    try:
+        scenario_set = parse_scenarios(scenarios, setup_mm, range_pct)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if robust != "none" and robust not in ROBUSTNESS:
+        raise typer.BadParameter(f"--robust is none or one of {', '.join(ROBUSTNESS)}")
+    if oar_robust not in ROBUSTNESS:
+        raise typer.BadParameter(f"--oar-robust is one of {', '.join(ROBUSTNESS)}")
+    if robust_method not in METHODS:
+        raise typer.BadParameter(f"--robust-method is one of {', '.join(METHODS)}")
+    if robust != "none" and len(scenario_set) == 1:
+        raise typer.BadParameter("--robust needs --scenarios other than nominal")
 
     with console.status("reading images"):
         ct, structures, ctx = _load_images(ct_dir)
@@ -173,6 +227,21 @@ def plan_command(
         mode=mode,
         max_iterations=iterations,
     )
+    if robust != "none":
+        # spots must reach where the target can move: margins widened by the setup shift
+        # (laterally) and by the shift plus the range error at 10 cm (in depth)
+        from dataclasses import replace
+
+        settings = replace(
+            settings,
+            lateral_margin_mm=settings.lateral_margin_mm + scenario_set.setup_mm,
+            proximal_margin_mm=settings.proximal_margin_mm
+            + scenario_set.setup_mm
+            + 100 * scenario_set.range_error,
+            distal_margin_mm=settings.distal_margin_mm
+            + scenario_set.setup_mm
+            + 100 * scenario_set.range_error,
+        )
 
     with Progress(
         TextColumn("{task.description:<14}"),
@@ -188,22 +257,63 @@ def plan_command(
                 tasks[stage] = bars.add_task(stage, total=total)
             bars.update(tasks[stage], completed=done, total=total)
 
+        robust_result = None
         try:
-            result = plan_pbs(
-                ct,
-                structures,
-                beam_list,
-                machine,
-                calibration,
-                objectives,
-                target=target,
-                prescription_gy=per_fraction,
-                settings=settings,
-                progress=progress,
-            )
+            if robust != "none":
+                from protonpath.cli.robust import robust_objectives
+                from protonpath.planning.robust_plan import RobustSettings, plan_robust
+
+                robust_result = plan_robust(
+                    ct,
+                    structures,
+                    beam_list,
+                    machine,
+                    calibration,
+                    robust_objectives(objectives, target, robust, oar_robust),
+                    target=target,
+                    prescription_gy=per_fraction,
+                    scenarios=scenario_set,
+                    settings=settings,
+                    robust_settings=RobustSettings(
+                        method=robust_method, max_iterations=robust_iterations
+                    ),
+                    progress=progress,
+                )
+                result = robust_result.nominal
+            else:
+                result = plan_pbs(
+                    ct,
+                    structures,
+                    beam_list,
+                    machine,
+                    calibration,
+                    objectives,
+                    target=target,
+                    prescription_gy=per_fraction,
+                    settings=settings,
+                    progress=progress,
+                )
         except ValueError as exc:
             console.print(f"[red]cannot plan:[/red] {exc}")
             raise typer.Exit(1) from None
+
+    evaluation = None
+    if robust_result is not None:
+        # the plan written is the robust one; the nominal plan stays as the comparison
+        nominal_evaluation = robust_result.nominal_evaluation
+        evaluation = robust_result.evaluation
+        result.weights = robust_result.weights
+        result.dose_gy = robust_result.dose_gy
+        result.statistics = robust_result.statistics
+        result.dvhs = robust_result.dvhs
+        result.timings_s = robust_result.timings_s
+    elif len(scenario_set) > 1:
+        from protonpath.cli.robust import evaluate_plan
+
+        with console.status(f"evaluating {len(scenario_set)} scenarios"):
+            evaluation = evaluate_plan(
+                ct, calibration, result, machine, scenario_set, settings.cut_level, per_fraction
+            )
 
     out.mkdir(parents=True, exist_ok=True)
     total_dose = result.dose_gy * fractions
@@ -220,6 +330,29 @@ def plan_command(
         prescription_gy=dose,
         spot_sigma_mm=sigma,
     )
+    robust_record = None
+    if evaluation is not None:
+        robust_record = {
+            "robust": robust,
+            "objectives": [
+                {
+                    "structure": o.structure,
+                    "kind": o.kind,
+                    "dose_gy": o.dose_gy,
+                    "weight": o.weight,
+                    "robustness": (robust if o.structure == target else oar_robust)
+                    if robust != "none"
+                    else "nominal",
+                }
+                for o in objectives
+            ],
+            "settings": robust_result.settings.to_dict() if robust_result else None,
+            "fractions": fractions,
+            "worst_case": evaluation.to_dict(fractions)["worst_case"],
+        }
+        from protonpath.planning.robust_export import write_robust_settings
+
+        write_robust_settings(plan_ds, scenario_set, robust_record)
     dose_ds = dicom_export.rt_dose_dataset(total_dose, result.dose_grid, ctx, plan=plan_ds)
     dicom_io.write_datasets([plan_ds], out, "RTPLAN")
     dicom_io.write_datasets([dose_ds], out, "RTDOSE")
@@ -259,6 +392,29 @@ def plan_command(
         "timings_s": result.timings_s,
         "structures": stats,
     }
+    if evaluation is not None:
+        from protonpath.cli.robust import dvh_band_png
+
+        # voxel-wise lowest and highest dose over the scenarios (targets and organs)
+        for name, cube in (
+            ("RTDOSE_MIN", evaluation.min_dose),
+            ("RTDOSE_MAX", evaluation.max_dose),
+        ):
+            ds = dicom_export.rt_dose_dataset(cube * fractions, result.dose_grid, ctx, plan=plan_ds)
+            ds.SeriesDescription = (
+                f"voxel-wise {name[-3:].lower()} over {len(scenario_set)} scenarios"
+            )
+            dicom_io.write_datasets([ds], out, name)
+
+        robust_summary = {**robust_record, **evaluation.to_dict(fractions)}
+        if robust_result is not None:
+            robust_summary["optimiser"] = robust_result.optimisation.to_dict()
+            robust_summary["memory"] = robust_result.matrices.memory
+            robust_summary["nominal_plan_worst_case"] = nominal_evaluation.to_dict(fractions)[
+                "worst_case"
+            ]
+        summary["robust"] = robust_summary
+        dvh_band_png(evaluation, out / "dvh_bands.png", fractions, dose)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
 
     table = Table(
@@ -281,7 +437,30 @@ def plan_command(
             f"no voxel on the {grid:g} mm dose grid (no statistics): {', '.join(empty)}; "
             "a finer --grid may resolve them"
         )
-    console.print(f"wrote {out}/RTPLAN.dcm, RTDOSE.dcm, dvh.png, summary.json")
+    written = "RTPLAN.dcm, RTDOSE.dcm, dvh.png, summary.json"
+    if evaluation is not None:
+        from protonpath.cli.robust import worst_case_table
+
+        if robust_result is not None:
+            console.print(
+                worst_case_table(
+                    nominal_evaluation, fractions, "nominally optimised plan, worst case"
+                )
+            )
+            mem = robust_result.matrices.memory
+            console.print(
+                f"scenario matrices: {mem['scenarios']} x {mem['rows']} rows "
+                f"(of {mem['full_rows']}), {mem['blocks_bytes'] / 2**20:.1f} MiB float32 blocks "
+                f"({mem['csr_float64_bytes'] / 2**20:.1f} MiB as float64 CSR)"
+            )
+        label = "robust plan" if robust_result is not None else "plan"
+        console.print(
+            worst_case_table(
+                evaluation, fractions, f"{label}, worst case over {len(scenario_set)} scenarios"
+            )
+        )
+        written += ", dvh_bands.png, RTDOSE_MIN.dcm, RTDOSE_MAX.dcm"
+    console.print(f"wrote {out}/{written}")
 
 
 def register(app: typer.Typer) -> None:

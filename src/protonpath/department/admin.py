@@ -1,5 +1,7 @@
 from django.contrib import admin
 
+from protonpath.accounts.admin_rules import RoleRulesAdmin
+from protonpath.accounts.models import STAFF_ROLES
 from protonpath.department.models import (
     AgendaItem,
     OpeningHours,
@@ -7,10 +9,13 @@ from protonpath.department.models import (
     Service,
     TeamMember,
 )
+from protonpath.department.services import DIRECTORY_EDITORS, MEETING_ORGANISERS, MEETING_VIEWERS
 
 
 @admin.register(TeamMember)
-class TeamMemberAdmin(admin.ModelAdmin):
+class TeamMemberAdmin(RoleRulesAdmin, admin.ModelAdmin):
+    view_rule = STAFF_ROLES
+    add_rule = change_rule = delete_rule = DIRECTORY_EDITORS
     list_display = ("display_order", "title", "name", "role", "user", "active")
     list_display_links = ("name",)
     list_editable = ("display_order", "active")
@@ -19,18 +24,23 @@ class TeamMemberAdmin(admin.ModelAdmin):
     raw_id_fields = ("user",)
 
 
-class OpeningHoursInline(admin.TabularInline):
+class OpeningHoursInline(RoleRulesAdmin, admin.TabularInline):
+    view_rule = STAFF_ROLES
+    add_rule = change_rule = delete_rule = DIRECTORY_EDITORS
     model = OpeningHours
     extra = 0
 
 
 @admin.register(Service)
-class ServiceAdmin(admin.ModelAdmin):
+class ServiceAdmin(RoleRulesAdmin, admin.ModelAdmin):
+    view_rule = STAFF_ROLES
+    add_rule = change_rule = delete_rule = DIRECTORY_EDITORS
     list_display = ("code", "name_en", "phone", "location_en")
     inlines = [OpeningHoursInline]
 
 
-class AgendaItemInline(admin.TabularInline):
+class AgendaItemInline(RoleRulesAdmin, admin.TabularInline):
+    view_rule = MEETING_VIEWERS
     model = AgendaItem
     extra = 0
     raw_id_fields = ("treatment_request",)
@@ -52,7 +62,9 @@ class AgendaItemInline(admin.TabularInline):
 
 
 @admin.register(ReviewMeeting)
-class ReviewMeetingAdmin(admin.ModelAdmin):
+class ReviewMeetingAdmin(RoleRulesAdmin, admin.ModelAdmin):
+    view_rule = MEETING_VIEWERS
+    add_rule = change_rule = delete_rule = MEETING_ORGANISERS
     list_display = ("starts_at", "status", "chair", "location")
     list_filter = ("status",)
     date_hierarchy = "starts_at"

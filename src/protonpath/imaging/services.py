@@ -41,6 +41,13 @@ class UploadSummary:
     duplicates: int
     ignored: int
     studies: int
+    #: The identity findings of the request's images after this upload (the patient in the
+    #: images differs from the request's): stored dicts, to warn the uploader at once.
+    identity_findings: tuple = ()
+
+
+#: Findings that say the images may be another person's.
+IDENTITY_CODES = frozenset({"several_patients", "name_mismatch", "birth_date_mismatch"})
 
 
 #: The patient or referring doctor may add images while the file is theirs to complete, and also
@@ -72,6 +79,7 @@ def _write_upload(files: Sequence, relative_paths: Sequence[str] | None, root: P
     names: list[str] = []
     folders: dict[str, Path] = {}
     problems: list[FileProblem] = []
+    seen_paths: set[tuple[str, ...]] = set()
     for index, upload in enumerate(files):
         name = Path(getattr(upload, "name", "") or f"file{index}").name
         relative = relative_paths[index] if relative_paths and index < len(relative_paths) else ""
@@ -80,16 +88,24 @@ def _write_upload(files: Sequence, relative_paths: Sequence[str] | None, root: P
             if parts is None:
                 problems.append(FileProblem(relative, _("has an unsafe path (absolute or with '..')")))
                 continue
+            if tuple(parts) in seen_paths:
+                problems.append(FileProblem(relative, _("appears twice in the upload")))
+                continue
+            seen_paths.add(tuple(parts))
             target = root.joinpath("tree", *parts)
             folders.setdefault(parts[0], root / "tree" / parts[0])
         else:
             target = root / "loose" / str(index) / (name if name not in ("", ".", "..") else "file")
             sources.append(target)
             names.append(name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target, "xb") as sink:
-            for chunk in upload.chunks():
-                sink.write(chunk)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "xb") as sink:
+                for chunk in upload.chunks():
+                    sink.write(chunk)
+        except (FileExistsError, IsADirectoryError, NotADirectoryError):
+            # A file and a folder of the same name (cd/IM1 and cd/IM1/IM2): no tree holds both.
+            problems.append(FileProblem(relative or name, _("is both a file and a folder in the upload")))
     if problems:
         raise UploadRefused(problems)
     for name, folder in folders.items():
@@ -164,8 +180,11 @@ def upload_study(
         except BaseException:
             ingest.delete_saved(saved)
             raise
-    refresh_check_report(treatment_request)
-    return UploadSummary(stored=stored, duplicates=duplicates, ignored=len(result.ignored), studies=len(studies))
+    report = refresh_check_report(treatment_request)
+    identity = tuple(f for f in report.findings if f.get("code") in IDENTITY_CODES)
+    return UploadSummary(
+        stored=stored, duplicates=duplicates, ignored=len(result.ignored), studies=len(studies), identity_findings=identity
+    )
 
 
 # --- the DICOM listener's start-up ------------------------------------------------------------

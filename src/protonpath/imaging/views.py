@@ -21,6 +21,7 @@ from protonpath.imaging import selectors, services
 from protonpath.imaging.checks import InstanceHeader
 from protonpath.imaging.files import UploadRefused
 from protonpath.imaging.forms import MatchForm, WindowForm
+from protonpath.imaging.messages import DETAILS_SEPARATOR, localised
 from protonpath.imaging.panels import request_panels
 from protonpath.referrals.models import TreatmentRequest
 from protonpath.referrals.selectors import get_request_for
@@ -50,13 +51,17 @@ def upload(request, pk: int):
         errors = _refusal_lines(refused)
     except PermissionDenied as denied:
         errors = [str(denied) or _("You may not do this.")]
+    warning = ""
     if summary is not None:
         notice = _("Images received: %(stored)d new instance(s), %(dup)d duplicate(s) skipped.") % {
             "stored": summary.stored, "dup": summary.duplicates,
         }
+        warning = identity_warning(summary.identity_findings)
     if request.htmx:
         panel = request_panels(request, treatment_request)[0]
-        panel["context"].update({"upload_errors": errors, "upload_notice": "" if errors else notice})
+        panel["context"].update(
+            {"upload_errors": errors, "upload_notice": "" if errors else notice, "upload_warning": warning}
+        )
         return render(
             request, "imaging/_panel.html", {"panel": panel["context"], "r": treatment_request}, status=400 if errors else 200
         )
@@ -64,7 +69,20 @@ def upload(request, pk: int):
         messages.error(request, _("The upload was refused; nothing was kept.") + " " + "; ".join(errors[:10]))
     else:
         messages.success(request, notice)
+        if warning:
+            messages.warning(request, warning)
     return redirect("referrals:detail", pk=pk)
+
+
+def identity_warning(findings) -> str:
+    """The warning for an upload whose images may be another patient's ("" when none)."""
+    if not findings:
+        return ""
+    reasons = [localised(f)["message"] for f in findings]
+    return _(
+        "Check these images: the patient in them may not be the patient of this request (%(reasons)s). "
+        "They are kept, but cannot be used for planning until staff have checked them."
+    ) % {"reasons": str(DETAILS_SEPARATOR).join(reasons)}
 
 
 @login_required

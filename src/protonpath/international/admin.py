@@ -5,7 +5,9 @@ from __future__ import annotations
 from django.contrib import admin
 
 from protonpath.accounts import audit
-from protonpath.accounts.models import AuditEvent
+from protonpath.accounts.admin_rules import RoleRulesAdmin
+from protonpath.accounts.models import STAFF_ROLES, AuditEvent
+from protonpath.international import selectors
 from protonpath.international.models import (
     AccompanyingPerson,
     DeclaredStay,
@@ -17,28 +19,32 @@ from protonpath.international.models import (
 )
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None):
-        return False
+def _manages(user, obj=None) -> bool:
+    return selectors.may_manage(user)
 
-    def has_change_permission(self, request, obj=None):
-        return False
 
-    def has_delete_permission(self, request, obj=None):
-        return False
+def _manages_unused_tariff(user, tariff=None) -> bool:
+    """A price no quote uses yet may be corrected or removed, by those who manage tariffs."""
+    return selectors.may_manage(user) and (tariff is None or not tariff.is_used)
+
+
+class ReadOnlyAdmin(RoleRulesAdmin, admin.ModelAdmin):
+    """Quotes, payments and travellers change through the pages only; staff who see the request
+    see them here."""
+
+    view_rule = STAFF_ROLES
+    request_field = "treatment_request"
 
 
 @admin.register(Tariff)
-class TariffAdmin(admin.ModelAdmin):
+class TariffAdmin(RoleRulesAdmin, admin.ModelAdmin):
     list_display = ("code", "label_en", "unit_price_eur", "valid_from", "illustrative")
     list_filter = ("code", "illustrative")
     ordering = ("code", "-valid_from")
-
-    def has_change_permission(self, request, obj=None):
-        return obj is None or not obj.is_used
-
-    def has_delete_permission(self, request, obj=None):
-        return obj is None or not obj.is_used
+    # As the tariff page: every staff member reads it, administrative staff and the head price.
+    view_rule = STAFF_ROLES
+    add_rule = staticmethod(_manages)
+    change_rule = delete_rule = staticmethod(_manages_unused_tariff)
 
     def save_model(self, request, obj, form, change):
         obj.created_by = obj.created_by or request.user
@@ -46,7 +52,8 @@ class TariffAdmin(admin.ModelAdmin):
         audit.record(actor=request.user, action=AuditEvent.Action.UPDATE if change else AuditEvent.Action.CREATE, obj=obj, summary="admin")
 
 
-class QuoteLineInline(admin.TabularInline):
+class QuoteLineInline(RoleRulesAdmin, admin.TabularInline):
+    view_rule = STAFF_ROLES
     model = QuoteLine
     extra = 0
     can_delete = False
@@ -77,6 +84,7 @@ class QuoteAdmin(ReadOnlyAdmin):
 
 @admin.register(Payment)
 class PaymentAdmin(ReadOnlyAdmin):
+    request_field = "quote__treatment_request"
     list_display = ("quote", "kind", "amount_eur", "paid_on", "method", "reference")
     list_filter = ("kind", "method")
 

@@ -12,6 +12,11 @@ Modules (each takes arrays and dataclasses and returns them):
 ``dvh``           dose-volume histograms and statistics
 ``gamma``         gamma-index comparison of doses
 ``pipeline``      the steps of a whole plan
+``scenarios``     setup-shift and range-error scenarios and their dose matrices
+``robust``        robust objectives (stochastic, voxel-wise / composite worst case)
+``robustness``    robustness evaluation: dose per scenario, DVH bands, worst-case goals
+``robust_plan``   the steps of a robust plan
+``robust_export`` robust settings in the RT Ion Plan (private block), plan read back
 ``dicom_export``  RT Ion Plan, RT Dose, RT Structure Set and CT datasets
 
 Only ``resources`` (packaged data), ``matrad_io`` (matRad ``.mat`` files) and ``dicom_io``

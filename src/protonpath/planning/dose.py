@@ -292,6 +292,8 @@ def compute_dose_matrix(
     cut_level: float = 0.995,
     views: list[BeamView] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    tables: KernelTables | None = None,
+    ssd_mm: list | None = None,
 ) -> DoseMatrix:
     """Dose-influence matrix of all spots of a plan.
 
@@ -315,6 +317,11 @@ def compute_dose_matrix(
         Precomputed :func:`raytrace.water_equivalent_depth` of the voxels of interest.
     progress : callable, optional
         Called as ``progress(beams_done, n_beams)``.
+    tables : KernelTables, optional
+        :func:`kernel_tables` of ``machine``, when computed already.
+    ssd_mm : list of ndarray, optional
+        Per beam, :func:`raytrace.source_to_surface_mm` of its spots, when computed already
+        (uncertainty scenarios with the same setup shift share them).
 
     Returns
     -------
@@ -322,7 +329,7 @@ def compute_dose_matrix(
     """
     voxel_indices = np.flatnonzero(voxel_mask)
     points = dose_grid.points_mm(voxel_indices)
-    tables = kernel_tables(machine)
+    tables = tables if tables is not None else kernel_tables(machine)
     n_spots = len(spots)
     indptr_all = np.zeros(n_spots + 1, dtype=np.int64)
     idx_parts, data_parts = [], []
@@ -340,8 +347,12 @@ def compute_dose_matrix(
             else water_equivalent_depth(spr, ct_grid, beam, machine.sad_mm, points)
         )
         beam_spots = spots.subset(sel)
-        ssd = source_to_surface_mm(
-            spr, ct_grid, beam, machine.sad_mm, beam_spots.u_mm, beam_spots.v_mm
+        ssd = (
+            ssd_mm[b]
+            if ssd_mm is not None
+            else source_to_surface_mm(
+                spr, ct_grid, beam, machine.sad_mm, beam_spots.u_mm, beam_spots.v_mm
+            )
         )
         indptr, indices, data = beam_dose_columns(view, beam_spots, machine, ssd, tables, cut_level)
         indptr_all[sel[0] + 1 : sel[-1] + 2] = indptr[1:] + offset

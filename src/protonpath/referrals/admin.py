@@ -1,9 +1,13 @@
 from django.contrib import admin
 
+from protonpath.accounts.admin_rules import RoleRulesAdmin
+from protonpath.accounts.models import STAFF_ROLES
+from protonpath.referrals import pathway, selectors
 from protonpath.referrals.models import MedicalDocument, Patient, StateChange, TreatmentRequest
 
 
-class DocumentInline(admin.TabularInline):
+class DocumentInline(RoleRulesAdmin, admin.TabularInline):
+    view_rule = STAFF_ROLES
     model = MedicalDocument
     extra = 0
     fields = ("kind", "original_name", "content_type", "size_bytes", "uploaded_by", "uploaded_at")
@@ -11,7 +15,8 @@ class DocumentInline(admin.TabularInline):
     can_delete = False
 
 
-class HistoryInline(admin.TabularInline):
+class HistoryInline(RoleRulesAdmin, admin.TabularInline):
+    view_rule = STAFF_ROLES
     model = StateChange
     extra = 0
     readonly_fields = ("from_state", "to_state", "actor", "at", "note")
@@ -19,7 +24,12 @@ class HistoryInline(admin.TabularInline):
 
 
 @admin.register(TreatmentRequest)
-class TreatmentRequestAdmin(admin.ModelAdmin):
+class TreatmentRequestAdmin(RoleRulesAdmin, admin.ModelAdmin):
+    # Staff see the requests they see on the site; the department's office (pathway.STAFF)
+    # corrects them. Nobody deletes one.
+    view_rule = STAFF_ROLES
+    add_rule = change_rule = pathway.STAFF
+    request_field = "pk"
     list_display = ("reference", "patient", "request_type", "state", "covered_by_french_insurance", "created_at")
     list_filter = ("state", "request_type", "covered_by_french_insurance")
     search_fields = ("reference", "patient__last_name", "pathology_name")
@@ -31,7 +41,11 @@ class TreatmentRequestAdmin(admin.ModelAdmin):
 
 
 @admin.register(Patient)
-class PatientAdmin(admin.ModelAdmin):
+class PatientAdmin(RoleRulesAdmin, admin.ModelAdmin):
+    # Patient records: seen by staff through their requests, corrected by those who merge them.
+    view_rule = STAFF_ROLES
+    add_rule = change_rule = selectors.PATIENT_MERGERS
+    request_field = "requests"
     list_display = ("last_name", "first_name", "birth_date", "nationality")
     search_fields = ("last_name", "first_name", "email")
 

@@ -204,6 +204,10 @@ def me(request):
     return {"id": user.pk, "username": user.username, "role": user.role, "full_name": user.get_full_name()}
 
 
+#: Larger offsets are past any department's last request (and past what SQL's OFFSET accepts).
+MAX_OFFSET = 2**62
+
+
 @router.get("/requests", response=list[RequestSummary])
 def list_requests(
     request,
@@ -220,6 +224,9 @@ def list_requests(
         raise ValidationError("offset must be zero or more.")
     limit = max(1, min(limit, 500))
     audit.record(actor=request.auth, action=AuditEvent.Action.VIEW, object_type="referrals.treatmentrequest", summary="list")
+    if offset > MAX_OFFSET:
+        # Past the last request: an empty page. The database takes no OFFSET past 63 bits.
+        return []
     return list(qs[offset : offset + limit])
 
 

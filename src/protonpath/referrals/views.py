@@ -8,6 +8,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Q
 from django.http import FileResponse, Http404, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.utils.formats import date_format
@@ -412,7 +413,9 @@ def patient_duplicates(request):
 @login_required
 def patient_merge(request, keep: int, remove: int):
     _patients_access(request, selectors.PATIENT_MERGERS, "merge")
-    patients = {p.pk: p for p in Patient.objects.filter(pk__in=[keep, remove]).select_related("user")}
+    # Two exact lookups, not pk__in: Django turns an id past the column's range into "no such
+    # row" for an exact lookup, where an IN list reaches the database and fails (a 500).
+    patients = {p.pk: p for p in Patient.objects.filter(Q(pk=keep) | Q(pk=remove)).select_related("user")}
     if keep == remove or len(patients) != 2:
         audit.record(actor=request.user, action=AuditEvent.Action.DENIED, object_type="referrals.patient", object_id=remove, summary="merge")
         raise Http404

@@ -1,15 +1,21 @@
 from django.contrib import admin
 
+from protonpath.accounts.admin_rules import RoleRulesAdmin
+from protonpath.accounts.models import STAFF_ROLES
 from protonpath.scheduling.models import (
     Consultation,
     GantrySession,
     MachineDowntime,
     TreatmentCourse,
 )
+from protonpath.scheduling.services import CONSULTATION_MANAGERS, COURSE_PLANNERS, SESSION_RECORDERS
 
 
 @admin.register(Consultation)
-class ConsultationAdmin(admin.ModelAdmin):
+class ConsultationAdmin(RoleRulesAdmin, admin.ModelAdmin):
+    view_rule = STAFF_ROLES
+    change_rule = CONSULTATION_MANAGERS
+    request_field = "treatment_request"
     list_display = ("start", "doctor", "kind", "status", "treatment_request")
     list_filter = ("status", "kind", "doctor")
     date_hierarchy = "start"
@@ -21,7 +27,10 @@ class ConsultationAdmin(admin.ModelAdmin):
 
 
 @admin.register(TreatmentCourse)
-class TreatmentCourseAdmin(admin.ModelAdmin):
+class TreatmentCourseAdmin(RoleRulesAdmin, admin.ModelAdmin):
+    view_rule = STAFF_ROLES
+    add_rule = change_rule = COURSE_PLANNERS
+    request_field = "treatment_request"
     list_display = (
         "treatment_request",
         "fractions",
@@ -34,7 +43,10 @@ class TreatmentCourseAdmin(admin.ModelAdmin):
 
 
 @admin.register(GantrySession)
-class GantrySessionAdmin(admin.ModelAdmin):
+class GantrySessionAdmin(RoleRulesAdmin, admin.ModelAdmin):
+    view_rule = STAFF_ROLES
+    change_rule = SESSION_RECORDERS
+    request_field = "course__treatment_request"
     list_display = ("start", "gantry_id", "course", "fraction_number", "status")
     list_filter = ("status", "gantry_id")
     date_hierarchy = "start"
@@ -45,7 +57,9 @@ class GantrySessionAdmin(admin.ModelAdmin):
 
 
 @admin.register(MachineDowntime)
-class MachineDowntimeAdmin(admin.ModelAdmin):
+class MachineDowntimeAdmin(RoleRulesAdmin, admin.ModelAdmin):
+    view_rule = STAFF_ROLES
+    change_rule = delete_rule = SESSION_RECORDERS
     list_display = ("start", "end", "gantry_id", "reason")
     readonly_fields = ("recorded_by", "recorded_at")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from protonpath.referrals.models import State
 from protonpath.scheduling import selectors, services
+from protonpath.scheduling.categories import default_category
 from protonpath.scheduling.forms import CourseForm
 from protonpath.scheduling.models import ConsultationKind, ConsultationStatus, SessionStatus
 
@@ -61,7 +62,7 @@ def request_panels(request, treatment_request) -> list[dict]:
             context["course_form"] = CourseForm(
                 initial={
                     "fractions": r.proposed_fractions,
-                    "category": ("paediatric_awake" if r.patient.is_child else "adult_standard"),
+                    "category": default_category(r),
                 }
             )
         if r.state in EARLIEST_START_STATES and not context.get("course_scheduled"):

@@ -6,13 +6,21 @@ from protonpath.scheduling import views
 
 
 class IsoDateConverter:
+    """A day of the calendar the pages can show: the day before and after it must exist too
+    (agenda links), and times on it must be representable (the calendar's first and last days
+    are not: 404, not a server error)."""
+
     regex = r"\d{4}-\d{2}-\d{2}"
+    first, last = date(1900, 1, 1), date(2999, 12, 31)
 
     def to_python(self, value: str) -> date:
         try:
-            return date.fromisoformat(value)
+            day = date.fromisoformat(value)
         except ValueError:
             raise ValueError(value) from None  # Django answers 404
+        if not self.first <= day <= self.last:
+            raise ValueError(value)
+        return day
 
     def to_url(self, value) -> str:
         return value.isoformat() if isinstance(value, date) else str(value)

@@ -11,6 +11,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from protonpath.accounts import audit
@@ -392,7 +393,11 @@ def course_schedule(request, pk: int):
     except ValidationError as exc:
         messages.error(request, _errors(exc))
     else:
-        messages.success(request, _("%(n)s sessions placed on the gantry.") % {"n": len(created)})
+        messages.success(
+            request,
+            ngettext("%(n)s session placed on the gantry.", "%(n)s sessions placed on the gantry.", len(created))
+            % {"n": len(created)},
+        )
     return redirect("referrals:detail", pk=course.treatment_request_id)
 
 
@@ -407,5 +412,9 @@ def course_announce(request, pk: int):
     except ValidationError as exc:
         messages.error(request, _errors(exc))
     else:
-        messages.success(request, _("%(n)s sessions announced to the patient.") % {"n": count})
+        messages.success(
+            request,
+            ngettext("%(n)s session announced to the patient.", "%(n)s sessions announced to the patient.", count)
+            % {"n": count},
+        )
     return redirect("referrals:detail", pk=course.treatment_request_id)

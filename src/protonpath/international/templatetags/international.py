@@ -62,3 +62,10 @@ def requirement(value) -> str:
 def signatory_title(details, language) -> str:
     """The department's signatory's title in the letter's language."""
     return details.signatory_title(formatting.short_language(language))
+
+
+@register.filter
+def quantity_unit(line) -> str:
+    """A quote line's quantity with its unit, agreeing in number: ``8 consultations``."""
+    language = formatting.short_language(translation.get_language())
+    return formatting.quantity_with_unit(line.quantity, line.unit(language), language)
