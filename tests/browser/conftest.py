@@ -79,3 +79,16 @@ def login(page, username: str, password: str) -> None:
     page.fill("input[name=password]", password)
     page.click("main button[type=submit]")
     page.wait_for_load_state("networkidle")
+
+
+def wait_for(page, expression: str, timeout_s: float = 15.0) -> None:
+    """Wait until ``expression`` is true in the page. Playwright's wait_for_function evaluates its
+    predicate with eval() inside the page, which the Content-Security-Policy forbids (as it
+    should); page.evaluate goes through the DevTools protocol and is not affected."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout_s} s: {expression}")
+        page.wait_for_timeout(50)

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from protonpath.scheduling.models import SessionStatus, TreatmentCourse
 from protonpath.treatment.models import Plan, PlanState
-from tests.browser.conftest import login
+from tests.browser.conftest import login, wait_for
 from tests.factories import PASSWORD
 from tests.treatment.conftest import file_case, in_planning
 from tests.treatment.test_workers import REPO, database_url
@@ -64,12 +64,12 @@ def test_physicist_and_oncologist_plan_and_approve_in_the_browser(
         screenshot("plan-setup")
         page.click("#save-calculate")
         page.wait_for_selector("#plan-progress progress")
-        page.wait_for_function("document.querySelector('#plan-progress progress') && document.querySelector('#plan-progress progress').value > 0", timeout=120_000)
+        wait_for(page, "document.querySelector('#plan-progress progress') && document.querySelector('#plan-progress progress').value > 0", timeout_s=120)
         screenshot("progress-bar")
         page.wait_for_selector("#plan-results", timeout=300_000)
         plan = Plan.objects.get(treatment_request=r)
         assert plan.state == PlanState.CALCULATED
-        page.wait_for_function("document.getElementById('dose-slice').complete && document.getElementById('dose-slice').naturalWidth > 0")
+        wait_for(page, "document.getElementById('dose-slice').complete && document.getElementById('dose-slice').naturalWidth > 0")
         assert page.locator("#dvh svg polyline").count() >= 3
         assert "D98" in page.inner_text("#dose-statistics")
         screenshot("dose-overlay-dvh-statistics")

@@ -10,25 +10,13 @@ import pytest
 from protonpath.imaging import services
 from protonpath.imaging.models import Instance, Series
 from protonpath.referrals.models import Patient
-from tests.browser.conftest import login
+from tests.browser.conftest import login, wait_for
 from tests.factories import PASSWORD, make_request
 from tests.imaging.conftest import as_uploads
 from tests.imaging.dicomdata import PYDICOM_FILES, rt_study, write_ct_series  # noqa: F401 (fixture)
 
 
 @pytest.mark.django_db(transaction=True)
-
-def wait_for(page, expression: str, timeout_s: float = 15.0) -> None:
-    """Wait until ``expression`` is true in the page. Playwright's wait_for_function evaluates its
-    predicate with eval() inside the page, which the Content-Security-Policy forbids (as it
-    should); page.evaluate goes through the DevTools protocol and is not affected."""
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while not page.evaluate(expression):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still false after {timeout_s} s: {expression}")
-        page.wait_for_timeout(50)
 
 def test_a_doctor_uploads_a_cd_folder_and_a_bad_file_is_refused(page, screenshot, doctor, tmp_path):
     r = make_request(doctor, images=False)
