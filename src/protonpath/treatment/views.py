@@ -68,6 +68,8 @@ def new_plan(request, pk: int):
     r = _staff_request(request, pk)
     series = list(services.ct_series_of(r))
     choices = [(s, structure_sets_for(s)) for s in series]
+    # the series with a structure set come first (newest first): the first is the one chosen
+    choices.sort(key=lambda c: (not c[1], -c[0].pk))
     if request.method == "POST":
         try:
             ct = Series.objects.filter(pk=request.POST.get("ct_series") or 0, study__treatment_request=r).first()
