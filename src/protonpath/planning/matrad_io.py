@@ -125,9 +125,7 @@ def _grid_from_matrad_ct(ct: dict) -> Grid:
     x, y, z = matrad_world_axes(ct)
     for name, axis, d in zip("xyz", (x, y, z), spacing, strict=True):
         if axis.size > 1 and not np.allclose(np.diff(axis), d, rtol=1e-4, atol=1e-4):
-            raise ValueError(
-                f"matRad ct.{name} is not a regular axis at the resolution {d:g} mm"
-            )
+            raise ValueError(f"matRad ct.{name} is not a regular axis at the resolution {d:g} mm")
     return Grid((z.size, y.size, x.size), (x[0], y[0], z[0]), spacing)
 
 
