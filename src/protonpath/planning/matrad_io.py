@@ -206,7 +206,7 @@ def matrad_phantom_data(
     nz, ny, nx = ct.grid.shape
     dx, dy, dz = (float(v) for v in ct.grid.spacing_mm)
     matrad_ct = {
-        "cubeHU": np.array([_zyx_to_matrad_cube(ct.hu).astype(np.float64)], dtype=object),
+        "cubeHU": _zyx_to_matrad_cube(ct.hu).astype(np.float64),
         "resolution": {"x": dx, "y": dy, "z": dz},
         "cubeDim": np.array([ny, nx, nz], dtype=float),
         "numOfCtScen": 1.0,
@@ -230,7 +230,7 @@ def matrad_phantom_data(
         cst[i, 0] = float(i)
         cst[i, 1] = s.name
         cst[i, 2] = "TARGET" if s.role == TARGET else "OAR"
-        cst[i, 3] = np.array([voxels.reshape(-1, 1)], dtype=object)
+        cst[i, 3] = voxels.reshape(-1, 1)
         cst[i, 4] = {"Priority": float(rank), "alphaX": 0.1, "betaX": 0.05, "Visible": 1.0}
         objs = [o for o in objectives if o.structure == s.name and o.kind in _OBJECTIVE_CLASSES]
         cell = np.empty((1, len(objs)), dtype=object)
