@@ -134,3 +134,17 @@ def test_csc_input_with_unsorted_rows_and_duplicates():
     x = np.array([10.0, 100.0])
     np.testing.assert_allclose(b.matvec(x), [2.0 * 10 + 5.0 * 100, 4.0 * 100, 4.0 * 10])
     np.testing.assert_allclose(b.rmatvec(np.ones(3)), [6.0, 9.0])
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_blocks_built_from_columns_equal_those_built_from_rows(threads, monkeypatch):
+    """The CSC path (no transposed copy) makes exactly the blocks of the CSR path."""
+    rng = np.random.default_rng(10 + threads)
+    m = run_matrix(rng, 240, 310).tocsc()
+    monkeypatch.setattr(blocks, "_threads", lambda: threads)
+    from_columns = BlockRows.from_matrix(m)
+    from_rows = BlockRows.from_matrix(m.tocsr())
+    np.testing.assert_array_equal(from_columns.block_ptr, from_rows.block_ptr)
+    np.testing.assert_array_equal(from_columns.first_col, from_rows.first_col)
+    np.testing.assert_allclose(from_columns.values, from_rows.values, rtol=1e-7)
+    assert from_columns.nnz == from_rows.nnz == m.nnz

@@ -109,6 +109,56 @@ def _csc_to_csr(indptr, indices, data, n_rows, n_threads):
     return row_ptr, out_indices, out_data
 
 
+@numba.njit(cache=True, parallel=True)
+def _csc_count_blocks(indptr, indices, n_rows, width, n_threads):
+    """Blocks of each row of a CSC matrix (``counts[r + 1]``), straight from its columns.
+
+    Columns are swept in order, each thread keeping the rows of its own range: a row's block
+    starts at the first column not covered by its current block, as in :func:`_count_blocks`
+    on the rows, without building the transposed (CSR) copy of the matrix.
+    """
+    n_cols = indptr.shape[0] - 1
+    counts = np.zeros(n_rows + 1, dtype=np.int64)
+    for t in numba.prange(n_threads):
+        lo = n_rows * t // n_threads
+        hi = n_rows * (t + 1) // n_threads
+        current = np.full(hi - lo, -(1 << 40), dtype=np.int64)
+        for c in range(n_cols):
+            for q in range(indptr[c], indptr[c + 1]):
+                r = np.int64(indices[q])
+                if r < lo or r >= hi:
+                    continue
+                if c >= current[r - lo] + width:
+                    current[r - lo] = c
+                    counts[r + 1] += 1
+    return counts
+
+
+@numba.njit(cache=True, parallel=True)
+def _csc_fill_blocks(indptr, indices, data, block_ptr, n_rows, width, n_threads):
+    n_cols = indptr.shape[0] - 1
+    n_blocks = block_ptr[n_rows]
+    first_col = np.zeros(n_blocks, dtype=np.uint32)
+    values = np.zeros(n_blocks * width, dtype=np.float32)
+    for t in numba.prange(n_threads):
+        lo = n_rows * t // n_threads
+        hi = n_rows * (t + 1) // n_threads
+        current = np.full(hi - lo, -(1 << 40), dtype=np.int64)
+        slot = block_ptr[lo:hi] - 1  # the block each row is filling
+        for c in range(n_cols):
+            for q in range(indptr[c], indptr[c + 1]):
+                r = np.int64(indices[q])
+                if r < lo or r >= hi:
+                    continue
+                i = r - lo
+                if c >= current[i] + width:
+                    current[i] = c
+                    slot[i] += 1
+                    first_col[slot[i]] = c
+                values[slot[i] * width + c - current[i]] += data[q]  # duplicates add up
+    return first_col, values
+
+
 @numba.njit(cache=True)
 def _split(block_ptr, rows, parts):
     """Boundaries in ``rows`` giving each of ``parts`` threads about the same number of
@@ -161,10 +211,14 @@ class BlockRows:
         if matrix.shape[1] >= np.iinfo(np.uint32).max - WIDTH:
             raise ValueError("too many columns for 32-bit block columns")
         if sp.issparse(matrix) and matrix.format == "csc":
-            # the dose engine's layout, transposed in parallel (SciPy's conversion is serial);
-            # rows receive their columns in order, duplicates next to each other
-            indptr, indices, data = _csc_to_csr(
-                matrix.indptr, matrix.indices, matrix.data, matrix.shape[0], _threads()
+            # the dose engine's layout: blocks straight from the columns, in parallel, without
+            # a transposed copy (which would hold every entry a second time at the peak)
+            n_rows = int(matrix.shape[0])
+            threads = max(1, min(_threads(), n_rows))
+            counts = _csc_count_blocks(matrix.indptr, matrix.indices, n_rows, WIDTH, threads)
+            block_ptr = np.cumsum(counts)
+            first_col, values = _csc_fill_blocks(
+                matrix.indptr, matrix.indices, matrix.data, block_ptr, n_rows, WIDTH, threads
             )
         else:
             csr = sp.csr_matrix(matrix)
@@ -172,8 +226,8 @@ class BlockRows:
                 csr = csr.copy()
                 csr.sort_indices()
             indptr, indices, data = csr.indptr, csr.indices, csr.data
-        block_ptr = np.cumsum(_count_blocks(indptr, indices, WIDTH))
-        first_col, values = _fill_blocks(indptr, indices, data, block_ptr, WIDTH)
+            block_ptr = np.cumsum(_count_blocks(indptr, indices, WIDTH))
+            first_col, values = _fill_blocks(indptr, indices, data, block_ptr, WIDTH)
         nnz = int(np.count_nonzero(values))
         return cls(block_ptr.astype(np.uint64), first_col, values, tuple(matrix.shape), nnz)
 
