@@ -148,3 +148,30 @@ def test_blocks_built_from_columns_equal_those_built_from_rows(threads, monkeypa
     np.testing.assert_array_equal(from_columns.first_col, from_rows.first_col)
     np.testing.assert_allclose(from_columns.values, from_rows.values, rtol=1e-7)
     assert from_columns.nnz == from_rows.nnz == m.nnz
+
+
+@pytest.mark.parametrize("n_rows,n_cols", [(1, 1), (40, 8), (500, 1237)])
+def test_compact_products_match_within_their_quantisation(n_rows, n_cols):
+    """16-bit values scaled per block: each product within 1e-5 of the block's largest value
+    (times the vector), on every row and on a subset."""
+    rng = np.random.default_rng(n_rows)
+    m = run_matrix(rng, n_rows, n_cols)
+    m.data *= 10.0 ** rng.uniform(-6, 0, m.nnz)  # doses span orders of magnitude
+    exact = BlockRows.from_matrix(m)
+    small = exact.compact()
+    assert small.values.dtype == np.uint16 and small.scale.shape == (exact.n_blocks,)
+    assert small.compact() is small and small.nnz == exact.nnz
+    x = rng.random(n_cols)
+    y = rng.random(n_rows)
+    bound = 1e-5 * np.abs(m).max(axis=1).toarray().ravel() * x.sum()
+    assert np.all(np.abs(small.matvec(x) - m @ x) <= bound + 1e-15)
+    rows = np.arange(0, n_rows, 3, dtype=np.uint64)
+    assert np.all(np.abs(small.matvec(x, rows) - (m @ x)[rows.astype(int)]) <= bound[::3] + 1e-15)
+    top = np.abs(m).max() * y.sum()
+    np.testing.assert_allclose(small.rmatvec(y), m.T @ y, rtol=0, atol=1e-5 * top + 1e-15)
+
+
+def test_compact_refuses_negative_values():
+    m = sp.csr_matrix(np.array([[1.0, -2.0]]))
+    with pytest.raises(ValueError, match="non-negative"):
+        BlockRows.from_matrix(m).compact()

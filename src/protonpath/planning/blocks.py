@@ -15,6 +15,10 @@ Two details matter for speed in numba:
 * work is split between threads by blocks, not rows.
 
 Values are float32 (the dose model is not more precise than that); sums are float64.
+:meth:`BlockRows.compact` stores them in 16 bits instead, each block as integers times one
+float32 scale (its largest value / 65535): an error below 1e-5 of the block's largest value,
+and a third less memory to read per product (24 instead of 36 bytes per block), which is what
+the products wait for.
 """
 
 from __future__ import annotations
@@ -197,6 +201,9 @@ class BlockRows:
         Shape of the matrix.
     nnz : int
         Stored values that are not zero.
+    scale : ndarray of float32, shape (n_blocks,), or None
+        For compact storage (:meth:`compact`): ``values`` are uint16 and block ``k``'s values
+        are ``values[k * WIDTH + j] * scale[k]``.
     """
 
     block_ptr: np.ndarray
@@ -204,6 +211,7 @@ class BlockRows:
     values: np.ndarray
     shape: tuple
     nnz: int
+    scale: np.ndarray | None = None
 
     @classmethod
     def from_matrix(cls, matrix) -> BlockRows:
@@ -231,6 +239,15 @@ class BlockRows:
         nnz = int(np.count_nonzero(values))
         return cls(block_ptr.astype(np.uint64), first_col, values, tuple(matrix.shape), nnz)
 
+    def compact(self) -> BlockRows:
+        """The same matrix with 16-bit values scaled per block (see the module docstring)."""
+        if self.scale is not None:
+            return self
+        if len(self.values) and float(self.values.min()) < 0.0:
+            raise ValueError("compact storage holds non-negative values only (doses)")
+        values, scale = _quantise(self.values, WIDTH)
+        return BlockRows(self.block_ptr, self.first_col, values, self.shape, self.nnz, scale)
+
     @property
     def n_blocks(self) -> int:
         return int(self.block_ptr[-1])
@@ -248,6 +265,10 @@ class BlockRows:
         padded = np.zeros(self.shape[1] + WIDTH)
         padded[: self.shape[1]] = x
         rows, bounds = self._rows_and_bounds(rows)
+        if self.scale is not None:
+            return _block_matvec_q16(
+                self.block_ptr, self.first_col, self.values, self.scale, padded, rows, bounds
+            )
         return _block_matvec(self.block_ptr, self.first_col, self.values, padded, rows, bounds)
 
     def _rows_and_bounds(self, rows):
@@ -268,9 +289,15 @@ class BlockRows:
         if y.shape != (expected,):
             raise ValueError(f"expected a vector of {expected} values, got {y.shape}")
         rows, bounds = self._rows_and_bounds(rows)
-        out = _block_rmatvec(
-            self.block_ptr, self.first_col, self.values, y, rows, bounds, self.shape[1] + WIDTH
-        )
+        n_out = self.shape[1] + WIDTH
+        if self.scale is not None:
+            out = _block_rmatvec_q16(
+                self.block_ptr, self.first_col, self.values, self.scale, y, rows, bounds, n_out
+            )
+        else:
+            out = _block_rmatvec(
+                self.block_ptr, self.first_col, self.values, y, rows, bounds, n_out
+            )
         return out[: self.shape[1]]
 
 
@@ -316,6 +343,75 @@ def _block_rmatvec(block_ptr, first_col, values, y, rows, bounds, n_out):
                 o = k * _U(8)
                 for j in range(8):
                     acc[c + _U(j)] += values[o + _U(j)] * yr
+                k += _U(1)
+    out = partial[0].copy()
+    for t in range(1, n_threads):
+        out += partial[t]
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def _quantise(values, width):
+    n_blocks = values.shape[0] // width
+    q = np.zeros(values.shape[0], dtype=np.uint16)
+    scale = np.zeros(n_blocks, dtype=np.float32)
+    for k in numba.prange(n_blocks):
+        top = np.float32(0.0)
+        for j in range(width):
+            top = max(top, abs(values[k * width + j]))
+        if top > 0:
+            step = top / np.float32(65535.0)
+            scale[k] = step
+            for j in range(width):
+                q[k * width + j] = np.uint16(
+                    min(max(round(values[k * width + j] / step), 0), 65535)
+                )
+    return q, scale
+
+
+@numba.njit(cache=True, parallel=True, fastmath=True)
+def _block_matvec_q16(block_ptr, first_col, values, scale, x, rows, bounds):
+    out = np.zeros(rows.shape[0])
+    for t in numba.prange(bounds.shape[0] - 1):
+        for i in range(bounds[t], bounds[t + 1]):
+            r = rows[i]
+            acc = 0.0
+            k = _U(block_ptr[r])
+            end = _U(block_ptr[r + _U(1)])
+            while k < end:
+                c = _U(first_col[k])
+                o = k * _U(8)
+                # one block: eight integer values times x, summed in float64, then scaled
+                s = (
+                    (values[o] * x[c] + values[o + _U(1)] * x[c + _U(1)])
+                    + (values[o + _U(2)] * x[c + _U(2)] + values[o + _U(3)] * x[c + _U(3)])
+                ) + (
+                    (values[o + _U(4)] * x[c + _U(4)] + values[o + _U(5)] * x[c + _U(5)])
+                    + (values[o + _U(6)] * x[c + _U(6)] + values[o + _U(7)] * x[c + _U(7)])
+                )
+                acc += scale[k] * s
+                k += _U(1)
+            out[i] = acc
+    return out
+
+
+@numba.njit(cache=True, parallel=True, fastmath=True)
+def _block_rmatvec_q16(block_ptr, first_col, values, scale, y, rows, bounds, n_out):
+    n_threads = bounds.shape[0] - 1
+    partial = np.zeros((n_threads, n_out))
+    for t in numba.prange(n_threads):
+        acc = partial[t]
+        for i in range(bounds[t], bounds[t + 1]):
+            r = rows[i]
+            yr = y[i]
+            k = _U(block_ptr[r])
+            end = _U(block_ptr[r + _U(1)])
+            while k < end:
+                c = _U(first_col[k])
+                o = k * _U(8)
+                ys = scale[k] * yr
+                for j in range(8):
+                    acc[c + _U(j)] += values[o + _U(j)] * ys
                 k += _U(1)
     out = partial[0].copy()
     for t in range(1, n_threads):
