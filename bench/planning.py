@@ -1,33 +1,45 @@
-"""Benchmark: protonpath's PBS engine against pyRadPlan on the TG119 phantom.
+"""Benchmark: protonpath's PBS engine against pyRadPlan, on matRad-format phantoms.
 
 Usage::
 
-    .venv/bin/python bench/planning.py [--gantry 0,90] [--grid-mm 5] [--threads 2]
+    .venv/bin/python bench/planning.py              # the three cases below
+    .venv/bin/python bench/planning.py --phantom tg119|box|PATH.mat [--grid-mm 5|ct]
+        [--gantry 0,90] [--threads 2] [--reuse-pyradplan]
 
-What it does, in one command:
+Cases: TG119 (from the pyRadPlan wheel) on a 5 mm dose grid; a box phantom that this script
+writes in matRad's format *without* ``ct.x/y/z`` or a DICOM position (so both sides must put
+the first voxel at ``-cubeDim/2 * resolution``, matRad_getWorldAxes); TG119 on its own CT grid
+(3 x 3 x 2.5 mm, 3.6 M voxels), where peak memory matters as much as time.
+
+What it does, for each case:
 
 1. makes sure pyRadPlan runs in its own virtual environment (``.cache/pyradplan-venv``):
    ``pip install --no-deps pyradplan`` plus its core dependencies (pydantic 2.11);
-2. runs pyRadPlan in a subprocess on TG119 (proton "Generic" machine, the phantom's own
-   objectives, its default 5 mm dose grid, L-BFGS-B with its defaults) and saves its spots,
-   optimised weights, dose and timings;
-3. runs protonpath in another subprocess on the same case: same CT and HU table, same
-   machine data (matRad's generic proton tables read into a protonpath ``Machine``), same
-   spots and dose grid, same objectives and same start (zero weights).  The optimisation is
-   timed twice:
+2. runs pyRadPlan in a subprocess on the phantom file (proton "Generic" machine, the phantom's
+   own objectives, L-BFGS-B with its defaults) and saves its CT frame, isocentres, spots,
+   optimised weights, dose grid, dose and timings;
+3. runs protonpath in another subprocess on the same file: same HU table, same machine data
+   (matRad's generic proton tables read into a protonpath ``Machine``), same spots and dose
+   grid, same objectives and same start (zero weights).  The optimisation is timed twice:
 
    * at equal plan quality (the ratios below): protonpath's L-BFGS-B stops as soon as its
      objective is at or below pyRadPlan's final one (capped at pyRadPlan's iteration count).
      Both objectives are the same matRad definitions, each scored on its own dose model;
-   * at equal work: as many iterations as pyRadPlan ran (its default cap is 500, which it
-     reaches on this case), reported with the objective it reaches;
-4. prints the dose-matrix time, optimisation time, peak memory (each pyRadPlan / protonpath),
-   and the gamma pass rate (2 %/2 mm, global, 10 % threshold) of protonpath's dose against
-   pyRadPlan's for pyRadPlan's optimised weights.
+   * at equal work: as many iterations as pyRadPlan ran (its default cap is 500);
+4. checks that both sides computed the same plan, and refuses to print any ratio (exit status
+   1) otherwise: the CT frames (shape, spacing, first voxel) agree, pyRadPlan's isocentres
+   are protonpath's target centre, both dose grids cover the same box, both dose matrices
+   have entries and both optimisers iterated, and the gamma pass rate (2 %/2 mm, global, 10 %
+   threshold) of protonpath's dose against pyRadPlan's, same weights, is at least 90 %;
+5. prints the dose-matrix time, optimisation time, peak memory (each pyRadPlan / protonpath),
+   the BLAS library and kernel each side runs (threadpoolctl), and the gamma pass rate.
 
-Both sides run with ``--threads`` threads (OMP/MKL/OpenBLAS/numba).  Timings exclude Python
-start-up and imports; numba's compiled kernels are cached on disk, and a first run that has to
-compile them is reported separately (``jit warm-up``).
+Both sides run with ``--threads`` threads (OMP/MKL/OpenBLAS/numba), and without
+``OPENBLAS_CORETYPE``/``OPENBLAS_L2_SIZE`` (set on this machine for old OpenBLAS builds; they
+slow a current one).  Timings exclude Python start-up and imports.  numba's compiled kernels
+are cached on disk; loading them into a new process (``planning.warmup``, 0.3-1 s) happens
+before the timings, as a task worker does once at start, and is printed on its own line with
+the overall ratio it would give if counted.
 """
 
 from __future__ import annotations
