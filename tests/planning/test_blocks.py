@@ -175,3 +175,25 @@ def test_compact_refuses_negative_values():
     m = sp.csr_matrix(np.array([[1.0, -2.0]]))
     with pytest.raises(ValueError, match="non-negative"):
         BlockRows.from_matrix(m).compact()
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_compact_blocks_built_from_columns_equal_compacted_blocks(threads, monkeypatch):
+    """Quantised while the columns are swept (no float32 copy): the same blocks as building
+    float32 blocks and compacting them, duplicates and unsorted rows included."""
+    rng = np.random.default_rng(20 + threads)
+    m = run_matrix(rng, 260, 330).tocsc()
+    dup = sp.csc_matrix(
+        (np.array([1.0, 2.0, 3.0, 4.0, 5.0]), np.array([2, 0, 2, 1, 0]), np.array([0, 3, 5])),
+        shape=(3, 2),
+    )
+    monkeypatch.setattr(blocks, "_threads", lambda: threads)
+    for matrix in (m, dup):
+        direct = BlockRows.from_matrix(matrix, compact=True)
+        via = BlockRows.from_matrix(matrix.tocsr()).compact()
+        np.testing.assert_array_equal(direct.block_ptr, via.block_ptr)
+        np.testing.assert_array_equal(direct.first_col, via.first_col)
+        np.testing.assert_array_equal(direct.values, via.values)
+        np.testing.assert_array_equal(direct.scale, via.scale)
+    with pytest.raises(ValueError, match="non-negative"):
+        BlockRows.from_matrix(sp.csc_matrix(np.array([[1.0, -2.0]])), compact=True)

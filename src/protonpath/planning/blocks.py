@@ -164,6 +164,54 @@ def _csc_fill_blocks(indptr, indices, data, block_ptr, n_rows, width, n_threads)
 
 
 @numba.njit(cache=True)
+def _flush(stage, at, k, q, scale, width):
+    """Quantise the staged values ``stage[at:at + width]`` into block ``k`` and clear them."""
+    top = np.float32(0.0)
+    for j in range(width):
+        top = max(top, abs(stage[at + j]))
+    if top > 0:
+        step = top / np.float32(65535.0)
+        scale[k] = step
+        for j in range(width):
+            q[k * width + j] = np.uint16(min(max(round(stage[at + j] / step), 0), 65535))
+            stage[at + j] = 0.0
+
+
+@numba.njit(cache=True, parallel=True)
+def _csc_fill_blocks_q16(indptr, indices, data, block_ptr, n_rows, width, n_threads):
+    """:func:`_csc_fill_blocks` writing compact blocks: a row's block is complete when the
+    sweep reaches a column past it, so each row stages one block of float32 values only."""
+    n_cols = indptr.shape[0] - 1
+    n_blocks = block_ptr[n_rows]
+    first_col = np.zeros(n_blocks, dtype=np.uint32)
+    q = np.zeros(n_blocks * width, dtype=np.uint16)
+    scale = np.zeros(n_blocks, dtype=np.float32)
+    for t in numba.prange(n_threads):
+        lo = n_rows * t // n_threads
+        hi = n_rows * (t + 1) // n_threads
+        current = np.full(hi - lo, -(1 << 40), dtype=np.int64)
+        slot = block_ptr[lo:hi] - 1
+        stage = np.zeros((hi - lo) * width, dtype=np.float32)
+        for c in range(n_cols):
+            for p in range(indptr[c], indptr[c + 1]):
+                r = np.int64(indices[p])
+                if r < lo or r >= hi:
+                    continue
+                i = r - lo
+                if c >= current[i] + width:
+                    if slot[i] >= block_ptr[r]:
+                        _flush(stage, i * width, slot[i], q, scale, width)
+                    current[i] = c
+                    slot[i] += 1
+                    first_col[slot[i]] = c
+                stage[i * width + c - current[i]] += data[p]
+        for i in range(hi - lo):
+            if slot[i] >= block_ptr[lo + i]:
+                _flush(stage, i * width, slot[i], q, scale, width)
+    return first_col, q, scale
+
+
+@numba.njit(cache=True)
 def _split(block_ptr, rows, parts):
     """Boundaries in ``rows`` giving each of ``parts`` threads about the same number of
     blocks (voxel rows of a target hold many more spots than rows at the edge of a field)."""
@@ -214,10 +262,26 @@ class BlockRows:
     scale: np.ndarray | None = None
 
     @classmethod
-    def from_matrix(cls, matrix) -> BlockRows:
-        """Build from any SciPy sparse matrix (or array)."""
+    def from_matrix(cls, matrix, compact: bool = False) -> BlockRows:
+        """Build from any SciPy sparse matrix (or array); with ``compact``, in the compact
+        storage of :meth:`compact` (from a CSC matrix without a float32 copy on the way)."""
         if matrix.shape[1] >= np.iinfo(np.uint32).max - WIDTH:
             raise ValueError("too many columns for 32-bit block columns")
+        if compact and sp.issparse(matrix) and matrix.format == "csc":
+            if matrix.nnz and float(matrix.data.min()) < 0.0:
+                raise ValueError("compact storage holds non-negative values only (doses)")
+            n_rows = int(matrix.shape[0])
+            threads = max(1, min(_threads(), n_rows))
+            counts = _csc_count_blocks(matrix.indptr, matrix.indices, n_rows, WIDTH, threads)
+            block_ptr = np.cumsum(counts)
+            first_col, values, scale = _csc_fill_blocks_q16(
+                matrix.indptr, matrix.indices, matrix.data, block_ptr, n_rows, WIDTH, threads
+            )
+            nnz = int(np.count_nonzero(values))
+            shape = tuple(matrix.shape)
+            return cls(block_ptr.astype(np.uint64), first_col, values, shape, nnz, scale)
+        if compact:
+            return cls.from_matrix(matrix).compact()
         if sp.issparse(matrix) and matrix.format == "csc":
             # the dose engine's layout: blocks straight from the columns, in parallel, without
             # a transposed copy (which would hold every entry a second time at the peak)

@@ -220,9 +220,9 @@ def optimise_weights(
         ref = targets[0] if targets else objectives[0]
         initial = initial_weights(dose_matrix, rows[ref.structure], ref.dose_gy or 1.0)
     # the matrix in the products' layout, built once; the problem computes the watched rows
-    full = BlockRows.from_matrix(dose_matrix.matrix)
-    if compact and (full.n_blocks == 0 or float(full.values.min()) >= 0.0):
-        full = full.compact()
+    stored = dose_matrix.matrix
+    compact = compact and (stored.nnz == 0 or float(stored.data.min()) >= 0.0)
+    full = BlockRows.from_matrix(stored, compact=compact)
     w = np.asarray(initial, dtype=np.float64)
     every_row = _Problem(full, objectives, rows)  # for the start
     start_value, _ = every_row(w)
