@@ -197,3 +197,17 @@ def test_compact_blocks_built_from_columns_equal_compacted_blocks(threads, monke
         np.testing.assert_array_equal(direct.scale, via.scale)
     with pytest.raises(ValueError, match="non-negative"):
         BlockRows.from_matrix(sp.csc_matrix(np.array([[1.0, -2.0]])), compact=True)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_csc_matvec_matches_scipy_without_a_float64_copy(threads, monkeypatch):
+    from protonpath.planning import dose
+
+    rng = np.random.default_rng(30 + threads)
+    m = run_matrix(rng, 200, 150).tocsc().astype(np.float32)
+    x = rng.random(150)
+    x[::4] = 0.0  # unused spots are skipped
+    monkeypatch.setattr(dose.numba, "get_num_threads", lambda: threads)
+    np.testing.assert_allclose(dose.csc_matvec(m, x), m.astype(np.float64) @ x, rtol=1e-6)
+    with pytest.raises(ValueError, match="expected a vector of 150"):
+        dose.csc_matvec(m, x[:-1])

@@ -417,7 +417,32 @@ def csc_rmatvec(matrix: sp.csc_matrix, y: np.ndarray) -> np.ndarray:
     )
 
 
+@numba.njit(cache=True, parallel=True)
+def _csc_matvec(indptr, indices, data, x, n_rows, n_threads):
+    n_cols = indptr.shape[0] - 1
+    partial = np.zeros((n_threads, n_rows))
+    for t in numba.prange(n_threads):
+        acc = partial[t]
+        for c in range(n_cols * t // n_threads, n_cols * (t + 1) // n_threads):
+            xc = x[c]
+            if xc == 0.0:
+                continue
+            for q in range(indptr[c], indptr[c + 1]):
+                acc[indices[q]] += data[q] * xc
+    out = partial[0].copy()
+    for t in range(1, n_threads):
+        out += partial[t]
+    return out
+
+
 def csc_matvec(matrix: sp.csc_matrix, x: np.ndarray) -> np.ndarray:
-    """``matrix @ x`` (float64) for a CSC matrix (SciPy; for repeated products build a
+    """``matrix @ x`` (float64) for a CSC matrix, in parallel over columns and without the
+    float64 copy of a float32 matrix that SciPy's product makes (for repeated products build a
     :class:`protonpath.planning.blocks.BlockRows` once)."""
-    return np.asarray(matrix @ np.asarray(x, dtype=np.float64), dtype=np.float64)
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    if not (sp.issparse(matrix) and matrix.format == "csc"):
+        return np.asarray(matrix @ x, dtype=np.float64)
+    if x.shape != (matrix.shape[1],):
+        raise ValueError(f"expected a vector of {matrix.shape[1]} values, got {x.shape}")
+    threads = max(1, min(numba.get_num_threads(), matrix.shape[1]))
+    return _csc_matvec(matrix.indptr, matrix.indices, matrix.data, x, int(matrix.shape[0]), threads)
