@@ -108,12 +108,8 @@ def round_storescp(study: Path, count: int, work: Path) -> tuple[float, float]:
     out.mkdir()
     port = free_port()
     cpu_before = children_cpu_s()
-    server = subprocess.Popen(
-        ["storescp", "-aet", "STORESCP", "-od", str(out), str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=DCMTK_ENV,
-    )
+    server = subprocess.Popen(["storescp", "-aet", "STORESCP", "-od", str(out), str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=DCMTK_ENV)
     try:
         wait_for_port(port)
         seconds = send(study, port, "STORESCP")
@@ -170,20 +166,13 @@ def main(argv: list[str] | None = None) -> int:
         reference = statistics.median(rate for rate, _ in dcmtk)
         result = statistics.median(rate for rate, _ in ours)
     n = args.instances
-    for label, rounds, rate in (
-        ("storescp (dcmtk):   ", dcmtk, reference),
-        ("protonpath listener:", ours, result),
-    ):
+    for label, rounds, rate in (("storescp (dcmtk):   ", dcmtk, reference), ("protonpath listener:", ours, result)):
         rates = ", ".join(f"{r:.0f}" for r, _ in rounds)
         cpu_ms = statistics.median(cpu for _, cpu in rounds) / n * 1000
-        print(
-            f"{label} {rate:8.1f} instances/s  (rounds: {rates}; CPU with storescu: {cpu_ms:.1f} ms/instance)"
-        )
+        print(f"{label} {rate:8.1f} instances/s  (rounds: {rates}; CPU with storescu: {cpu_ms:.1f} ms/instance)")
     print(f"machine load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     ratio = result / reference
-    print(
-        f"ratio protonpath/storescp: {ratio:.2f} (aim >= 0.5: {'met' if ratio >= 0.5 else 'NOT met'})"
-    )
+    print(f"ratio protonpath/storescp: {ratio:.2f} (aim >= 0.5: {'met' if ratio >= 0.5 else 'NOT met'})")
     return 0
 
 
