@@ -26,7 +26,9 @@ def test_let_of_a_pencil_beam_rises_towards_the_end_of_range(machine):
         let = table[e]
         r80 = machine.range_r80_mm[e]
         # entrance: the stopping power of the nominal energy
-        assert let[0] == pytest.approx(pstar.stopping_power_mev_per_mm(machine.energies_mev[e]), rel=0.02)
+        assert let[0] == pytest.approx(
+            pstar.stopping_power_mev_per_mm(machine.energies_mev[e]), rel=0.02
+        )
         plateau = depths < 0.7 * r80
         assert np.all(np.diff(let[plateau]) > 0)
         at_peak = np.interp(machine.peak_depth_mm[e], depths, let)
@@ -86,6 +88,9 @@ def test_plan_let_and_rbe_weighted_dose(cube_plan_case, machine):
     mcn = ev["rbe_dose_gy"]["mcnamara"]
     rect = next(s for s in result.structures if s.name == "Rectum").mask & (phys > 0.05)
     assert np.mean(mcn[rect] / phys[rect]) > 1.1
-    assert ev["statistics"]["mcnamara"]["Rectum"]["mean"] > ev["statistics"]["constant"]["Rectum"]["mean"]
+    assert (
+        ev["statistics"]["mcnamara"]["Rectum"]["mean"]
+        > ev["statistics"]["constant"]["Rectum"]["mean"]
+    )
     # LET of a voxel lies within its spots' LET values
     assert np.all(let[phys > 0] > 0.3) and np.all(let < 20)

@@ -16,7 +16,7 @@ from protonpath.planning.dicom_export import StudyContext, rt_dose_dataset, rt_i
 from protonpath.planning.pipeline import PlanSettings, default_objectives, plan_pbs
 from protonpath.planning.raytrace import Beam
 from protonpath.planning.spots import spots_from_arrays
-from protonpath.planning.structures import EXTERNAL, OAR, TARGET, Structure, resolve_overlaps
+from protonpath.planning.structures import EXTERNAL, TARGET, Structure, resolve_overlaps
 
 from .conftest import WATER_CALIBRATION, water_box
 
@@ -107,7 +107,9 @@ def p1_plan(cube_plan_case, machine):
         ct, structures, beams, machine, WATER_CALIBRATION, objectives,
         target="PTV", prescription_gy=RX, settings=SETTINGS,
     )  # fmt: skip
-    rows = {k: result.dose_matrix.rows_of(v) for k, v in resolve_overlaps(result.structures).items()}
+    rows = {
+        k: result.dose_matrix.rows_of(v) for k, v in resolve_overlaps(result.structures).items()
+    }
     return result, objectives, rows
 
 
@@ -166,11 +168,13 @@ def test_delivery_time_adds_up_its_components():
     assert f0.layer_switching_s == pytest.approx(data.layer_switch_down_s)
     move = 10.0 / data.scanning_speed_x_mm_per_ms + data.spot_settling_ms
     assert f0.scanning_s == pytest.approx(4 * move / 1000)
-    assert t.total_s == pytest.approx(t.fields[0].total_s + t.fields[1].total_s + data.field_setup_s)
-    # upward switches are slower
-    assert delivery_time.layer_switch_time_s([e_lo, e_hi], data) > delivery_time.layer_switch_time_s(
-        [e_hi, e_lo], data
+    assert t.total_s == pytest.approx(
+        t.fields[0].total_s + t.fields[1].total_s + data.field_setup_s
     )
+    # upward switches are slower
+    assert delivery_time.layer_switch_time_s(
+        [e_lo, e_hi], data
+    ) > delivery_time.layer_switch_time_s([e_hi, e_lo], data)
     # zero-weight spots are not delivered
     w2 = weights.copy()
     w2[3:6] = 0

@@ -337,7 +337,9 @@ def plan_command(
         **delivery_report,
     }
     if deliverable:
-        summary["rbe_model"] = "constant 1.1 (prescription); McNamara 2015, Wedenberg 2013 (evaluation)"
+        summary["rbe_model"] = (
+            "constant 1.1 (prescription); McNamara 2015, Wedenberg 2013 (evaluation)"
+        )
         summary["range_shifter"] = (
             None
             if shifter is None

@@ -74,7 +74,9 @@ def _matrix(dose_matrix) -> sp.csc_matrix:
 def plan_objective(matrix, objectives, rows, weights) -> float:
     """Sum of the objectives for ``weights`` on the whole matrix."""
     dose = _matrix(matrix) @ np.asarray(weights, dtype=float)
-    return float(sum(objective_value_and_gradient(o, dose[rows[o.structure]])[0] for o in objectives))
+    return float(
+        sum(objective_value_and_gradient(o, dose[rows[o.structure]])[0] for o in objectives)
+    )
 
 
 def reoptimise_bounded(

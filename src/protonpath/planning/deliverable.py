@@ -175,8 +175,7 @@ def evaluate_let_rbe(
     spr = hu_to_spr(ct.hu, calibration)
     points = dm.grid.points_mm(dm.voxel_indices)
     weds = [
-        water_equivalent_depth(spr, ct.grid, b, machine.sad_mm, points).wed_mm
-        for b in result.beams
+        water_equivalent_depth(spr, ct.grid, b, machine.sad_mm, points).wed_mm for b in result.beams
     ]
     lmat = let_rbe.let_matrix(dm, result.spots, machine, weds)
     let_rows = let_rbe.dose_averaged_let(dm, lmat, result.weights)

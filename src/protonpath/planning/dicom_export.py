@@ -380,9 +380,7 @@ def _add_range_shifter(ib: Dataset, shifter) -> None:
             st.ReferencedRangeShifterNumber = 1
             st.RangeShifterSetting = "IN"
             st.IsocenterToRangeShifterDistance = float(shifter.isocentre_to_range_shifter_mm)
-            st.RangeShifterWaterEquivalentThickness = float(
-                shifter.water_equivalent_thickness_mm
-            )
+            st.RangeShifterWaterEquivalentThickness = float(shifter.water_equivalent_thickness_mm)
             cp.RangeShifterSettingsSequence = Sequence([st])
 
 
