@@ -181,8 +181,9 @@ def matched_machine(bdl: dict):
 
 def make_case(name: str):
     sys.path.insert(0, str(ROOT))
-    from protonpath.planning.structures import EXTERNAL, TARGET, Structure
     from tests.planning.conftest import water_box
+
+    from protonpath.planning.structures import EXTERNAL, TARGET, Structure
 
     if name in ("box", "hetero"):
         ct, body = water_box(half_width_mm=45.0, depth_mm=180.0, spacing_mm=(3.0, 3.0, 3.0))
@@ -203,7 +204,9 @@ def make_case(name: str):
         tg = matrad_io.load_tg119()
         step = 2
         grid = Grid(
-            tg.ct.hu[::step, ::step, ::step].shape, tg.ct.grid.origin_mm, tg.ct.grid.spacing_mm * step
+            tg.ct.hu[::step, ::step, ::step].shape,
+            tg.ct.grid.origin_mm,
+            tg.ct.grid.spacing_mm * step,
         )
         ct = CT(np.ascontiguousarray(tg.ct.hu[::step, ::step, ::step]), grid)
         structures = [
