@@ -265,7 +265,6 @@ def main(argv=None):
     print(header)
     for name in args.cases.split(","):
         ct, structures, target, iso = make_case(name)
-        spacing = float(ct.grid.spacing_mm[0])
         beams = [Beam(0.0, 0.0, iso)]
         t = time.perf_counter()
         result = plan_pbs(
@@ -278,7 +277,7 @@ def main(argv=None):
             target=target,
             prescription_gy=2.0,
             settings=PlanSettings(
-                dose_grid_mm=spacing, spot_spacing_mm=5.0, layer_spacing_mm=4.0, max_iterations=100
+                dose_grid_mm=tuple(float(v) for v in ct.grid.spacing_mm), spot_spacing_mm=5.0, layer_spacing_mm=4.0, max_iterations=100
             ),
         )
         ours_s = time.perf_counter() - t
@@ -303,8 +302,9 @@ def main(argv=None):
         builds = run_mc(py, case_npz, out, args.primaries)
         mc = np.load(out)
         mc_dose = np.transpose(mc["dose_xyz"], (2, 1, 0))
-        ours = np.zeros(ct.grid.shape)
-        ours[...] = result.dose_gy if result.dose_gy.shape == ct.grid.shape else 0.0
+        ours = result.dose_gy
+        if ours.shape != ct.grid.shape:
+            raise RuntimeError("the dose grid must be the CT grid")
         sp3 = ct.grid.spacing_mm
         g3 = gamma_pass_rate(gamma_index(mc_dose, ours, sp3, 3.0, 3.0, 10.0))
         g2 = gamma_pass_rate(gamma_index(mc_dose, ours, sp3, 2.0, 2.0, 10.0))
