@@ -303,3 +303,29 @@ def test_rt_dose_can_be_labelled_gy_rbe():
     assert ds.DoseType == "EFFECTIVE" and "Gy(RBE)" in ds.DoseComment
     with pytest.raises(ValueError):
         rt_dose_dataset(np.ones((2, 2, 2)), grid, StudyContext(), dose_type="RBE")
+
+
+def test_halo_dose_matrix_lowers_a_small_field_and_spreads_low_dose(p1_plan, cube_plan_case):
+    from protonpath.planning.ct import hu_to_spr
+
+    result, _, _ = p1_plan
+    ct, _ = cube_plan_case
+    dm = result.dose_matrix
+    interest = np.zeros(dm.grid.shape, dtype=bool).ravel()
+    interest[dm.voxel_indices] = True
+    spr = hu_to_spr(ct.hu, WATER_CALIBRATION)
+    machine = proteus_one.build_proteus_one_machine()
+    halo = proteus_one.halo_dose_matrix(
+        spr, ct.grid, dm.grid, interest.reshape(dm.grid.shape), result.beams, result.spots,
+        machine, dm, weight=0.1, sigma_factor=3.0,
+    )  # fmt: skip
+    core_dose = dm.dose_cube(result.weights)
+    halo_dose = halo.dose_cube(result.weights)
+    target = next(s for s in result.structures if s.name == "PTV").mask
+    # same protons: the halo moves dose from the field into the low-dose surroundings
+    ratio = halo_dose[target].mean() / core_dose[target].mean()
+    assert 0.9 < ratio < 0.99
+    x, y, z = dm.grid.axes_mm()
+    zz, yy, xx = np.meshgrid(z, y, x, indexing="ij")
+    outside = (np.abs(xx) > 34) & (np.abs(xx) < 46) & (np.abs(zz) < 10) & (yy > 60) & (yy < 100)
+    assert halo_dose[outside].mean() > 3 * core_dose[outside].mean()

@@ -347,3 +347,49 @@ def field_size_factor(
     return field_dose_centre(field_side_mm, sigma_core_mm, **kw) / field_dose_centre(
         reference_side_mm, sigma_core_mm, **kw
     )
+
+
+def wide_machine(machine: Machine, sigma_factor: float) -> Machine:
+    """The machine with every lateral width (in air and in water) times ``sigma_factor``: the
+    halo Gaussian of the double-Gaussian model, computed by the same dose engine."""
+    return dataclasses.replace(
+        machine,
+        focus_sigma_mm=machine.focus_sigma_mm * sigma_factor,
+        sigma_mcs_mm=[s * sigma_factor for s in machine.sigma_mcs_mm],
+    )
+
+
+def halo_dose_matrix(
+    spr,
+    ct_grid,
+    dose_grid,
+    voxel_mask,
+    beams,
+    spots,
+    machine: Machine,
+    core=None,
+    *,
+    weight: float | None = None,
+    sigma_factor: float | None = None,
+    data: ProteusOneData | None = None,
+):
+    """Dose-influence matrix with the double-Gaussian lateral model (selectable: the single
+    Gaussian matrix is the engine's default).
+
+    ``D = (1 - w) D_core + w D_wide`` with ``D_wide`` from :func:`wide_machine`; ``w`` defaults
+    to the data's halo weight at half the range (the weight is taken constant along depth here).
+    ``core`` is the single-Gaussian matrix when already computed.
+    """
+    from protonpath.planning.dose import DoseMatrix, compute_dose_matrix
+
+    data = data or load_proteus_one()
+    k = data.halo_sigma_factor if sigma_factor is None else sigma_factor
+    w = float(halo_weight(0.5, 1.0, data)) if weight is None else float(weight)
+    if core is None:
+        core = compute_dose_matrix(spr, ct_grid, dose_grid, voxel_mask, beams, spots, machine)
+    wide = compute_dose_matrix(
+        spr, ct_grid, dose_grid, voxel_mask, beams, spots, wide_machine(machine, k)
+    )
+    if not np.array_equal(core.voxel_indices, wide.voxel_indices):
+        raise ValueError("core and halo matrices cover different voxels")
+    return DoseMatrix((1 - w) * core.matrix + w * wide.matrix, core.voxel_indices, core.grid)
