@@ -134,3 +134,80 @@ def test_csc_input_with_unsorted_rows_and_duplicates():
     x = np.array([10.0, 100.0])
     np.testing.assert_allclose(b.matvec(x), [2.0 * 10 + 5.0 * 100, 4.0 * 100, 4.0 * 10])
     np.testing.assert_allclose(b.rmatvec(np.ones(3)), [6.0, 9.0])
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_blocks_built_from_columns_equal_those_built_from_rows(threads, monkeypatch):
+    """The CSC path (no transposed copy) makes exactly the blocks of the CSR path."""
+    rng = np.random.default_rng(10 + threads)
+    m = run_matrix(rng, 240, 310).tocsc()
+    monkeypatch.setattr(blocks, "_threads", lambda: threads)
+    from_columns = BlockRows.from_matrix(m)
+    from_rows = BlockRows.from_matrix(m.tocsr())
+    np.testing.assert_array_equal(from_columns.block_ptr, from_rows.block_ptr)
+    np.testing.assert_array_equal(from_columns.first_col, from_rows.first_col)
+    np.testing.assert_allclose(from_columns.values, from_rows.values, rtol=1e-7)
+    assert from_columns.nnz == from_rows.nnz == m.nnz
+
+
+@pytest.mark.parametrize("n_rows,n_cols", [(1, 1), (40, 8), (500, 1237)])
+def test_compact_products_match_within_their_quantisation(n_rows, n_cols):
+    """16-bit values scaled per block: each product within 1e-5 of the block's largest value
+    (times the vector), on every row and on a subset."""
+    rng = np.random.default_rng(n_rows)
+    m = run_matrix(rng, n_rows, n_cols)
+    m.data *= 10.0 ** rng.uniform(-6, 0, m.nnz)  # doses span orders of magnitude
+    exact = BlockRows.from_matrix(m)
+    small = exact.compact()
+    assert small.values.dtype == np.uint16 and small.scale.shape == (exact.n_blocks,)
+    assert small.compact() is small and small.nnz == exact.nnz
+    x = rng.random(n_cols)
+    y = rng.random(n_rows)
+    bound = 1e-5 * np.abs(m).max(axis=1).toarray().ravel() * x.sum()
+    assert np.all(np.abs(small.matvec(x) - m @ x) <= bound + 1e-15)
+    rows = np.arange(0, n_rows, 3, dtype=np.uint64)
+    assert np.all(np.abs(small.matvec(x, rows) - (m @ x)[rows.astype(int)]) <= bound[::3] + 1e-15)
+    top = np.abs(m).max() * y.sum()
+    np.testing.assert_allclose(small.rmatvec(y), m.T @ y, rtol=0, atol=1e-5 * top + 1e-15)
+
+
+def test_compact_refuses_negative_values():
+    m = sp.csr_matrix(np.array([[1.0, -2.0]]))
+    with pytest.raises(ValueError, match="non-negative"):
+        BlockRows.from_matrix(m).compact()
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_compact_blocks_built_from_columns_equal_compacted_blocks(threads, monkeypatch):
+    """Quantised while the columns are swept (no float32 copy): the same blocks as building
+    float32 blocks and compacting them, duplicates and unsorted rows included."""
+    rng = np.random.default_rng(20 + threads)
+    m = run_matrix(rng, 260, 330).tocsc()
+    dup = sp.csc_matrix(
+        (np.array([1.0, 2.0, 3.0, 4.0, 5.0]), np.array([2, 0, 2, 1, 0]), np.array([0, 3, 5])),
+        shape=(3, 2),
+    )
+    monkeypatch.setattr(blocks, "_threads", lambda: threads)
+    for matrix in (m, dup):
+        direct = BlockRows.from_matrix(matrix, compact=True)
+        via = BlockRows.from_matrix(matrix.tocsr()).compact()
+        np.testing.assert_array_equal(direct.block_ptr, via.block_ptr)
+        np.testing.assert_array_equal(direct.first_col, via.first_col)
+        np.testing.assert_array_equal(direct.values, via.values)
+        np.testing.assert_array_equal(direct.scale, via.scale)
+    with pytest.raises(ValueError, match="non-negative"):
+        BlockRows.from_matrix(sp.csc_matrix(np.array([[1.0, -2.0]])), compact=True)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_csc_matvec_matches_scipy_without_a_float64_copy(threads, monkeypatch):
+    from protonpath.planning import dose
+
+    rng = np.random.default_rng(30 + threads)
+    m = run_matrix(rng, 200, 150).tocsc().astype(np.float32)
+    x = rng.random(150)
+    x[::4] = 0.0  # unused spots are skipped
+    monkeypatch.setattr(dose.numba, "get_num_threads", lambda: threads)
+    np.testing.assert_allclose(dose.csc_matvec(m, x), m.astype(np.float64) @ x, rtol=1e-6)
+    with pytest.raises(ValueError, match="expected a vector of 150"):
+        dose.csc_matvec(m, x[:-1])

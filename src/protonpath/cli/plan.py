@@ -15,6 +15,13 @@ also evaluated in every scenario (worst-case goals printed, DVH bands in ``dvh_b
 ``composite_worst_case``) optimises the target objective robustly, ``--oar-robust`` the organs',
 and the settings and scenarios go into the RT Ion Plan's private block (see
 :mod:`protonpath.planning.robust_export`).
+
+``--deliverable`` makes a Proteus One plan (:mod:`protonpath.planning.deliverable`): the
+prescription is in Gy(RBE) with the constant RBE 1.1, a range shifter is inserted for shallow
+targets, every spot is 0 or within the MU limits, ``--reduce-layers`` prunes light energy layers;
+it also writes ``RTDOSE_RBE.dcm`` (dose type EFFECTIVE, Gy(RBE)) and adds to the summary the
+minimum-MU report, LET_d and the McNamara/Wedenberg RBE-weighted statistics.  The summary always
+holds the delivery-time estimate per field and per fraction.
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ def _load_images(source: Path):
     return images.ct, images.structures, images.context
 
 
-def _dvh_png(dvhs, path: Path, prescription_gy: float) -> None:
+def _dvh_png(dvhs, path: Path, prescription_gy: float, unit: str = "Gy") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -60,7 +67,7 @@ def _dvh_png(dvhs, path: Path, prescription_gy: float) -> None:
     for dvh in dvhs:
         ax.plot(dvh.dose_gy, 100 * dvh.volume_fraction, label=dvh.name)
     ax.axvline(prescription_gy, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("Dose (Gy)")
+    ax.set_xlabel(f"Dose ({unit})")
     ax.set_ylabel("Volume (%)")
     ax.set_ylim(0, 102)
     ax.set_xlim(0, None)
@@ -142,6 +149,23 @@ def plan_command(
     robust_iterations: Annotated[
         int, typer.Option("--robust-iterations", help="Robust optimiser iterations.")
     ] = 200,
+    deliverable: Annotated[
+        bool,
+        typer.Option(
+            "--deliverable/--no-deliverable",
+            help="Proteus One plan: PSTAR machine (unless --machine), range shifter for shallow "
+            "targets, minimum MU per spot, delivery time, LET and RBE (doses in Gy(RBE), "
+            "constant RBE 1.1).",
+        ),
+    ] = False,
+    reduce_layers: Annotated[
+        float,
+        typer.Option(
+            "--reduce-layers",
+            help="With --deliverable: prune energy layers lighter than this fraction of their "
+            "field's mean layer weight (0: keep all).",
+        ),
+    ] = 0.0,
 ) -> None:
     """Plan a proton PBS treatment and write RT Ion Plan, RT Dose, a DVH plot and a summary."""
     # OpenMP threads that sleep as soon as a parallel loop ends (read when OpenMP loads):
@@ -196,20 +220,32 @@ def plan_command(
         if name not in names:
             raise typer.BadParameter(f"no structure {name!r}; structures: {', '.join(names)}")
 
-    machine = (
-        resources.load_machine_json(machine_file.read_text())
-        if machine_file
-        else resources.load_default_machine()
-    )
+    if machine_file:
+        machine = resources.load_machine_json(machine_file.read_text())
+    elif deliverable:
+        from protonpath.planning.proteus_one import build_proteus_one_machine
+
+        machine = build_proteus_one_machine()
+    else:
+        machine = resources.load_default_machine()
     calibration = (
         resources.parse_calibration_csv(calibration_file.read_text())
         if calibration_file
         else resources.load_default_calibration()
     )
     per_fraction = dose / fractions
+    if deliverable:
+        # the prescription is in Gy(RBE) with the constant RBE: optimise the physical dose
+        from protonpath.planning.let_rbe import CONSTANT_RBE
+
+        per_fraction = per_fraction / CONSTANT_RBE
     objectives = [Objective(target, SQUARED_DEVIATION, per_fraction, 1000.0)]
     for name, limit in oars.items():
-        limit_fx = (limit / fractions) if limit is not None else 0.5 * per_fraction
+        limit_fx = (
+            (limit / fractions) * (per_fraction * fractions / dose)
+            if limit is not None
+            else 0.5 * per_fraction
+        )
         objectives.append(Objective(name, SQUARED_OVERDOSE, limit_fx, 100.0))
     target_structure = next(s for s in structures if s.name == target)
     if not target_structure.mask.any():
@@ -220,6 +256,13 @@ def plan_command(
         )
     iso = target_centre_mm(target_structure, ct.grid)
     beam_list = [Beam(g, c, iso) for g, c in zip(gantries, couches, strict=True)]
+    shifter = None
+    if deliverable:
+        from protonpath.planning.deliverable import choose_range_shifter
+
+        machine, shifter = choose_range_shifter(
+            ct, calibration, beam_list, machine, target_structure
+        )
     settings = PlanSettings(
         dose_grid_mm=grid,
         spot_spacing_mm=spot_spacing,
@@ -315,6 +358,33 @@ def plan_command(
                 ct, calibration, result, machine, scenario_set, settings.cut_level, per_fraction
             )
 
+    from protonpath.planning import deliverable as deliverable_plan
+    from protonpath.planning.delivery_time import fraction_delivery_time
+
+    delivery_report: dict = {}
+    rbe_factor = 1.0
+    if deliverable:
+        with console.status("minimum MU, layers and delivery time"):
+            made = deliverable_plan.make_deliverable(
+                result,
+                objectives,
+                per_fraction,
+                layer_weight_fraction=reduce_layers or None,
+            )
+        result = made.plan
+        delivery_report = made.summary()
+        with console.status("LET and RBE"):
+            let_rbe_eval = deliverable_plan.evaluate_let_rbe(
+                result, ct, calibration, machine, prescription_gy=per_fraction
+            )
+        rbe_factor = 1.1
+    else:
+        delivery_report = {
+            "delivery_time": fraction_delivery_time(
+                result.spots, result.weights, n_beams=len(beam_list)
+            ).as_dict()
+        }
+
     out.mkdir(parents=True, exist_ok=True)
     total_dose = result.dose_gy * fractions
     sigma = machine.spot_sigma_in_air_mm(
@@ -329,6 +399,7 @@ def plan_command(
         n_fractions=fractions,
         prescription_gy=dose,
         spot_sigma_mm=sigma,
+        range_shifter=shifter,
     )
     robust_record = None
     if evaluation is not None:
@@ -356,15 +427,29 @@ def plan_command(
     dose_ds = dicom_export.rt_dose_dataset(total_dose, result.dose_grid, ctx, plan=plan_ds)
     dicom_io.write_datasets([plan_ds], out, "RTPLAN")
     dicom_io.write_datasets([dose_ds], out, "RTDOSE")
-    course_dvhs = [Dvh(d.name, d.dose_gy * fractions, d.volume_fraction) for d in result.dvhs]
-    _dvh_png(course_dvhs, out / "dvh.png", dose)
+    written = ["RTPLAN.dcm", "RTDOSE.dcm"]
+    if deliverable:
+        rbe_ds = dicom_export.rt_dose_dataset(
+            total_dose * rbe_factor,
+            result.dose_grid,
+            ctx,
+            plan=plan_ds,
+            dose_type="EFFECTIVE",
+            comment="Gy(RBE), constant RBE 1.1",
+        )
+        dicom_io.write_datasets([rbe_ds], out, "RTDOSE_RBE")
+        written.append("RTDOSE_RBE.dcm")
+    course_dvhs = [
+        Dvh(d.name, d.dose_gy * fractions * rbe_factor, d.volume_fraction) for d in result.dvhs
+    ]
+    _dvh_png(course_dvhs, out / "dvh.png", dose, "Gy(RBE)" if deliverable else "Gy")
 
     stats = {}
     for s in result.structures:
         st = dict(result.statistics[s.name])
         for key in ("mean", "min", "max", "D98", "D95", "D50", "D2"):
             if key in st:
-                st[key] = st[key] * fractions
+                st[key] = st[key] * fractions * rbe_factor
         stats[s.name] = st
     summary = {
         "target": target,
@@ -390,7 +475,9 @@ def plan_command(
             "message": result.optimisation.message,
         },
         "timings_s": result.timings_s,
+        "dose_unit": "Gy(RBE)" if deliverable else "Gy",
         "structures": stats,
+        **delivery_report,
     }
     if evaluation is not None:
         from protonpath.cli.robust import dvh_band_png
@@ -415,10 +502,36 @@ def plan_command(
             ]
         summary["robust"] = robust_summary
         dvh_band_png(evaluation, out / "dvh_bands.png", fractions, dose)
+    if deliverable:
+        summary["rbe_model"] = (
+            "constant 1.1 (prescription); McNamara 2015, Wedenberg 2013 (evaluation)"
+        )
+        summary["range_shifter"] = (
+            None
+            if shifter is None
+            else {
+                "id": shifter.id,
+                "water_equivalent_thickness_mm": shifter.water_equivalent_thickness_mm,
+            }
+        )
+        summary["let_d_kev_um"] = let_rbe_eval["let_statistics"]
+        summary["rbe_evaluation_gy_rbe"] = {
+            model: {
+                name: {
+                    k: v * fractions
+                    for k, v in st.items()
+                    if k in ("mean", "D98", "D95", "D50", "D2", "max")
+                }
+                for name, st in by_structure.items()
+            }
+            for model, by_structure in let_rbe_eval["statistics"].items()
+        }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
 
+    unit = summary["dose_unit"]
+    n_delivered = int(np.count_nonzero(result.weights))
     table = Table(
-        title=f"{target}: {dose:g} Gy in {fractions} fraction(s), {len(result.spots)} spots"
+        title=f"{target}: {dose:g} {unit} in {fractions} fraction(s), {n_delivered} spots"
     )
     for col in ("structure", "mean", "D98", "D95", "D2", "max", "V95"):
         table.add_column(col, justify="right" if col != "structure" else "left")
@@ -437,7 +550,6 @@ def plan_command(
             f"no voxel on the {grid:g} mm dose grid (no statistics): {', '.join(empty)}; "
             "a finer --grid may resolve them"
         )
-    written = "RTPLAN.dcm, RTDOSE.dcm, dvh.png, summary.json"
     if evaluation is not None:
         from protonpath.cli.robust import worst_case_table
 
@@ -459,8 +571,29 @@ def plan_command(
                 evaluation, fractions, f"{label}, worst case over {len(scenario_set)} scenarios"
             )
         )
-        written += ", dvh_bands.png, RTDOSE_MIN.dcm, RTDOSE_MAX.dcm"
-    console.print(f"wrote {out}/{written}")
+        written += ["dvh_bands.png", "RTDOSE_MIN.dcm", "RTDOSE_MAX.dcm"]
+    timing = summary["delivery_time"]
+    console.print(
+        f"delivery: {timing['energy_layers']} energy layers, {timing['spots']} spots, "
+        f"{timing['total_s']:.0f} s per fraction (beam on {timing['beam_on_s']:.1f} s)"
+    )
+    if "minimum_mu" in summary:
+        mm = summary["minimum_mu"]
+        console.print(
+            f"minimum MU: {mm['spots_removed']} spots removed, objective "
+            f"{mm['objective_before']:.4g} -> {mm['objective_after']:.4g}"
+        )
+    if "layer_reduction" in summary:
+        lr = summary["layer_reduction"]
+        console.print(
+            f"layers {lr['layers_before']} -> {lr['layers_after']}, "
+            f"{lr['time_saved_s']:.0f} s saved per fraction"
+        )
+    if deliverable and shifter is not None:
+        console.print(
+            f"range shifter {shifter.id} ({shifter.water_equivalent_thickness_mm:g} mm WET)"
+        )
+    console.print(f"wrote {out}/{', '.join(written)}, dvh.png, summary.json")
 
 
 def register(app: typer.Typer) -> None:

@@ -15,6 +15,10 @@ Two details matter for speed in numba:
 * work is split between threads by blocks, not rows.
 
 Values are float32 (the dose model is not more precise than that); sums are float64.
+:meth:`BlockRows.compact` stores them in 16 bits instead, each block as integers times one
+float32 scale (its largest value / 65535): an error below 1e-5 of the block's largest value,
+and a third less memory to read per product (24 instead of 36 bytes per block), which is what
+the products wait for.
 """
 
 from __future__ import annotations
@@ -109,6 +113,104 @@ def _csc_to_csr(indptr, indices, data, n_rows, n_threads):
     return row_ptr, out_indices, out_data
 
 
+@numba.njit(cache=True, parallel=True)
+def _csc_count_blocks(indptr, indices, n_rows, width, n_threads):
+    """Blocks of each row of a CSC matrix (``counts[r + 1]``), straight from its columns.
+
+    Columns are swept in order, each thread keeping the rows of its own range: a row's block
+    starts at the first column not covered by its current block, as in :func:`_count_blocks`
+    on the rows, without building the transposed (CSR) copy of the matrix.
+    """
+    n_cols = indptr.shape[0] - 1
+    counts = np.zeros(n_rows + 1, dtype=np.int64)
+    for t in numba.prange(n_threads):
+        lo = n_rows * t // n_threads
+        hi = n_rows * (t + 1) // n_threads
+        current = np.full(hi - lo, -(1 << 40), dtype=np.int64)
+        for c in range(n_cols):
+            for q in range(indptr[c], indptr[c + 1]):
+                r = np.int64(indices[q])
+                if r < lo or r >= hi:
+                    continue
+                if c >= current[r - lo] + width:
+                    current[r - lo] = c
+                    counts[r + 1] += 1
+    return counts
+
+
+@numba.njit(cache=True, parallel=True)
+def _csc_fill_blocks(indptr, indices, data, block_ptr, n_rows, width, n_threads):
+    n_cols = indptr.shape[0] - 1
+    n_blocks = block_ptr[n_rows]
+    first_col = np.zeros(n_blocks, dtype=np.uint32)
+    values = np.zeros(n_blocks * width, dtype=np.float32)
+    for t in numba.prange(n_threads):
+        lo = n_rows * t // n_threads
+        hi = n_rows * (t + 1) // n_threads
+        current = np.full(hi - lo, -(1 << 40), dtype=np.int64)
+        slot = block_ptr[lo:hi] - 1  # the block each row is filling
+        for c in range(n_cols):
+            for q in range(indptr[c], indptr[c + 1]):
+                r = np.int64(indices[q])
+                if r < lo or r >= hi:
+                    continue
+                i = r - lo
+                if c >= current[i] + width:
+                    current[i] = c
+                    slot[i] += 1
+                    first_col[slot[i]] = c
+                values[slot[i] * width + c - current[i]] += data[q]  # duplicates add up
+    return first_col, values
+
+
+@numba.njit(cache=True)
+def _flush(stage, at, k, q, scale, width):
+    """Quantise the staged values ``stage[at:at + width]`` into block ``k`` and clear them."""
+    top = np.float32(0.0)
+    for j in range(width):
+        top = max(top, abs(stage[at + j]))
+    if top > 0:
+        step = top / np.float32(65535.0)
+        scale[k] = step
+        for j in range(width):
+            q[k * width + j] = np.uint16(min(max(round(stage[at + j] / step), 0), 65535))
+            stage[at + j] = 0.0
+
+
+@numba.njit(cache=True, parallel=True)
+def _csc_fill_blocks_q16(indptr, indices, data, block_ptr, n_rows, width, n_threads):
+    """:func:`_csc_fill_blocks` writing compact blocks: a row's block is complete when the
+    sweep reaches a column past it, so each row stages one block of float32 values only."""
+    n_cols = indptr.shape[0] - 1
+    n_blocks = block_ptr[n_rows]
+    first_col = np.zeros(n_blocks, dtype=np.uint32)
+    q = np.zeros(n_blocks * width, dtype=np.uint16)
+    scale = np.zeros(n_blocks, dtype=np.float32)
+    for t in numba.prange(n_threads):
+        lo = n_rows * t // n_threads
+        hi = n_rows * (t + 1) // n_threads
+        current = np.full(hi - lo, -(1 << 40), dtype=np.int64)
+        slot = block_ptr[lo:hi] - 1
+        stage = np.zeros((hi - lo) * width, dtype=np.float32)
+        for c in range(n_cols):
+            for p in range(indptr[c], indptr[c + 1]):
+                r = np.int64(indices[p])
+                if r < lo or r >= hi:
+                    continue
+                i = r - lo
+                if c >= current[i] + width:
+                    if slot[i] >= block_ptr[r]:
+                        _flush(stage, i * width, slot[i], q, scale, width)
+                    current[i] = c
+                    slot[i] += 1
+                    first_col[slot[i]] = c
+                stage[i * width + c - current[i]] += data[p]
+        for i in range(hi - lo):
+            if slot[i] >= block_ptr[lo + i]:
+                _flush(stage, i * width, slot[i], q, scale, width)
+    return first_col, q, scale
+
+
 @numba.njit(cache=True)
 def _split(block_ptr, rows, parts):
     """Boundaries in ``rows`` giving each of ``parts`` threads about the same number of
@@ -147,6 +249,9 @@ class BlockRows:
         Shape of the matrix.
     nnz : int
         Stored values that are not zero.
+    scale : ndarray of float32, shape (n_blocks,), or None
+        For compact storage (:meth:`compact`): ``values`` are uint16 and block ``k``'s values
+        are ``values[k * WIDTH + j] * scale[k]``.
     """
 
     block_ptr: np.ndarray
@@ -154,17 +259,38 @@ class BlockRows:
     values: np.ndarray
     shape: tuple
     nnz: int
+    scale: np.ndarray | None = None
 
     @classmethod
-    def from_matrix(cls, matrix) -> BlockRows:
-        """Build from any SciPy sparse matrix (or array)."""
+    def from_matrix(cls, matrix, compact: bool = False) -> BlockRows:
+        """Build from any SciPy sparse matrix (or array); with ``compact``, in the compact
+        storage of :meth:`compact` (from a CSC matrix without a float32 copy on the way)."""
         if matrix.shape[1] >= np.iinfo(np.uint32).max - WIDTH:
             raise ValueError("too many columns for 32-bit block columns")
+        if compact and sp.issparse(matrix) and matrix.format == "csc":
+            if matrix.nnz and float(matrix.data.min()) < 0.0:
+                raise ValueError("compact storage holds non-negative values only (doses)")
+            n_rows = int(matrix.shape[0])
+            threads = max(1, min(_threads(), n_rows))
+            counts = _csc_count_blocks(matrix.indptr, matrix.indices, n_rows, WIDTH, threads)
+            block_ptr = np.cumsum(counts)
+            first_col, values, scale = _csc_fill_blocks_q16(
+                matrix.indptr, matrix.indices, matrix.data, block_ptr, n_rows, WIDTH, threads
+            )
+            nnz = int(np.count_nonzero(values))
+            shape = tuple(matrix.shape)
+            return cls(block_ptr.astype(np.uint64), first_col, values, shape, nnz, scale)
+        if compact:
+            return cls.from_matrix(matrix).compact()
         if sp.issparse(matrix) and matrix.format == "csc":
-            # the dose engine's layout, transposed in parallel (SciPy's conversion is serial);
-            # rows receive their columns in order, duplicates next to each other
-            indptr, indices, data = _csc_to_csr(
-                matrix.indptr, matrix.indices, matrix.data, matrix.shape[0], _threads()
+            # the dose engine's layout: blocks straight from the columns, in parallel, without
+            # a transposed copy (which would hold every entry a second time at the peak)
+            n_rows = int(matrix.shape[0])
+            threads = max(1, min(_threads(), n_rows))
+            counts = _csc_count_blocks(matrix.indptr, matrix.indices, n_rows, WIDTH, threads)
+            block_ptr = np.cumsum(counts)
+            first_col, values = _csc_fill_blocks(
+                matrix.indptr, matrix.indices, matrix.data, block_ptr, n_rows, WIDTH, threads
             )
         else:
             csr = sp.csr_matrix(matrix)
@@ -172,10 +298,19 @@ class BlockRows:
                 csr = csr.copy()
                 csr.sort_indices()
             indptr, indices, data = csr.indptr, csr.indices, csr.data
-        block_ptr = np.cumsum(_count_blocks(indptr, indices, WIDTH))
-        first_col, values = _fill_blocks(indptr, indices, data, block_ptr, WIDTH)
+            block_ptr = np.cumsum(_count_blocks(indptr, indices, WIDTH))
+            first_col, values = _fill_blocks(indptr, indices, data, block_ptr, WIDTH)
         nnz = int(np.count_nonzero(values))
         return cls(block_ptr.astype(np.uint64), first_col, values, tuple(matrix.shape), nnz)
+
+    def compact(self) -> BlockRows:
+        """The same matrix with 16-bit values scaled per block (see the module docstring)."""
+        if self.scale is not None:
+            return self
+        if len(self.values) and float(self.values.min()) < 0.0:
+            raise ValueError("compact storage holds non-negative values only (doses)")
+        values, scale = _quantise(self.values, WIDTH)
+        return BlockRows(self.block_ptr, self.first_col, values, self.shape, self.nnz, scale)
 
     @property
     def n_blocks(self) -> int:
@@ -194,6 +329,10 @@ class BlockRows:
         padded = np.zeros(self.shape[1] + WIDTH)
         padded[: self.shape[1]] = x
         rows, bounds = self._rows_and_bounds(rows)
+        if self.scale is not None:
+            return _block_matvec_q16(
+                self.block_ptr, self.first_col, self.values, self.scale, padded, rows, bounds
+            )
         return _block_matvec(self.block_ptr, self.first_col, self.values, padded, rows, bounds)
 
     def _rows_and_bounds(self, rows):
@@ -214,9 +353,15 @@ class BlockRows:
         if y.shape != (expected,):
             raise ValueError(f"expected a vector of {expected} values, got {y.shape}")
         rows, bounds = self._rows_and_bounds(rows)
-        out = _block_rmatvec(
-            self.block_ptr, self.first_col, self.values, y, rows, bounds, self.shape[1] + WIDTH
-        )
+        n_out = self.shape[1] + WIDTH
+        if self.scale is not None:
+            out = _block_rmatvec_q16(
+                self.block_ptr, self.first_col, self.values, self.scale, y, rows, bounds, n_out
+            )
+        else:
+            out = _block_rmatvec(
+                self.block_ptr, self.first_col, self.values, y, rows, bounds, n_out
+            )
         return out[: self.shape[1]]
 
 
@@ -262,6 +407,75 @@ def _block_rmatvec(block_ptr, first_col, values, y, rows, bounds, n_out):
                 o = k * _U(8)
                 for j in range(8):
                     acc[c + _U(j)] += values[o + _U(j)] * yr
+                k += _U(1)
+    out = partial[0].copy()
+    for t in range(1, n_threads):
+        out += partial[t]
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def _quantise(values, width):
+    n_blocks = values.shape[0] // width
+    q = np.zeros(values.shape[0], dtype=np.uint16)
+    scale = np.zeros(n_blocks, dtype=np.float32)
+    for k in numba.prange(n_blocks):
+        top = np.float32(0.0)
+        for j in range(width):
+            top = max(top, abs(values[k * width + j]))
+        if top > 0:
+            step = top / np.float32(65535.0)
+            scale[k] = step
+            for j in range(width):
+                q[k * width + j] = np.uint16(
+                    min(max(round(values[k * width + j] / step), 0), 65535)
+                )
+    return q, scale
+
+
+@numba.njit(cache=True, parallel=True, fastmath=True)
+def _block_matvec_q16(block_ptr, first_col, values, scale, x, rows, bounds):
+    out = np.zeros(rows.shape[0])
+    for t in numba.prange(bounds.shape[0] - 1):
+        for i in range(bounds[t], bounds[t + 1]):
+            r = rows[i]
+            acc = 0.0
+            k = _U(block_ptr[r])
+            end = _U(block_ptr[r + _U(1)])
+            while k < end:
+                c = _U(first_col[k])
+                o = k * _U(8)
+                # one block: eight integer values times x, summed in float64, then scaled
+                s = (
+                    (values[o] * x[c] + values[o + _U(1)] * x[c + _U(1)])
+                    + (values[o + _U(2)] * x[c + _U(2)] + values[o + _U(3)] * x[c + _U(3)])
+                ) + (
+                    (values[o + _U(4)] * x[c + _U(4)] + values[o + _U(5)] * x[c + _U(5)])
+                    + (values[o + _U(6)] * x[c + _U(6)] + values[o + _U(7)] * x[c + _U(7)])
+                )
+                acc += scale[k] * s
+                k += _U(1)
+            out[i] = acc
+    return out
+
+
+@numba.njit(cache=True, parallel=True, fastmath=True)
+def _block_rmatvec_q16(block_ptr, first_col, values, scale, y, rows, bounds, n_out):
+    n_threads = bounds.shape[0] - 1
+    partial = np.zeros((n_threads, n_out))
+    for t in numba.prange(n_threads):
+        acc = partial[t]
+        for i in range(bounds[t], bounds[t + 1]):
+            r = rows[i]
+            yr = y[i]
+            k = _U(block_ptr[r])
+            end = _U(block_ptr[r + _U(1)])
+            while k < end:
+                c = _U(first_col[k])
+                o = k * _U(8)
+                ys = scale[k] * yr
+                for j in range(8):
+                    acc[c + _U(j)] += values[o + _U(j)] * ys
                 k += _U(1)
     out = partial[0].copy()
     for t in range(1, n_threads):

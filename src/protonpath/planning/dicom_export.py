@@ -200,6 +200,7 @@ def rt_ion_plan_dataset(
     prescription_gy: float | None = None,
     structure_set: Dataset | None = None,
     spot_sigma_mm: np.ndarray | None = None,
+    range_shifter=None,
 ) -> Dataset:
     """RT Ion Plan of a PBS plan: one beam per field, two control points per energy layer.
 
@@ -225,7 +226,13 @@ def rt_ion_plan_dataset(
         Referenced RT Structure Set.
     spot_sigma_mm : ndarray, optional
         Spot sigma in air at the isocentre per spot (for ``ScanningSpotSize``, FWHM).
+    range_shifter : protonpath.planning.proteus_one.RangeShifter, optional
+        Range shifter inserted in every beam (``RangeShifterSequence`` and each control
+        point's ``RangeShifterSettingsSequence``); default: the one the machine was built
+        with, if any.
     """
+    if range_shifter is None and machine.meta.get("range_shifter"):
+        range_shifter = _range_shifter_of(machine)
     ds = _base(RT_ION_PLAN_STORAGE, "RTPLAN", ctx)
     ds.RTPlanLabel = plan_label[:16]
     ds.RTPlanName = plan_label
@@ -268,6 +275,8 @@ def rt_ion_plan_dataset(
         ion_beams.append(
             _ion_beam(b, beam, spots.subset(sel), weights[sel], machine, spot_sigma_mm, sel)
         )
+        if range_shifter is not None:
+            _add_range_shifter(ion_beams[-1], range_shifter)
     fg.ReferencedBeamSequence = Sequence(ref_beams)
     ds.FractionGroupSequence = Sequence([fg])
     ds.IonBeamSequence = Sequence(ion_beams)
@@ -346,14 +355,51 @@ def _ion_beam(b, beam, spots, weights, machine, spot_sigma_mm, sel) -> Dataset:
     return ib
 
 
+def _range_shifter_of(machine):
+    from protonpath.planning.proteus_one import range_shifter_of
+
+    return range_shifter_of(machine)
+
+
+def _add_range_shifter(ib: Dataset, shifter) -> None:
+    """Record a range shifter in an ion beam (C.8.8.25: Range Shifter Sequence and settings)."""
+    rs = Dataset()
+    rs.RangeShifterNumber = 1
+    rs.RangeShifterID = str(shifter.id)[:16]
+    rs.RangeShifterType = "BINARY"
+    rs.AccessoryCode = str(shifter.id)[:16]
+    rs.RangeShifterDescription = (
+        f"{shifter.material} {shifter.physical_thickness_mm:.1f} mm, "
+        f"WET {shifter.water_equivalent_thickness_mm:.1f} mm"
+    )
+    ib.NumberOfRangeShifters = 1
+    ib.RangeShifterSequence = Sequence([rs])
+    for i, cp in enumerate(ib.IonControlPointSequence):
+        if i == 0:
+            st = Dataset()
+            st.ReferencedRangeShifterNumber = 1
+            st.RangeShifterSetting = "IN"
+            st.IsocenterToRangeShifterDistance = float(shifter.isocentre_to_range_shifter_mm)
+            st.RangeShifterWaterEquivalentThickness = float(shifter.water_equivalent_thickness_mm)
+            cp.RangeShifterSettingsSequence = Sequence([st])
+
+
 def rt_dose_dataset(
     dose_gy: np.ndarray,
     grid: Grid,
     ctx: StudyContext,
     plan: Dataset | None = None,
     summation: str = "PLAN",
+    dose_type: str = "PHYSICAL",
+    comment: str | None = None,
 ) -> Dataset:
-    """RT Dose of a dose cube (Gy, indexed ``[z, y, x]``), stored as uint32 with a scaling."""
+    """RT Dose of a dose cube (Gy, indexed ``[z, y, x]``), stored as uint32 with a scaling.
+
+    ``dose_type`` is ``PHYSICAL`` or ``EFFECTIVE`` (RBE-weighted, Gy(RBE)); ``comment`` goes to
+    ``DoseComment`` (e.g. the RBE model).
+    """
+    if dose_type not in ("PHYSICAL", "EFFECTIVE"):
+        raise ValueError("dose_type is PHYSICAL or EFFECTIVE")
     ds = _base(RT_DOSE_STORAGE, "RTDOSE", ctx)
     dose = np.clip(np.asarray(dose_gy, dtype=np.float64), 0.0, None)
     top = float(dose.max())
@@ -375,7 +421,9 @@ def rt_dose_dataset(
     ds.HighBit = 31
     ds.PixelRepresentation = 0
     ds.DoseUnits = "GY"
-    ds.DoseType = "PHYSICAL"
+    ds.DoseType = dose_type
+    if comment:
+        ds.DoseComment = comment[:10240]
     ds.DoseSummationType = summation
     ds.DoseGridScaling = f"{scaling:.10e}"
     if plan is not None:

@@ -212,8 +212,15 @@ def beam_dose_columns(
     tables: KernelTables,
     cut_level: float = 0.995,
     cell_mm: float = 4.0,
+    out=None,
+    fill=None,
 ):
     """CSC arrays ``(indptr, indices, data)`` of one beam's spots over the view's points.
+
+    With ``fill=True`` the entries are only counted: the result is ``(indptr, fill_into)``,
+    and ``fill_into(indices, data)`` writes them into arrays of ``indptr[-1]`` entries (so that
+    :func:`compute_dose_matrix` allocates the whole matrix once, not per beam and again to
+    join the beams).
 
     Parameters
     ----------
@@ -231,6 +238,10 @@ def beam_dose_columns(
         Fraction of the lateral Gaussian's integral kept.
     cell_mm : float
         Size of the lateral cells voxels are binned in for the neighbour search.
+    out : tuple of ndarray, optional
+        ``(indices, data)`` to fill instead of new arrays.
+    fill : bool, optional
+        Count only and return a function that fills (see above).
     """
     sad = machine.sad_mm
     scale = (view.axial_mm / sad).astype(np.float64)
@@ -275,9 +286,18 @@ def beam_dose_columns(
     _dose_columns(*args, indptr, np.zeros(0, np.int32), np.zeros(0, np.float32), True)
     np.cumsum(indptr, out=indptr)
     nnz = int(indptr[-1])
-    indices = np.empty(nnz, dtype=np.int32)
-    data = np.empty(nnz, dtype=np.float32)
-    _dose_columns(*args, indptr, indices, data, False)
+
+    def fill_into(indices, data):
+        if len(indices) != nnz or len(data) != nnz:
+            raise ValueError(f"output arrays hold {len(indices)} entries, the beam has {nnz}")
+        _dose_columns(*args, indptr, indices, data, False)
+        return indices, data
+
+    if fill:  # the caller allocates the output once it knows every beam's size
+        return indptr, fill_into
+    if out is None:
+        out = (np.empty(nnz, dtype=np.int32), np.empty(nnz, dtype=np.float32))
+    indices, data = fill_into(*out)
     return indptr, indices, data
 
 
@@ -332,11 +352,10 @@ def compute_dose_matrix(
     tables = tables if tables is not None else kernel_tables(machine)
     n_spots = len(spots)
     indptr_all = np.zeros(n_spots + 1, dtype=np.int64)
-    idx_parts, data_parts = [], []
     order = np.argsort(spots.beam_index, kind="stable")
     if not np.array_equal(order, np.arange(n_spots)):
         raise ValueError("spots must be grouped by beam (ascending beam_index)")
-    offset = 0
+    fills = []
     for b, beam in enumerate(beams):
         sel = np.flatnonzero(spots.beam_index == b)
         if len(sel) == 0:
@@ -354,15 +373,23 @@ def compute_dose_matrix(
                 spr, ct_grid, beam, machine.sad_mm, beam_spots.u_mm, beam_spots.v_mm
             )
         )
-        indptr, indices, data = beam_dose_columns(view, beam_spots, machine, ssd, tables, cut_level)
+        indptr, fill_into = beam_dose_columns(
+            view, beam_spots, machine, ssd, tables, cut_level, fill=True
+        )
+        fills.append((sel, indptr, fill_into))
+    # counted first, then filled in place: the matrix is allocated once (joining per-beam
+    # arrays would hold every entry twice at the peak)
+    offset = 0
+    for sel, indptr, _ in fills:
         indptr_all[sel[0] + 1 : sel[-1] + 2] = indptr[1:] + offset
         offset += int(indptr[-1])
-        idx_parts.append(indices)
-        data_parts.append(data)
+    indices = np.empty(offset, dtype=np.int32)
+    data = np.empty(offset, dtype=np.float32)
+    for done, (sel, indptr, fill_into) in enumerate(fills):
+        start = int(indptr_all[sel[0]])
+        fill_into(indices[start : start + int(indptr[-1])], data[start : start + int(indptr[-1])])
         if progress is not None:
-            progress(b + 1, len(beams))
-    indices = np.concatenate(idx_parts) if idx_parts else np.zeros(0, np.int32)
-    data = np.concatenate(data_parts) if data_parts else np.zeros(0, np.float32)
+            progress(done + 1, len(fills))
     matrix = sp.csc_matrix((data, indices, indptr_all), shape=(len(voxel_indices), n_spots))
     return DoseMatrix(matrix, voxel_indices, dose_grid)
 
@@ -401,7 +428,32 @@ def csc_rmatvec(matrix: sp.csc_matrix, y: np.ndarray) -> np.ndarray:
     )
 
 
+@numba.njit(cache=True, parallel=True)
+def _csc_matvec(indptr, indices, data, x, n_rows, n_threads):
+    n_cols = indptr.shape[0] - 1
+    partial = np.zeros((n_threads, n_rows))
+    for t in numba.prange(n_threads):
+        acc = partial[t]
+        for c in range(n_cols * t // n_threads, n_cols * (t + 1) // n_threads):
+            xc = x[c]
+            if xc == 0.0:
+                continue
+            for q in range(indptr[c], indptr[c + 1]):
+                acc[indices[q]] += data[q] * xc
+    out = partial[0].copy()
+    for t in range(1, n_threads):
+        out += partial[t]
+    return out
+
+
 def csc_matvec(matrix: sp.csc_matrix, x: np.ndarray) -> np.ndarray:
-    """``matrix @ x`` (float64) for a CSC matrix (SciPy; for repeated products build a
+    """``matrix @ x`` (float64) for a CSC matrix, in parallel over columns and without the
+    float64 copy of a float32 matrix that SciPy's product makes (for repeated products build a
     :class:`protonpath.planning.blocks.BlockRows` once)."""
-    return np.asarray(matrix @ np.asarray(x, dtype=np.float64), dtype=np.float64)
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    if not (sp.issparse(matrix) and matrix.format == "csc"):
+        return np.asarray(matrix @ x, dtype=np.float64)
+    if x.shape != (matrix.shape[1],):
+        raise ValueError(f"expected a vector of {matrix.shape[1]} values, got {x.shape}")
+    threads = max(1, min(numba.get_num_threads(), matrix.shape[1]))
+    return _csc_matvec(matrix.indptr, matrix.indices, matrix.data, x, int(matrix.shape[0]), threads)

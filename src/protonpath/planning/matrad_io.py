@@ -78,14 +78,55 @@ def _matrad_cube_to_zyx(cube: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(cube, (2, 0, 1)))
 
 
+def _field(struct, name):
+    """``struct.name`` of a MATLAB struct read by SciPy (a dict or a ``mat_struct``)."""
+    if isinstance(struct, dict):
+        return struct.get(name)
+    return getattr(struct, name, None)
+
+
+def matrad_world_axes(ct: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """World coordinates (mm) of the voxel centres along x, y and z, as matRad_getWorldAxes.
+
+    matRad keeps the ``ct.x``/``ct.y``/``ct.z`` vectors when all three are present and not
+    empty.  Otherwise the first voxel is at ``ct.dicomInfo.ImagePositionPatient`` when the file
+    has it, and else at ``-(cubeDim([2 1 3]) / 2) .* resolution`` (that is
+    ``-(nx/2 * dx, ny/2 * dy, nz/2 * dz)``), each axis then stepping by its resolution.
+    """
+    res = ct["resolution"]
+    step = np.array([float(_field(res, "x")), float(_field(res, "y")), float(_field(res, "z"))])
+    if "cubeDim" in ct and np.size(ct["cubeDim"]) == 3:
+        ny, nx, nz = (int(v) for v in np.ravel(ct["cubeDim"]))
+    else:
+        hu = ct.get("cubeHU")
+        hu = hu[0] if isinstance(hu, list | tuple) else hu
+        ny, nx, nz = np.shape(hu)
+    counts = (nx, ny, nz)
+    given = [ct.get(k) for k in ("x", "y", "z")]
+    if all(v is not None and np.size(v) > 0 for v in given):
+        axes = tuple(np.atleast_1d(np.asarray(v, dtype=float)).ravel() for v in given)
+        for name, axis, n in zip("xyz", axes, counts, strict=True):
+            if axis.size != n:
+                raise ValueError(
+                    f"matRad ct.{name} has {axis.size} values for a cube of {n} voxels"
+                )
+        return axes
+    position = _field(ct.get("dicomInfo"), "ImagePositionPatient") if "dicomInfo" in ct else None
+    if position is not None and np.size(position) == 3:
+        first = np.asarray(position, dtype=float).ravel()
+    else:
+        first = -(np.array(counts, dtype=float) / 2.0) * step
+    return tuple(first[a] + step[a] * np.arange(counts[a]) for a in range(3))
+
+
 def _grid_from_matrad_ct(ct: dict) -> Grid:
     res = ct["resolution"]
-    ny, nx, nz = (int(v) for v in ct["cubeDim"])
-    if "x" in ct and np.size(ct["x"]) == nx:
-        origin = (float(ct["x"][0]), float(ct["y"][0]), float(ct["z"][0]))
-    else:  # matRad's default world frame: first voxel at one resolution step
-        origin = (float(res["x"]), float(res["y"]), float(res["z"]))
-    return Grid((nz, ny, nx), origin, (float(res["x"]), float(res["y"]), float(res["z"])))
+    spacing = (float(_field(res, "x")), float(_field(res, "y")), float(_field(res, "z")))
+    x, y, z = matrad_world_axes(ct)
+    for name, axis, d in zip("xyz", (x, y, z), spacing, strict=True):
+        if axis.size > 1 and not np.allclose(np.diff(axis), d, rtol=1e-4, atol=1e-4):
+            raise ValueError(f"matRad ct.{name} is not a regular axis at the resolution {d:g} mm")
+    return Grid((z.size, y.size, x.size), (x[0], y[0], z[0]), spacing)
 
 
 def load_matrad_phantom(source) -> Phantom:
@@ -143,6 +184,69 @@ def load_matrad_phantom(source) -> Phantom:
                 )
     priority = [n for _, n in sorted(ranked, key=lambda t: t[0])]
     return Phantom(ct_obj, structures, priority, objectives)
+
+
+_OBJECTIVE_CLASSES = {v: k for k, v in _OBJECTIVE_KINDS.items()}
+
+
+def _zyx_to_matrad_cube(array: np.ndarray) -> np.ndarray:
+    return np.transpose(np.asarray(array), (1, 2, 0))
+
+
+def matrad_phantom_data(
+    ct: CT, structures, priority=None, objectives=(), *, axes: bool = True
+) -> dict:
+    """A phantom as matRad's ``ct`` and ``cst`` variables, ready for :func:`scipy.io.savemat`.
+
+    With ``axes=False`` the file has no ``ct.x``/``ct.y``/``ct.z`` and no DICOM position, as
+    several of matRad's own phantoms: matRad then puts the first voxel at
+    ``-cubeDim / 2 * resolution`` (see :func:`matrad_world_axes`), and ``ct.grid`` must be
+    that grid for the file to describe the same phantom.
+    """
+    nz, ny, nx = ct.grid.shape
+    dx, dy, dz = (float(v) for v in ct.grid.spacing_mm)
+    matrad_ct = {
+        "cubeHU": _zyx_to_matrad_cube(ct.hu).astype(np.float64),
+        "resolution": {"x": dx, "y": dy, "z": dz},
+        "cubeDim": np.array([ny, nx, nz], dtype=float),
+        "numOfCtScen": 1.0,
+    }
+    if axes:
+        x, y, z = ct.grid.axes_mm()
+        matrad_ct.update({"x": x, "y": y, "z": z})
+    else:
+        expected = -(np.array([nx, ny, nz], dtype=float) / 2.0) * ct.grid.spacing_mm
+        if not np.allclose(ct.grid.origin_mm, expected, atol=1e-6):
+            raise ValueError(
+                "without axes matRad puts the first voxel at -cubeDim/2 * resolution "
+                f"{tuple(expected)}, not at {tuple(ct.grid.origin_mm)}"
+            )
+    order = list(priority or [s.name for s in structures])
+    cst = np.empty((len(structures), 6), dtype=object)
+    for i, s in enumerate(structures):
+        cube = _zyx_to_matrad_cube(s.mask).astype(bool)
+        voxels = np.flatnonzero(cube.ravel(order="F")).astype(np.float64) + 1.0
+        rank = order.index(s.name) + 1 if s.name in order else len(order) + 1
+        cst[i, 0] = float(i)
+        cst[i, 1] = s.name
+        cst[i, 2] = "TARGET" if s.role == TARGET else "OAR"
+        cst[i, 3] = voxels.reshape(-1, 1)
+        cst[i, 4] = {"Priority": float(rank), "alphaX": 0.1, "betaX": 0.05, "Visible": 1.0}
+        objs = [o for o in objectives if o.structure == s.name and o.kind in _OBJECTIVE_CLASSES]
+        cell = np.empty((1, len(objs)), dtype=object)
+        for j, o in enumerate(objs):
+            cell[0, j] = {
+                "className": "DoseObjectives." + _OBJECTIVE_CLASSES[o.kind],
+                "parameters": np.array([[float(o.dose_gy)]], dtype=object),
+                "penalty": float(o.weight),
+            }
+        cst[i, 5] = cell
+    return {"ct": matrad_ct, "cst": cst}
+
+
+def save_matrad_phantom(path, ct: CT, structures, priority=None, objectives=(), *, axes=True):
+    """Write a phantom as a matRad ``.mat`` file (see :func:`matrad_phantom_data`)."""
+    sio.savemat(path, matrad_phantom_data(ct, structures, priority, objectives, axes=axes))
 
 
 def load_tg119(wheel: Path | None = None) -> Phantom:

@@ -94,3 +94,8 @@ def build_proteus_one_like_machine(range_step_mm: float = 3.0) -> Machine:
             "Not commissioning data."
         ),
     )
+
+
+def read_data_text(name: str) -> str:
+    """Text of a data file shipped in ``protonpath/planning/data`` (e.g. ``proteus_one.json``)."""
+    return _read_text(name)

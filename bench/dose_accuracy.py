@@ -1,0 +1,354 @@
+"""Benchmark: protonpath's pencil-beam dose against MCsquare (Monte Carlo), an engine no one here
+wrote.
+
+Usage::
+
+    .venv/bin/python bench/dose_accuracy.py [--primaries 1000000] [--cases box,hetero,tg119]
+
+What it does, in one command:
+
+1. makes sure opentps-core 2.0.0 (PyPI, Apache-2.0), which ships the MCsquare binaries, is in
+   its own virtual environment (``.cache/opentps-venv``: it needs numpy < 2);
+2. for each case plans one field with protonpath on a Proteus One machine (PSTAR ranges) whose
+   spot sizes in air are those of MCsquare's default beam model (the wheel's
+   ``BDL_default_DN_RangeShifter.txt``, IBA dedicated nozzle, core Gaussian propagated to the
+   isocentre) and whose energies are that model's range (100-225 MeV);
+3. recomputes the plan with MCsquare in a subprocess of that environment (spot weights turned
+   into MU with the model's protons per MU); the MCsquare build started is the one its own
+   launcher would choose (``MCsquare_linux`` on AMD, the Intel builds by instruction set), run
+   directly because the wheel's launcher script has CRLF line ends;
+4. prints, per case, gamma pass rates of protonpath's dose against MCsquare's (3 %/3 mm and
+   2 %/2 mm, global, 10 % threshold), the R80 difference along the central axis and the target
+   D95 difference, with the time each engine took (ratio in the same command).
+
+Cases: ``box`` (water, cubic target at 90-130 mm depth), ``hetero`` (the same box with a bone
+slab (HU 1000) and an air gap (HU -1000) half across the field, upstream of the target),
+``tg119`` (the AAPM TG119 C-shape from the pyRadPlan wheel, downsampled to 6 mm).
+OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE are unset in both subprocesses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / ".cache"
+VENV = CACHE / "opentps-venv"
+WORK = CACHE / "dose-accuracy"
+
+
+def _env():
+    env = dict(os.environ)
+    env.pop("OPENBLAS_CORETYPE", None)
+    env.pop("OPENBLAS_L2_SIZE", None)
+    return env
+
+
+def ensure_opentps() -> Path:
+    py = VENV / "bin" / "python"
+    if not py.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run(
+            [str(py), "-m", "pip", "install", "-q", "opentps-core==2.0.0", "numpy<2"], check=True
+        )
+    return py
+
+
+MC_SCRIPT = textwrap.dedent(
+    r"""
+    import json, os, stat, subprocess, sys, time
+    import numpy as np
+    import opentps.core.processing.doseCalculation.protons.MCsquare as M
+    from opentps.core.data.images import CTImage
+    from opentps.core.data.plan import ProtonPlan, PlanProtonBeam, PlanProtonLayer
+    from opentps.core.io import mcsquareIO
+    from opentps.core.io.scannerReader import readScanner
+    from opentps.core.processing.doseCalculation.protons.mcsquareDoseCalculator import (
+        MCsquareDoseCalculator,
+    )
+
+    case = np.load(sys.argv[1])
+    out, sim, primaries = sys.argv[2], sys.argv[3], float(sys.argv[4])
+    mcdir = os.path.dirname(M.__file__)
+    if sys.argv[5] == "bdl":
+        bdl = mcsquareIO.readBDL(os.path.join(mcdir, "BDL", "BDL_default_DN_RangeShifter.txt"))
+        rows = []
+        for i, e in enumerate(bdl.nominalEnergy):
+            rows.append([float(e), float(bdl.protonsMU[i]), float(bdl.spotSize1x[i]),
+                         float(bdl.divergence1x[i]), float(bdl.correlation1x[i])])
+        json.dump({"rows": rows, "nozzle_to_iso": float(bdl.nozzle_isocenter),
+                   "smx": float(bdl.smx), "smy": float(bdl.smy)}, open(out, "w"))
+        sys.exit(0)
+    ct = CTImage(imageArray=case["hu_xyz"], origin=tuple(case["origin"]),
+                 spacing=tuple(case["spacing"]))
+    plan = ProtonPlan()
+    beam = PlanProtonBeam()
+    beam.gantryAngle = float(case["gantry"])
+    beam.couchAngle = 0.0
+    beam.isocenterPosition = [float(v) for v in case["iso"]]
+    for e in np.unique(case["energy"])[::-1]:
+        sel = case["energy"] == e
+        layer = PlanProtonLayer(float(e))
+        layer.appendSpot(list(case["x"][sel]), list(case["y"][sel]), list(case["mu"][sel]))
+        beam.appendLayer(layer)
+    plan.appendBeam(beam)
+    plan.numberOfFractionsPlanned = 1
+    mc = MCsquareDoseCalculator()
+    mc.beamModel = mcsquareIO.readBDL(os.path.join(mcdir, "BDL", "BDL_default_DN_RangeShifter.txt"))
+    mc.ctCalibration = readScanner(os.path.join(mcdir, "Scanners", "UCL_Toshiba"))
+    mc.nbPrimaries = primaries
+    mc.simulationDirectory = sim
+
+    def start(opti=False):
+        d = mc._mcsquareSimuDir
+        info = open("/proc/cpuinfo").read()
+        if "AuthenticAMD" in info:
+            name = "MCsquare_linux"
+        elif "avx512" in info:
+            name = "MCsquare_linux_avx512"
+        elif "avx2" in info:
+            name = "MCsquare_linux_avx2"
+        elif " avx" in info:
+            name = "MCsquare_linux_avx"
+        elif "sse4" in info:
+            name = "MCsquare_linux_sse4"
+        else:
+            name = "MCsquare_linux"
+        exe = os.path.join(d, name)
+        os.chmod(exe, os.stat(exe).st_mode | stat.S_IEXEC)
+        env = dict(os.environ, MCsquare_Materials_Dir=os.path.join(d, "Materials"))
+        print("MCsquare build:", name, file=sys.stderr)
+        subprocess.run([exe, "config.txt"], cwd=d, env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+
+    mc._startMCsquare = start
+    mc._doseFilePath = os.path.join(sim, "MCsquare_simulation", "Outputs", "Dose.mhd")
+    t = time.perf_counter()
+    dose = mc.computeDose(ct, plan)
+    np.savez(out, dose_xyz=np.asarray(dose.imageArray, dtype=np.float64),
+             seconds=time.perf_counter() - t)
+    """
+)
+
+
+def run_mc(py: Path, case_npz: Path, out: Path, primaries: float, mode: str = "dose"):
+    script = WORK / "mcsquare_side.py"
+    script.write_text(MC_SCRIPT)
+    sim = WORK / "sim"
+    sim.mkdir(parents=True, exist_ok=True)
+    res = subprocess.run(
+        [str(py), str(script), str(case_npz), str(out), str(sim), str(primaries), mode],
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
+    if res.returncode != 0:
+        raise RuntimeError(f"MCsquare side failed:\n{res.stderr[-3000:]}")
+    return [ln for ln in res.stderr.splitlines() if ln.startswith("MCsquare build")]
+
+
+def matched_machine(bdl: dict):
+    """Proteus One machine (PSTAR ranges) with the BDL's core spot size at the isocentre."""
+    import dataclasses
+
+    from protonpath.planning import proteus_one
+
+    rows = np.array(bdl["rows"])
+    rows = rows[rows[:, 0] >= 100.0]
+    d = bdl["nozzle_to_iso"]
+    s, th, rho = rows[:, 2], rows[:, 3], rows[:, 4]
+    sigma_iso = np.sqrt(s**2 + 2 * rho * s * th * d + (th * d) ** 2)
+    data = dataclasses.replace(
+        proteus_one.load_proteus_one(),
+        energy_min_mev=float(rows[0, 0]),
+        energy_max_mev=float(rows[-1, 0]),
+        spot_sigma_in_air_at_isocentre_mm=tuple(zip(rows[:, 0], sigma_iso, strict=True)),
+        sad_mm=0.5 * (bdl["smx"] + bdl["smy"]),
+        nozzle_to_isocentre_mm=d,
+    )
+    return proteus_one.build_proteus_one_machine(data), rows
+
+
+def make_case(name: str):
+    sys.path.insert(0, str(ROOT))
+    from tests.planning.conftest import water_box
+
+    from protonpath.planning.structures import EXTERNAL, TARGET, Structure
+
+    if name in ("box", "hetero"):
+        ct, body = water_box(half_width_mm=45.0, depth_mm=180.0, spacing_mm=(3.0, 3.0, 3.0))
+        x, y, z = ct.grid.axes_mm()
+        zz, yy, xx = np.meshgrid(z, y, x, indexing="ij")
+        target = (np.abs(xx) < 18) & (np.abs(zz) < 18) & (yy > 90) & (yy < 130)
+        if name == "hetero":
+            hu = ct.hu.copy()
+            hu[(xx > 0) & (np.abs(zz) < 40) & (yy > 30) & (yy < 45)] = 1000.0  # bone slab
+            hu[(xx < 0) & (np.abs(zz) < 40) & (yy > 50) & (yy < 60)] = -1000.0  # air gap
+            ct = type(ct)(hu, ct.grid)
+        structures = [Structure("PTV", target, TARGET), Structure("BODY", body, EXTERNAL)]
+        return ct, structures, "PTV", np.array([0.0, 110.0, 0.0])
+    if name == "tg119":
+        from protonpath.planning import matrad_io
+        from protonpath.planning.ct import CT, Grid
+
+        tg = matrad_io.load_tg119()
+        step = 2
+        grid = Grid(
+            tg.ct.hu[::step, ::step, ::step].shape,
+            tg.ct.grid.origin_mm,
+            tg.ct.grid.spacing_mm * step,
+        )
+        ct = CT(np.ascontiguousarray(tg.ct.hu[::step, ::step, ::step]), grid)
+        structures = [
+            Structure(s.name, s.mask[::step, ::step, ::step].copy(), s.role) for s in tg.structures
+        ]
+        from protonpath.planning.pipeline import target_centre_mm
+
+        t = next(s for s in structures if s.name == "OuterTarget")
+        return ct, structures, "OuterTarget", target_centre_mm(t, ct.grid)
+    raise ValueError(name)
+
+
+def r80_along_axis(dose_zyx, grid, iso, gantry_deg=0.0):
+    x, y, z = grid.axes_mm()
+    ix = int(np.argmin(np.abs(x - iso[0])))
+    iz = int(np.argmin(np.abs(z - iso[2])))
+    prof = dose_zyx[iz, :, ix]
+    fine = np.linspace(y[0], y[-1], 20 * len(y))
+    p = np.interp(fine, y, prof)
+    i = int(np.argmax(p))
+    after = np.flatnonzero(p[i:] < 0.8 * p[i])
+    return float(fine[i + after[0]]) if len(after) else float("nan")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--primaries", type=float, default=1e6)
+    ap.add_argument("--cases", default="box,hetero,tg119")
+    ap.add_argument(
+        "--halo",
+        action="store_true",
+        help="also score protonpath's dose with the double-Gaussian halo (same weights)",
+    )
+    args = ap.parse_args(argv)
+    WORK.mkdir(parents=True, exist_ok=True)
+    py = ensure_opentps()
+    bdl_json = WORK / "bdl.json"
+    dummy = WORK / "dummy.npz"
+    np.savez(dummy, x=np.zeros(1))
+    run_mc(py, dummy, bdl_json, 1, mode="bdl")
+    bdl = json.loads(bdl_json.read_text())
+    machine, rows = matched_machine(bdl)
+
+    from protonpath.planning.dvh import dose_statistics
+    from protonpath.planning.gamma import gamma_index, gamma_pass_rate
+    from protonpath.planning.pipeline import PlanSettings, default_objectives, plan_pbs
+    from protonpath.planning.raytrace import Beam
+    from protonpath.planning.resources import load_default_calibration
+
+    cpu = "unknown"
+    if platform.system() == "Linux":
+        for ln in Path("/proc/cpuinfo").read_text().splitlines():
+            if ln.startswith("model name"):
+                cpu = ln.split(":", 1)[1].strip()
+                break
+    print(f"CPU: {cpu}; MCsquare primaries per case: {args.primaries:.0e}")
+    header = (
+        "case        gamma3/3  gamma2/2  2/2 at equal target mean  R80 ours-MC (mm)  D95 ours/MC"
+        "  time MC/ours"
+    )
+    print(header)
+    for name in args.cases.split(","):
+        ct, structures, target, iso = make_case(name)
+        beams = [Beam(0.0, 0.0, iso)]
+        t = time.perf_counter()
+        result = plan_pbs(
+            ct,
+            structures,
+            beams,
+            machine,
+            load_default_calibration(),
+            default_objectives(target, 2.0),
+            target=target,
+            prescription_gy=2.0,
+            settings=PlanSettings(
+                dose_grid_mm=tuple(float(v) for v in ct.grid.spacing_mm),
+                spot_spacing_mm=5.0,
+                layer_spacing_mm=4.0,
+                max_iterations=100,
+            ),
+        )
+        ours_s = time.perf_counter() - t
+        spots, w = result.spots, result.weights
+        keep = w > 0
+        protons_per_mu = np.interp(spots.energy_mev, rows[:, 0], rows[:, 1])
+        mu = w * 1e6 / protons_per_mu
+        case_npz = WORK / f"{name}.npz"
+        np.savez(
+            case_npz,
+            hu_xyz=np.ascontiguousarray(np.transpose(ct.hu, (2, 1, 0))),
+            origin=ct.grid.origin_mm,
+            spacing=ct.grid.spacing_mm,
+            gantry=0.0,
+            iso=iso,
+            energy=spots.energy_mev[keep],
+            x=spots.u_mm[keep],
+            y=spots.v_mm[keep],
+            mu=mu[keep],
+        )
+        out = WORK / f"{name}_mc.npz"
+        builds = run_mc(py, case_npz, out, args.primaries)
+        mc = np.load(out)
+        mc_dose = np.transpose(mc["dose_xyz"], (2, 1, 0))
+        ours = result.dose_gy
+        if ours.shape != ct.grid.shape:
+            raise RuntimeError("the dose grid must be the CT grid")
+        sp3 = ct.grid.spacing_mm
+        mask = next(s for s in structures if s.name == target).mask
+        variants = [(name, ours)]
+        if args.halo:
+            from protonpath.planning.ct import hu_to_spr
+            from protonpath.planning.proteus_one import halo_dose_matrix
+
+            dm = result.dose_matrix
+            interest = np.zeros(int(np.prod(dm.grid.shape)), dtype=bool)
+            interest[dm.voxel_indices] = True
+            halo = halo_dose_matrix(
+                hu_to_spr(ct.hu, load_default_calibration()),
+                ct.grid,
+                dm.grid,
+                interest.reshape(dm.grid.shape),
+                beams,
+                spots,
+                machine,
+                dm,
+            )
+            variants.append((f"{name}+halo", halo.dose_cube(w)))
+        for label, dose in variants:
+            g3 = gamma_pass_rate(gamma_index(mc_dose, dose, sp3, 3.0, 3.0, 10.0))
+            g2 = gamma_pass_rate(gamma_index(mc_dose, dose, sp3, 2.0, 2.0, 10.0))
+            scale = mc_dose[mask].mean() / dose[mask].mean()
+            g2n = gamma_pass_rate(gamma_index(mc_dose, dose * scale, sp3, 2.0, 2.0, 10.0))
+            r_ours = r80_along_axis(dose, ct.grid, iso)
+            r_mc = r80_along_axis(mc_dose, ct.grid, iso)
+            d95_ours = dose_statistics(dose, mask)["D95"]
+            d95_mc = dose_statistics(mc_dose, mask)["D95"]
+            print(
+                f"{label:<11} {100 * g3:7.1f} % {100 * g2:7.1f} %  {100 * g2n:13.1f} %"
+                f"           {r_ours - r_mc:+8.2f}          {d95_ours / d95_mc:8.3f}"
+                f"    {float(mc['seconds']) / ours_s:8.1f}   ({'; '.join(builds)})"
+            )
+
+
+if __name__ == "__main__":
+    main()
