@@ -47,6 +47,8 @@ EXPECTED = {
     "scheduling.treatmentcourse": (ALL, ALL, ALL, NONE),
     "scheduling.gantrysession": (ALL, NONE, {A, ONC, H}, NONE),
     "scheduling.machinedowntime": (ALL, NONE, {A, ONC, H}, {A, ONC, H}),
+    "treatment.prescription": (ALL, NONE, NONE, NONE),
+    "treatment.plan": (ALL, NONE, NONE, NONE),
 }
 
 REGISTRY = sorted(admin.site._registry.items(), key=lambda item: item[0]._meta.label_lower)
