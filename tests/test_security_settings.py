@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG"}}
+    # the browser tests set DJANGO_ALLOW_ASYNC_UNSAFE in this process (Playwright's sync API);
+    # a production server never has it
+    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE"}}
     env.update({"DJANGO_SETTINGS_MODULE": "protonpath.settings", "PYTHONPATH": str(ROOT / "src")}, **extra)
     return env
 

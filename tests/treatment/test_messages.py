@@ -17,6 +17,6 @@ def test_error_codes_render_with_their_params_in_each_language():
     with translation.override("en"):
         assert plan_error_message("target_outside_ct", {"target": "PTV"}) == "The target “PTV” lies outside the CT slices."
     with translation.override("fr"):
-        assert plan_error_message("target_outside_ct", {"target": "PTV"}) == "La cible « PTV » est en dehors des coupes du scanner."
+        assert plan_error_message("target_outside_ct", {"target": "PTV"}) == "La cible «\u00a0PTV\u00a0» est en dehors des coupes du scanner."
         # an unknown code falls back to the generic sentence, never to a raw code
         assert plan_error_message("no_such_code", {}).startswith("Le calcul a échoué")
