@@ -93,7 +93,7 @@ def test_a_mother_fills_in_her_daughters_request_in_french(browser, live_server,
     companion_country = page.locator("#id_companion-nationality")
     companion_country.locator("xpath=preceding-sibling::input[@type='search'][1]").fill("Algé")
     assert companion_country.input_value() == "DZ"
-    page.fill("#id_companion-relationship", "mère")
+    page.select_option("#id_companion-relationship_kind", "parent")
     screenshot("companion-nationality-filter")
     page.click("#id_companion-first_name >> xpath=ancestor::form//button[@type='submit']")
     page.wait_for_load_state("networkidle")

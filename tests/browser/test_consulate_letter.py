@@ -116,7 +116,7 @@ def test_a_parent_pays_and_downloads_the_consulate_letters(page, screenshot, pat
     page.fill("#id_companion-last_name", "Benali")
     page.locator("#id_companion-nationality").evaluate("(el, v) => { el.value = v }", "DZ")
     page.fill("#id_companion-passport_number", "DZ1234567")
-    page.fill("#id_companion-relationship", "mother")
+    page.select_option("#id_companion-relationship_kind", "parent")
     page.check("#id_companion-legal_guardian")
     page.click("form:has(#id_companion-first_name) button[type=submit]")
     page.wait_for_load_state("networkidle")

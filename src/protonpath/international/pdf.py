@@ -52,7 +52,9 @@ def render_pdf(template_name: str, context: dict, *, language: str) -> bytes:
             {
                 **context,
                 "language": language,
-                "department": settings.PROTONPATH_DEPARTMENT_NAME,
+                # The default name is translatable ("Service de protonthérapie" in French);
+                # a deployment's own name has no entry and stays as it is.
+                "department": _(settings.PROTONPATH_DEPARTMENT_NAME),
                 "details": selectors.department_details(),
                 "today": timezone.localdate(),
             },
