@@ -22,8 +22,8 @@ from protonpath.scheduling.model import Course
 from protonpath.scheduling.models import (
     ACTIVE_SESSION_STATES,
     Consultation,
-    ConsultationSlot,
     ConsultationKind,
+    ConsultationSlot,
     ConsultationStatus,
     GantrySession,
     MachineDowntime,
