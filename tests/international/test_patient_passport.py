@@ -11,7 +11,7 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import translation
 
-from protonpath.accounts.models import ApiToken
+from protonpath.accounts.models import ApiToken, AuditEvent
 from protonpath.international import issuing, pdf
 from protonpath.referrals.models import Patient
 from tests.factories import make_request, patient_data, request_data
@@ -106,3 +106,33 @@ def test_an_api_client_that_sends_no_passport_number_still_creates_a_request(cli
     created = client.post("/api/requests", body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert created.status_code == 201, created.content
     assert created.json()["patient"]["passport_number"] == ""
+
+
+def test_the_owner_gives_the_passport_number_late_on_the_travel_page(client, paid, patient):  # noqa: F811
+    """After submission the request form is closed: the travel page takes the number."""
+    r = paid.treatment_request
+    url = reverse("international:travellers", args=[r.pk])
+    client.force_login(patient)
+    page = client.get(url, HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert 'name="patient-passport_number"' in page and "Numéro de passeport du patient" in page
+    assert client.post(url, {"patient-passport_number": " MA7778889 "}).status_code == 302
+    r.patient.refresh_from_db()
+    assert r.patient.passport_number == "MA7778889"
+    assert "MA7778889" in client.get(url).content.decode()
+    assert "Passport number MA7778889" in text_of(pdf.attestation_pdf(r, language="en"))
+    event = AuditEvent.objects.filter(actor=patient, action="update", object_type="referrals.patient").latest("pk")
+    assert "MA7778889" not in event.summary
+    too_long = client.post(url, {"patient-passport_number": "X" * 41})
+    assert too_long.status_code == 400
+    r.patient.refresh_from_db()
+    assert r.patient.passport_number == "MA7778889"
+
+
+def test_another_patient_may_not_set_the_passport_number(client, paid, other_patient):  # noqa: F811
+    r = paid.treatment_request
+    client.force_login(other_patient)
+    response = client.post(reverse("international:travellers", args=[r.pk]), {"patient-passport_number": "XX0000000"})
+    assert response.status_code in (403, 404)
+    r.patient.refresh_from_db()
+    assert r.patient.passport_number == ""
+    assert AuditEvent.objects.filter(actor=other_patient, action="denied").exists()

@@ -78,6 +78,10 @@ class CompanionForm(forms.ModelForm):
         return data
 
 
+class PatientPassportForm(forms.Form):
+    passport_number = forms.CharField(label=_("The patient's passport number"), max_length=40, required=False)
+
+
 class DeclaredStayForm(forms.Form):
     traveller = forms.ChoiceField(label=_("Who"))
     entry_on = forms.DateField(label=_("Entry into the Schengen area"), widget=DateInput())

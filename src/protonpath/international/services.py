@@ -544,6 +544,21 @@ def set_travel_plan(*, actor, treatment_request: TreatmentRequest, first_consult
 
 
 @transaction.atomic
+def set_patient_passport(*, actor, treatment_request: TreatmentRequest, passport_number: str):
+    """The patient's own passport number, for their consulate letter (given or corrected late,
+    when the request form can no longer be changed). Audited without the number itself."""
+    if not _may_edit_travellers(actor, treatment_request):
+        raise PermissionDenied(_("You may not do this."))
+    patient = treatment_request.patient
+    value = (passport_number or "").strip()
+    patient._meta.get_field("passport_number").clean(value, patient)
+    patient.passport_number = value
+    patient.save(update_fields=["passport_number"])
+    audit.record(actor=actor, action=AuditEvent.Action.UPDATE, obj=patient, summary="passport number")
+    return patient
+
+
+@transaction.atomic
 def add_companion(*, actor, treatment_request: TreatmentRequest, data: dict) -> AccompanyingPerson:
     if not _may_edit_travellers(actor, treatment_request):
         raise PermissionDenied(_("You may not do this."))
