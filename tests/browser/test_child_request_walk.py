@@ -104,12 +104,14 @@ def test_a_mother_fills_in_her_daughters_request_in_french(browser, live_server,
 def _submitted(r):
     """The mother's part of the medical file, added and submitted through the services."""
     from protonpath.referrals.models import DocumentKind
-    from tests.factories import dicom_upload, pdf_upload
+    from protonpath.imaging import services as imaging_services
+    from tests.factories import pdf_upload, request_ct
 
     owner = r.submitted_by
     for kind, name in [(DocumentKind.DOCTOR_LETTER, "letter.pdf"), (DocumentKind.IMAGING_REPORT, "report.pdf")]:
         referral_services.add_document(actor=owner, treatment_request=r, kind=kind, file=pdf_upload(name, salt=name))
-    referral_services.add_document(actor=owner, treatment_request=r, kind=DocumentKind.DICOM_IMAGES, file=dicom_upload())
+    # DICOM goes through the imaging upload and its checks only (issue 12, item 4).
+    imaging_services.upload_study(actor=owner, treatment_request=r, files=[request_ct(r)])
     referral_services.submit(actor=owner, treatment_request=r)
     r.refresh_from_db()
     return r
