@@ -103,8 +103,8 @@ def test_a_mother_fills_in_her_daughters_request_in_french(browser, live_server,
 
 def _submitted(r):
     """The mother's part of the medical file, added and submitted through the services."""
-    from protonpath.referrals.models import DocumentKind
     from protonpath.imaging import services as imaging_services
+    from protonpath.referrals.models import DocumentKind
     from tests.factories import pdf_upload, request_ct
 
     owner = r.submitted_by
