@@ -93,7 +93,7 @@ def test_a_mother_fills_in_her_daughters_request_in_french(browser, live_server,
     companion_country = page.locator("#id_companion-nationality")
     companion_country.locator("xpath=preceding-sibling::input[@type='search'][1]").fill("Algé")
     assert companion_country.input_value() == "DZ"
-    page.fill("#id_companion-relationship", "mère")
+    page.select_option("#id_companion-relationship_kind", "parent")
     screenshot("companion-nationality-filter")
     page.click("#id_companion-first_name >> xpath=ancestor::form//button[@type='submit']")
     page.wait_for_load_state("networkidle")
@@ -110,7 +110,7 @@ def _submitted(r):
     owner = r.submitted_by
     for kind, name in [(DocumentKind.DOCTOR_LETTER, "letter.pdf"), (DocumentKind.IMAGING_REPORT, "report.pdf")]:
         referral_services.add_document(actor=owner, treatment_request=r, kind=kind, file=pdf_upload(name, salt=name))
-    # images go through the imaging upload, which checks and indexes them (the one way in)
+    # DICOM goes through the imaging upload and its checks only (issue 12, item 4).
     imaging_services.upload_study(actor=owner, treatment_request=r, files=[request_ct(r)])
     referral_services.submit(actor=owner, treatment_request=r)
     r.refresh_from_db()

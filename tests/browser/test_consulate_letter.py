@@ -112,11 +112,16 @@ def test_a_parent_pays_and_downloads_the_consulate_letters(page, screenshot, pat
     # The parent adds themself as the accompanying legal guardian, then downloads the letters.
     login(page, patient.username, PASSWORD)
     page.goto(f"/international/requests/{r.pk}/travellers/")
+    # The patient's own passport number, given late (the request form is closed by now).
+    page.fill("#id_patient-passport_number", "DZ7654321")
+    page.click("form:has(#id_patient-passport_number) button[type=submit]")
+    page.wait_for_load_state("networkidle")
+    assert "DZ7654321" in page.inner_text("#patient-passport")
     page.fill("#id_companion-first_name", "Fatima")
     page.fill("#id_companion-last_name", "Benali")
     page.locator("#id_companion-nationality").evaluate("(el, v) => { el.value = v }", "DZ")
     page.fill("#id_companion-passport_number", "DZ1234567")
-    page.fill("#id_companion-relationship", "mother")
+    page.select_option("#id_companion-relationship_kind", "parent")
     page.check("#id_companion-legal_guardian")
     page.click("form:has(#id_companion-first_name) button[type=submit]")
     page.wait_for_load_state("networkidle")
@@ -134,6 +139,7 @@ def test_a_parent_pays_and_downloads_the_consulate_letters(page, screenshot, pat
             assert response.status == 200 and response.headers["content-type"] == "application/pdf"
             texts[(index, language)] = save_pdf(response.body(), f"consulate-letter-{index}-{language}")
     attestation_en = texts[(0, "en")]
+    assert "Passport number DZ7654321" in attestation_en and "Numéro de passeport DZ7654321" in texts[(0, "fr")]
     assert "The patient is a minor" in attestation_en and "Fatima Benali" in attestation_en and "DZ1234567" in attestation_en
     assert "Claire Durand" in attestation_en and "+33 2 31 24 34 48" in attestation_en
     assert "Refund" in attestation_en and "RB-1" in attestation_en

@@ -231,8 +231,8 @@ def test_each_label_is_level_with_its_value_when_labels_wrap(paid, patient, lang
     person = companion(paid.treatment_request, patient, relationship="mother", justification="She is the only relative who can travel.")
     runs = words_at(pdf.companion_letter_pdf(person, language=language))
     pairs = {
-        "en": [("Relationship", "mother"), ("Justification", "She is the only"), ("Treatment of", "30 sessions"), ("Visa applied", "Short-stay")],
-        "fr": [("Lien avec", "mother"), ("Justification", "She is the only"), ("Traitement du", "30 séances"), ("Visa demandé", "Visa de court")],
+        "en": [("Relationship", "Parent"), ("Justification", "She is the only"), ("Treatment of", "30 sessions"), ("Visa applied", "Short-stay")],
+        "fr": [("Lien avec", "Parent"), ("Justification", "She is the only"), ("Traitement du", "30 séances"), ("Visa demandé", "Visa de court")],
     }[language]
     for label, value in pairs:
         assert abs(y_of(runs, label) - y_of(runs, value)) < 1.0, (label, value, runs)

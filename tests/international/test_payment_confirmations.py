@@ -144,7 +144,7 @@ def test_the_payments_page_warns_and_records_on_confirmation(client, accepted_qu
     }
     headers = {"accept-language": language}
     response = client.post(url, data, headers=headers)
-    page = html.unescape(response.content.decode())
+    page = html.unescape(response.content.decode()).replace("\u00a0", " ")
     assert response.status_code == 400 and warning in page and button in page
     assert not Payment.objects.exists()
     response = client.post(url, {**data, "confirm": "1"}, headers=headers, follow=True)
@@ -166,7 +166,7 @@ def test_the_payment_that_completes_the_balance_says_so_and_offers_the_step(clie
         "method": "bank_transfer", "reference": "VIR-10",
     }
     response = client.post(url, data, headers={"accept-language": language}, follow=True)
-    page = html.unescape(response.content.decode())
+    page = html.unescape(response.content.decode()).replace("\u00a0", " ")
     assert notice in page and 'id="record-full-payment"' in page
     response = client.post(reverse("international:full_payment", args=[accepted_quote.treatment_request_id]), follow=True)
     accepted_quote.treatment_request.refresh_from_db()
@@ -186,7 +186,7 @@ def test_the_patient_sees_how_to_pay_after_accepting(client, sent_quote, patient
     before = client.get(reverse("international:quote", args=[sent_quote.pk]), headers=headers).content.decode()
     assert heading not in before
     response = client.post(reverse("international:quote_accept", args=[sent_quote.pk]), headers=headers, follow=True)
-    page = html.unescape(response.content.decode())
+    page = html.unescape(response.content.decode()).replace("\u00a0", " ")
     assert heading in page and IBAN in page and "AGRIFRPP" in page and note in page
     assert f"{sent_quote.number} {sent_quote.treatment_request.reference}" in page
 

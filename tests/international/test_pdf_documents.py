@@ -109,7 +109,7 @@ def test_one_letter_per_accompanying_person_with_relationship_or_justification(a
     )
     paid(accepted_quote, staff)
     mother_text = text_of(pdf.companion_letter_pdf(mother, language="en"))
-    assert "Fatima El Idrissi" in mother_text and "mother" in mother_text and "Amina El Idrissi" in mother_text
+    assert "Fatima El Idrissi" in mother_text and "Relationship to the patient Parent" in mother_text and "Amina El Idrissi" in mother_text
     friend_text = text_of(pdf.companion_letter_pdf(friend, language="fr"))
     assert "Karim Tazi" in friend_text and "Algérie" in friend_text
     assert "Close friend who drives the patient every day." in friend_text

@@ -81,10 +81,10 @@ def test_owner_adds_accompanying_persons_and_bad_input_is_refused(client, accept
     missing = client.post(url, {"companion-first_name": "A", "companion-last_name": "B", "companion-nationality": "MA"})
     assert missing.status_code == 400 and "justification" in missing.content.decode()
     assert not AccompanyingPerson.objects.exists()
-    ok = client.post(url, {"companion-first_name": "Omar", "companion-last_name": "Alami", "companion-nationality": "ma", "companion-relationship": "son"})
+    ok = client.post(url, {"companion-first_name": "Omar", "companion-last_name": "Alami", "companion-nationality": "ma", "companion-relationship_kind": "child"})
     assert ok.status_code == 302
     person = AccompanyingPerson.objects.get()
-    assert person.nationality == "MA" and person.relationship == "son"
+    assert person.nationality == "MA" and person.relationship_kind == "child" and person.relationship == ""
     assert AuditEvent.objects.filter(actor=patient, action="create", object_type="international.accompanyingperson").exists()
 
 
@@ -140,7 +140,8 @@ def test_letters_appear_once_paid_and_download_in_both_languages(client, accepte
         assert words in PdfReader(io.BytesIO(response.content)).pages[0].extract_text()
     letter = client.get(reverse("international:companion_letter", args=[person.pk]) + "?lang=fr")
     text = PdfReader(io.BytesIO(letter.content)).pages[0].extract_text()
-    assert "Fatima El Idrissi" in text and "mother" in text
+    # The relationship in the letter's language ("mother" was printed as typed, issue 12, item 13).
+    assert "Fatima El Idrissi" in text and "Lien avec le patient Parent" in " ".join(text.split())
     assert AuditEvent.objects.filter(actor=patient, action="download", treatment_request_id=r.pk).count() == 3
 
 

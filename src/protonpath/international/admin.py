@@ -91,7 +91,7 @@ class PaymentAdmin(ReadOnlyAdmin):
 
 @admin.register(AccompanyingPerson)
 class AccompanyingPersonAdmin(ReadOnlyAdmin):
-    list_display = ("treatment_request", "nationality", "relationship")
+    list_display = ("treatment_request", "nationality", "relationship_kind", "relationship")
 
 
 @admin.register(DeclaredStay)

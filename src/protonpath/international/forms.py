@@ -14,6 +14,7 @@ from protonpath.international.models import (
     PaymentMethod,
     Tariff,
 )
+from protonpath.international.relationships import Relationship
 from protonpath.referrals.countries import CountryField
 
 
@@ -64,8 +65,21 @@ class CompanionForm(forms.ModelForm):
 
     class Meta:
         model = AccompanyingPerson
-        fields = ["first_name", "last_name", "birth_date", "nationality", "passport_number", "relationship", "legal_guardian", "justification"]
+        fields = [
+            "first_name", "last_name", "birth_date", "nationality", "passport_number",
+            "relationship_kind", "relationship", "legal_guardian", "justification",
+        ]
         widgets = {"birth_date": DateInput(), "justification": forms.Textarea(attrs={"rows": 2})}
+
+    def clean(self):
+        data = super().clean()
+        if data.get("relationship_kind") and data["relationship_kind"] != Relationship.OTHER:
+            data["relationship"] = ""  # words are for "other" only
+        return data
+
+
+class PatientPassportForm(forms.Form):
+    passport_number = forms.CharField(label=_("The patient's passport number"), max_length=40, required=False)
 
 
 class DeclaredStayForm(forms.Form):

@@ -35,7 +35,7 @@ def _facts(treatment_request: TreatmentRequest, companion: AccompanyingPerson | 
     def person(c: AccompanyingPerson) -> dict:
         return {
             "name": c.full_name, "born": c.birth_date, "nationality": c.nationality, "passport": c.passport_number,
-            "relationship": c.relationship, "justification": c.justification, "guardian": c.legal_guardian,
+            "relationship": c.relationship_fact, "justification": c.justification, "guardian": c.legal_guardian,
         }
 
     facts = {

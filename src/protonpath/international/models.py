@@ -16,6 +16,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from protonpath.international.relationships import Relationship
 from protonpath.international.rules.countries import UnknownCountryError, resolve_country
 from protonpath.referrals.models import TreatmentRequest
 
@@ -276,8 +277,13 @@ class AccompanyingPerson(models.Model):
         _("nationality"), max_length=2, validators=[validate_nationality], help_text=_("ISO 3166-1 alpha-2, e.g. MA")
     )
     passport_number = models.CharField(_("passport number"), max_length=40, blank=True)
+    relationship_kind = models.CharField(
+        _("relationship to the patient"), max_length=20, choices=Relationship.choices, blank=True
+    )
+    #: The relationship in words when it is "other" (e.g. aunt); rows typed before the choice
+    #: existed keep their text here when no known word matched.
     relationship = models.CharField(
-        _("relationship to the patient"), max_length=100, blank=True, help_text=_("e.g. mother, husband, daughter")
+        _("other relationship, in words"), max_length=100, blank=True, help_text=_("Only for \"Other\": e.g. aunt, cousin")
     )
     legal_guardian = models.BooleanField(
         _("parent or legal guardian of the patient"), default=False,
@@ -300,9 +306,28 @@ class AccompanyingPerson(models.Model):
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}"
 
+    @property
+    def relationship_label(self) -> str:
+        """The relationship in the active language (the words typed for "other")."""
+        if self.relationship_kind and self.relationship_kind != Relationship.OTHER:
+            return str(self.get_relationship_kind_display())
+        return self.relationship.strip()
+
+    @property
+    def relationship_fact(self) -> str:
+        """The relationship in no language (its code, or the words for "other"): what the
+        visa rules and the letters' fingerprints compare."""
+        if self.relationship_kind and self.relationship_kind != Relationship.OTHER:
+            return self.relationship_kind
+        return self.relationship.strip()
+
     def clean(self):
         self.nationality = (self.nationality or "").strip().upper()
-        if not self.relationship.strip() and not self.justification.strip():
+        if self.relationship_kind == Relationship.OTHER and not self.relationship.strip():
+            raise ValidationError(
+                {"relationship": _("Say in a few words which relationship (e.g. aunt).")}, code="relationship"
+            )
+        if not self.relationship_fact and not self.justification.strip():
             raise ValidationError(
                 _("Give the relationship to the patient or, if there is none, a justification."), code="relationship"
             )

@@ -52,7 +52,9 @@ def render_pdf(template_name: str, context: dict, *, language: str) -> bytes:
             {
                 **context,
                 "language": language,
-                "department": settings.PROTONPATH_DEPARTMENT_NAME,
+                # The default name is translatable ("Service de protonthérapie" in French);
+                # a deployment's own name has no entry and stays as it is.
+                "department": _(settings.PROTONPATH_DEPARTMENT_NAME),
                 "details": selectors.department_details(),
                 "today": timezone.localdate(),
             },
@@ -85,8 +87,11 @@ def letters_for(treatment_request: TreatmentRequest) -> tuple[ConsulateLetter, .
     if assessment.trip is None:
         raise ValidationError(assessment.error, code="not_ready")
     try:
+        passports = {"patient": treatment_request.patient.passport_number}
+        passports.update((str(c.pk), c.passport_number) for c in treatment_request.companions.all())
         letters = consulate_letters(
-            assessment.trip, assessment.expected, quote.total_eur, selectors.rule_payments(quote.payments.all())
+            assessment.trip, assessment.expected, quote.total_eur, selectors.rule_payments(quote.payments.all()),
+            passports=passports,
         )
     except LetterNotReadyError as exc:
         if "not paid in full" in str(exc):

@@ -239,7 +239,7 @@ def visa_assessment(treatment_request: TreatmentRequest, *, today: datetime.date
         Traveller(
             role=TravellerRole.COMPANION,
             nationality=c.nationality,
-            relationship=c.relationship,
+            relationship=c.relationship_fact,  # in no language: the letters name it when printed
             justification=c.justification,
             earlier_stays=_stays(s for s in before if s.companion_id == c.pk),
             reference=str(c.pk),

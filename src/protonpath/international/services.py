@@ -32,6 +32,7 @@ from protonpath.international.models import (
     Tariff,
     TravelPlan,
 )
+from protonpath.international.relationships import Relationship, relationship_of
 from protonpath.international.rules import loaders
 from protonpath.international.rules import payment as payment_rules
 from protonpath.international.rules import quote as quote_rules
@@ -543,11 +544,32 @@ def set_travel_plan(*, actor, treatment_request: TreatmentRequest, first_consult
 
 
 @transaction.atomic
+def set_patient_passport(*, actor, treatment_request: TreatmentRequest, passport_number: str):
+    """The patient's own passport number, for their consulate letter (given or corrected late,
+    when the request form can no longer be changed). Audited without the number itself."""
+    if not _may_edit_travellers(actor, treatment_request):
+        raise PermissionDenied(_("You may not do this."))
+    patient = treatment_request.patient
+    value = (passport_number or "").strip()
+    patient._meta.get_field("passport_number").clean(value, patient)
+    patient.passport_number = value
+    patient.save(update_fields=["passport_number"])
+    audit.record(actor=actor, action=AuditEvent.Action.UPDATE, obj=patient, summary="passport number")
+    return patient
+
+
+@transaction.atomic
 def add_companion(*, actor, treatment_request: TreatmentRequest, data: dict) -> AccompanyingPerson:
     if not _may_edit_travellers(actor, treatment_request):
         raise PermissionDenied(_("You may not do this."))
     fields = ("first_name", "last_name", "birth_date", "nationality", "passport_number", "relationship", "justification")
     companion = AccompanyingPerson(treatment_request=treatment_request, **{k: data.get(k) or ("" if k != "birth_date" else None) for k in fields})
+    companion.relationship_kind = data.get("relationship_kind") or ""
+    if not companion.relationship_kind:
+        # A caller that gives the relationship in words ("mother", "époux"): its kind when known.
+        companion.relationship_kind, companion.relationship = relationship_of(companion.relationship)
+    elif companion.relationship_kind != Relationship.OTHER:
+        companion.relationship = ""
     companion.legal_guardian = bool(data.get("legal_guardian"))
     companion.nationality = (companion.nationality or "").strip().upper()
     companion.full_clean()

@@ -23,6 +23,7 @@ from protonpath.international.forms import (
     CompanionForm,
     DeclaredStayForm,
     DepartmentDetailsForm,
+    PatientPassportForm,
     PaymentForm,
     QuoteBuildForm,
     RefuseForm,
@@ -244,6 +245,7 @@ def travellers(request, pk: int):
     companions = list(r.companions.all())
     companion_form = CompanionForm(prefix="companion")
     stay_form = DeclaredStayForm(prefix="stay", companions=companions)
+    passport_form = PatientPassportForm(prefix="patient", initial={"passport_number": r.patient.passport_number})
     plan = getattr(r, "travel_plan", None)
     plan_form = TravelPlanForm(
         prefix="plan",
@@ -260,6 +262,14 @@ def travellers(request, pk: int):
                 if companion_form.is_valid():
                     services.add_companion(actor=request.user, treatment_request=r, data=companion_form.cleaned_data)
                     messages.success(request, _("Accompanying person added."))
+                    return redirect("international:travellers", pk=r.pk)
+            elif "patient-passport_number" in request.POST:
+                passport_form = PatientPassportForm(request.POST, prefix="patient")
+                if passport_form.is_valid():
+                    services.set_patient_passport(
+                        actor=request.user, treatment_request=r, passport_number=passport_form.cleaned_data["passport_number"]
+                    )
+                    messages.success(request, _("Changes saved."))
                     return redirect("international:travellers", pk=r.pk)
             elif "stay-entry_on" in request.POST:
                 stay_form = DeclaredStayForm(request.POST, prefix="stay", companions=companions)
@@ -286,6 +296,7 @@ def travellers(request, pk: int):
         "companions": companions,
         "stays": r.declared_stays.select_related("companion"),
         "companion_form": companion_form,
+        "passport_form": passport_form,
         "stay_form": stay_form,
         "plan_form": plan_form,
         "can_edit": services._may_edit_travellers(request.user, r),

@@ -26,6 +26,7 @@ class PatientIn(Schema):
     birth_date: datetime.date
     birth_place: str
     nationality: str
+    passport_number: str = ""
     phone: str
     email: str
     address: str
@@ -73,6 +74,7 @@ class PatientOut(Schema):
     birth_date: datetime.date
     birth_place: str
     nationality: str
+    passport_number: str
     phone: str
     email: str
     address: str

@@ -50,6 +50,10 @@ class Patient(models.Model):
     nationality = models.CharField(
         _("nationality"), max_length=2, validators=[validate_country_code], help_text=_("ISO 3166-1 alpha-2")
     )
+    passport_number = models.CharField(
+        _("passport number"), max_length=40, blank=True,
+        help_text=_("Printed on the letter for the consulate when a visa is needed."),
+    )
     phone = models.CharField(_("telephone"), max_length=40)
     email = models.EmailField(_("e-mail"))
     address = models.TextField(_("postal address"))

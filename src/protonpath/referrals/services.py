@@ -49,11 +49,15 @@ PATIENT_FIELDS = (
     "birth_date",
     "birth_place",
     "nationality",
+    "passport_number",
     "phone",
     "email",
     "address",
     "country_of_residence",
 )
+#: Patient fields a caller may leave out (an API client written before they existed): a new
+#: record gets the field's default, a reused record keeps what it has.
+OPTIONAL_PATIENT_FIELDS = frozenset({"passport_number"})
 REQUEST_FIELDS = (
     "request_type",
     "reason",
@@ -169,6 +173,8 @@ def _create_request(*, actor, patient_data: dict, request_data: dict, reuse_pk: 
     for field in PATIENT_FIELDS:
         if reused and actor.role == Role.PATIENT and field in IDENTITY_FIELDS:
             continue  # the person is the same: their record's identity stays as it is
+        if field in OPTIONAL_PATIENT_FIELDS and field not in patient_data:
+            continue
         setattr(patient, field, patient_data[field])
     _normalise_countries(patient, treatment_request=None)
     patient.full_clean()

@@ -22,6 +22,7 @@ from protonpath.scheduling.model import Course
 from protonpath.scheduling.models import (
     ACTIVE_SESSION_STATES,
     Consultation,
+    ConsultationKind,
     ConsultationSlot,
     ConsultationStatus,
     GantrySession,
@@ -231,12 +232,72 @@ PLANNING_LEAD_WORKING_DAYS = 15
 DEFAULT_FRACTIONS = 30
 
 
+class ReadyBasis:
+    """What the plan-ready date of an estimate rests on."""
+
+    #: An approved plan: ready the day of its approval (or tomorrow, if that is past).
+    APPROVED_PLAN = "approved_plan"
+    #: The booked (or held) first consultation, plus :data:`PLANNING_LEAD_WORKING_DAYS`.
+    CONSULTATION = "consultation"
+    #: Neither: today, plus :data:`PLANNING_LEAD_WORKING_DAYS`.
+    TODAY = "today"
+
+
 @dataclass(frozen=True)
 class EarliestStart:
     ready_date: date
     first_day: date | None
     fractions: int
     category: str
+    #: One of :class:`ReadyBasis`, and the day it rests on (the approval or the consultation).
+    basis: str = ReadyBasis.TODAY
+    basis_day: date | None = None
+
+
+def _approved_plan_day(treatment_request: TreatmentRequest) -> date | None:
+    """The day the request's current plan was approved, or None (no approved plan)."""
+    if not apps.is_installed("protonpath.treatment"):
+        return None
+    plan = (
+        treatment_request.plans.filter(state="approved", superseded_by__isnull=True)
+        .order_by("-version")
+        .first()
+    )
+    if plan is None:
+        return None
+    approved_at = plan.oncologist_approved_at or plan.physicist_approved_at or plan.created_at
+    return timezone.localdate(approved_at)
+
+
+def _first_consultation_day(treatment_request: TreatmentRequest) -> date | None:
+    first = (
+        treatment_request.consultations.filter(
+            kind=ConsultationKind.FIRST,
+            status__in=[ConsultationStatus.BOOKED, ConsultationStatus.DONE],
+        )
+        .order_by("start")
+        .first()
+    )
+    return timezone.localdate(first.start) if first is not None else None
+
+
+def plan_ready_date(treatment_request: TreatmentRequest, *, today: date | None = None) -> tuple[date, str, date | None]:
+    """When the plan can be ready to treat: ``(day, basis, basis day)``.
+
+    An approved plan is ready on its approval day; else planning takes
+    :data:`PLANNING_LEAD_WORKING_DAYS` working days after the first consultation (booked or
+    held), or after today when none is booked yet. Never before the next working day.
+    """
+    today = today or timezone.localdate()
+    tomorrow = add_working_days(today + timedelta(days=1), 0)
+    approved = _approved_plan_day(treatment_request)
+    if approved is not None:
+        return max(tomorrow, add_working_days(approved, 0)), ReadyBasis.APPROVED_PLAN, approved
+    consultation = _first_consultation_day(treatment_request)
+    if consultation is not None:
+        ready = add_working_days(consultation + timedelta(days=1), PLANNING_LEAD_WORKING_DAYS)
+        return max(tomorrow, ready), ReadyBasis.CONSULTATION, consultation
+    return add_working_days(today + timedelta(days=1), PLANNING_LEAD_WORKING_DAYS), ReadyBasis.TODAY, None
 
 
 def earliest_start(
@@ -244,10 +305,11 @@ def earliest_start(
 ) -> EarliestStart:
     """The first day a course for this request could start on the gantry as it is booked now.
 
-    The plan is assumed ready :data:`PLANNING_LEAD_WORKING_DAYS` working days from today; the
-    course (the proposed number of fractions, else :data:`DEFAULT_FRACTIONS`; a child's or an
-    adult's session length) is fitted around every active session and downtime without moving
-    anything (``incremental.earliest_start``).
+    The plan is ready on :func:`plan_ready_date` (an approved plan's day, else
+    :data:`PLANNING_LEAD_WORKING_DAYS` working days after the booked first consultation, or
+    after today when none is booked); the course (the proposed number of fractions, else
+    :data:`DEFAULT_FRACTIONS`; a child's or an adult's session length) is fitted around every
+    active session and downtime without moving anything (``incremental.earliest_start``).
     """
     from protonpath.scheduling.services import live_schedule
 
@@ -258,11 +320,13 @@ def earliest_start(
     else:
         category = "paediatric_awake" if treatment_request.patient.is_child else "adult_standard"
         fractions = treatment_request.proposed_fractions or DEFAULT_FRACTIONS
-    ready = add_working_days(today + timedelta(days=1), PLANNING_LEAD_WORKING_DAYS)
+    ready, basis, basis_day = plan_ready_date(treatment_request, today=today)
     end = ready + timedelta(days=365)
     live = live_schedule(gantry_id, ready, end)
     problem = dataclasses.replace(live.problem, fixed_bookings=live.bookings)
     probe = Course(
         f"request-{treatment_request.pk}", category, fractions, ready, end, gantry_id=gantry_id
     )
-    return EarliestStart(ready, incremental.earliest_start(problem, probe), fractions, category)
+    return EarliestStart(
+        ready, incremental.earliest_start(problem, probe), fractions, category, basis, basis_day
+    )

@@ -7,7 +7,7 @@ treatment, proof of advance payment) and one for each accompanying person who ne
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -61,6 +61,8 @@ class ConsulateLetter:
         Day of the payment that completed the advance payment.
     relationship, justification : str
         For an accompanying person.
+    passport_number : str
+        The traveller's own passport number ("" when not given), printed on their letter.
     medical_emergency : bool
         The physician confirmed the emergency.
     advice : ApplicationAdvice
@@ -85,6 +87,7 @@ class ConsulateLetter:
     justification: str
     medical_emergency: bool
     advice: ApplicationAdvice
+    passport_number: str = ""
 
 
 def consulate_letters(
@@ -92,6 +95,7 @@ def consulate_letters(
     expected: ExpectedStay,
     quote_total_eur: Decimal,
     payments: Sequence[Payment],
+    passports: Mapping[str, str] | None = None,
 ) -> tuple[ConsulateLetter, ...]:
     """Return the letters to write: one per traveller who needs a visa, patient first.
 
@@ -105,6 +109,9 @@ def consulate_letters(
         Total of the accepted quote.
     payments : sequence of Payment
         Payments and refunds recorded for the quote.
+    passports : mapping of str to str, optional
+        Passport number of each traveller by their ``reference`` (the patient's reference is
+        the patient's own); a traveller not in it gets ``""``.
 
     Raises
     ------
@@ -126,7 +133,10 @@ def consulate_letters(
         )
     last_payment_day = max(p.paid_on for p in payments if p.kind is PaymentKind.PAYMENT)
     return tuple(
-        _letter(t, trip, expected, balance.quote_total_eur, balance.net_paid_eur, last_payment_day)
+        _letter(
+            t, trip, expected, balance.quote_total_eur, balance.net_paid_eur, last_payment_day,
+            ((passports or {}).get(t.reference) or "").strip(),
+        )
         for t in trip.travellers
         if t.needs_consulate_letter
     )
@@ -139,6 +149,7 @@ def _letter(
     total: Decimal,
     paid: Decimal,
     last_payment_day: date,
+    passport_number: str = "",
 ) -> ConsulateLetter:
     assert traveller.application is not None  # a visa is needed, so there is advice
     kind = (
@@ -165,4 +176,5 @@ def _letter(
         justification=traveller.justification,
         medical_emergency=trip.medical_emergency,
         advice=traveller.application,
+        passport_number=passport_number,
     )
