@@ -132,7 +132,7 @@ def test_a_refund_of_an_overpayment_needs_no_confirmation(accepted_quote, staff)
     ("language", "warning", "button"),
     [
         ("en", "exceed the quote's total", "I have checked: record it anyway"),
-        ("fr", "dépasserait le total du devis", "J'ai vérifié\u00a0: l'enregistrer quand même"),
+        ("fr", "dépasserait le total du devis", "J'ai vérifié : l'enregistrer quand même"),
     ],
 )
 def test_the_payments_page_warns_and_records_on_confirmation(client, accepted_quote, staff, language, warning, button):
@@ -156,7 +156,7 @@ def test_the_payments_page_warns_and_records_on_confirmation(client, accepted_qu
 
 @pytest.mark.parametrize(
     ("language", "notice"),
-    [("en", "The balance is zero: the quote is paid in full."), ("fr", "Le solde est nul\u00a0: le devis est payé en totalité.")],
+    [("en", "The balance is zero: the quote is paid in full."), ("fr", "Le solde est nul : le devis est payé en totalité.")],
 )
 def test_the_payment_that_completes_the_balance_says_so_and_offers_the_step(client, accepted_quote, staff, language, notice):
     client.login(username=staff.username, password=PASSWORD)
