@@ -22,7 +22,7 @@ import struct
 import uuid
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -585,22 +585,12 @@ def classify_file(
     truncation = dataset_structure_problem(data, part10=part10, transfer_syntax_uid=transfer_syntax)
     if truncation:
         raise FileRejected(truncation)
-    missing = [k for k in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID") if not ds.get(k)]
-    if missing:
-        raise FileRejected("is not a usable DICOM instance: it lacks " + ", ".join(missing))
+    _require_uids({k: ds.get(k) for k in _PLACING_UIDS})
     try:
         header = header_from_dataset(ds)
     except (ValueError, TypeError) as error:
         raise FileRejected(f"has malformed attributes ({error})") from error
-    return DicomFile(
-        name=name or path.name,
-        path=path,
-        header=header,
-        transfer_syntax_uid=transfer_syntax,
-        size_bytes=len(data),
-        sha256=hashlib.sha256(data).hexdigest() if file_digest else "",
-        part10=part10,
-    )
+    return _dicom_file(path, name, header, transfer_syntax, data, file_digest, part10)
 
 
 def _quick_classified(
@@ -613,11 +603,25 @@ def _quick_classified(
     truncation = dataset_structure_problem(data, part10=True, transfer_syntax_uid=transfer_syntax)
     if truncation:
         raise FileRejected(truncation)
-    uids = {"SOPClassUID": header.sop_class_uid, "SOPInstanceUID": header.sop_instance_uid,
-            "StudyInstanceUID": header.study_instance_uid, "SeriesInstanceUID": header.series_instance_uid}
+    _require_uids({"SOPClassUID": header.sop_class_uid, "SOPInstanceUID": header.sop_instance_uid,
+                   "StudyInstanceUID": header.study_instance_uid, "SeriesInstanceUID": header.series_instance_uid})
+    return _dicom_file(path, name, header, transfer_syntax, data, file_digest, part10=True)
+
+
+#: The UIDs that place an instance in a study and a series.
+_PLACING_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+
+
+def _require_uids(uids: Mapping[str, object]) -> None:
     missing = [k for k, v in uids.items() if not v]
     if missing:
         raise FileRejected("is not a usable DICOM instance: it lacks " + ", ".join(missing))
+
+
+def _dicom_file(
+    path: Path, name: str | None, header: InstanceHeader, transfer_syntax: str, data: bytes,
+    file_digest: bool, part10: bool,
+) -> DicomFile:
     return DicomFile(
         name=name or path.name,
         path=path,
@@ -625,7 +629,7 @@ def _quick_classified(
         transfer_syntax_uid=transfer_syntax,
         size_bytes=len(data),
         sha256=hashlib.sha256(data).hexdigest() if file_digest else "",
-        part10=True,
+        part10=part10,
     )
 
 

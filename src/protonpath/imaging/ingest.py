@@ -339,20 +339,9 @@ def store_instance(
         return Stored(study=existing.series.study, instance=None, duplicate=True)
     study = _study_for(header, treatment_request, inbox_reason, actor)
     series = _series_for(study, header)
-    instance = Instance(
-        series=series,
+    instance = _new_instance(
+        dicom_file, data, series, via=via, calling_ae_title=calling_ae_title, dataset_sha256=digest,
         transfer=transfer,
-        sop_instance_uid=header.sop_instance_uid,
-        sop_class_uid=header.sop_class_uid[:64],
-        instance_number=header.instance_number,
-        slice_position_mm=_slice_position(header),
-        size_bytes=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-        dataset_sha256=digest,
-        transfer_syntax_uid=dicom_file.transfer_syntax_uid[:64],
-        received_via=via,
-        calling_ae_title=calling_ae_title[:16],
-        header=header.to_dict(),
     )
     instance.file.save("instance.dcm", ContentFile(data), save=False)
     try:
@@ -362,6 +351,30 @@ def store_instance(
         raise
     Series.objects.filter(pk=series.pk).update(instance_count=F("instance_count") + 1)
     return Stored(study=study, instance=instance, duplicate=False, saved_names=(instance.file.name,))
+
+
+def _new_instance(
+    dicom_file: DicomFile, data: bytes, series: Series, *, via: str, calling_ae_title: str,
+    dataset_sha256: str, **links,
+) -> Instance:
+    """The index row of a checked instance (not saved): what both ways in record of it.
+    ``links``: its transfer (``transfer`` or ``transfer_id``) and, when already stored, ``file``."""
+    header = dicom_file.header
+    return Instance(
+        series=series,
+        sop_instance_uid=header.sop_instance_uid,
+        sop_class_uid=header.sop_class_uid[:64],
+        instance_number=header.instance_number,
+        slice_position_mm=_slice_position(header),
+        size_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        dataset_sha256=dataset_sha256,
+        transfer_syntax_uid=dicom_file.transfer_syntax_uid[:64],
+        received_via=via,
+        calling_ae_title=calling_ae_title[:16],
+        header=header.to_dict(),
+        **links,
+    )
 
 
 def delete_saved(names: Iterable[str]) -> None:
@@ -856,23 +869,10 @@ def _insert_instances(rows: list[Instance]) -> None:
 
 
 def _instance_row(item: _Accepted, series: Series, name: str) -> Instance:
-    header = item.dicom_file.header
-    data = item.data
-    return Instance(
-        series=series,
-        transfer_id=item.touched.transfer_id,
-        sop_instance_uid=header.sop_instance_uid,
-        sop_class_uid=header.sop_class_uid[:64],
-        instance_number=header.instance_number,
-        slice_position_mm=_slice_position(header),
-        size_bytes=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-        dataset_sha256=dataset_digest(data),
-        transfer_syntax_uid=item.dicom_file.transfer_syntax_uid[:64],
-        received_via=ReceivedVia.DICOM,
-        calling_ae_title=item.received.calling_ae_title[:16],
-        header=header.to_dict(),
-        file=name,
+    return _new_instance(
+        item.dicom_file, item.data, series, via=ReceivedVia.DICOM,
+        calling_ae_title=item.received.calling_ae_title, dataset_sha256=dataset_digest(item.data),
+        transfer_id=item.touched.transfer_id, file=name,
     )
 
 
