@@ -138,13 +138,14 @@ class ListenerSettings:
     network_timeout_s: float = 60.0
     acse_timeout_s: float = 30.0
     dimse_timeout_s: float = 300.0
-    request_timeout_s: float = 10.0
-    pdu_header_timeout_s: float = 10.0
-    pdu_body_timeout_s: float = 60.0
-    max_control_pdu_bytes: int = 256 * 1024
-    max_associations: int = 32
-    max_associations_per_address: int = 8
-    max_message_bytes: int = 1024 * 1024 * 1024
+    # the reactors' limits, with their defaults (one place: NetworkLimits)
+    request_timeout_s: float = NetworkLimits.request_timeout_s
+    pdu_header_timeout_s: float = NetworkLimits.pdu_header_timeout_s
+    pdu_body_timeout_s: float = NetworkLimits.pdu_body_timeout_s
+    max_control_pdu_bytes: int = NetworkLimits.max_control_pdu_bytes
+    max_associations: int = NetworkLimits.max_associations
+    max_associations_per_address: int = NetworkLimits.max_associations_per_address
+    max_message_bytes: int = NetworkLimits.max_message_bytes
     stop_grace_s: float = 30.0
 
     def limits(self) -> NetworkLimits:
