@@ -25,6 +25,7 @@ from protonpath.planning import resources
 from protonpath.planning.machine import (
     PROTON_MASS_MEV,
     Machine,
+    _depth_samples_mm,
     bortfeld_idd,
     bragg_kleeman_energy_mev,
     distal_depth_mm,
@@ -152,14 +153,6 @@ def mu_to_weights(mu, energy_mev, data: ProteusOneData | None = None) -> np.ndar
 
 
 # --- pencil-beam machine ----------------------------------------------------------------------
-
-
-def _depth_samples_mm(range_mm: float) -> np.ndarray:
-    fine_start = max(range_mm - 30.0, 0.0)
-    plateau = np.arange(0.0, fine_start, 2.0)
-    fine = np.arange(fine_start, range_mm + 10.0, 0.2)
-    tail = np.arange(range_mm + 10.0, range_mm + 25.0, 1.0)
-    return np.round(np.concatenate([plateau, fine, tail]), 3)
 
 
 @functools.cache
