@@ -235,19 +235,24 @@ def calculate(images: Images, setup: dict, *, dose_gy: float, fractions: int, ca
             "volume": [round(float(v), 4) for v in course_dvh.volume_fraction[::step]],
         })
     goals = evaluate_goals(setup.get("goals", []), statistics, dose_gy)
+    delivery = session.fraction_time(result.spots, result.weights, n_beams=len(beams))
     fields = []
-    for b in range(len(beams)):
-        sel = result.spots.beam_index == b
-        spots = int(np.count_nonzero(sel & (result.weights > 0)))
-        layers = len(set(result.spots.energy_index[sel & (result.weights > 0)].tolist()))
-        fields.append({"gantry_deg": beams[b].gantry_deg, "couch_deg": beams[b].couch_deg, "spots": spots, "layers": layers})
+    for b, timing in enumerate(delivery.fields):
+        fields.append({
+            "gantry_deg": beams[b].gantry_deg,
+            "couch_deg": beams[b].couch_deg,
+            "spots": timing.spots,
+            "layers": timing.energy_layers,
+            "beam_on_s": round(timing.beam_on_s, 1),
+            "layer_switching_s": round(timing.layer_switching_s, 1),
+            "scanning_s": round(timing.scanning_s + timing.burst_switching_s, 1),
+            "delivery_s": round(timing.total_s, 1),
+        })
     d = catalog.delivery()
     setup_min = float(setup.get("setup_minutes") or catalog.template_for(category)["setup_minutes"])
-    for f in fields:
-        f["beam_on_s"] = round(session.field_seconds(f["spots"], f["layers"], spot_s=d["spot_s"], layer_switch_s=d["layer_switch_s"]), 1)
     minutes = session.session_minutes(
-        [(f["spots"], f["layers"]) for f in fields], setup_minutes=setup_min, spot_s=d["spot_s"],
-        layer_switch_s=d["layer_switch_s"], field_overhead_s=d["field_overhead_s"], round_to_min=d["round_to_min"],
+        [f.total_s for f in delivery.fields], setup_minutes=setup_min,
+        field_overhead_s=d["field_overhead_s"], round_to_min=d["round_to_min"],
     )
     results = {
         "statistics": statistics,
@@ -255,6 +260,7 @@ def calculate(images: Images, setup: dict, *, dose_gy: float, fractions: int, ca
         "goals": goals,
         "fields": fields,
         "session_minutes": minutes,
+        "delivery_s": round(delivery.total_s - delivery.field_setup_s, 1),
         "setup_minutes": setup_min,
         "spots": int(len(result.spots)),
         "isocentre_mm": [round(float(v), 1) for v in beams[0].isocentre_mm],

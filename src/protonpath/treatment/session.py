@@ -1,7 +1,12 @@
 """How long one fraction of a plan takes at the gantry. Pure: no Django.
 
-Setup time per category plus, per field, its overhead (gantry move, imaging) and its beam-on time
-(spots and energy layer switches), rounded up to the gantry day's time step.
+Setup time per category plus, per field, its overhead (gantry move, imaging, patient check:
+``delivery.toml``) and its beam delivery time, rounded up to the gantry day's time step.
+The beam delivery time of a field is the Proteus One model's estimate
+(:func:`protonpath.planning.delivery_time.fraction_delivery_time`: energy-layer switching,
+spot scanning, beam-on in whole pulses, burst switching; figures in
+``planning/data/proteus_one.json``), so the booked session follows the plan's layers, spots and
+spot weights rather than a flat time per spot.
 """
 
 from __future__ import annotations
@@ -9,24 +14,24 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from protonpath.planning.delivery_time import FractionTime, fraction_delivery_time
 
-def field_seconds(spots: int, layers: int, *, spot_s: float, layer_switch_s: float) -> float:
-    """Beam-on time of one field: every spot, and the switches between its layers."""
-    return spots * spot_s + max(layers - 1, 0) * layer_switch_s
+
+def fraction_time(spots, weights, n_beams: int) -> FractionTime:
+    """The machine model's delivery time of one fraction (weights per fraction)."""
+    return fraction_delivery_time(spots, weights, n_beams=n_beams)
 
 
 def session_minutes(
-    fields: Iterable[tuple[int, int]],
+    field_delivery_s: Iterable[float],
     *,
     setup_minutes: float,
-    spot_s: float,
-    layer_switch_s: float,
     field_overhead_s: float,
     round_to_min: int = 5,
 ) -> int:
-    """Minutes to book for one fraction; ``fields`` gives (spots, energy layers) per field."""
+    """Minutes to book for one fraction; ``field_delivery_s`` gives each field's beam delivery time."""
     seconds = setup_minutes * 60.0
-    for spots, layers in fields:
-        seconds += field_overhead_s + field_seconds(spots, layers, spot_s=spot_s, layer_switch_s=layer_switch_s)
+    for delivery_s in field_delivery_s:
+        seconds += field_overhead_s + float(delivery_s)
     step = max(int(round_to_min), 1)
     return int(math.ceil(seconds / 60.0 / step) * step)
