@@ -151,3 +151,16 @@ def test_sessions_given_are_counted_from_the_gantry_records_when_kept(client, he
     # 2026: 3 sessions given, compared with 2,373: 0.1 %; 2025 has no records: the estimate (30) counts.
     assert re.search(r'data-year="2026">.*?<td class="num given">3</td><td class="num">0.1 %</td>', html, re.S)
     assert re.search(r'data-year="2025">.*?<td class="num given">0</td><td class="num">1.3 %</td>', html, re.S)
+
+
+def test_the_reference_line_label_has_its_plural_and_grouped_digits_in_both_languages():
+    from django.utils import translation
+
+    from protonpath.department.views import reference_sessions_label
+
+    with translation.override("en"):
+        assert reference_sessions_label(2019, 2373) == "2019: 2,373 sessions"
+        assert reference_sessions_label(2019, 1) == "2019: 1 session"
+    with translation.override("fr"):
+        assert reference_sessions_label(2019, 2373) == "2019\u00a0: 2\u00a0373 séances"
+        assert reference_sessions_label(2019, 1) == "2019\u00a0: 1 séance"

@@ -13,8 +13,9 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import number_format
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.utils.translation import get_language
+from django.utils.translation import get_language, ngettext
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -315,6 +316,12 @@ def minutes_pdf(request, pk: int):
 # Activity -------------------------------------------------------------------------------------
 
 
+def reference_sessions_label(year: int, sessions: int) -> str:
+    """The chart's reference line: the year and its session count, with plural and grouping."""
+    return ngettext("%(year)s: %(n)s session", "%(year)s: %(n)s sessions", sessions) % {
+        "year": year, "n": number_format(sessions, 0, force_grouping=True)}
+
+
 @login_required
 def activity(request):
     _require(request.user, selectors.ACTIVITY_VIEWERS)
@@ -329,7 +336,7 @@ def activity(request):
     )
     years = summary["sessions_per_year"]
     recorded = dict(summary["recorded_sessions"] or [])
-    reference_label = _("%(year)s: %(n)s sessions") % {"year": summary["reference_year"], "n": summary["reference_sessions"]}
+    reference_label = reference_sessions_label(summary["reference_year"], summary["reference_sessions"])
     if summary["recorded_sessions"] is None:
         labels = [str(summary["reference_year"])] + [str(year) for year, _s, _c in years]
         values = [summary["reference_sessions"]] + [s for _year, s, _c in years]
