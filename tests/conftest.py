@@ -82,7 +82,12 @@ def head(db):
 
 
 @pytest.fixture
-def users(patient, other_patient, doctor, other_doctor, staff, oncologist, physicist, head):
+def therapist(db):
+    return UserFactory(role=Role.THERAPIST, username="ther1", is_staff=True)
+
+
+@pytest.fixture
+def users(patient, other_patient, doctor, other_doctor, staff, oncologist, physicist, head, therapist):
     return {
         "patient": patient,
         "other_patient": other_patient,
@@ -92,6 +97,7 @@ def users(patient, other_patient, doctor, other_doctor, staff, oncologist, physi
         "oncologist": oncologist,
         "physicist": physicist,
         "head": head,
+        "therapist": therapist,
     }
 
 

@@ -19,10 +19,11 @@ class Role(models.TextChoices):
     ONCOLOGIST = "oncologist", _("Radiation oncologist")
     PHYSICIST = "physicist", _("Physicist / dosimetrist")
     HEAD = "head", _("Head of department")
+    THERAPIST = "therapist", _("Radiation therapist")
 
 
 #: Roles of the department's own staff (they may sign in to the Django admin).
-STAFF_ROLES = frozenset({Role.ADMIN_STAFF, Role.ONCOLOGIST, Role.PHYSICIST, Role.HEAD})
+STAFF_ROLES = frozenset({Role.ADMIN_STAFF, Role.ONCOLOGIST, Role.PHYSICIST, Role.HEAD, Role.THERAPIST})
 #: Roles that reach the outside world: they see only what they submitted or what concerns them.
 EXTERNAL_ROLES = frozenset({Role.PATIENT, Role.REFERRING_DOCTOR})
 

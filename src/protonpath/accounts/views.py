@@ -16,6 +16,8 @@ from protonpath.accounts.models import AuditEvent, Role, User
 def home(request):
     if not request.user.is_authenticated:
         return render(request, "home.html")
+    if request.user.role == Role.THERAPIST:  # at the console: the gantry's day first
+        return redirect("scheduling:agenda_today")
     if request.user.is_department_staff:
         return redirect("referrals:queues")
     return redirect("referrals:list")

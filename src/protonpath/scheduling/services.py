@@ -65,7 +65,7 @@ CONSULTATION_MANAGERS = frozenset({Role.ADMIN_STAFF, Role.HEAD, Role.ONCOLOGIST}
 #: Who prepares treatment courses and schedules them on the gantry.
 COURSE_PLANNERS = frozenset({Role.ADMIN_STAFF, Role.HEAD, Role.ONCOLOGIST, Role.PHYSICIST})
 #: Who records a session as given or missed, and machine downtimes.
-SESSION_RECORDERS = frozenset({Role.ADMIN_STAFF, Role.HEAD, Role.ONCOLOGIST})
+SESSION_RECORDERS = frozenset({Role.THERAPIST, Role.ADMIN_STAFF, Role.HEAD, Role.ONCOLOGIST})
 #: Requests whose course may be scheduled on the gantry.
 COURSE_STATES = frozenset(
     {State.CONSULTATION_BOOKED, State.PLANNING, State.SCHEDULED, State.IN_TREATMENT}

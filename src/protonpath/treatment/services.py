@@ -45,7 +45,7 @@ logger = logging.getLogger("protonpath.treatment")
 PRESCRIBERS = frozenset({Role.ONCOLOGIST})
 PLANNERS = frozenset({Role.PHYSICIST})
 #: Staff who see the whole plan (setup, dose, DVH); the others see a summary.
-PLAN_VIEWERS = frozenset({Role.ONCOLOGIST, Role.PHYSICIST, Role.HEAD, Role.ADMIN_STAFF})
+PLAN_VIEWERS = frozenset({Role.ONCOLOGIST, Role.PHYSICIST, Role.HEAD, Role.ADMIN_STAFF, Role.THERAPIST})
 PRESCRIPTION_STATES = frozenset(
     {State.ACCEPTED, State.QUOTE_SENT, State.QUOTE_ACCEPTED, State.PAID, State.CONSULTATION_BOOKED, State.PLANNING}
 )

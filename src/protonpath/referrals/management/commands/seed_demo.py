@@ -29,6 +29,7 @@ ACCOUNTS = [
     ("head", Role.HEAD, "Jeanne", "Lefort", True),
     ("oncologist", Role.ONCOLOGIST, "Paul", "Marchand", True),
     ("physicist", Role.PHYSICIST, "Inès", "Roussel", True),
+    ("therapist", Role.THERAPIST, "Lucas", "Moreau", True),
     ("doctor", Role.REFERRING_DOCTOR, "Youssef", "Benali", False),
     ("patient", Role.PATIENT, "Amina", "El Idrissi", False),
 ]
