@@ -255,8 +255,9 @@ import json, os, resource, sys, time
 import numpy as np
 import logging
 logging.disable(logging.WARNING)
-npz, out_json, work, grid_mm, primaries, maxiter = sys.argv[1:7]
+npz, out_json, work, grid_mm, primaries, maxiter, spot_mm, layer_mm = sys.argv[1:9]
 grid_mm, primaries, maxiter = float(grid_mm), float(primaries), int(maxiter)
+spot_mm, layer_mm = float(spot_mm), float(layer_mm)
 progress = {"stage": "import"}
 def note(**kw):
     progress.update(kw)
@@ -325,8 +326,8 @@ design.robustness.selectionStrategy = design.robustness.Strategies.REDUCED_SET
 import enum
 Mode4D = enum.Enum("Mode4D", ["Disabled", "MCsquareAccumulation", "MCsquareSystematic"])
 design.robustness.Mode4D = Mode4D.Disabled
-design.spotSpacing = 5.0
-design.layerSpacing = 5.0
+design.spotSpacing = spot_mm
+design.layerSpacing = layer_mm
 design.targetMargin = 5.0 + 3.0
 design.defineTargetMaskAndPrescription(target=target, targetPrescription=50.0)
 design.setScoringParameters(scoringSpacing=[grid_mm] * 3, adapt_gridSize_to_new_spacing=True)
@@ -337,7 +338,8 @@ nominal, scenarios = mc2.computeRobustScenarioBeamlets(ct, plan, roi=[target, co
 plan.planDesign.beamlets = nominal
 plan.planDesign.robustness.scenarios = scenarios
 plan.planDesign.robustness.numScenarios = len(scenarios)
-note(stage="optimisation", dose_matrix_s=time.perf_counter() - t, scenarios=len(scenarios) + 1)
+note(stage="optimisation", dose_matrix_s=time.perf_counter() - t, scenarios=len(scenarios) + 1,
+     spot_spacing_mm=spot_mm, layer_spacing_mm=layer_mm, primaries_per_beamlet=primaries)
 objectives = plan.planDesign.objectives
 objectives.addFidObjective(target, FidObjective.Metrics.DMAX, 50.0, 1.0, robust=True)
 objectives.addFidObjective(target, FidObjective.Metrics.DMIN, 50.0, 1.0, robust=True)
@@ -366,9 +368,18 @@ note(stage="done", nominal_D95=d95[0], worst_D95=min(d95),
 """
 
 
-def run_opentps(grid_mm: float, timeout_s: float, primaries: float, maxiter: int) -> dict:
+def run_opentps(
+    grid_mm: float,
+    timeout_s: float,
+    primaries: float,
+    maxiter: int,
+    spot_mm: float = 5.0,
+    layer_mm: float = 5.0,
+) -> dict:
     """OpenTPS' robust optimisation on TG119 (its own venv; MCsquare beamlets, 21 scenarios),
-    stopped after ``timeout_s``: returns what it reached."""
+    stopped after ``timeout_s``: returns what it reached. ``primaries`` per beamlet,
+    ``spot_mm`` and ``layer_mm`` its spot and layer spacing (MCsquare's time grows with
+    primaries x spots: these are the knobs that make a run fit in a session)."""
     import numpy as np
 
     from protonpath.planning import matrad_io
@@ -388,7 +399,7 @@ def run_opentps(grid_mm: float, timeout_s: float, primaries: float, maxiter: int
     result = out / "opentps_result.json"
     result.unlink(missing_ok=True)
     cmd = [str(python), str(worker), str(npz), str(result), str(work), str(grid_mm),
-           str(primaries), str(maxiter)]  # fmt: skip
+           str(primaries), str(maxiter), str(spot_mm), str(layer_mm)]  # fmt: skip
     env = bench_env(2)
     t = time.perf_counter()
     try:
@@ -438,7 +449,9 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=150, help="robust iterations")
     parser.add_argument("--skip-opentps", action="store_true")
     parser.add_argument("--opentps-timeout", type=float, default=1800.0)
-    parser.add_argument("--opentps-primaries", type=float, default=5e4)
+    parser.add_argument("--opentps-primaries", type=float, default=5e4, help="per beamlet")
+    parser.add_argument("--opentps-spot-mm", type=float, default=5.0)
+    parser.add_argument("--opentps-layer-mm", type=float, default=5.0)
     parser.add_argument("--only-opentps", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -509,7 +522,8 @@ def main() -> None:
         status = opentps_status()
         print(f"OpenTPS {OPENTPS_VERSION}: {status}", flush=True)
         if status.startswith("importable"):
-            r = run_opentps(args.grid_mm, args.opentps_timeout, args.opentps_primaries, 50)
+            r = run_opentps(args.grid_mm, args.opentps_timeout, args.opentps_primaries, 50,
+                            args.opentps_spot_mm, args.opentps_layer_mm)
             print(f"  OpenTPS robust optimisation (MCsquare beamlets, 21 scenarios): {r}")
             if r.get("stage") == "done":
                 total = r["dose_matrix_s"] + r["optimisation_s"]
