@@ -144,6 +144,13 @@ def test_worker_evaluates_a_nominal_plan_and_the_page_shows_bands_and_worst_case
     client.cookies["django_language"] = "fr"
     fr = client.get(url, HTTP_ACCEPT_LANGUAGE="fr").content.decode()
     assert "Robustesse sur 21\u00a0scénarios" in fr and "Objectifs cliniques au pire cas" in fr
+    assert "Erreur de parcours (%)" in fr and "Décalage de positionnement (mm, par axe)" in fr
+    from django.utils import translation
+
+    with translation.override("fr"):
+        for row in robust.worst_case_rows(ev, plan.results["goals"]):
+            assert f"<td>{row['scenario']}</td>" in fr  # the worst scenarios' labels, in French
+            assert "range" not in row["scenario"]
     del client.cookies["django_language"]
 
     for name in ("patient", "other_patient", "doctor", "other_doctor"):
@@ -198,3 +205,15 @@ def test_robust_optimisation_on_the_worker_and_the_exported_plan_carries_its_set
     assert 'id="dvh-bands"' not in client.get(reverse("treatment:plan", args=[newer.pk])).content.decode()
     with newer.rtplan_file.open("rb") as f:
         assert read_robust_settings(pydicom.dcmread(io.BytesIO(f.read()))) is None
+
+
+def test_scenario_labels_in_the_readers_language():
+    from django.utils import translation
+
+    sc = {"shift_mm": [0.0, -3.0, 0.0], "range_error": 0.035}
+    with translation.override("en"):
+        assert robust.scenario_label(sc) == "y \u22123\u00a0mm, range +3.5\u00a0%"
+        assert robust.scenario_label({"shift_mm": [0, 0, 0], "range_error": 0.0}) == "nominal"
+    with translation.override("fr"):
+        assert robust.scenario_label(sc) == "y \u22123\u00a0mm, parcours +3,5\u00a0%"
+        assert robust.scenario_label({"shift_mm": [2.5, 0, 0], "range_error": 0.0}) == "x +2,5\u00a0mm"

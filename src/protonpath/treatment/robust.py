@@ -13,6 +13,8 @@ was optimised robustly or not.
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
+from django.utils.formats import number_format
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from protonpath.planning.robust import (
@@ -118,6 +120,21 @@ def mode_label(mode: str) -> str:
     return str(dict(MODE_CHOICES).get(mode, mode))
 
 
+def _signed(value: float) -> str:
+    text = number_format(round(abs(value), 2), decimal_pos=None)
+    text = text.rstrip("0").rstrip(",.") if ("," in text or "." in text) else text
+    return ("+" if value > 0 else "−") + text
+
+
+def scenario_label(scenario: dict) -> str:
+    """A scenario (ScenarioSet.to_dict's entry) in the reader's language: ``x +3 mm, range
+    +3.5 %``, or nominal."""
+    parts = [f"{axis} {_signed(v)}\u00a0mm" for axis, v in zip("xyz", scenario["shift_mm"], strict=True) if v]
+    if scenario.get("range_error"):
+        parts.append(gettext("range %(value)s") % {"value": f"{_signed(100 * scenario['range_error'])}\u00a0%"})
+    return ", ".join(parts) if parts else gettext("nominal")
+
+
 def worst_case_rows(robustness: dict, goals: list[dict]) -> list[dict]:
     """Rows of the worst-case table: targets first (D95, D98, V95), then organs (D2, max,
     mean), each with its nominal value, worst case, scenario and the plan's clinical goal on
@@ -125,6 +142,7 @@ def worst_case_rows(robustness: dict, goals: list[dict]) -> list[dict]:
     order = ("D95", "D98", "V95", "D2", "max", "mean")
     roles = robustness.get("roles", {})
     by_goal = {(g["structure"], g["metric"]): g for g in goals}
+    scenarios = robustness.get("scenarios", {}).get("scenarios", [])
     rows = []
     names = sorted(robustness.get("worst_case", {}), key=lambda n: (roles.get(n) != "target", n))
     for name in names:
@@ -137,7 +155,7 @@ def worst_case_rows(robustness: dict, goals: list[dict]) -> list[dict]:
             value = 100.0 * w["value"] if percent else w["value"]
             nominal = 100.0 * w["nominal"] if percent else w["nominal"]
             row = {"structure": name, "target": roles.get(name) == "target", "statistic": stat, "value": value,
-                   "nominal": nominal, "scenario": w["scenario_label"], "unit": "%" if percent else "Gy",
+                   "nominal": nominal, "scenario": scenario_label(scenarios[w["scenario"]]) if w["scenario"] < len(scenarios) else w["scenario_label"], "unit": "%" if percent else "Gy",
                    "goal": None, "passed": None}
             g = by_goal.get((name, stat))
             if g is not None and g.get("limit") is not None:
