@@ -309,6 +309,9 @@ calibration = readScanner(DoseCalculationConfig().scannerFolder)
 mc2 = MCsquareDoseCalculator()
 mc2.beamModel = mcsquareIO.readBDL(DoseCalculationConfig().bdlFile)
 mc2.nbPrimaries = primaries
+# MCsquare's files go to ~/openTPS_workspace/Simulations/<name>: one name per run, so that
+# runs on the same machine (other benchmarks) do not overwrite each other's inputs
+mc2.simulationFolderName = "MCsquare_" + os.path.basename(os.path.dirname(work))
 mc2.ctCalibration = calibration
 design = ProtonPlanDesign()
 design.ct = ct
@@ -385,7 +388,8 @@ def run_opentps(
     from protonpath.planning import matrad_io
 
     python = OPENTPS_VENV / "bin" / "python"
-    out = CACHE / "bench"
+    # one folder per run (pid): the cache is shared by several checkouts of the project
+    out = CACHE / "bench" / f"opentps_run_{os.getpid()}"
     out.mkdir(parents=True, exist_ok=True)
     tg = matrad_io.load_tg119(matrad_io.find_pyradplan_wheel())
     npz = out / "tg119_for_opentps.npz"
@@ -413,6 +417,7 @@ def run_opentps(
         lines = [ln for ln in log.read_text(errors="replace").splitlines() if "beamlet" in ln]
         reached["mcsquare_passes_started"] = sum(" 1/" in ln for ln in lines)
         reached["mcsquare_last"] = lines[-1].strip() if lines else ""
+    npz.unlink(missing_ok=True)
     reached["wall_s"] = time.perf_counter() - t
     reached["returncode"] = None if proc is None else proc.returncode
     reached["tail"] = tail
