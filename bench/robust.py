@@ -33,6 +33,17 @@ optimisation 150 iterations 25 s); peak memory 788 vs 409 MB (21 x 1596 rows, 17
 float32 blocks); worst-case target D95 47.5 Gy (robust) vs 38.1 Gy (nominal plan), Rx 50 Gy.
 Optimisers (box, composite worst case): L-BFGS-B on the smoothed maximum 3.35 in 1.5 s,
 SLSQP epigraph 3.52 in 2.6 s (start 9.90).
+
+Measured 2026-12-02 (AMD EPYC Zen 3, 2 cores under KVM shared with three other jobs, load
+5.5-10; ``--grid-mm 9 --opentps-primaries 1e4 --opentps-spot-mm 7 --opentps-layer-mm 7``):
+ours, robust plan 21.3 s wall / 4.9 s CPU (nominal plan 9.4 s / 2.0 s), 322 MB peak, 5695
+spots; worst-case target D95 47.59 Gy (robust) vs 33.27 Gy (nominal plan). OpenTPS 2.0.0
+(MCsquare's generic build: the Intel-dispatched ones refuse AMD processors), 3487 spots:
+plan design 47-53 s, then about 4 s per beamlet of the nominal pass (72 beamlets logged in
+299 s, under ``nice -n 10``), so about 4 h per pass and 84 h for the 21 passes at that pace:
+stopped, no worst-case D95 to compare. With 1e3 primaries per beamlet it simulated faster
+(buffered log: 182 beamlets logged within 44 s) but stays hours for 21 passes, with ten times
+the Monte Carlo noise.
 """
 
 from __future__ import annotations
@@ -407,6 +418,7 @@ def run_opentps(
            str(primaries), str(maxiter), str(spot_mm), str(layer_mm)]  # fmt: skip
     env = bench_env(2)
     t = time.perf_counter()
+    started = time.time()
     # its own session: on time-out the worker and the MCsquare it started stop together
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)  # fmt: skip
@@ -424,11 +436,13 @@ def run_opentps(
         lines = [ln for ln in log.read_text(errors="replace").splitlines() if "beamlet" in ln]
         reached["mcsquare_passes_started"] = sum(" 1/" in ln for ln in lines)
         reached["mcsquare_last"] = lines[-1].strip() if lines else ""
+        # MCsquare's output is block-buffered: the log holds the beamlets started by its last
+        # write (its modification time), not those since
         done = sum(ln.startswith("Simulation of beamlet") for ln in lines)
         reached["beamlets_simulated"] = done
         if reached.get("stage") == "beamlets" and done and reached.get("spots"):
             # at the pace it had: every spot's beamlet in the nominal pass and 20 scenario passes
-            per = (wall - reached["setup_s"]) / done
+            per = (log.stat().st_mtime - started - reached["setup_s"]) / done
             reached["beamlet_s"] = per
             reached["estimated_beamlets_s_21_passes"] = per * reached["spots"] * 21
     npz.unlink(missing_ok=True)
@@ -555,7 +569,7 @@ def main() -> None:
             elif r.get("estimated_beamlets_s_21_passes"):
                 est = r["estimated_beamlets_s_21_passes"]
                 print(
-                    f"  stopped in its beamlets after {r['beamlets_simulated']} of {r['spots']} "
+                    f"  stopped in its beamlets, {r['beamlets_simulated']} of {r['spots']} logged "
                     f"(nominal pass), {r['beamlet_s']:.2f} s each: all 21 passes would take about "
                     f"{est / 3600:.1f} h at that pace, {est / robust['time_s']:.0f}x our robust "
                     f"plan's {robust['time_s']:.0f} s (no worst-case D95 to compare)"
