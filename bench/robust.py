@@ -52,6 +52,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -446,6 +447,9 @@ def run_opentps(
             reached["beamlet_s"] = per
             reached["estimated_beamlets_s_21_passes"] = per * reached["spots"] * 21
     npz.unlink(missing_ok=True)
+    # the run's MCsquare folder (OpenTPS' default workspace; CT, binaries, beamlets: ~200 MB)
+    shutil.rmtree(Path.home() / "openTPS_workspace" / "Simulations" / f"MCsquare_{out.name}",
+                  ignore_errors=True)  # fmt: skip
     reached["wall_s"] = wall
     reached["returncode"] = None if proc is None else proc.returncode
     reached["tail"] = tail
