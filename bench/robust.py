@@ -33,6 +33,17 @@ optimisation 150 iterations 25 s); peak memory 788 vs 409 MB (21 x 1596 rows, 17
 float32 blocks); worst-case target D95 47.5 Gy (robust) vs 38.1 Gy (nominal plan), Rx 50 Gy.
 Optimisers (box, composite worst case): L-BFGS-B on the smoothed maximum 3.35 in 1.5 s,
 SLSQP epigraph 3.52 in 2.6 s (start 9.90).
+
+Measured 2026-12-02 (AMD EPYC Zen 3, 2 cores under KVM shared with three other jobs, load
+5.5-10; ``--grid-mm 9 --opentps-primaries 1e4 --opentps-spot-mm 7 --opentps-layer-mm 7``):
+ours, robust plan 21.3 s wall / 4.9 s CPU (nominal plan 9.4 s / 2.0 s), 322 MB peak, 5695
+spots; worst-case target D95 47.59 Gy (robust) vs 33.27 Gy (nominal plan). OpenTPS 2.0.0
+(MCsquare's generic build: the Intel-dispatched ones refuse AMD processors), 3487 spots:
+plan design 47-53 s, then about 4 s per beamlet of the nominal pass (72 beamlets logged in
+299 s, under ``nice -n 10``), so about 4 h per pass and 84 h for the 21 passes at that pace:
+stopped, no worst-case D95 to compare. With 1e3 primaries per beamlet it simulated faster
+(buffered log: 182 beamlets logged within 44 s) but stays hours for 21 passes, with ten times
+the Monte Carlo noise.
 """
 
 from __future__ import annotations
@@ -41,6 +52,8 @@ import argparse
 import json
 import os
 import platform
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -255,8 +268,9 @@ import json, os, resource, sys, time
 import numpy as np
 import logging
 logging.disable(logging.WARNING)
-npz, out_json, work, grid_mm, primaries, maxiter = sys.argv[1:7]
+npz, out_json, work, grid_mm, primaries, maxiter, spot_mm, layer_mm = sys.argv[1:9]
 grid_mm, primaries, maxiter = float(grid_mm), float(primaries), int(maxiter)
+spot_mm, layer_mm = float(spot_mm), float(layer_mm)
 progress = {"stage": "import"}
 def note(**kw):
     progress.update(kw)
@@ -308,6 +322,9 @@ calibration = readScanner(DoseCalculationConfig().scannerFolder)
 mc2 = MCsquareDoseCalculator()
 mc2.beamModel = mcsquareIO.readBDL(DoseCalculationConfig().bdlFile)
 mc2.nbPrimaries = primaries
+# MCsquare's files go to ~/openTPS_workspace/Simulations/<name>: one name per run, so that
+# runs on the same machine (other benchmarks) do not overwrite each other's inputs
+mc2.simulationFolderName = "MCsquare_" + os.path.basename(os.path.dirname(work))
 mc2.ctCalibration = calibration
 design = ProtonPlanDesign()
 design.ct = ct
@@ -325,8 +342,8 @@ design.robustness.selectionStrategy = design.robustness.Strategies.REDUCED_SET
 import enum
 Mode4D = enum.Enum("Mode4D", ["Disabled", "MCsquareAccumulation", "MCsquareSystematic"])
 design.robustness.Mode4D = Mode4D.Disabled
-design.spotSpacing = 5.0
-design.layerSpacing = 5.0
+design.spotSpacing = spot_mm
+design.layerSpacing = layer_mm
 design.targetMargin = 5.0 + 3.0
 design.defineTargetMaskAndPrescription(target=target, targetPrescription=50.0)
 design.setScoringParameters(scoringSpacing=[grid_mm] * 3, adapt_gridSize_to_new_spacing=True)
@@ -337,7 +354,8 @@ nominal, scenarios = mc2.computeRobustScenarioBeamlets(ct, plan, roi=[target, co
 plan.planDesign.beamlets = nominal
 plan.planDesign.robustness.scenarios = scenarios
 plan.planDesign.robustness.numScenarios = len(scenarios)
-note(stage="optimisation", dose_matrix_s=time.perf_counter() - t, scenarios=len(scenarios) + 1)
+note(stage="optimisation", dose_matrix_s=time.perf_counter() - t, scenarios=len(scenarios) + 1,
+     spot_spacing_mm=spot_mm, layer_spacing_mm=layer_mm, primaries_per_beamlet=primaries)
 objectives = plan.planDesign.objectives
 objectives.addFidObjective(target, FidObjective.Metrics.DMAX, 50.0, 1.0, robust=True)
 objectives.addFidObjective(target, FidObjective.Metrics.DMIN, 50.0, 1.0, robust=True)
@@ -366,15 +384,25 @@ note(stage="done", nominal_D95=d95[0], worst_D95=min(d95),
 """
 
 
-def run_opentps(grid_mm: float, timeout_s: float, primaries: float, maxiter: int) -> dict:
+def run_opentps(
+    grid_mm: float,
+    timeout_s: float,
+    primaries: float,
+    maxiter: int,
+    spot_mm: float = 5.0,
+    layer_mm: float = 5.0,
+) -> dict:
     """OpenTPS' robust optimisation on TG119 (its own venv; MCsquare beamlets, 21 scenarios),
-    stopped after ``timeout_s``: returns what it reached."""
+    stopped after ``timeout_s``: returns what it reached. ``primaries`` per beamlet,
+    ``spot_mm`` and ``layer_mm`` its spot and layer spacing (MCsquare's time grows with
+    primaries x spots: these are the knobs that make a run fit in a session)."""
     import numpy as np
 
     from protonpath.planning import matrad_io
 
     python = OPENTPS_VENV / "bin" / "python"
-    out = CACHE / "bench"
+    # one folder per run (pid): the cache is shared by several checkouts of the project
+    out = CACHE / "bench" / f"opentps_run_{os.getpid()}"
     out.mkdir(parents=True, exist_ok=True)
     tg = matrad_io.load_tg119(matrad_io.find_pyradplan_wheel())
     npz = out / "tg119_for_opentps.npz"
@@ -388,21 +416,41 @@ def run_opentps(grid_mm: float, timeout_s: float, primaries: float, maxiter: int
     result = out / "opentps_result.json"
     result.unlink(missing_ok=True)
     cmd = [str(python), str(worker), str(npz), str(result), str(work), str(grid_mm),
-           str(primaries), str(maxiter)]  # fmt: skip
+           str(primaries), str(maxiter), str(spot_mm), str(layer_mm)]  # fmt: skip
     env = bench_env(2)
     t = time.perf_counter()
+    started = time.time()
+    # its own session: on time-out the worker and the MCsquare it started stop together
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)  # fmt: skip
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout_s)
-        tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+        stdout, stderr = proc.communicate(timeout=timeout_s)
+        tail = (stdout + stderr).strip().splitlines()[-3:]
     except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
         proc, tail = None, [f"stopped after {timeout_s:.0f} s"]
+    wall = time.perf_counter() - t
     reached = json.loads(result.read_text()) if result.exists() else {"stage": "start"}
     log = work / "mcsquare.log"
     if log.exists():  # how far MCsquare got: beamlet passes started (nominal, then scenarios)
         lines = [ln for ln in log.read_text(errors="replace").splitlines() if "beamlet" in ln]
         reached["mcsquare_passes_started"] = sum(" 1/" in ln for ln in lines)
         reached["mcsquare_last"] = lines[-1].strip() if lines else ""
-    reached["wall_s"] = time.perf_counter() - t
+        # MCsquare's output is block-buffered: the log holds the beamlets started by its last
+        # write (its modification time), not those since
+        done = sum(ln.startswith("Simulation of beamlet") for ln in lines)
+        reached["beamlets_simulated"] = done
+        if reached.get("stage") == "beamlets" and done and reached.get("spots"):
+            # at the pace it had: every spot's beamlet in the nominal pass and 20 scenario passes
+            per = (log.stat().st_mtime - started - reached["setup_s"]) / done
+            reached["beamlet_s"] = per
+            reached["estimated_beamlets_s_21_passes"] = per * reached["spots"] * 21
+    npz.unlink(missing_ok=True)
+    # the run's MCsquare folder (OpenTPS' default workspace; CT, binaries, beamlets: ~200 MB)
+    shutil.rmtree(Path.home() / "openTPS_workspace" / "Simulations" / f"MCsquare_{out.name}",
+                  ignore_errors=True)  # fmt: skip
+    reached["wall_s"] = wall
     reached["returncode"] = None if proc is None else proc.returncode
     reached["tail"] = tail
     return reached
@@ -438,7 +486,9 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=150, help="robust iterations")
     parser.add_argument("--skip-opentps", action="store_true")
     parser.add_argument("--opentps-timeout", type=float, default=1800.0)
-    parser.add_argument("--opentps-primaries", type=float, default=5e4)
+    parser.add_argument("--opentps-primaries", type=float, default=5e4, help="per beamlet")
+    parser.add_argument("--opentps-spot-mm", type=float, default=5.0)
+    parser.add_argument("--opentps-layer-mm", type=float, default=5.0)
     parser.add_argument("--only-opentps", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -509,7 +559,8 @@ def main() -> None:
         status = opentps_status()
         print(f"OpenTPS {OPENTPS_VERSION}: {status}", flush=True)
         if status.startswith("importable"):
-            r = run_opentps(args.grid_mm, args.opentps_timeout, args.opentps_primaries, 50)
+            r = run_opentps(args.grid_mm, args.opentps_timeout, args.opentps_primaries, 50,
+                            args.opentps_spot_mm, args.opentps_layer_mm)
             print(f"  OpenTPS robust optimisation (MCsquare beamlets, 21 scenarios): {r}")
             if r.get("stage") == "done":
                 total = r["dose_matrix_s"] + r["optimisation_s"]
@@ -518,6 +569,14 @@ def main() -> None:
                     f"({total / robust['time_s']:.1f}x), peak memory {r['peak_rss_mb']:.0f} MB "
                     f"vs {robust['peak_rss_mb']:.0f} MB, worst-case D95 {r['worst_D95']:.2f} Gy "
                     f"vs {robust['worst_D95_robust']:.2f} Gy"
+                )
+            elif r.get("estimated_beamlets_s_21_passes"):
+                est = r["estimated_beamlets_s_21_passes"]
+                print(
+                    f"  stopped in its beamlets, {r['beamlets_simulated']} of {r['spots']} logged "
+                    f"(nominal pass), {r['beamlet_s']:.2f} s each: all 21 passes would take about "
+                    f"{est / 3600:.1f} h at that pace, {est / robust['time_s']:.0f}x our robust "
+                    f"plan's {robust['time_s']:.0f} s (no worst-case D95 to compare)"
                 )
 
 

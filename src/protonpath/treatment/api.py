@@ -56,6 +56,7 @@ def _plan(p) -> dict:
         "progress": p.progress, "error": p.error_display(), "prescription_version": p.prescription.version,
         "session_minutes": p.results.get("session_minutes"), "statistics": p.results.get("statistics", {}),
         "goals": p.results.get("goals", []), "rtplan_sha256": p.rtplan_sha256 if p.is_frozen else "",
+        "robust": p.robust, "worst_case": p.robustness.get("worst_case", {}),
         "physicist_approved_at": p.physicist_approved_at, "oncologist_approved_at": p.oncologist_approved_at,
     }
 

@@ -10,19 +10,23 @@ them); errors are :class:`PlanError` with a code that pages translate.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pydicom
 
-from protonpath.planning import dicom_export, dicom_io, resources
-from protonpath.planning.ct import Grid
+from protonpath.planning import dicom_export, dicom_io, resources, robust_export
+from protonpath.planning.ct import Grid, hu_to_spr
 from protonpath.planning.dvh import Dvh
 from protonpath.planning.optimise import Objective
 from protonpath.planning.pipeline import PlanSettings, plan_pbs, target_centre_mm
 from protonpath.planning.raytrace import Beam
+from protonpath.planning.robust import NOMINAL, RobustObjective
+from protonpath.planning.robust_plan import RobustSettings, plan_robust
+from protonpath.planning.robustness import evaluate_robustness
+from protonpath.planning.scenarios import scenario_dose_matrix
 from protonpath.planning.structures import EXTERNAL, OAR, TARGET, Structure, rasterise_contours
-from protonpath.treatment import catalog, session
+from protonpath.treatment import catalog, robust, session
 
 STATISTICS = ("D98", "D95", "D50", "D2", "mean", "max", "min")
 
@@ -166,10 +170,54 @@ class Outcome:
     dose_gy: np.ndarray  # course dose on the dose grid
     dose_grid: Grid
     results: dict
+    robustness: dict  # empty for a plan without scenarios
 
 
-def calculate(images: Images, setup: dict, *, dose_gy: float, fractions: int, category: str, progress=None) -> Outcome:
-    """Run the pipeline on a plan's setup (doses of the setup are for the whole course)."""
+def evaluate_under_scenarios(ct, calibration, plan, weights, machine, scenarios, cut_level, prescription_gy,
+                             progress=None):
+    """Robustness evaluation of a plan's weights (targets and organs): each scenario's dose
+    matrix is computed, applied and dropped in turn, with progress and cancellation."""
+    report = progress or (lambda stage, done, total: None)
+    spr = hu_to_spr(ct.hu, calibration)
+    mask = np.zeros(plan.dose_grid.shape, dtype=bool)
+    for st in plan.structures:
+        if st.role != EXTERNAL:
+            mask |= st.mask
+    traced: dict = {}
+    cubes = []
+    for i, sc in enumerate(scenarios):
+        report("robustness evaluation", i, len(scenarios))
+        dm = scenario_dose_matrix(spr, ct.grid, plan.dose_grid, mask, plan.beams, plan.spots, machine, sc,
+                                  cut_level, traced)
+        cubes.append(dm.dose_cube(weights))
+        del dm
+    report("robustness evaluation", len(scenarios), len(scenarios))
+    return evaluate_robustness(cubes, plan.structures, scenarios, prescription_gy)
+
+
+def robustness_record(evaluation, fractions: int, nominal_plan_evaluation=None) -> dict:
+    """What the plan keeps of an evaluation: whole-course doses, DVH bands thinned to at most
+    100 bins, each structure's role."""
+    out = evaluation.to_dict(scale=fractions)
+    for band in out["dvh_bands"]:
+        step = max(1, len(band["dose_gy"]) // 100)
+        for key in ("dose_gy", "nominal", "lower", "upper"):
+            band[key] = band[key][::step]
+    out["roles"] = dict(evaluation.roles)
+    if nominal_plan_evaluation is not None:
+        out["nominal_plan_worst_case"] = nominal_plan_evaluation.to_dict(scale=fractions)["worst_case"]
+    return out
+
+
+def calculate(images: Images, setup: dict, *, dose_gy: float, fractions: int, category: str, progress=None,
+              robust_settings: dict | None = None) -> Outcome:
+    """Run the pipeline on a plan's setup (doses of the setup are for the whole course).
+
+    With scenarios in ``robust_settings`` (treatment/robust.py), objectives are optimised with
+    their robustness (:func:`protonpath.planning.robust_plan.plan_robust`) when any is not
+    nominal, and the plan is evaluated under the scenarios in any case."""
+    robust_settings = robust_settings or {}
+    scenarios = robust.scenarios_of(robust_settings)
     mapping = setup.get("structures", [])
     target = setup.get("target")
     structures = build_structures(images, mapping)
@@ -183,7 +231,8 @@ def calculate(images: Images, setup: dict, *, dose_gy: float, fractions: int, ca
     for o in setup.get("objectives", []):
         if o["structure"] not in by_name:
             continue
-        objectives.append(Objective(o["structure"], o["kind"], _dose(o, dose_gy) / fractions, float(o.get("weight", 1.0))))
+        objective = Objective(o["structure"], o["kind"], _dose(o, dose_gy) / fractions, float(o.get("weight", 1.0)))
+        objectives.append(RobustObjective(objective, robust.objective_mode(robust_settings, o) if scenarios else NOMINAL))
     iso_default = target_centre_mm(by_name[target], images.ct.grid)
     beams = []
     for b in setup.get("beams", []):
@@ -200,11 +249,34 @@ def calculate(images: Images, setup: dict, *, dose_gy: float, fractions: int, ca
     )
     machine = resources.load_default_machine()
     calibration = resources.load_default_calibration()
+    optimise_robustly = scenarios is not None and any(ro.robustness != NOMINAL for ro in objectives)
+    evaluation = nominal_plan_evaluation = None
     try:
-        result = plan_pbs(
-            images.ct, structures, beams, machine, calibration, objectives,
-            target=target, prescription_gy=per_fraction, settings=settings, progress=progress,
-        )
+        if optimise_robustly:
+            robust_result = plan_robust(
+                images.ct, structures, beams, machine, calibration, objectives, target=target,
+                prescription_gy=per_fraction, scenarios=scenarios, settings=settings, progress=progress,
+                robust_settings=RobustSettings(max_iterations=settings.max_iterations),
+            )
+            nominal = robust_result.nominal
+            result = replace(
+                nominal, weights=robust_result.weights, dose_gy=robust_result.dose_gy,
+                statistics=robust_result.statistics, dvhs=robust_result.dvhs,
+                timings_s={**robust_result.timings_s},
+            )
+            iterations, objective_value = robust_result.optimisation.iterations, robust_result.optimisation.objective
+            evaluation, nominal_plan_evaluation = robust_result.evaluation, robust_result.nominal_evaluation
+        else:
+            result = plan_pbs(
+                images.ct, structures, beams, machine, calibration, [ro.objective for ro in objectives],
+                target=target, prescription_gy=per_fraction, settings=settings, progress=progress,
+            )
+            iterations, objective_value = result.optimisation.iterations, result.optimisation.objective
+            if scenarios is not None:
+                evaluation = evaluate_under_scenarios(
+                    images.ct, calibration, result, result.weights, machine, scenarios, settings.cut_level,
+                    per_fraction, progress,
+                )
     except ValueError as exc:
         if "no voxel" in str(exc):
             raise PlanError("target_off_dose_grid", target=target) from None
@@ -217,6 +289,17 @@ def calculate(images: Images, setup: dict, *, dose_gy: float, fractions: int, ca
         beams, result.spots, result.weights, machine, images.context,
         n_fractions=fractions, prescription_gy=dose_gy, structure_set=images.rtstruct, spot_sigma_mm=sigma,
     )
+    robustness = {}
+    if evaluation is not None:
+        robustness = robustness_record(evaluation, fractions, nominal_plan_evaluation)
+        robustness["optimised_robustly"] = optimise_robustly
+        robust_export.write_robust_settings(plan_ds, scenarios, {
+            "objectives": [{"structure": ro.objective.structure, "kind": ro.objective.kind,
+                            "dose_gy": ro.objective.dose_gy, "weight": ro.objective.weight,
+                            "robustness": ro.robustness} for ro in objectives],
+            "settings": robust_settings,
+            "worst_case": robustness["worst_case"],
+        })
     dose_ds = dicom_export.rt_dose_dataset(course, result.dose_grid, images.context, plan=plan_ds)
     statistics = {}
     for st in result.structures:
@@ -264,12 +347,12 @@ def calculate(images: Images, setup: dict, *, dose_gy: float, fractions: int, ca
         "setup_minutes": setup_min,
         "spots": int(len(result.spots)),
         "isocentre_mm": [round(float(v), 1) for v in beams[0].isocentre_mm],
-        "optimiser": {"iterations": int(result.optimisation.iterations), "objective": float(result.optimisation.objective)},
+        "optimiser": {"iterations": int(iterations), "objective": float(objective_value)},
         "timings_s": {k: round(float(v), 2) for k, v in result.timings_s.items()},
         "prescription_gy": dose_gy,
         "fractions": fractions,
     }
-    return Outcome(plan_ds, dose_ds, course, result.dose_grid, results)
+    return Outcome(plan_ds, dose_ds, course, result.dose_grid, results, robustness)
 
 
 def dataset_bytes(ds: pydicom.Dataset) -> bytes:

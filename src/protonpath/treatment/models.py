@@ -89,6 +89,10 @@ class Plan(models.Model):
     # {"structures": [{"name", "role", "standard"}], "target": name, "beams": [{"gantry_deg",
     #  "couch_deg", "isocentre_mm"}], "objectives": [...], "goals": [...], "settings": {...}}
     setup = models.JSONField(default=dict)
+    # Robust planning (robust.py validates it): {"scenarios": "nominal" | "combined",
+    #  "setup_mm", "range_pct", "robustness": global mode}; an objective of the setup may carry
+    #  its own "robustness". Empty: a nominal plan, not evaluated under scenarios.
+    robust = models.JSONField(default=dict, blank=True)
     state = models.CharField(max_length=20, choices=PlanState.choices, default=PlanState.DRAFT)
     # Progress of the calculation, written by the worker from the pipeline's callback.
     stage = models.CharField(max_length=32, blank=True)
@@ -104,6 +108,9 @@ class Plan(models.Model):
     error_params = models.JSONField(default=dict, blank=True)
     # Results: statistics (course doses), goals, DVH curves, delivery estimate.
     results = models.JSONField(default=dict, blank=True)
+    # Robustness evaluation of the calculated plan (RobustnessEvaluation.to_dict, whole-course
+    # doses) when scenarios were asked for; the voxel-wise min/max dose cubes are not kept.
+    robustness = models.JSONField(default=dict, blank=True)
     rtplan_file = models.FileField(upload_to=plan_file_path, max_length=200, blank=True)
     rtdose_file = models.FileField(upload_to=plan_file_path, max_length=200, blank=True)
     dose_file = models.FileField(upload_to=plan_file_path, max_length=200, blank=True)

@@ -101,12 +101,14 @@ def read_rtstruct(plan):
         return engine.roi_contours(pydicom.dcmread(f))
 
 
-def dvh_svg(dvhs: list[dict], colours: dict[str, str], prescription_gy: float, *, x_label: str, y_label: str,
-            title: str, number=lambda v: f"{v:g}") -> str:
-    """Cumulative DVH curves as an SVG (volume % against dose Gy), one colour per structure."""
-    w, h, left, right, top, bottom = 640, 360, 56, 150, 28, 44
-    top_dose = max([prescription_gy * 1.15] + [max(d["dose_gy"]) for d in dvhs if d["dose_gy"]])
-    pw, ph = w - left - right, h - top - bottom
+_W, _H, _LEFT, _RIGHT, _TOP, _BOTTOM = 640, 360, 56, 150, 28, 44
+
+
+def _frame(top_dose: float, prescription_gy: float, title: str, number):
+    """The DVH charts' frame: box, title, grid and tick labels, prescription line; with the
+    dose and volume to SVG coordinates functions."""
+    w, left, right, top, bottom = _W, _LEFT, _RIGHT, _TOP, _BOTTOM
+    pw, ph = w - left - right, _H - top - bottom
 
     def X(v):
         return left + pw * v / top_dose
@@ -114,7 +116,7 @@ def dvh_svg(dvhs: list[dict], colours: dict[str, str], prescription_gy: float, *
     def Y(v):
         return top + ph * (1 - v)
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {_H}" width="{w}" height="{_H}" role="img" '
              f'aria-label="{escape(title)}" class="dvh">',
              f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="white" stroke="#888"/>',
              f'<text x="{left}" y="18" font-size="13" font-weight="bold">{escape(title)}</text>']
@@ -127,14 +129,62 @@ def dvh_svg(dvhs: list[dict], colours: dict[str, str], prescription_gy: float, *
         parts.append(f'<text x="{left - 6}" y="{Y(v / 100) + 3:.1f}" font-size="10" text-anchor="end">{v}</text>')
     parts.append(f'<line x1="{X(prescription_gy):.1f}" y1="{top}" x2="{X(prescription_gy):.1f}" y2="{top + ph}" '
                  'stroke="#555" stroke-dasharray="4 3"/>')
+    return parts, X, Y
+
+
+def _close(parts: list[str], x_label: str, y_label: str) -> str:
+    pw, ph = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
+    parts.append(f'<text x="{_LEFT + pw / 2}" y="{_H - 8}" font-size="11" text-anchor="middle">{escape(x_label)}</text>')
+    parts.append(f'<text x="14" y="{_TOP + ph / 2}" font-size="11" text-anchor="middle" transform="rotate(-90 14 {_TOP + ph / 2})">{escape(y_label)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _legend(parts: list[str], i: int, name: str, colour: str) -> None:
+    ly = _TOP + 12 + 16 * i
+    parts.append(f'<line x1="{_W - _RIGHT + 10}" y1="{ly}" x2="{_W - _RIGHT + 28}" y2="{ly}" stroke="{colour}" stroke-width="3"/>')
+    parts.append(f'<text x="{_W - _RIGHT + 32}" y="{ly + 4}" font-size="11">{escape(name)}</text>')
+
+
+def dvh_svg(dvhs: list[dict], colours: dict[str, str], prescription_gy: float, *, x_label: str, y_label: str,
+            title: str, number=lambda v: f"{v:g}") -> str:
+    """Cumulative DVH curves as an SVG (volume % against dose Gy), one colour per structure."""
+    top_dose = max([prescription_gy * 1.15] + [max(d["dose_gy"]) for d in dvhs if d["dose_gy"]])
+    parts, X, Y = _frame(top_dose, prescription_gy, title, number)
     for i, d in enumerate(dvhs):
         colour = colours.get(d["name"], "#000")
         pts = " ".join(f"{X(x):.1f},{Y(y):.1f}" for x, y in zip(d["dose_gy"], d["volume"], strict=True))
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" points="{pts}" data-structure="{escape(d["name"])}"/>')
-        ly = top + 12 + 16 * i
-        parts.append(f'<line x1="{w - right + 10}" y1="{ly}" x2="{w - right + 28}" y2="{ly}" stroke="{colour}" stroke-width="3"/>')
-        parts.append(f'<text x="{w - right + 32}" y="{ly + 4}" font-size="11">{escape(d["name"])}</text>')
-    parts.append(f'<text x="{left + pw / 2}" y="{h - 8}" font-size="11" text-anchor="middle">{escape(x_label)}</text>')
-    parts.append(f'<text x="14" y="{top + ph / 2}" font-size="11" text-anchor="middle" transform="rotate(-90 14 {top + ph / 2})">{escape(y_label)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+        _legend(parts, i, d["name"], colour)
+    return _close(parts, x_label, y_label)
+
+
+def _last_nonzero(values) -> int:
+    nz = [k for k, v in enumerate(values) if v > 0]
+    return min(len(values) - 1, (nz[-1] + 1) if nz else 0)
+
+
+def dvh_band_svg(bands: list[dict], colours: dict[str, str], prescription_gy: float, *, x_label: str,
+                 y_label: str, title: str, number=lambda v: f"{v:g}") -> str:
+    """DVH bands as an SVG, on the same axes as :func:`dvh_svg`: per structure the band between
+    the lowest and highest volume over the scenarios (translucent) and the nominal curve on
+    top. ``bands`` are RobustnessEvaluation.to_dict's ``dvh_bands`` (volume fractions)."""
+    top_dose = prescription_gy * 1.15
+    for b in bands:
+        if b["dose_gy"]:
+            top_dose = max(top_dose, b["dose_gy"][_last_nonzero(b["upper"])])
+    parts, X, Y = _frame(top_dose, prescription_gy, title, number)
+    for i, b in enumerate(bands):
+        colour = colours.get(b["name"], "#000")
+        n = _last_nonzero(b["upper"]) + 1
+        dose = b["dose_gy"][:n]
+        upper = " ".join(f"{X(x):.1f},{Y(y):.1f}" for x, y in zip(dose, b["upper"][:n], strict=True))
+        lower = " ".join(f"{X(x):.1f},{Y(y):.1f}" for x, y in zip(reversed(dose), reversed(b["lower"][:n]), strict=True))
+        name = escape(b["name"])
+        parts.append(f'<polygon class="band" fill="{colour}" fill-opacity="0.22" stroke="none" points="{upper} {lower}" '
+                     f'data-structure="{name}"/>')
+        nominal = " ".join(f"{X(x):.1f},{Y(y):.1f}" for x, y in zip(dose, b["nominal"][:n], strict=True))
+        parts.append(f'<polyline class="nominal" fill="none" stroke="{colour}" stroke-width="1.6" points="{nominal}" '
+                     f'data-structure="{name}"/>')
+        _legend(parts, i, b["name"], colour)
+    return _close(parts, x_label, y_label)

@@ -30,7 +30,7 @@ from protonpath.accounts.models import AuditEvent, Role
 from protonpath.imaging.models import Instance, Series
 from protonpath.imaging.selectors import slices_of, structure_sets_for
 from protonpath.referrals.models import State, TreatmentRequest
-from protonpath.treatment import catalog, engine
+from protonpath.treatment import catalog, engine, robust
 from protonpath.treatment.messages import plan_error_message
 from protonpath.treatment.models import (
     EDITABLE_STATES,
@@ -53,6 +53,12 @@ PLANNING_STATES = frozenset({State.PLANNING})
 #: Progress shares of the pipeline's stages (the rest: reading images, writing files).
 STAGE_SPAN = {"reading images": (0.0, 0.05), "ray tracing": (0.05, 0.15), "dose matrix": (0.15, 0.55),
               "optimisation": (0.55, 0.95), "export": (0.95, 1.0)}
+#: The same for a plan evaluated under scenarios, and for a plan optimised robustly.
+EVALUATED_STAGE_SPAN = {"reading images": (0.0, 0.03), "ray tracing": (0.03, 0.08), "dose matrix": (0.08, 0.3),
+                        "optimisation": (0.3, 0.55), "robustness evaluation": (0.55, 0.95), "export": (0.95, 1.0)}
+ROBUST_STAGE_SPAN = {"reading images": (0.0, 0.02), "ray tracing": (0.02, 0.05), "dose matrix": (0.05, 0.15),
+                     "optimisation": (0.15, 0.25), "scenario matrices": (0.25, 0.6),
+                     "robust optimisation": (0.6, 0.95), "export": (0.95, 1.0)}
 
 
 def _deny(actor, obj, what: str) -> PermissionDenied:
@@ -180,6 +186,13 @@ def validate_images(treatment_request: TreatmentRequest, ct_series: Series | Non
         raise _refuse("rtstruct_not_on_ct")
 
 
+def validate_robust(robust_settings: dict | None, setup: dict) -> dict:
+    """The plan's robust settings checked (treatment/robust.py), against its objectives too."""
+    cleaned = robust.clean(robust_settings)
+    robust.check_objectives(cleaned, setup)
+    return cleaned
+
+
 def validate_setup(setup: dict, ct_series: Series, rtstruct: Instance) -> None:
     targets = [m for m in setup.get("structures", []) if m.get("role") == "target"]
     if not targets:
@@ -210,15 +223,16 @@ def validate_setup(setup: dict, ct_series: Series, rtstruct: Instance) -> None:
 
 
 def create_plan(*, actor, treatment_request: TreatmentRequest, ct_series: Series | None, rtstruct: Instance | None,
-                category: str, setup: dict, supersedes: Plan | None = None) -> Plan:
-    """A new plan version (draft) on the request's own images."""
+                category: str, setup: dict, supersedes: Plan | None = None, robust_settings: dict | None = None) -> Plan:
+    """A new plan version (draft) on the request's own images; ``robust_settings`` as
+    treatment/robust.py describes (none: a nominal plan)."""
     if not actor.is_authenticated or actor.role not in PLANNERS:
         raise _deny(actor, treatment_request, "create plan")
     with transaction.atomic():
-        return _create_plan(actor, treatment_request, ct_series, rtstruct, category, setup, supersedes)
+        return _create_plan(actor, treatment_request, ct_series, rtstruct, category, setup, supersedes, robust_settings)
 
 
-def _create_plan(actor, treatment_request, ct_series, rtstruct, category, setup, supersedes) -> Plan:
+def _create_plan(actor, treatment_request, ct_series, rtstruct, category, setup, supersedes, robust_settings) -> Plan:
     r = TreatmentRequest.objects.select_for_update().get(pk=treatment_request.pk)
     if r.state not in PLANNING_STATES:
         raise ValidationError(_("Plans are made while the request is in planning."), code="state")
@@ -229,45 +243,62 @@ def _create_plan(actor, treatment_request, ct_series, rtstruct, category, setup,
         raise _refuse("unknown_category")
     validate_images(r, ct_series, rtstruct)
     validate_setup(setup, ct_series, rtstruct)
+    cleaned = validate_robust(robust_settings, setup)
     version = (r.plans.aggregate(v=Max("version"))["v"] or 0) + 1
     plan = Plan.objects.create(
         treatment_request=r, version=version, prescription=rx, category=category, ct_series=ct_series,
-        rtstruct=rtstruct, setup=setup, created_by=actor, supersedes=supersedes,
+        rtstruct=rtstruct, setup=setup, robust=cleaned, created_by=actor, supersedes=supersedes,
     )
     if supersedes is not None and supersedes.state != PlanState.APPROVED:
         # an approved plan stays the one in force until its successor is approved
         Plan.objects.filter(pk=supersedes.pk).update(state=PlanState.SUPERSEDED)
         audit.record(actor=actor, action=AuditEvent.Action.UPDATE, obj=supersedes, summary=f"superseded by v{version}")
-    audit.record(actor=actor, action=AuditEvent.Action.CREATE, obj=plan, treatment_request_id=r.pk, summary=f"plan v{version}")
+    audit.record(actor=actor, action=AuditEvent.Action.CREATE, obj=plan, treatment_request_id=r.pk,
+                 summary=f"plan v{version}; {robust_summary(cleaned)}")
     return plan
 
 
-def new_version(*, actor, plan: Plan, setup: dict | None = None, category: str | None = None) -> Plan:
+def robust_summary(robust_settings: dict) -> str:
+    """The robust settings in the audit trail's words (no personal data)."""
+    if robust_settings.get("scenarios", "nominal") == "nominal":
+        return "scenarios: nominal only"
+    return (f"scenarios: {robust_settings['scenarios']} setup {robust_settings['setup_mm']:g} mm range "
+            f"{robust_settings['range_pct']:g} %; robustness {robust_settings['robustness']}")
+
+
+def new_version(*, actor, plan: Plan, setup: dict | None = None, category: str | None = None,
+                robust_settings: dict | None = None) -> Plan:
     """A change to a plan: a new version from its setup (the old one is superseded, never overwritten)."""
+    robust_settings = plan.robust if robust_settings is None else robust_settings
     if plan.state in EDITABLE_STATES and setup is not None and not plan.results:
-        return update_setup(actor=actor, plan=plan, setup=setup)
+        return update_setup(actor=actor, plan=plan, setup=setup, robust_settings=robust_settings)
     return create_plan(
         actor=actor, treatment_request=plan.treatment_request, ct_series=plan.ct_series, rtstruct=plan.rtstruct,
         category=category or plan.category, setup=setup if setup is not None else plan.setup, supersedes=plan,
+        robust_settings=robust_settings,
     )
 
 
-def update_setup(*, actor, plan: Plan, setup: dict) -> Plan:
-    """Edit a draft's setup in place (nothing was calculated from it yet)."""
+def update_setup(*, actor, plan: Plan, setup: dict, robust_settings: dict | None = None) -> Plan:
+    """Edit a draft's setup (and robust settings) in place (nothing was calculated from it yet)."""
     if not actor.is_authenticated or actor.role not in PLANNERS:
         raise _deny(actor, plan, "edit plan")
     with transaction.atomic():
-        return _update_setup(actor, plan, setup)
+        return _update_setup(actor, plan, setup, robust_settings)
 
 
-def _update_setup(actor, plan, setup) -> Plan:
+def _update_setup(actor, plan, setup, robust_settings) -> Plan:
     plan = Plan.objects.select_for_update().get(pk=plan.pk)
     if plan.state not in EDITABLE_STATES or plan.results:
         raise ValidationError(_("This plan can no longer be changed: make a new version."), code="frozen")
     validate_setup(setup, plan.ct_series, plan.rtstruct)
+    cleaned = validate_robust(plan.robust if robust_settings is None else robust_settings, setup)
+    changed = cleaned != plan.robust
     plan.setup = setup
-    plan.save(update_fields=["setup"])
-    audit.record(actor=actor, action=AuditEvent.Action.UPDATE, obj=plan, summary="setup")
+    plan.robust = cleaned
+    plan.save(update_fields=["setup", "robust"])
+    audit.record(actor=actor, action=AuditEvent.Action.UPDATE, obj=plan,
+                 summary=f"setup; {robust_summary(cleaned)}" if changed else "setup")
     return plan
 
 
@@ -390,13 +421,19 @@ def run_calculation(plan_id: int) -> str:
     beat = _Heartbeat(plan_id, max(1.0, heartbeat_timeout_s() / 6))
     beat.start()
     last = [0.0]
+    if robust.is_robust_optimisation(plan.robust, plan.setup):
+        spans = ROBUST_STAGE_SPAN
+    elif robust.scenarios_of(plan.robust) is not None:
+        spans = EVALUATED_STAGE_SPAN
+    else:
+        spans = STAGE_SPAN
 
     def report(stage: str, done: int, total: int, force: bool = False) -> None:
         now_s = time.monotonic()
         if not force and now_s - last[0] < 0.5:
             return
         last[0] = now_s
-        lo, hi = STAGE_SPAN.get(stage, (0.0, 1.0))
+        lo, hi = spans.get(stage, (0.0, 1.0))
         fraction = lo + (hi - lo) * (done / total if total else 1.0)
         Plan.objects.filter(pk=plan_id).update(stage=stage, progress=fraction, heartbeat_at=timezone.now())
         if Plan.objects.filter(pk=plan_id, cancel_requested=True).exists():
@@ -408,7 +445,7 @@ def run_calculation(plan_id: int) -> str:
         rx = plan.prescription
         outcome = engine.calculate(
             images, plan.setup, dose_gy=float(rx.dose_gy), fractions=rx.fractions, category=plan.category,
-            progress=report,
+            progress=report, robust_settings=plan.robust,
         )
         report("export", 0, 1, force=True)
         plan_bytes = engine.dataset_bytes(outcome.plan_ds)
@@ -425,6 +462,7 @@ def run_calculation(plan_id: int) -> str:
             fresh.dose_file.save("dose.npz", ContentFile(buf.getvalue()), save=False)
             fresh.rtplan_sha256 = hashlib.sha256(plan_bytes).hexdigest()
             fresh.results = outcome.results
+            fresh.robustness = outcome.robustness
             fresh.state = PlanState.CALCULATED
             fresh.stage = "done"
             fresh.progress = 1.0

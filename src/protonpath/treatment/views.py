@@ -21,7 +21,7 @@ from protonpath.imaging.models import Instance, Series
 from protonpath.imaging.selectors import slices_of, structure_sets_for
 from protonpath.referrals.selectors import get_request_for
 from protonpath.scheduling.models import IndicationCategory
-from protonpath.treatment import approval, catalog, selectors, services
+from protonpath.treatment import approval, catalog, robust, selectors, services
 from protonpath.treatment import render as rendering
 from protonpath.treatment.models import EDITABLE_STATES, PlanState
 
@@ -78,9 +78,10 @@ def new_plan(request, pk: int):
             if not services.may_plan(request.user, r):
                 raise services._deny(request.user, r, "create plan")
             services.validate_images(r, ct, rs)
+            robust_settings = services.validate_robust(_robust_from_post(request.POST), {})
             setup = services.initial_setup(r, ct, rs, category) if category in catalog.templates() else {}
             plan = services.create_plan(actor=request.user, treatment_request=r, ct_series=ct, rtstruct=rs,
-                                        category=category, setup=setup)
+                                        category=category, setup=setup, robust_settings=robust_settings)
             return redirect("treatment:plan", plan.pk)
         except (ValidationError, PermissionDenied) as exc:
             messages.error(request, _errors(exc))
@@ -89,7 +90,21 @@ def new_plan(request, pk: int):
         "r": r, "choices": choices, "categories": IndicationCategory.choices,
         "category": course.category if course else "adult_standard",
         "prescription": services.current_prescription(r),
+        "robust": _robust_from_post(request.POST) if request.method == "POST" else robust.NOMINAL_PLAN,
+        **_robust_choices(),
     })
+
+
+def _robust_choices() -> dict:
+    return {"scenario_choices": robust.SCENARIO_CHOICES, "mode_choices": robust.MODE_CHOICES,
+            "default_setup_mm": robust.DEFAULT_SETUP_MM, "default_range_pct": robust.DEFAULT_RANGE_PCT}
+
+
+def _robust_from_post(post) -> dict:
+    """The robust fields of a form as posted (robust.clean checks them)."""
+    return {"scenarios": post.get("scenarios", "nominal"), "setup_mm": post.get("setup_mm", robust.DEFAULT_SETUP_MM),
+            "range_pct": post.get("range_pct", robust.DEFAULT_RANGE_PCT),
+            "robustness": post.get("robustness", "nominal")}
 
 
 def _float(value, default=None):
@@ -129,6 +144,11 @@ def _setup_from_post(plan, post) -> dict:
                 row[key] = value
             if kind == "objectives":
                 row["weight"] = _float(post.get(f"{kind}-{i}-weight"), row.get("weight", 1.0))
+                mode = post.get(f"{kind}-{i}-robustness", row.get("robustness") or "")
+                if mode:
+                    row["robustness"] = mode  # robust.check_objectives refuses an unknown one
+                else:
+                    row.pop("robustness", None)
             rows.append(row)
         setup[kind] = rows
     s = dict(setup.get("settings", {}))
@@ -152,7 +172,9 @@ def plan_page(request, pk: int):
         try:
             if action in ("save", "save_and_calculate"):
                 setup = _setup_from_post(plan, request.POST)
-                plan = services.new_version(actor=request.user, plan=plan, setup=setup)
+                robust_settings = _robust_from_post(request.POST) if "scenarios" in request.POST else None
+                plan = services.new_version(actor=request.user, plan=plan, setup=setup,
+                                            robust_settings=robust_settings)
                 if action == "save_and_calculate":
                     plan = services.start_calculation(actor=request.user, plan=plan)
                 messages.success(request, _("Setup saved (plan version %(v)s).") % {"v": plan.version})
@@ -182,13 +204,28 @@ def plan_page(request, pk: int):
             x_label=_("Dose (Gy RBE)"), y_label=_("Volume (%)"), title=_("Cumulative dose-volume histogram"),
             number=lambda v: number_format(v, 0),
         )
+    band_chart, worst_rows = "", []
+    if plan.robustness.get("dvh_bands"):
+        band_chart = rendering.dvh_band_svg(
+            [b for b in plan.robustness["dvh_bands"] if b["name"] in colours], colours,
+            float(plan.prescription.dose_gy), x_label=_("Dose (Gy RBE)"), y_label=_("Volume (%)"),
+            title=_("DVH bands over the scenarios (nominal curve, minimum to maximum)"),
+            number=lambda v: number_format(v, 0),
+        )
+        worst_rows = robust.worst_case_rows(plan.robustness, plan.results.get("goals", []))
+        for row in worst_rows:
+            row["colour"] = colours.get(row["structure"], "#000")
     centre = 0
     iso = (plan.setup.get("beams") or [{}])[0].get("isocentre_mm") or plan.results.get("isocentre_mm")
     if slices and iso:
         centre = min(range(len(slices)), key=lambda k: abs((slices[k].slice_position_mm or 0) - iso[2]))
     return render(request, "treatment/plan.html", {
         "r": r, "plan": plan, "slices": slices, "centre": centre, "colours": colours, "stats_rows": stats_rows,
-        "dvh": dvh, "roles": ROLES,
+        "dvh": dvh, "roles": ROLES, "band_chart": band_chart, "worst_rows": worst_rows,
+        "n_scenarios": len(plan.robustness.get("scenarios", {}).get("scenarios", [])),
+        "robust_mode_label": robust.mode_label(plan.robust.get("robustness", "nominal")),
+        "robust": plan.robust or robust.NOMINAL_PLAN,
+        **_robust_choices(),
         "editable": request.user.role in services.PLANNERS and plan.state in EDITABLE_STATES | {PlanState.CALCULATED},
         "is_planner": request.user.role in services.PLANNERS,
         "may_approve": approval.may_approve(request.user, plan),
