@@ -903,6 +903,7 @@ def _ip(address: str) -> str | None:
 
 #: The interpreter's thread switch interval while a listener runs (see IngestListener.start).
 SWITCH_INTERVAL_S = 0.0005
+_FROZEN = False  # gc.freeze() done (once per process)
 
 
 def build_listener(
@@ -949,10 +950,13 @@ class IngestListener(DicomListener):
         # every 5 ms by default, so the acceptor, ready to answer the peer, would often wait that
         # long for the writer's turn to end; a shorter interval lets it answer at once.
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
-        # What is alive now (Django, the DICOM dictionaries, pynetdicom's contexts) stays for the
-        # process's life: out of the collector's way, whose full passes would scan it all again
-        # for the short-lived objects every received instance makes.
-        gc.freeze()
+        # What is alive when the first listener starts (Django, the DICOM dictionaries,
+        # pynetdicom's contexts) stays for the process's life: out of the collector's way, whose
+        # full passes would scan it all again for the short-lived objects every instance makes.
+        global _FROZEN
+        if not _FROZEN:
+            gc.freeze()
+            _FROZEN = True
         super().start()
 
     def stop(self, grace_s: float | None = None, hurry=None) -> None:
