@@ -13,13 +13,20 @@ and patient identity, and once the association ends writes the transfer record, 
 and the request's check report. A round ends when that report is written. Each receiver gets
 several rounds (a new study each round, so nothing is a duplicate); the median round counts.
 
+protonpath acknowledges an instance once its file and name are synced to disk (``DICOM_FSYNC``,
+on by default: a power cut loses nothing acknowledged); storescp syncs nothing. ``--no-fsync``
+runs the listener as storescp does (files complete in the page cache, safe from a killed
+process only), the like-for-like comparison; the default times what ``dicom_listen`` does.
+
 Prints instances per second for storescp and for protonpath, and their ratio (aim: >= 0.5).
 OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are unset for both sides (the script re-runs itself
-without them).
+without them). ``--profile`` runs every thread of the listener under cProfile (its own
+overhead slows the rounds) and prints where their time went.
 
 Usage::
 
     PYTHONPATH=src .venv/bin/python bench/dicom_ingest.py [--instances 300] [--rounds 3] [--profile]
+        [--no-fsync] [--database-url postgresql://user@host/empty_database]
 """
 
 from __future__ import annotations
@@ -140,9 +147,11 @@ def round_storescp(study: Path, count: int, work: Path) -> tuple[float, float]:
     return count / seconds, cpu
 
 
-def set_up_django(work: Path, database_url: str | None) -> None:
+def set_up_django(work: Path, database_url: str | None, fsync: bool = True) -> None:
     """Settings pointing at ``work`` (database, media, incoming folder), migrated."""
     os.environ["PROTONPATH_VAR_DIR"] = str(work / "var")
+    os.environ["DICOM_FSYNC"] = "1" if fsync else "0"
+    os.environ.setdefault("SECRET_KEY", "bench-only-" + os.urandom(24).hex())
     os.environ["DATABASE_URL"] = database_url or f"sqlite:///{work / 'var' / 'bench.sqlite3'}"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "protonpath.settings")
     import django
@@ -169,8 +178,49 @@ def make_request():
     return services.create_request(actor=doctor, patient_data=patient, request_data=request)
 
 
-def round_protonpath(study: Path, count: int, work: Path, treatment_request, listener, done: threading.Event,
-                     profiler=None) -> tuple[float, float]:
+class ThreadProfiles:
+    """cProfile in every thread started from now on: cProfile sees only the thread that enables
+    it, and the listener works in its server, association and index-writer threads. Created
+    before the listener starts, so the rounds are all it profiles (setup runs in the main
+    thread); :meth:`print` merges the profiles per kind of thread."""
+
+    def __init__(self) -> None:
+        import cProfile
+
+        self.profiles: list[tuple[str, cProfile.Profile]] = []
+        run = threading.Thread.run
+        profiles = self.profiles
+
+        def profiled_run(thread: threading.Thread) -> None:
+            profile = cProfile.Profile()
+            profiles.append((thread.name, profile))
+            profile.enable()
+            try:
+                run(thread)
+            finally:
+                profile.disable()
+
+        threading.Thread.run = profiled_run  # type: ignore[method-assign]
+
+    def print(self) -> None:
+        import io
+        import pstats
+
+        kinds: dict[str, list] = {}
+        for name, profile in self.profiles:
+            kinds.setdefault(name.split("@")[0].split(" ")[0].rstrip("-0123456789") or "thread", []).append(profile)
+        for kind, profiles in kinds.items():
+            out = io.StringIO()
+            stats = pstats.Stats(profiles[0], stream=out)
+            for profile in profiles[1:]:
+                stats.add(profile)
+            stats.sort_stats("tottime").print_stats(20)
+            print(f"=== {kind} ({len(profiles)} thread(s))")
+            print(out.getvalue())
+
+
+def round_protonpath(study: Path, count: int, work: Path, treatment_request, listener,
+                     done: threading.Event) -> tuple[float, float]:
     """Instances per second of the whole ingest (until the check report is written), and CPU
     seconds of the listener and storescu together."""
     from protonpath.imaging.models import CheckReport, Instance, Transfer
@@ -178,15 +228,11 @@ def round_protonpath(study: Path, count: int, work: Path, treatment_request, lis
     done.clear()
     before = Instance.objects.count()
     cpu_before = children_cpu_s() + own_cpu_s()
-    if profiler is not None:
-        profiler.enable()
     start = time.perf_counter()
     send(study, listener.port, listener.settings.ae_title)
     if not done.wait(120):
         raise RuntimeError("the listener never finished the association")
     seconds = time.perf_counter() - start
-    if profiler is not None:
-        profiler.disable()
     cpu = children_cpu_s() + own_cpu_s() - cpu_before
     stored = Instance.objects.count() - before
     transfer = Transfer.objects.order_by("-pk").first()
@@ -203,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="dicom-ingest-") as tmp:
         work = Path(tmp)
-        set_up_django(work, args.database_url)
+        set_up_django(work, args.database_url, fsync=args.fsync)
         from django.db import connection
 
         from protonpath.imaging.ingest import build_listener
@@ -220,12 +266,8 @@ def run(args: argparse.Namespace) -> int:
                 done.set()
 
         listener._on_association_end = on_end
+        profiler = ThreadProfiles() if args.profile else None
         listener.start()
-        profiler = None
-        if args.profile:
-            import cProfile
-
-            profiler = cProfile.Profile()
         try:
             dcmtk, ours = [], []
             for number in range(args.rounds):
@@ -234,18 +276,15 @@ def run(args: argparse.Namespace) -> int:
                 if number == 0:
                     size_mb = sum(p.stat().st_size for p in study.iterdir()) / 1e6
                     print(f"study: {args.instances} CT instances from {source.name}, {size_mb:.1f} MB per round; "
-                          f"database: {connection.vendor}")
+                          f"database: {connection.vendor}; listener fsync: {listener.settings.fsync}")
                 dcmtk.append(round_storescp(study, args.instances, work))
-                ours.append(round_protonpath(study, args.instances, work, treatment_request, listener, done,
-                                             profiler))
+                ours.append(round_protonpath(study, args.instances, work, treatment_request, listener, done))
                 shutil.rmtree(study)
         finally:
             listener.stop()
             connection.close()
     if profiler is not None:
-        import pstats
-
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+        profiler.print()
     reference = statistics.median(rate for rate, _ in dcmtk)
     result = statistics.median(rate for rate, _ in ours)
     n = args.instances
@@ -266,7 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--database-url", default=None,
                         help="an empty database to migrate and use (default: SQLite in a temporary folder)")
-    parser.add_argument("--profile", action="store_true", help="cProfile the listener's rounds")
+    parser.add_argument("--profile", action="store_true", help="cProfile the listener's threads")
+    parser.add_argument("--no-fsync", dest="fsync", action="store_false",
+                        help="acknowledge without syncing to disk, as storescp does (DICOM_FSYNC=0)")
     args = parser.parse_args(argv)
     if any(name in os.environ for name in OPENBLAS_VARIABLES):
         env = {k: v for k, v in os.environ.items() if k not in OPENBLAS_VARIABLES}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import replace
 from datetime import date
 
@@ -165,6 +167,13 @@ def test_modalities_are_listed_in_a_fixed_order():
 def test_headers_survive_a_round_trip_through_json_ready_dicts(rt_headers):
     for header in rt_headers[::25]:
         assert InstanceHeader.from_dict(header.to_dict()) == header
+
+
+def test_json_ready_dicts_hold_what_dataclasses_would_and_only_lists(rt_headers):
+    for header in rt_headers[::25]:
+        data = header.to_dict()
+        assert json.dumps(data) == json.dumps(dataclasses.asdict(header))
+        assert json.loads(json.dumps(data)) == data  # lists, not tuples: the same after JSON
 
 
 def test_names_compare_without_case_accents_or_punctuation():

@@ -195,3 +195,48 @@ def test_a_message_larger_than_the_limit_is_aborted_and_nothing_kept(tmp_path):
         listener.stop()
     assert (summary.outcome, summary.stored) == ("aborted", 0)
     assert len(recorder.instances) == 1
+
+
+def test_an_instance_in_many_pdus_is_written_whole_and_handed_over_as_written(tmp_path):
+    """With 16 KiB PDUs a CT slice comes in about 10 fragments; all but the last go straight
+    into the message being received (PromptDul._append_data_fragments)."""
+    recorder = Recorder()
+    listener = start_listener(tmp_path, recorder, maximum_pdu_size=16384)
+    try:
+        sent = [ct_dataset() for _ in range(3)]
+        assoc = associate(listener)
+        statuses = [assoc.send_c_store(ds).Status for ds in sent]
+        assoc.release()
+        recorder.wait_end()
+    finally:
+        listener.stop()
+    assert statuses == [0x0000] * 3
+    assert [r.sop_instance_uid for r in recorder.instances] == [ds.SOPInstanceUID for ds in sent]
+    for received, ds in zip(recorder.instances, sent, strict=True):
+        assert received.data == received.path.read_bytes()
+        kept = pydicom.dcmread(received.path)
+        assert kept.PixelData == ds.PixelData
+        assert kept.SOPInstanceUID == ds.SOPInstanceUID
+        assert kept.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
+
+
+def test_copied_presentation_contexts_are_deep_copies_that_negotiation_cannot_share():
+    import copy
+
+    from pynetdicom import AllStoragePresentationContexts
+
+    from protonpath.imaging.reactor import copy_contexts
+    from protonpath.imaging.scp import STORAGE_TRANSFER_SYNTAXES
+
+    ae = AE()
+    for context in AllStoragePresentationContexts:
+        ae.add_supported_context(context.abstract_syntax, STORAGE_TRANSFER_SYNTAXES)
+    originals = ae.supported_contexts
+    copies = copy_contexts(originals)
+    deep = copy.deepcopy(originals)
+    assert [vars(c) for c in copies] == [vars(c) for c in deep]
+    copies[0].result = 0x00
+    copies[0].context_id = 1
+    copies[0].transfer_syntax = [ImplicitVRLittleEndian]
+    assert originals[0].result is None and originals[0].context_id is None
+    assert originals[0].transfer_syntax == list(STORAGE_TRANSFER_SYNTAXES)

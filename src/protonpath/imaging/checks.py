@@ -17,7 +17,7 @@ import re
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import date
 from importlib import resources
 from typing import Any, Literal
@@ -64,8 +64,14 @@ class InstanceHeader:
     referenced_series_instance_uids: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (tuples become lists)."""
-        return asdict(self)
+        """A JSON-ready dict (tuples become lists). Every field is a scalar or a flat tuple of
+        scalars, so one pass does what :func:`dataclasses.asdict` does, without its recursive deep
+        copy (a tenth of the index writer's time for an instance received over the network)."""
+        return {
+            name: list(value) if isinstance(value, tuple) else value
+            for name in _HEADER_FIELDS
+            for value in (getattr(self, name),)
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InstanceHeader:
@@ -73,6 +79,9 @@ class InstanceHeader:
         known = {f.name for f in fields(cls)}
         values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known}
         return cls(**values)
+
+
+_HEADER_FIELDS = tuple(f.name for f in fields(InstanceHeader))
 
 
 def header_from_dataset(ds: Any) -> InstanceHeader:

@@ -16,6 +16,7 @@ Nothing here logs a patient's name or identifier.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import logging
@@ -55,6 +56,7 @@ from protonpath.imaging.scp import (
     ListenerSettings,
     ReceivedInstance,
     StudyQuery,
+    fsync_directory,
 )
 from protonpath.referrals.models import TreatmentRequest
 
@@ -442,11 +444,16 @@ class NetworkReceiver:
     the transfer is closed and the request's check report computed (once per association).
     """
 
-    def __init__(self, *, batched: bool = False, batch_size: int = 200, linger_s: float = 0.05) -> None:
+    def __init__(
+        self, *, batched: bool = False, batch_size: int = 200, linger_s: float = 0.05, fsync: bool = False
+    ) -> None:
         """``batched``: acknowledge at once and index in the writer thread (the listener's way);
         otherwise each instance is indexed in its own transaction before ``on_instance`` returns
-        (for callers in a transaction of their own, and for tests)."""
+        (for callers in a transaction of their own, and for tests). ``fsync``: the listener
+        syncs the journal (:attr:`~protonpath.imaging.scp.ListenerSettings.fsync`), so the
+        writer syncs the storage folders it renames files into before it commits their rows."""
         self._batched = batched
+        self._fsync = fsync
         self._folders: set[Path] = set()  # storage folders known to exist
         self._lock = threading.Lock()
         self._committed = threading.Condition(self._lock)
@@ -502,7 +509,7 @@ class NetworkReceiver:
     def _accept(self, received: ReceivedInstance) -> str | None:
         touched = self._transfer_for(received)
         touched.folder = received.path.parent
-        data = received.path.read_bytes()
+        data = received.data if received.data is not None else received.path.read_bytes()
         try:
             dicom_file = classify_file(
                 received.path, name=received.sop_instance_uid, data=data, file_digest=False, quick=True
@@ -622,14 +629,18 @@ class NetworkReceiver:
                 rows = []
                 per_series: dict[int, int] = {}
                 per_transfer: dict[int, int] = {}
+                renames: dict[Path, bool] = {}  # journal folder -> whether its files can be renamed
                 for item in batch:
                     study, series = self._rows_for(item)
                     name = instance_path(None, "instance.dcm")
-                    target = _local_path(name, item.received.path)
-                    if target is None:  # a remote storage, or another file system: a copy
+                    folder = item.received.path.parent
+                    if folder not in renames:  # asked once per batch, not once per instance
+                        renames[folder] = _storage_on_device_of(folder)
+                    if not renames[folder]:  # a remote storage, or another file system: a copy
                         name = default_storage.save(name, ContentFile(item.data))
                         copied.append(name)
                     else:
+                        target = Path(default_storage.path(name))
                         if target.parent not in self._folders:  # one system call less per instance
                             target.parent.mkdir(parents=True, exist_ok=True)
                             self._folders.add(target.parent)
@@ -638,6 +649,11 @@ class NetworkReceiver:
                     rows.append(_instance_row(item, series, name))
                     per_series[series.pk] = per_series.get(series.pk, 0) + 1
                     per_transfer[item.touched.transfer_id] = per_transfer.get(item.touched.transfer_id, 0) + 1
+                if self._fsync:
+                    # The renames must be on disk before the rows naming them are: each storage
+                    # folder once per batch (the files' contents were synced in the journal).
+                    for folder in {target.parent for _, target in moved}:
+                        fsync_directory(folder)
                 _insert_instances(rows)
                 for series_pk, count in per_series.items():
                     Series.objects.filter(pk=series_pk).update(instance_count=F("instance_count") + count)
@@ -810,19 +826,19 @@ class NetworkReceiver:
         return records
 
 
-def _local_path(name: str, source: Path) -> Path | None:
-    """Where ``name`` lies in a file-system storage on the same device as ``source`` (so that
-    the file can be renamed into it), else None."""
+def _storage_on_device_of(folder: Path) -> bool:
+    """Whether the storage is a file system on the same device as ``folder``, so that files
+    can be renamed from one into the other."""
     try:
-        target = Path(default_storage.path(name))
+        default_storage.path("imaging")
     except NotImplementedError:
-        return None
+        return False
     root = Path(default_storage.location)
     root.mkdir(parents=True, exist_ok=True)
     try:
-        return target if root.stat().st_dev == source.stat().st_dev else None
+        return root.stat().st_dev == folder.stat().st_dev
     except OSError:
-        return None
+        return False
 
 
 def _study_pk(item: _Accepted) -> int:
@@ -887,6 +903,7 @@ def _ip(address: str) -> str | None:
 
 #: The interpreter's thread switch interval while a listener runs (see IngestListener.start).
 SWITCH_INTERVAL_S = 0.0005
+_FROZEN = False  # gc.freeze() done (once per process)
 
 
 def build_listener(
@@ -900,7 +917,6 @@ def build_listener(
 
     from protonpath.imaging.network import listener_limits_from_settings
 
-    receiver = NetworkReceiver(batched=True)
     allowed = getattr(settings, "DICOM_ALLOWED_CALLING_AE_TITLES", None)
     listener_settings = ListenerSettings(
         incoming_dir=Path(incoming_dir or getattr(settings, "DICOM_INCOMING_DIR", settings.VAR_DIR / "dicom-incoming")),
@@ -910,6 +926,7 @@ def build_listener(
         allowed_calling_ae_titles=frozenset(allowed) if allowed else None,
         **listener_limits_from_settings(),
     )
+    receiver = NetworkReceiver(batched=True, fsync=listener_settings.fsync)
     return IngestListener(receiver, listener_settings)
 
 
@@ -933,6 +950,13 @@ class IngestListener(DicomListener):
         # every 5 ms by default, so the acceptor, ready to answer the peer, would often wait that
         # long for the writer's turn to end; a shorter interval lets it answer at once.
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
+        # What is alive when the first listener starts (Django, the DICOM dictionaries,
+        # pynetdicom's contexts) stays for the process's life: out of the collector's way, whose
+        # full passes would scan it all again for the short-lived objects every instance makes.
+        global _FROZEN
+        if not _FROZEN:
+            gc.freeze()
+            _FROZEN = True
         super().start()
 
     def stop(self, grace_s: float | None = None, hurry=None) -> None:

@@ -1,4 +1,4 @@
-"""The DICOM listener's network limits, read from the Django settings (see settings.py)."""
+"""The DICOM listener's network limits and journal policy, read from the Django settings (see settings.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ SETTINGS = {
     "max_associations_per_address": "DICOM_MAX_ASSOCIATIONS_PER_ADDRESS",
     "max_message_bytes": "DICOM_MAX_MESSAGE_BYTES",
     "stop_grace_s": "DICOM_STOP_GRACE_S",
+    "fsync": "DICOM_FSYNC",
 }
 
 

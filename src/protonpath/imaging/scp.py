@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -104,7 +104,10 @@ class ListenerSettings:
         one is aborted. 0 announces :data:`~protonpath.imaging.reactor.MAX_PDU_CAP` (64 MiB).
         Larger PDUs mean fewer reads per instance.
     fsync : bool
-        Flush each file to disk before acknowledging it (safer on power loss, slower).
+        Before an instance is acknowledged, flush its file to disk, then the folder it was
+        renamed into (and the association's folder when it is made): what a peer was told is
+        stored survives a power cut. Without it, a file complete in the page cache survives a
+        killed listener only. Costs a disk flush per instance (about 4 ms on a virtual disk).
     network_timeout_s : float
         An association with nothing received for this long is aborted (idle time).
     acse_timeout_s : float
@@ -134,7 +137,7 @@ class ListenerSettings:
     port: int = 11112
     allowed_calling_ae_titles: frozenset[str] | None = None
     maximum_pdu_size: int = 4 * 1024 * 1024
-    fsync: bool = False
+    fsync: bool = True
     network_timeout_s: float = 60.0
     acse_timeout_s: float = 30.0
     dimse_timeout_s: float = 300.0
@@ -186,6 +189,8 @@ class ReceivedInstance:
     peer_address: str
     peer_port: int
     association_id: str
+    #: The file's bytes, when the listener still holds them (None: read ``path``).
+    data: bytes | None = field(default=None, repr=False, compare=False)
 
     def header(self) -> InstanceHeader:
         """Read the attributes the index and the checks need (pixel data not read)."""
@@ -274,6 +279,7 @@ class _Transfer:
     refused: int = 0
     duplicates: int = 0
     ended: bool = False
+    folder_made: bool = False  # incoming/<association id>/ exists
 
 
 class DicomListener:
@@ -561,7 +567,7 @@ class DicomListener:
             return STATUS_CANNOT_UNDERSTAND
         sop_class_uid = str(request.AffectedSOPClassUID)
         try:
-            path = self._write(request, transfer, sop_class_uid, sop_instance_uid, transfer_syntax_uid)
+            path, data = self._write(request, transfer, sop_class_uid, sop_instance_uid, transfer_syntax_uid)
         except OSError:
             LOGGER.exception("could not write an instance from %s", transfer.calling_ae_title)
             transfer.refused += 1
@@ -576,6 +582,7 @@ class DicomListener:
             peer_address=transfer.peer_address,
             peer_port=int(assoc.requestor.port),
             association_id=transfer.association_id,
+            data=data,
         )
         return self._hand_over(received, transfer)
 
@@ -586,31 +593,38 @@ class DicomListener:
         sop_class_uid: str,
         sop_instance_uid: str,
         transfer_syntax_uid: str,
-    ) -> Path:
-        """Write preamble, file meta and the peer's encoded dataset; rename when complete."""
+    ) -> tuple[Path, bytes]:
+        """Write preamble, file meta and the peer's encoded dataset; rename when complete (with
+        ``fsync``, once the file is on disk, then sync its folder). Returns the file and its bytes."""
         header = encode_file_header(
             sop_class_uid=sop_class_uid,
             sop_instance_uid=sop_instance_uid,
             transfer_syntax_uid=transfer_syntax_uid,
             source_ae_title=transfer.calling_ae_title,
         )
+        durable = self.settings.fsync
         target_dir = Path(self.settings.incoming_dir) / transfer.association_id
-        if not target_dir.exists():
+        if not transfer.folder_made:
             target_dir.mkdir(exist_ok=True)
+            if durable:
+                fsync_directory(target_dir.parent)
+            transfer.folder_made = True
+        data = header + request.DataSet.getbuffer()  # the file's bytes, kept for the sink
         partial = self._partial_dir / f"{uuid.uuid4().hex}.part"
         try:
             with open(partial, "wb") as f:
-                f.write(header)
-                f.write(request.DataSet.getbuffer())
-                if self.settings.fsync:
+                f.write(data)
+                if durable:
                     f.flush()
                     os.fsync(f.fileno())
             target = target_dir / f"{sop_instance_uid}.dcm"
             os.replace(partial, target)
+            if durable:  # the name too, before the peer hears that the instance is stored
+                fsync_directory(target_dir)
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
-        return target
+        return target, data
 
     def _hand_over(self, received: ReceivedInstance, transfer: _Transfer) -> int:
         try:
@@ -670,6 +684,19 @@ _REJECT_REASONS = {
 def _printable(text: str) -> str:
     """An AE title as a peer sent it, safe for a log line (no control characters)."""
     return "".join(c if c.isprintable() else "?" for c in text.strip())[:16]
+
+
+def fsync_directory(folder: Path) -> None:
+    """Flush a folder's entries to disk (a file renamed or created in it then survives a power
+    loss under that name); a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (PermissionError, IsADirectoryError):
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 # --- Part 10 file header (pure) ---------------------------------------------------------------
@@ -803,6 +830,7 @@ __all__ = [
     "ListenerSettings",
     "ReceivedInstance",
     "StudyFinder",
+    "fsync_directory",
     "StudyQuery",
     "identifier_from_record",
     "matches_study",

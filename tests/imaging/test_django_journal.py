@@ -1,0 +1,130 @@
+"""What the listener makes durable before it answers, and what its index writer commits.
+
+An instance is acknowledged only once its file and its name in ``incoming/<association>/`` (the
+journal) are synced (``fsync``, on by default); the writer syncs the storage folders it renames
+files into before it commits their rows; a batch the index refuses is indexed one instance at a
+time, each acknowledged instance exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pydicom
+import pytest
+from django.db import connection
+
+from protonpath.imaging import ingest
+from protonpath.imaging.models import Instance, Transfer
+from tests.imaging.conftest import PATIENT_BIRTH, PATIENT_NAME, stamp
+from tests.imaging.dicomdata import write_ct_series
+from tests.imaging.test_django_network import _wait_for, storescu
+from tests.imaging.test_reactor import associate, ct_dataset
+from tests.imaging.test_scp import Recorder, start_listener
+
+pytestmark = pytest.mark.dicom_peer
+
+
+class Synced:
+    """os.fsync, remembering the inodes it synced (files and folders)."""
+
+    def __init__(self, monkeypatch):
+        self.inodes: set[tuple[int, int]] = set()
+        real = os.fsync
+
+        def fsync(fd):
+            real(fd)
+            st = os.fstat(fd)
+            self.inodes.add((st.st_dev, st.st_ino))
+
+        monkeypatch.setattr(os, "fsync", fsync)
+
+    def __contains__(self, path) -> bool:
+        st = os.stat(path)
+        return (st.st_dev, st.st_ino) in self.inodes
+
+
+class SyncWitness(Recorder):
+    """A sink noting, when it is handed an instance (before the peer hears back), whether the
+    file, its folder and the association's folder's parent were synced."""
+
+    def __init__(self, synced: Synced):
+        super().__init__()
+        self.synced = synced
+        self.seen: list[tuple[bool, bool, bool]] = []
+
+    def __call__(self, instance):
+        path = instance.path
+        self.seen.append((path in self.synced, path.parent in self.synced, path.parent.parent in self.synced))
+        super().__call__(instance)
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+def test_an_instance_is_synced_file_and_name_before_it_is_acknowledged(tmp_path, monkeypatch, fsync):
+    synced = Synced(monkeypatch)
+    sink = SyncWitness(synced)
+    listener = start_listener(tmp_path, sink, fsync=fsync)
+    try:
+        assoc = associate(listener)
+        statuses = [assoc.send_c_store(ct_dataset()).Status for _ in range(3)]
+        assoc.release()
+        sink.wait_end()
+    finally:
+        listener.stop()
+    assert statuses == [0x0000] * 3
+    assert sink.seen == [(fsync, fsync, fsync)] * 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_writer_syncs_storage_folders_inside_the_transaction_before_commit(
+    listener, submitted, tmp_path, monkeypatch
+):
+    synced_folders = []
+    real = ingest.fsync_directory
+
+    def fsync_directory(folder):
+        synced_folders.append((folder, connection.in_atomic_block))
+        real(folder)
+
+    monkeypatch.setattr(ingest, "fsync_directory", fsync_directory)
+    paths = write_ct_series(tmp_path / "ct", 6, patient_name=PATIENT_NAME, birth_date=PATIENT_BIRTH)
+    stamp(paths, AccessionNumber=submitted.accession_number)
+
+    result = storescu(listener, paths)
+
+    assert result.returncode == 0, result.stderr
+    assert listener.settings.fsync  # the default (DICOM_FSYNC)
+    _wait_for(lambda: Transfer.objects.filter(outcome="complete").first())
+    folders = {os.path.dirname(i.file.path) for i in Instance.objects.all()}
+    assert len(folders) >= 1
+    assert folders <= {str(folder) for folder, in_transaction in synced_folders if in_transaction}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_the_index_refuses_is_indexed_one_by_one_each_instance_once(
+    listener, submitted, tmp_path, monkeypatch
+):
+    real = ingest._insert_instances
+    failures = []
+
+    def insert_failing_once(rows):
+        if not failures:
+            failures.append(len(rows))
+            raise RuntimeError("the index refused the batch")
+        real(rows)
+
+    monkeypatch.setattr(ingest, "_insert_instances", insert_failing_once)
+    paths = write_ct_series(tmp_path / "ct", 12, patient_name=PATIENT_NAME, birth_date=PATIENT_BIRTH)
+    stamp(paths, AccessionNumber=submitted.accession_number)
+
+    result = storescu(listener, paths)
+
+    assert result.returncode == 0, result.stderr
+    transfer = _wait_for(lambda: Transfer.objects.filter(outcome="complete").first())
+    assert failures and failures[0] >= 1
+    uids = list(Instance.objects.values_list("sop_instance_uid", flat=True))
+    assert sorted(uids) == sorted(str(pydicom.dcmread(p).SOPInstanceUID) for p in paths)
+    assert (transfer.stored, transfer.duplicates, transfer.refused) == (12, 0, 0)
+    for instance in Instance.objects.all():
+        assert os.path.exists(instance.file.path)
+    assert not list((tmp_path / "incoming").rglob("*.dcm"))  # the journal is empty once indexed
