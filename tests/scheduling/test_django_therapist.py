@@ -32,6 +32,8 @@ def test_the_therapist_is_department_staff_and_opens_on_the_gantrys_day(client, 
     assert response.status_code == 302 and response.url == "/scheduling/agenda/"
     day = client.get("/scheduling/agenda/", follow=True)
     assert day.status_code == 200
+    menu = [item["url"] for item in day.context["staff_menu"]]
+    assert menu == ["/requests/", "/scheduling/agenda/"]  # no queues, meetings, inbox, tariffs, activity
     assert AuditEvent.objects.filter(actor=therapist, object_type="scheduling.agenda").exists()
 
 

@@ -13,9 +13,10 @@ def role(request):
 #: The staff menu: (url name, label, roles that see it). Entries of apps not installed are left out.
 STAFF_MENU = [
     ("referrals:queues", _("Work queues"), {Role.ADMIN_STAFF, Role.ONCOLOGIST, Role.PHYSICIST, Role.HEAD}),
-    ("referrals:list", _("All requests"), {Role.ADMIN_STAFF, Role.ONCOLOGIST, Role.PHYSICIST, Role.HEAD}),
+    ("referrals:list", _("All requests"), {Role.ADMIN_STAFF, Role.ONCOLOGIST, Role.PHYSICIST, Role.HEAD, Role.THERAPIST}),
     ("department:meetings", _("Review meetings"), {Role.ADMIN_STAFF, Role.ONCOLOGIST, Role.HEAD}),
-    ("scheduling:agenda_today", _("Gantry agenda"), {Role.ADMIN_STAFF, Role.ONCOLOGIST, Role.PHYSICIST, Role.HEAD}),
+    ("scheduling:agenda_today", _("Gantry agenda"),
+     {Role.ADMIN_STAFF, Role.ONCOLOGIST, Role.PHYSICIST, Role.HEAD, Role.THERAPIST}),
     ("imaging:inbox", _("DICOM inbox"), {Role.ADMIN_STAFF, Role.ONCOLOGIST, Role.PHYSICIST, Role.HEAD}),
     ("referrals:duplicates", _("Possible duplicate patients"), {Role.ADMIN_STAFF, Role.HEAD}),
     ("international:tariffs", _("Tariffs"), {Role.ADMIN_STAFF, Role.HEAD}),
