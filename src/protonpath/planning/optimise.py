@@ -249,8 +249,8 @@ def optimise_weights(
     compact = compact and (stored.nnz == 0 or float(stored.data.min()) >= 0.0)
     full = BlockRows.from_matrix(stored, compact=compact)
     w = np.asarray(initial, dtype=np.float64)
-    every_row = _Problem(full, objectives, rows)  # for the start
-    start_value, _ = every_row(w)
+    # the start's value on every row (its per-row terms are not kept: the CT grid has millions)
+    start_value, _ = _Problem(full, objectives, rows)(w)
     # L-BFGS-B's tolerance is relative only while the objective is above 1: scale it to start
     # at 1e6, so doses per fraction (small objectives) converge like whole courses
     scale = 1e6 / start_value if start_value > 0 else 1.0
