@@ -211,3 +211,55 @@ def test_csc_matvec_matches_scipy_without_a_float64_copy(threads, monkeypatch):
     np.testing.assert_allclose(dose.csc_matvec(m, x), m.astype(np.float64) @ x, rtol=1e-6)
     with pytest.raises(ValueError, match="expected a vector of 150"):
         dose.csc_matvec(m, x[:-1])
+
+
+def reference_objective(m, x, rows, term_ptr, kind, ref, coef):
+    """Value and gradient of per-row terms from SciPy's products (two passes)."""
+    dose = (m @ x)[rows]
+    value = 0.0
+    grad_dose = np.zeros(len(rows))
+    for i in range(len(rows)):
+        for p in range(term_ptr[i], term_ptr[i + 1]):
+            if kind[p] == blocks.TERM_MEAN:
+                value += coef[p] * dose[i]
+                grad_dose[i] += coef[p]
+                continue
+            diff = dose[i] - ref[p]
+            if kind[p] == blocks.TERM_OVERDOSE:
+                diff = max(diff, 0.0)
+            elif kind[p] == blocks.TERM_UNDERDOSE:
+                diff = min(diff, 0.0)
+            value += coef[p] * diff * diff
+            grad_dose[i] += 2.0 * coef[p] * diff
+    full = np.zeros(m.shape[0])
+    np.add.at(full, rows, grad_dose)
+    return value, m.T @ full
+
+
+@pytest.mark.parametrize("compact", [False, True])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_one_pass_objective_matches_two_products(compact, threads, monkeypatch):
+    """Value and gradient of the four kinds of terms, rows with none, one or two terms, on
+    every row and on a subset, in float32 and compact storage."""
+    rng = np.random.default_rng(7 + threads)
+    m = run_matrix(rng, 400, 300).tocsc()
+    monkeypatch.setattr(blocks, "_threads", lambda: threads)
+    b = BlockRows.from_matrix(m, compact=compact)
+    x = rng.random(300)
+    typical = float(np.median((m @ x)[m.getnnz(axis=1) > 0]))
+    for rows in (None, np.sort(rng.choice(400, 150, replace=False))):
+        n = 400 if rows is None else len(rows)
+        n_terms = rng.integers(0, 3, n)  # 0, 1 or 2 terms per row
+        term_ptr = np.concatenate([[0], np.cumsum(n_terms)])
+        kind = rng.integers(0, 4, term_ptr[-1]).astype(np.int8)
+        ref = typical * rng.uniform(0.5, 1.5, term_ptr[-1])
+        coef = rng.uniform(0.1, 2.0, term_ptr[-1])
+        value, grad = b.objective(x, rows, term_ptr, kind, ref, coef)
+        every = np.arange(400) if rows is None else rows
+        want_value, want_grad = reference_objective(m, x, every, term_ptr, kind, ref, coef)
+        assert np.count_nonzero(grad) > 0
+        tol = 1e-4 if compact else 1e-5
+        assert value == pytest.approx(want_value, rel=tol)
+        np.testing.assert_allclose(grad, want_grad, rtol=tol, atol=tol * np.abs(want_grad).max())
+    with pytest.raises(ValueError, match="term pointers"):
+        b.objective(x, None, np.zeros(5, dtype=np.int64), kind, ref, coef)

@@ -26,7 +26,13 @@ import scipy.sparse as sp
 from scipy import optimize
 from threadpoolctl import threadpool_limits
 
-from protonpath.planning.blocks import BlockRows
+from protonpath.planning.blocks import (
+    TERM_DEVIATION,
+    TERM_MEAN,
+    TERM_OVERDOSE,
+    TERM_UNDERDOSE,
+    BlockRows,
+)
 from protonpath.planning.dose import DoseMatrix, csc_matvec
 
 SQUARED_DEVIATION = "squared_deviation"
@@ -113,20 +119,39 @@ class _Problem:
         self.terms = [
             (o, rows[o.structure], sizes[o.structure]) for o in objectives if len(rows[o.structure])
         ]
+        n_positions = self.blocks.shape[0] if watched is None else len(self.watched)
+        self.term_arrays = _term_arrays(self.terms, n_positions)
         self.n_evaluations = 0
 
     def __call__(self, w: np.ndarray):
+        """Objective value and gradient, in one pass over the matrix
+        (:meth:`BlockRows.objective`)."""
         self.n_evaluations += 1
-        dose = self.blocks.matvec(w, self.watched)
-        grad_dose = np.zeros_like(dose)
-        total = 0.0
-        for o, r, n in self.terms:
-            f, g = objective_value_and_gradient(o, dose[r], n)
-            total += f
-            grad_dose[r] += g
-        active = np.flatnonzero(grad_dose)
-        active_rows = active if self.watched is None else self.watched[active]
-        return total, self.blocks.rmatvec(grad_dose[active], active_rows)
+        return self.blocks.objective(w, self.watched, *self.term_arrays)
+
+
+_TERM_KIND = {
+    SQUARED_DEVIATION: TERM_DEVIATION,
+    SQUARED_OVERDOSE: TERM_OVERDOSE,
+    SQUARED_UNDERDOSE: TERM_UNDERDOSE,
+    MEAN_DOSE: TERM_MEAN,
+}
+
+
+def _term_arrays(terms, n_positions: int):
+    """The per-row terms of :meth:`BlockRows.objective` for ``(objective, positions, size)``
+    triples: each objective's weight divided by its structure's size (the matRad means)."""
+    if not terms:
+        empty = np.zeros(0)
+        return np.zeros(n_positions + 1, dtype=np.int64), empty.astype(np.int8), empty, empty
+    position = np.concatenate([np.asarray(r, dtype=np.int64) for _, r, _ in terms])
+    kind = np.concatenate([np.full(len(r), _TERM_KIND[o.kind], np.int8) for o, r, _ in terms])
+    ref = np.concatenate([np.full(len(r), float(o.dose_gy)) for o, r, _ in terms])
+    coef = np.concatenate([np.full(len(r), o.weight / max(n, 1)) for o, r, n in terms])
+    order = np.argsort(position, kind="stable")
+    term_ptr = np.zeros(n_positions + 1, dtype=np.int64)
+    np.cumsum(np.bincount(position, minlength=n_positions), out=term_ptr[1:])
+    return term_ptr, kind[order], ref[order], coef[order]
 
 
 def objectives_value(dose: np.ndarray, objectives, rows: dict[str, np.ndarray]) -> float:
@@ -224,8 +249,8 @@ def optimise_weights(
     compact = compact and (stored.nnz == 0 or float(stored.data.min()) >= 0.0)
     full = BlockRows.from_matrix(stored, compact=compact)
     w = np.asarray(initial, dtype=np.float64)
-    every_row = _Problem(full, objectives, rows)  # for the start
-    start_value, _ = every_row(w)
+    # the start's value on every row (its per-row terms are not kept: the CT grid has millions)
+    start_value, _ = _Problem(full, objectives, rows)(w)
     # L-BFGS-B's tolerance is relative only while the objective is above 1: scale it to start
     # at 1e6, so doses per fraction (small objectives) converge like whole courses
     scale = 1e6 / start_value if start_value > 0 else 1.0
