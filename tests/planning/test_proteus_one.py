@@ -329,3 +329,27 @@ def test_halo_dose_matrix_lowers_a_small_field_and_spreads_low_dose(p1_plan, cub
     zz, yy, xx = np.meshgrid(z, y, x, indexing="ij")
     outside = (np.abs(xx) > 34) & (np.abs(xx) < 46) & (np.abs(zz) < 10) & (yy > 60) & (yy < 100)
     assert halo_dose[outside].mean() > 3 * core_dose[outside].mean()
+
+
+def test_machine_takes_energy_spread_tail_and_mean_energy_from_the_data():
+    data = proteus_one.load_proteus_one()
+    assert data.idd_tail_fraction == 0.0 and 0.004 < data.energy_spread_fraction < 0.01
+    base = proteus_one.build_proteus_one_machine(data)
+    # a mean energy 1 MeV above the nominal one moves every range by PSTAR's dR/dE
+    shifted = proteus_one.build_proteus_one_machine(
+        dataclasses.replace(data, mean_energy_offset_mev=((70.0, 1.0), (230.0, 1.0)))
+    )
+    table = proteus_one.load_pstar_water()
+    expected = table.range_mm(base.energies_mev + 1.0) - table.range_mm(base.energies_mev)
+    assert np.abs(shifted.range_r80_mm - base.range_r80_mm - expected).max() < 0.1
+    # a wider energy spread lowers and widens the peak
+    wide = proteus_one.build_proteus_one_machine(
+        dataclasses.replace(data, energy_spread_fraction=0.012)
+    )
+    e = int(np.argmin(np.abs(base.energies_mev - 150.0)))
+    assert wide.idd[e].max() < 0.95 * base.idd[e].max()
+    # the tail fraction raises the entrance dose
+    tailed = proteus_one.build_proteus_one_machine(
+        dataclasses.replace(data, idd_tail_fraction=0.1)
+    )
+    assert tailed.idd[e][0] > 1.1 * base.idd[e][0]

@@ -85,6 +85,9 @@ class ProteusOneData:
     halo_weight_per_range: float
     halo_sigma_factor: float
     range_shifter: RangeShifter
+    energy_spread_fraction: float = 0.0067
+    idd_tail_fraction: float = 0.0
+    mean_energy_offset_mev: tuple = ()
     sources: dict = dataclasses.field(default_factory=dict, compare=False)
 
     def unpublished(self) -> list[str]:
@@ -113,6 +116,9 @@ def proteus_one_from_dict(data: dict) -> ProteusOneData:
         (float(e), float(s)) for e, s in values["spot_sigma_in_air_at_isocentre_mm"]
     )
     values["spots_per_burst"] = int(values["spots_per_burst"])
+    values["mean_energy_offset_mev"] = tuple(
+        (float(e), float(d)) for e, d in values["mean_energy_offset_mev"]
+    )
     sources = {k: {"status": v["status"], "source": v["source"]} for k, v in figures.items()}
     return ProteusOneData(
         name=data["name"], version=str(data["version"]), sources=sources, **values
@@ -160,9 +166,11 @@ def build_proteus_one_machine(data: ProteusOneData | None = None) -> Machine:
     """Pencil-beam machine of the Proteus One with PSTAR ranges.
 
     Energies from ``energy_min_mev`` to ``energy_max_mev`` spaced by ``layer_spacing_mm`` of
-    CSDA range.  Each energy's Bortfeld depth dose (with the data's energy spread of 0.8 %)
-    is computed for the Bragg-Kleeman energy that has the same range as PSTAR gives for the
-    nominal energy, so the curve's distal 80 % depth sits at the PSTAR CSDA range.
+    CSDA range.  Each energy's Bortfeld depth dose (with the data's ``energy_spread_fraction``
+    and ``idd_tail_fraction``) is computed for the Bragg-Kleeman energy that has the same
+    range as PSTAR gives for the beam's mean energy (the nominal energy plus
+    ``mean_energy_offset_mev``), so the curve's distal 80 % depth sits at that PSTAR CSDA
+    range.
     """
     data = data or load_proteus_one()
     table = load_pstar_water()
@@ -170,7 +178,11 @@ def build_proteus_one_machine(data: ProteusOneData | None = None) -> Machine:
     r_max = float(table.range_mm(data.energy_max_mev))
     ranges = np.append(np.arange(r_min, r_max, data.layer_spacing_mm), r_max)
     energies = np.round(table.energy_mev_for_range(ranges), 3)
-    ranges = table.range_mm(energies)
+    offsets_mev = np.zeros_like(energies)
+    if data.mean_energy_offset_mev:
+        table_off = np.array(data.mean_energy_offset_mev, dtype=float)
+        offsets_mev = np.interp(energies, table_off[:, 0], table_off[:, 1])
+    ranges = table.range_mm(energies + offsets_mev)
     spot = np.array(data.spot_sigma_in_air_at_isocentre_mm)
     sig_iso = np.interp(energies, spot[:, 0], spot[:, 1])
     offsets = np.array([-300.0, 0.0, 300.0])
@@ -178,7 +190,12 @@ def build_proteus_one_machine(data: ProteusOneData | None = None) -> Machine:
     for r in ranges:
         e_bk = float(bragg_kleeman_energy_mev(r))
         d = _depth_samples_mm(r)
-        idd = bortfeld_idd(d, e_bk)
+        idd = bortfeld_idd(
+            d,
+            e_bk,
+            energy_spread_fraction=data.energy_spread_fraction,
+            tail_fraction=data.idd_tail_fraction,
+        )
         depths.append(d)
         idds.append(idd)
         sigmas.append(multiple_scattering_sigma_mm(d, e_bk))
