@@ -111,3 +111,22 @@ def test_low_energy_tail_raises_the_plateau_against_the_peak():
     bracket = 1 + (0.012 + 0.6 * 0.012 * mach.BK_P) * r0_cm
     assert tail[0] / flat[0] == pytest.approx(1 + mach.BK_P * 0.1 / bracket, rel=0.01)
     assert tail.max() / flat.max() < tail[0] / flat[0]
+
+
+def test_nuclear_build_up_moves_the_nuclear_deposit_away_from_the_surface():
+    energy = 200.0
+    r0 = float(mach.bragg_kleeman_range_mm(energy))
+    z = np.array([0.0, 33.0, 250.0])
+    local = mach.bortfeld_idd(z, energy, tail_fraction=0.0)
+    built = mach.bortfeld_idd(z, energy, tail_fraction=0.0, nuclear_buildup_mm=33.0)
+    # at the surface none of the nuclear term is there yet: bracket 1 + beta R0 instead of
+    # 1 + (beta + gamma beta p) R0
+    b = 0.0012 * r0
+    assert built[0] / local[0] == pytest.approx((1 + b) / (1 + b + 0.6 * mach.BK_P * b), rel=1e-3)
+    # one build-up length down, 1 - 1/e of it; far down, all of it
+    resid = (r0 - z[1]) * 0.0012
+    full = 1 + resid + 0.6 * mach.BK_P * resid
+    assert built[1] / local[1] == pytest.approx(
+        (1 + resid + (1 - np.exp(-1)) * 0.6 * mach.BK_P * resid) / full, rel=1e-3
+    )
+    assert built[2] == pytest.approx(local[2], rel=1e-3)

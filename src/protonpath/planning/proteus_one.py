@@ -87,6 +87,8 @@ class ProteusOneData:
     range_shifter: RangeShifter
     energy_spread_fraction: float = 0.0067
     idd_tail_fraction: float = 0.0
+    nuclear_local_fraction: float = 0.6
+    nuclear_buildup_mm: float = 0.0
     mean_energy_offset_mev: tuple = ()
     sources: dict = dataclasses.field(default_factory=dict, compare=False)
 
@@ -195,6 +197,8 @@ def build_proteus_one_machine(data: ProteusOneData | None = None) -> Machine:
             e_bk,
             energy_spread_fraction=data.energy_spread_fraction,
             tail_fraction=data.idd_tail_fraction,
+            gamma_nuclear=data.nuclear_local_fraction,
+            nuclear_buildup_mm=data.nuclear_buildup_mm,
         )
         depths.append(d)
         idds.append(idd)
