@@ -8,23 +8,47 @@ Usage::
 What it does, in one command:
 
 1. makes sure opentps-core 2.0.0 (PyPI, Apache-2.0), which ships the MCsquare binaries, is in
-   its own virtual environment (``.cache/opentps-venv``: it needs numpy < 2);
+   its own virtual environment (``.cache/opentps-venv``: it needs numpy < 2; matplotlib is
+   added because ``opentps.core`` imports it without requiring it);
 2. for each case plans one field with protonpath on a Proteus One machine (PSTAR ranges) whose
    spot sizes in air are those of MCsquare's default beam model (the wheel's
    ``BDL_default_DN_RangeShifter.txt``, IBA dedicated nozzle, core Gaussian propagated to the
-   isocentre) and whose energies are that model's range (100-225 MeV);
+   isocentre), whose energies are that model's range (100-225 MeV) and whose ranges follow the
+   model's mean energies (nominal + 0.3-0.6 MeV: ``mean_energy_offset_mev``);
 3. recomputes the plan with MCsquare in a subprocess of that environment (spot weights turned
    into MU with the model's protons per MU); the MCsquare build started is the one its own
    launcher would choose (``MCsquare_linux`` on AMD, the Intel builds by instruction set), run
    directly because the wheel's launcher script has CRLF line ends;
 4. prints, per case, gamma pass rates of protonpath's dose against MCsquare's (3 %/3 mm and
-   2 %/2 mm, global, 10 % threshold), the R80 difference along the central axis and the target
-   D95 difference, with the time each engine took (ratio in the same command).
+   2 %/2 mm, global, 10 % threshold, inside the body), the R80 difference along the central
+   axis and the target D95 ratio, with the time each engine took (ratio in the same command).
+
+Both engines are given the same inputs, so that what differs is the dose calculation:
+
+* beam model (``--beam-model matched``, the default): MCsquare gets the wheel's BDL reduced to
+  protonpath's spot model, the core Gaussian only, round (x parameters for y) and one virtual
+  source distance (the mean of SMX and SMY).  The BDL as shipped (``--beam-model default``)
+  also has a second Gaussian in air of 4-5 % weight and 20-40 mm sigma and elliptical spots,
+  which protonpath's single-Gaussian spot does not model;
+* HU to stopping power (``--calibration scanner``, the default): protonpath plans with the
+  SPR curve of MCsquare's own scanner calibration (the wheel's ``UCL_Toshiba``: density times
+  the Schneider material's stopping power over water's at 100 MeV, opentps's
+  ``convertHU2RSP``), because MCsquare cannot take an SPR curve (it needs density and
+  material) while protonpath takes any curve: a department plans with its own scanner's
+  calibration, and the check must use the same one.  The packaged generic curve
+  (``--calibration generic``) gives SPR 1.04 at HU 40 where the scanner's gives 1.08: the
+  5 mm R80 difference formerly seen on TG119 (whose body is HU 30-50).
+
+``--idd`` compares single spots in a water phantom (material Water, 200 x 200 mm laterally
+integrated): integral depth dose per proton, R80, entrance, mid-range and peak.
 
 Cases: ``box`` (water, cubic target at 90-130 mm depth), ``hetero`` (the same box with a bone
 slab (HU 1000) and an air gap (HU -1000) half across the field, upstream of the target),
 ``tg119`` (the AAPM TG119 C-shape from the pyRadPlan wheel, downsampled to 6 mm).
-OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE are unset in both subprocesses.
+OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE are unset in both subprocesses; MCsquare runs under
+``nice -n 10``.
+
+Results: see the table at the end of this docstring (RESULTS).
 """
 
 from __future__ import annotations
@@ -106,25 +130,10 @@ MC_SCRIPT = textwrap.dedent(
                          float(bdl.divergence1x[i]), float(bdl.correlation1x[i]),
                          float(bdl.meanEnergy[i]), float(bdl.energySpread[i]),
                          float(bdl.weight2[i])])
-        # the scanner calibration as a stopping-power ratio: voxel density times the mass
-        # stopping power of the voxel's material relative to water's, at 100 MeV
-        def table(name):
-            rows_ = [ln.split("#")[0].split() for ln in open(os.path.join(scanner, name))]
-            return np.array([[float(v) for v in r[:2]] for r in rows_ if len(r) >= 2])
-        dens, mats = table("HU_Density_Conversion.txt"), table("HU_Material_Conversion.txt")
-        names = {}
-        for ln in open(os.path.join(mcdir, "Materials", "list.dat")):
-            t = ln.split()
-            if len(t) >= 2 and t[0].isdigit():
-                names[int(t[0])] = t[1]
-        def mass_sp(label, e=100.0):
-            sp_ = np.loadtxt(os.path.join(mcdir, "Materials", names[label], "PSTAR_Stop_Pow.dat"))
-            return float(np.interp(e, sp_[:, 0], sp_[:, 1]))
-        water = mass_sp(17)
+        # the scanner calibration as a stopping-power ratio, as opentps defines it for
+        # MCsquare (voxel density times the material's stopping power over water's, 100 MeV)
         hu = np.arange(-1024.0, 3072.0)
-        label = mats[np.clip(np.searchsorted(mats[:, 0], hu, side="right") - 1, 0, None), 1]
-        ratio = {int(m): mass_sp(int(m)) / water for m in np.unique(label)}
-        spr = np.interp(hu, dens[:, 0], dens[:, 1]) * np.array([ratio[int(m)] for m in label])
+        spr = np.asarray(readScanner(scanner).convertHU2RSP(hu, energy=100.0), dtype=float)
         json.dump({"rows": rows, "nozzle_to_iso": float(bdl.nozzle_isocenter),
                    "smx": float(bdl.smx), "smy": float(bdl.smy),
                    "hu": hu.tolist(), "spr": spr.tolist()}, open(out, "w"))
@@ -406,6 +415,7 @@ def main(argv=None):
     from protonpath.planning.gamma import gamma_index, gamma_pass_rate
     from protonpath.planning.pipeline import PlanSettings, default_objectives, plan_pbs
     from protonpath.planning.raytrace import Beam
+    from protonpath.planning.structures import EXTERNAL
 
     cpu = "unknown"
     if platform.system() == "Linux":
@@ -419,7 +429,7 @@ def main(argv=None):
     )
     header = (
         "case        gamma3/3  gamma2/2  2/2 at equal target mean  R80 ours-MC (mm)  D95 ours/MC"
-        "  time MC/ours"
+        "  mean ours/MC  time MC/ours"
     )
     print(header)
     for name in args.cases.split(","):
@@ -469,6 +479,13 @@ def main(argv=None):
             raise RuntimeError("the dose grid must be the CT grid")
         sp3 = ct.grid.spacing_mm
         mask = next(s for s in structures if s.name == target).mask
+        # compared inside the body only: MCsquare's dose-to-water in the air around the
+        # phantom is no dose (and protonpath computes none there)
+        body = np.zeros(ct.grid.shape, dtype=bool)
+        for s in structures:
+            if s.role == EXTERNAL:
+                body |= s.mask
+        mc_dose = np.where(body, mc_dose, 0.0)
         variants = [(name, ours)]
         if args.halo:
             from protonpath.planning.ct import hu_to_spr
@@ -489,6 +506,7 @@ def main(argv=None):
             )
             variants.append((f"{name}+halo", halo.dose_cube(w)))
         for label, dose in variants:
+            dose = np.where(body, dose, 0.0)
             g3 = gamma_pass_rate(gamma_index(mc_dose, dose, sp3, 3.0, 3.0, 10.0))
             g2 = gamma_pass_rate(gamma_index(mc_dose, dose, sp3, 2.0, 2.0, 10.0))
             scale = mc_dose[mask].mean() / dose[mask].mean()
@@ -500,6 +518,7 @@ def main(argv=None):
             print(
                 f"{label:<11} {100 * g3:7.1f} % {100 * g2:7.1f} %  {100 * g2n:13.1f} %"
                 f"           {r_ours - r_mc:+8.2f}          {d95_ours / d95_mc:8.3f}"
+                f"      {1.0 / scale:8.3f}"
                 f"    {float(mc['seconds']) / ours_s:8.1f}   ({'; '.join(builds)})"
             )
 
