@@ -74,7 +74,7 @@ where the bone and the air halves meet.
     200.3    1.006     -0.34 mm     0.941     0.983    0.998
     225.0    1.008     -0.62 mm     0.930     0.982    0.963
 
-Before the depth-dose changes (150 MeV, the BDL as shipped): integral 0.984, ours/MC 1.04 at
+Before the depth-dose changes (150 MeV, 2e4 primaries, the BDL as shipped): integral 0.984, ours/MC 1.04 at
 5 mm, 0.96-0.97 at 50-80 mm, 1.12 at 5 mm before the range (nominal energy, 1.1 mm short);
 with the plateau term fixed and epsilon = 0, before the nuclear build-up: entrance 1.06-1.14,
 mid-range 0.94-0.99.  Left: the peaks are 4-6 % high at 100-150 MeV (MCsquare's are wider),
