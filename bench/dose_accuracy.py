@@ -63,8 +63,9 @@ Before (2026-12-01, Intel Xeon, 1e6 primaries, the BDL as shipped, the generic H
 depth dose with epsilon = 0.1 and a plateau term 1/p too small): gamma 2 %/2 mm box 72 %
 (halo 80 %), slabs 77 % (84 %), TG119 31 %; D95 ours/MC 1.08-1.11; TG119 R80 +5 mm.  The box at
 5e5 primaries gave 84.4 % (halo 85.2 %): MCsquare's noise on 3 mm voxels still costs gamma
-and lowers its D95 (hence the target mean column).  The slab case's R80 is read on the line
-where the bone and the air halves meet.
+and lowers its D95 (hence the target mean column).  The slab case's R80 is read 1.5 mm from the
+edge between the bone and the air halves (in the air half), where the range changes by about
+16 mm (bone +6 mm, air -10 mm water-equivalent).
 
 ``--idd`` (1e5 primaries per spot; ours/MC)::
 
