@@ -403,6 +403,11 @@ def main(argv=None):
         help="also score protonpath's dose with the double-Gaussian halo (same weights)",
     )
     ap.add_argument(
+        "--halo-along-depth",
+        action="store_true",
+        help="with --halo, the halo weight grows with each voxel's depth over the spot's R80",
+    )
+    ap.add_argument(
         "--beam-model",
         choices=("matched", "default"),
         default="matched",
@@ -535,6 +540,7 @@ def main(argv=None):
                 spots,
                 machine,
                 dm,
+                along_depth=args.halo_along_depth,
             )
             variants.append((f"{name}+halo", halo.dose_cube(w)))
         for label, dose in variants:

@@ -386,15 +386,19 @@ def halo_dose_matrix(
     weight: float | None = None,
     sigma_factor: float | None = None,
     data: ProteusOneData | None = None,
+    along_depth: bool = False,
 ):
     """Dose-influence matrix with the double-Gaussian lateral model (selectable: the single
     Gaussian matrix is the engine's default).
 
     ``D = (1 - w) D_core + w D_wide`` with ``D_wide`` from :func:`wide_machine`; ``w`` defaults
-    to the data's halo weight at half the range (the weight is taken constant along depth here).
-    ``core`` is the single-Gaussian matrix when already computed.
+    to the data's halo weight at half the range, constant along depth, or with
+    ``along_depth=True`` to :func:`halo_weight` at each voxel's water-equivalent depth over the
+    spot's R80 (the nuclear halo grows with depth).  ``core`` is the single-Gaussian matrix
+    when already computed.
     """
     from protonpath.planning.dose import DoseMatrix, compute_dose_matrix
+    from protonpath.planning.raytrace import water_equivalent_depth
 
     data = data or load_proteus_one()
     k = data.halo_sigma_factor if sigma_factor is None else sigma_factor
@@ -406,4 +410,28 @@ def halo_dose_matrix(
     )
     if not np.array_equal(core.voxel_indices, wide.voxel_indices):
         raise ValueError("core and halo matrices cover different voxels")
-    return DoseMatrix((1 - w) * core.matrix + w * wide.matrix, core.voxel_indices, core.grid)
+    if not along_depth:
+        return DoseMatrix((1 - w) * core.matrix + w * wide.matrix, core.voxel_indices, core.grid)
+    points = dose_grid.points_mm(core.voxel_indices)
+    wed = [water_equivalent_depth(spr, ct_grid, b, machine.sad_mm, points).wed_mm for b in beams]
+    r80 = machine.range_r80_mm[spots.energy_index]
+
+    def weighted(m, halo_part: bool):
+        m = m.tocsc(copy=True)
+        cols = np.repeat(np.arange(m.shape[1]), np.diff(m.indptr))
+        depth = np.empty(len(cols))
+        for b in range(len(beams)):
+            sel = spots.beam_index[cols] == b
+            depth[sel] = wed[b][m.indices[sel]]
+        wt = _halo_weight_ratio(depth, r80[cols], data)
+        m.data = (m.data * (wt if halo_part else 1 - wt)).astype(m.data.dtype)
+        return m
+
+    combined = weighted(core.matrix, False) + weighted(wide.matrix, True)
+    return DoseMatrix(combined.tocsc(), core.voxel_indices, core.grid)
+
+
+def _halo_weight_ratio(depth_mm, range_mm, data: ProteusOneData):
+    """:func:`halo_weight` for arrays of depths and ranges."""
+    frac = np.clip(np.asarray(depth_mm, dtype=float) / np.asarray(range_mm, dtype=float), 0, 1)
+    return np.clip(data.halo_weight_at_surface + data.halo_weight_per_range * frac, 0.0, 0.5)
