@@ -48,12 +48,15 @@ slab (HU 1000) and an air gap (HU -1000) half across the field, upstream of the 
 OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE are unset in both subprocesses; MCsquare runs under
 ``nice -n 10``.
 
-Results (2026-12-02, AMD EPYC Zen 3, 2 cores under KVM, load average 5.5-8 from other
-tenants; MCsquare primaries per case in brackets; "halo": ``--halo``)::
+Results (2026-12-02, AMD EPYC Zen 3, 2 cores under KVM, load average 1.8-8 from other
+tenants; MCsquare primaries per case in brackets; "halo": ``--halo``, constant weight;
+"halo(z)": ``--halo --halo-along-depth``, the data's weight at each voxel's depth; every
+variant scored with the weights of the single-Gaussian plan)::
 
     case           gamma 3/3  gamma 2/2  R80 ours-MC  D95 ours/MC  target mean ours/MC
     box (2e6)        92.9 %     88.2 %     0.00 mm      1.064        1.037
     box+halo         96.1 %     91.5 %     0.00 mm      1.037        1.016
+    box+halo(z)      98.0 %     95.6 %     0.00 mm      1.018        1.004
     hetero (2e6)     94.1 %     89.2 %    +1.33 mm      1.063        1.037
     hetero+halo      96.9 %     91.5 %    +0.89 mm      1.039        1.015
     tg119 (5e5)      99.6 %     96.6 %     0.00 mm      0.995          -
