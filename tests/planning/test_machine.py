@@ -1,6 +1,7 @@
 """The Proteus One-like beam model: ranges, depth doses and spot sizes."""
 
 import numpy as np
+import pytest
 
 from protonpath.planning import machine as mach
 from protonpath.planning.resources import load_default_machine, load_machine_json, machine_json
@@ -73,3 +74,59 @@ def test_energy_index_finds_machine_energies_and_rejects_others():
         pass
     else:
         raise AssertionError("an energy outside the base data was accepted")
+
+
+def test_bortfeld_depth_dose_is_continuous_where_the_plateau_form_takes_over():
+    # the plateau (no straggling) and near-peak (parabolic cylinder) forms must join at
+    # zeta = 10 straggling widths before the range: no step anywhere in the curve
+    for energy in (70.0, 150.0, 226.0):
+        z = np.linspace(0.0, mach.bragg_kleeman_range_mm(energy) * 0.9, 200001)
+        idd = mach.bortfeld_idd(z, energy)
+        step = np.abs(np.diff(idd)) / idd[1:]
+        assert step.max() < 2e-4, energy
+
+
+def test_bortfeld_depth_dose_conserves_energy():
+    # with no low-energy tail, the depth dose integrates to the beam's energy less what
+    # nuclear interactions carry away: E0 (1 - (1 - gamma) beta R0 / ((1 + beta R0)(1 + 1/p)))
+    # (energy balance of Bortfeld 1997's fluence and local-deposit terms); gamma = 1 gives E0
+    for energy in (70.0, 150.0, 226.0):
+        r0 = float(mach.bragg_kleeman_range_mm(energy))
+        z = np.linspace(0.0, r0 + 40.0, 200001)
+        for gamma in (0.0, 0.6, 1.0):
+            idd = mach.bortfeld_idd(z, energy, tail_fraction=0.0, gamma_nuclear=gamma)
+            deposited_mev = np.trapezoid(idd, z) / 10.0  # MeV cm2 g-1 x cm, water
+            b = 0.0012 * r0
+            expected = energy * (1 - (1 - gamma) * b / ((1 + b) * (1 + 1 / mach.BK_P)))
+            assert deposited_mev == pytest.approx(expected, rel=2e-3), (energy, gamma)
+
+
+def test_low_energy_tail_raises_the_plateau_against_the_peak():
+    z = np.linspace(0.0, 200.0, 2001)
+    flat = mach.bortfeld_idd(z, 150.0, tail_fraction=0.0)
+    tail = mach.bortfeld_idd(z, 150.0, tail_fraction=0.1)
+    # at the entrance the residual range is R0: the plateau bracket 1 + (beta + gamma beta p) R0
+    # gains p epsilon
+    r0_cm = float(mach.bragg_kleeman_range_mm(150.0)) / 10.0
+    bracket = 1 + (0.012 + 0.6 * 0.012 * mach.BK_P) * r0_cm
+    assert tail[0] / flat[0] == pytest.approx(1 + mach.BK_P * 0.1 / bracket, rel=0.01)
+    assert tail.max() / flat.max() < tail[0] / flat[0]
+
+
+def test_nuclear_build_up_moves_the_nuclear_deposit_away_from_the_surface():
+    energy = 200.0
+    r0 = float(mach.bragg_kleeman_range_mm(energy))
+    z = np.array([0.0, 33.0, 250.0])
+    local = mach.bortfeld_idd(z, energy, tail_fraction=0.0)
+    built = mach.bortfeld_idd(z, energy, tail_fraction=0.0, nuclear_buildup_mm=33.0)
+    # at the surface none of the nuclear term is there yet: bracket 1 + beta R0 instead of
+    # 1 + (beta + gamma beta p) R0
+    b = 0.0012 * r0
+    assert built[0] / local[0] == pytest.approx((1 + b) / (1 + b + 0.6 * mach.BK_P * b), rel=1e-3)
+    # one build-up length down, 1 - 1/e of it; far down, all of it
+    resid = (r0 - z[1]) * 0.0012
+    full = 1 + resid + 0.6 * mach.BK_P * resid
+    assert built[1] / local[1] == pytest.approx(
+        (1 + resid + (1 - np.exp(-1)) * 0.6 * mach.BK_P * resid) / full, rel=1e-3
+    )
+    assert built[2] == pytest.approx(local[2], rel=1e-3)

@@ -329,3 +329,60 @@ def test_halo_dose_matrix_lowers_a_small_field_and_spreads_low_dose(p1_plan, cub
     zz, yy, xx = np.meshgrid(z, y, x, indexing="ij")
     outside = (np.abs(xx) > 34) & (np.abs(xx) < 46) & (np.abs(zz) < 10) & (yy > 60) & (yy < 100)
     assert halo_dose[outside].mean() > 3 * core_dose[outside].mean()
+
+
+def test_machine_takes_energy_spread_tail_and_mean_energy_from_the_data():
+    data = proteus_one.load_proteus_one()
+    assert data.idd_tail_fraction == 0.0 and 0.004 < data.energy_spread_fraction < 0.01
+    base = proteus_one.build_proteus_one_machine(data)
+    # a mean energy 1 MeV above the nominal one moves every range by PSTAR's dR/dE
+    shifted = proteus_one.build_proteus_one_machine(
+        dataclasses.replace(data, mean_energy_offset_mev=((70.0, 1.0), (230.0, 1.0)))
+    )
+    table = proteus_one.load_pstar_water()
+    expected = table.range_mm(base.energies_mev + 1.0) - table.range_mm(base.energies_mev)
+    assert np.abs(shifted.range_r80_mm - base.range_r80_mm - expected).max() < 0.1
+    # a wider energy spread lowers and widens the peak
+    wide = proteus_one.build_proteus_one_machine(
+        dataclasses.replace(data, energy_spread_fraction=0.012)
+    )
+    e = int(np.argmin(np.abs(base.energies_mev - 150.0)))
+    assert wide.idd[e].max() < 0.95 * base.idd[e].max()
+    # the tail fraction raises the entrance dose
+    tailed = proteus_one.build_proteus_one_machine(
+        dataclasses.replace(data, idd_tail_fraction=0.1)
+    )
+    assert tailed.idd[e][0] > 1.1 * base.idd[e][0]
+
+
+def test_halo_weight_along_depth_follows_the_data(p1_plan, cube_plan_case):
+    from protonpath.planning.ct import hu_to_spr
+    from protonpath.planning.raytrace import water_equivalent_depth
+
+    result, _, _ = p1_plan
+    ct, _ = cube_plan_case
+    dm = result.dose_matrix
+    interest = np.zeros(dm.grid.shape, dtype=bool).ravel()
+    interest[dm.voxel_indices] = True
+    spr = hu_to_spr(ct.hu, WATER_CALIBRATION)
+    machine = proteus_one.build_proteus_one_machine()
+    args = (spr, ct.grid, dm.grid, interest.reshape(dm.grid.shape), result.beams, result.spots)
+    data = proteus_one.load_proteus_one()
+    core = dm.matrix.tocsc()
+    wide = proteus_one.halo_dose_matrix(*args, machine, dm, weight=1.0).matrix.tocsc()
+    mixed = proteus_one.halo_dose_matrix(*args, machine, dm, along_depth=True).matrix.tocsc()
+    # one spot: every entry is (1 - w) core + w wide with w from its voxel's depth over R80
+    c = int(np.argmax(result.weights))
+    b = int(result.spots.beam_index[c])
+    points = dm.grid.points_mm(dm.voxel_indices)
+    wed = water_equivalent_depth(spr, ct.grid, result.beams[b], machine.sad_mm, points).wed_mm
+    r80 = machine.range_r80_mm[result.spots.energy_index[c]]
+    w = np.clip(data.halo_weight_at_surface + data.halo_weight_per_range * wed / r80, 0, 0.5)
+    col = lambda m: np.asarray(m[:, c].todense()).ravel()  # noqa: E731
+    expected = (1 - w) * col(core) + w * col(wide)
+    got = col(mixed)
+    # (float32 entries: 1e-3 of the column's maximum)
+    assert np.abs(got - expected).max() < 1e-3 * expected.max()
+    assert np.abs(got - col(core)).max() > 0.05 * expected.max()
+    # the weight grows with depth: deeper voxels get more of the wide Gaussian
+    assert w[wed < 0.2 * r80].max() < w[(wed > 0.8 * r80) & (wed < r80)].min()

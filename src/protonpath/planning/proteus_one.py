@@ -85,6 +85,11 @@ class ProteusOneData:
     halo_weight_per_range: float
     halo_sigma_factor: float
     range_shifter: RangeShifter
+    energy_spread_fraction: float = 0.0067
+    idd_tail_fraction: float = 0.0
+    nuclear_local_fraction: float = 0.6
+    nuclear_buildup_mm: float = 0.0
+    mean_energy_offset_mev: tuple = ()
     sources: dict = dataclasses.field(default_factory=dict, compare=False)
 
     def unpublished(self) -> list[str]:
@@ -113,6 +118,9 @@ def proteus_one_from_dict(data: dict) -> ProteusOneData:
         (float(e), float(s)) for e, s in values["spot_sigma_in_air_at_isocentre_mm"]
     )
     values["spots_per_burst"] = int(values["spots_per_burst"])
+    values["mean_energy_offset_mev"] = tuple(
+        (float(e), float(d)) for e, d in values["mean_energy_offset_mev"]
+    )
     sources = {k: {"status": v["status"], "source": v["source"]} for k, v in figures.items()}
     return ProteusOneData(
         name=data["name"], version=str(data["version"]), sources=sources, **values
@@ -160,9 +168,11 @@ def build_proteus_one_machine(data: ProteusOneData | None = None) -> Machine:
     """Pencil-beam machine of the Proteus One with PSTAR ranges.
 
     Energies from ``energy_min_mev`` to ``energy_max_mev`` spaced by ``layer_spacing_mm`` of
-    CSDA range.  Each energy's Bortfeld depth dose (with the data's energy spread of 0.8 %)
-    is computed for the Bragg-Kleeman energy that has the same range as PSTAR gives for the
-    nominal energy, so the curve's distal 80 % depth sits at the PSTAR CSDA range.
+    CSDA range.  Each energy's Bortfeld depth dose (with the data's ``energy_spread_fraction``
+    and ``idd_tail_fraction``) is computed for the Bragg-Kleeman energy that has the same
+    range as PSTAR gives for the beam's mean energy (the nominal energy plus
+    ``mean_energy_offset_mev``), so the curve's distal 80 % depth sits at that PSTAR CSDA
+    range.
     """
     data = data or load_proteus_one()
     table = load_pstar_water()
@@ -170,7 +180,11 @@ def build_proteus_one_machine(data: ProteusOneData | None = None) -> Machine:
     r_max = float(table.range_mm(data.energy_max_mev))
     ranges = np.append(np.arange(r_min, r_max, data.layer_spacing_mm), r_max)
     energies = np.round(table.energy_mev_for_range(ranges), 3)
-    ranges = table.range_mm(energies)
+    offsets_mev = np.zeros_like(energies)
+    if data.mean_energy_offset_mev:
+        table_off = np.array(data.mean_energy_offset_mev, dtype=float)
+        offsets_mev = np.interp(energies, table_off[:, 0], table_off[:, 1])
+    ranges = table.range_mm(energies + offsets_mev)
     spot = np.array(data.spot_sigma_in_air_at_isocentre_mm)
     sig_iso = np.interp(energies, spot[:, 0], spot[:, 1])
     offsets = np.array([-300.0, 0.0, 300.0])
@@ -178,7 +192,14 @@ def build_proteus_one_machine(data: ProteusOneData | None = None) -> Machine:
     for r in ranges:
         e_bk = float(bragg_kleeman_energy_mev(r))
         d = _depth_samples_mm(r)
-        idd = bortfeld_idd(d, e_bk)
+        idd = bortfeld_idd(
+            d,
+            e_bk,
+            energy_spread_fraction=data.energy_spread_fraction,
+            tail_fraction=data.idd_tail_fraction,
+            gamma_nuclear=data.nuclear_local_fraction,
+            nuclear_buildup_mm=data.nuclear_buildup_mm,
+        )
         depths.append(d)
         idds.append(idd)
         sigmas.append(multiple_scattering_sigma_mm(d, e_bk))
@@ -365,15 +386,19 @@ def halo_dose_matrix(
     weight: float | None = None,
     sigma_factor: float | None = None,
     data: ProteusOneData | None = None,
+    along_depth: bool = False,
 ):
     """Dose-influence matrix with the double-Gaussian lateral model (selectable: the single
     Gaussian matrix is the engine's default).
 
     ``D = (1 - w) D_core + w D_wide`` with ``D_wide`` from :func:`wide_machine`; ``w`` defaults
-    to the data's halo weight at half the range (the weight is taken constant along depth here).
-    ``core`` is the single-Gaussian matrix when already computed.
+    to the data's halo weight at half the range, constant along depth, or with
+    ``along_depth=True`` to :func:`halo_weight` at each voxel's water-equivalent depth over the
+    spot's R80 (the nuclear halo grows with depth).  ``core`` is the single-Gaussian matrix
+    when already computed.
     """
     from protonpath.planning.dose import DoseMatrix, compute_dose_matrix
+    from protonpath.planning.raytrace import water_equivalent_depth
 
     data = data or load_proteus_one()
     k = data.halo_sigma_factor if sigma_factor is None else sigma_factor
@@ -385,4 +410,28 @@ def halo_dose_matrix(
     )
     if not np.array_equal(core.voxel_indices, wide.voxel_indices):
         raise ValueError("core and halo matrices cover different voxels")
-    return DoseMatrix((1 - w) * core.matrix + w * wide.matrix, core.voxel_indices, core.grid)
+    if not along_depth:
+        return DoseMatrix((1 - w) * core.matrix + w * wide.matrix, core.voxel_indices, core.grid)
+    points = dose_grid.points_mm(core.voxel_indices)
+    wed = [water_equivalent_depth(spr, ct_grid, b, machine.sad_mm, points).wed_mm for b in beams]
+    r80 = machine.range_r80_mm[spots.energy_index]
+
+    def weighted(m, halo_part: bool):
+        m = m.tocsc(copy=True)
+        cols = np.repeat(np.arange(m.shape[1]), np.diff(m.indptr))
+        depth = np.empty(len(cols))
+        for b in range(len(beams)):
+            sel = spots.beam_index[cols] == b
+            depth[sel] = wed[b][m.indices[sel]]
+        wt = _halo_weight_ratio(depth, r80[cols], data)
+        m.data = (m.data * (wt if halo_part else 1 - wt)).astype(m.data.dtype)
+        return m
+
+    combined = weighted(core.matrix, False) + weighted(wide.matrix, True)
+    return DoseMatrix(combined.tocsc(), core.voxel_indices, core.grid)
+
+
+def _halo_weight_ratio(depth_mm, range_mm, data: ProteusOneData):
+    """:func:`halo_weight` for arrays of depths and ranges."""
+    frac = np.clip(np.asarray(depth_mm, dtype=float) / np.asarray(range_mm, dtype=float), 0, 1)
+    return np.clip(data.halo_weight_at_surface + data.halo_weight_per_range * frac, 0.0, 0.5)
