@@ -23,13 +23,14 @@ def test_deliverable_plan_command_reports_mu_time_and_rbe(tmp_path, tg119):
         "plan", str(images), "--target", "OuterTarget", "--beams", "0,90", "--dose", "50",
         "--fractions", "25", "--oar", "Core:25", "--grid", "9", "--spot-spacing", "7",
         "--layer-spacing", "5", "--iterations", "60", "--out", str(out), "--deliverable",
-        "--reduce-layers", "0.2",
+        "--reduce-layers", "0.2", "--lateral-model", "halo-depth",
     ]  # fmt: skip
     result = CliRunner().invoke(build_app(), args)
     assert result.exit_code == 0, result.output
     assert "Gy(RBE)" in result.output and "per fraction" in result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["dose_unit"] == "Gy(RBE)" and summary["machine"] == "Proteus One"
+    assert summary["lateral_model"] == "halo-depth"
     target = summary["structures"]["OuterTarget"]
     assert 45 < target["mean"] < 55  # Gy(RBE) = 1.1 x physical
     time = summary["delivery_time"]
@@ -63,3 +64,11 @@ def test_deliverable_plan_command_reports_mu_time_and_rbe(tmp_path, tg119):
         physical.pixel_array.max() * float(physical.DoseGridScaling)
     )
     assert abs(ratio - 1.1) < 1e-6
+
+
+def test_an_unknown_lateral_model_is_refused_before_any_calculation(tmp_path):
+    result = CliRunner().invoke(build_app(), [
+        "plan", str(tmp_path), "--target", "PTV", "--lateral-model", "triple", "--out", str(tmp_path / "o"),
+    ])  # fmt: skip
+    assert result.exit_code != 0 and "lateral-model" in result.output
+    assert not (tmp_path / "o").exists()

@@ -386,3 +386,31 @@ def test_halo_weight_along_depth_follows_the_data(p1_plan, cube_plan_case):
     assert np.abs(got - col(core)).max() > 0.05 * expected.max()
     # the weight grows with depth: deeper voxels get more of the wide Gaussian
     assert w[wed < 0.2 * r80].max() < w[(wed > 0.8 * r80) & (wed < r80)].min()
+
+
+def test_a_plan_optimised_on_the_halo_model_covers_the_target_and_shows_the_halo_outside_it(
+    cube_plan_case, machine, p1_plan
+):
+    ct, structures = cube_plan_case
+    single = p1_plan[0]
+    objectives = default_objectives("PTV", RX, ["Rectum"], {"Rectum": 0.1})
+    beams = [Beam(0.0, 0.0, np.array([0.0, 80.0, 0.0]))]
+    halo = plan_pbs(
+        ct, structures, beams, machine, WATER_CALIBRATION, objectives, target="PTV",
+        prescription_gy=RX, settings=dataclasses.replace(SETTINGS, lateral_model="halo-depth"),
+    )  # fmt: skip
+    assert halo.dose_matrix.matrix.nnz > single.dose_matrix.matrix.nnz  # the wide part reaches further
+    target = structures[0].mask
+    for plan in (single, halo):
+        assert abs(plan.dose_gy[target].mean() / RX - 1) < 0.03
+    # 12-28 mm beside the target at its depths: the halo model puts dose there that the core
+    # Gaussian alone does not
+    x, y, z = halo.dose_grid.axes_mm()
+    zz, yy, xx = np.meshgrid(z, y, x, indexing="ij")
+    beside = (np.abs(xx) > 32) & (np.abs(xx) < 48) & (np.abs(zz) < 20) & (yy > 60) & (yy < 100)
+    assert halo.dose_gy[beside].mean() > 1.5 * single.dose_gy[beside].mean()
+    with pytest.raises(ValueError, match="lateral_model"):
+        plan_pbs(
+            ct, structures, beams, machine, WATER_CALIBRATION, objectives, target="PTV",
+            prescription_gy=RX, settings=dataclasses.replace(SETTINGS, lateral_model="triple"),
+        )  # fmt: skip

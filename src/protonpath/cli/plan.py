@@ -166,6 +166,16 @@ def plan_command(
             "field's mean layer weight (0: keep all).",
         ),
     ] = 0.0,
+    lateral_model: Annotated[
+        str,
+        typer.Option(
+            "--lateral-model",
+            help="Lateral dose model of the spots: single (core Gaussian), halo (double Gaussian "
+            "from the Proteus One data) or halo-depth (halo weight growing with depth; the "
+            "model that agrees with MCsquare, bench/dose_accuracy.py). The halo models cost a "
+            "second, wider dose matrix.",
+        ),
+    ] = "single",
 ) -> None:
     """Plan a proton PBS treatment and write RT Ion Plan, RT Dose, a DVH plot and a summary."""
     # OpenMP threads that sleep as soon as a parallel loop ends (read when OpenMP loads):
@@ -193,6 +203,10 @@ def plan_command(
         raise typer.BadParameter("--couch needs one angle per beam")
     if mode not in ("multi", "single"):
         raise typer.BadParameter("--mode is multi or single")
+    from protonpath.planning.pipeline import LATERAL_MODELS
+
+    if lateral_model not in LATERAL_MODELS:
+        raise typer.BadParameter(f"--lateral-model is one of {', '.join(LATERAL_MODELS)}")
 
     from protonpath.planning.robust import METHODS, ROBUSTNESS
     from protonpath.planning.scenarios import parse_scenarios
@@ -269,6 +283,7 @@ def plan_command(
         layer_spacing_mm=layer_spacing,
         mode=mode,
         max_iterations=iterations,
+        lateral_model=lateral_model,
     )
     if robust != "none":
         # spots must reach where the target can move: margins widened by the setup shift
@@ -476,6 +491,7 @@ def plan_command(
         },
         "timings_s": result.timings_s,
         "dose_unit": "Gy(RBE)" if deliverable else "Gy",
+        "lateral_model": lateral_model,
         "structures": stats,
         **delivery_report,
     }

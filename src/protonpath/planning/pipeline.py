@@ -32,6 +32,9 @@ from protonpath.planning.structures import TARGET, Structure, resolve_overlaps, 
 Progress = Callable[[str, int, int], None]
 
 
+LATERAL_MODELS = ("single", "halo", "halo-depth")
+
+
 @dataclass(frozen=True)
 class PlanSettings:
     """Choices of a plan (lengths in mm, doses in Gy)."""
@@ -46,6 +49,11 @@ class PlanSettings:
     mode: str = "multi"  # "multi" (IMPT) or "single" (SFUD)
     max_iterations: int = 500
     tolerance: float = 1e-5
+    #: lateral dose model of the spots: "single" (core Gaussian, the default), "halo" (double
+    #: Gaussian, halo weight constant along depth) or "halo-depth" (halo weight growing with
+    #: depth over the spot's range), from the Proteus One data (proteus_one.halo_dose_matrix);
+    #: the double-Gaussian models cost a second, wider dose matrix
+    lateral_model: str = "single"
 
 
 @dataclass
@@ -125,6 +133,8 @@ def plan_pbs(
         ``progress(stage, done, total)``.
     """
     settings = settings or PlanSettings()
+    if settings.lateral_model not in LATERAL_MODELS:
+        raise ValueError(f"lateral_model must be one of {', '.join(LATERAL_MODELS)}")
     report = progress or (lambda stage, done, total: None)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -189,6 +199,13 @@ def plan_pbs(
         views=views,
         progress=lambda done, total: report("dose matrix", done, total),
     )
+    if settings.lateral_model != "single":
+        from protonpath.planning.proteus_one import halo_dose_matrix
+
+        dm = halo_dose_matrix(
+            spr, ct.grid, dose_grid, interest, beams, spots, machine, core=dm,
+            along_depth=settings.lateral_model == "halo-depth",
+        )  # fmt: skip
     timings["dose matrix"] = time.perf_counter() - t
 
     t = time.perf_counter()
