@@ -5,8 +5,11 @@ Screenshots go to ``test-artifacts/screenshots/`` (kept by CI as the walk's evid
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,3 +95,22 @@ def wait_for(page, expression: str, timeout_s: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"still false after {timeout_s} s: {expression}")
         page.wait_for_timeout(50)
+
+
+@contextlib.contextmanager
+def task_worker(settings):
+    """A real ``db_worker`` process on the test database (plans run there, never in a request),
+    stopped on leaving the block."""
+    from tests.treatment.test_workers import REPO, database_url
+
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+    env = {**os.environ, "DATABASE_URL": database_url(), "PROTONPATH_MEDIA_ROOT": str(settings.MEDIA_ROOT),
+           "TASKS_BACKEND": "django_tasks_db.DatabaseBackend", "NUMBA_THREADING_LAYER": "workqueue"}
+    worker = subprocess.Popen([sys.executable, str(REPO / "manage.py"), "db_worker", "--no-startup-delay",
+                               "--interval", "0.2", "--no-reload", "-v", "0"], env=env, cwd=REPO,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield worker
+    finally:
+        worker.terminate()
+        worker.wait(15)

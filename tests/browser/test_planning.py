@@ -5,19 +5,14 @@ the plan's session length. Screenshots of each step go to test-artifacts/screens
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 from django.utils import timezone
 
 from protonpath.scheduling.models import SessionStatus, TreatmentCourse
 from protonpath.treatment.models import Plan, PlanState
-from tests.browser.conftest import login, wait_for
+from tests.browser.conftest import login, task_worker, wait_for
 from tests.factories import PASSWORD
 from tests.treatment.conftest import file_case, in_planning
-from tests.treatment.test_workers import REPO, database_url
 
 
 @pytest.mark.slow
@@ -25,15 +20,10 @@ from tests.treatment.test_workers import REPO, database_url
 def test_physicist_and_oncologist_plan_and_approve_in_the_browser(
     page, screenshot, settings, doctor, staff, oncologist, physicist, tmp_path
 ):
-    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}  # from the start
     r = in_planning(doctor, staff=staff, oncologist=oncologist)
     file_case(r, physicist, tmp_path / "case", spacing_mm=4.0)
-    env = {**os.environ, "DATABASE_URL": database_url(), "PROTONPATH_MEDIA_ROOT": str(settings.MEDIA_ROOT),
-           "TASKS_BACKEND": "django_tasks_db.DatabaseBackend", "NUMBA_THREADING_LAYER": "workqueue"}
-    worker = subprocess.Popen([sys.executable, str(REPO / "manage.py"), "db_worker", "--no-startup-delay",
-                               "--interval", "0.2", "--no-reload", "-v", "0"], env=env, cwd=REPO,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    with task_worker(settings):
         # the oncologist prescribes from the review's proposal
         login(page, oncologist.username, PASSWORD)
         page.goto(f"/requests/{r.pk}/")
@@ -105,6 +95,3 @@ def test_physicist_and_oncologist_plan_and_approve_in_the_browser(
         page.wait_for_selector("#plan-results")
         assert "Objectifs cliniques" in page.inner_text("#plan-results")
         screenshot("plan-in-french")
-    finally:
-        worker.terminate()
-        worker.wait(15)

@@ -5,18 +5,13 @@ test-artifacts/screenshots/."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 from protonpath.treatment import services
 from protonpath.treatment.models import Plan, PlanState
-from tests.browser.conftest import login, wait_for
+from tests.browser.conftest import login, task_worker, wait_for
 from tests.factories import PASSWORD
 from tests.treatment.conftest import file_case, in_planning
-from tests.treatment.test_workers import REPO, database_url
 
 
 @pytest.mark.slow
@@ -24,16 +19,11 @@ from tests.treatment.test_workers import REPO, database_url
 def test_physicist_plans_robustly_and_reads_bands_and_worst_case_in_two_languages(
     page, screenshot, settings, doctor, staff, oncologist, physicist, tmp_path
 ):
-    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}  # from the start
     r = in_planning(doctor, staff=staff, oncologist=oncologist)
     file_case(r, physicist, tmp_path / "case")
     services.prescribe(actor=oncologist, treatment_request=r, target="PTV_60", dose_gy=60, fractions=30)
-    env = {**os.environ, "DATABASE_URL": database_url(), "PROTONPATH_MEDIA_ROOT": str(settings.MEDIA_ROOT),
-           "TASKS_BACKEND": "django_tasks_db.DatabaseBackend", "NUMBA_THREADING_LAYER": "workqueue"}
-    worker = subprocess.Popen([sys.executable, str(REPO / "manage.py"), "db_worker", "--no-startup-delay",
-                               "--interval", "0.2", "--no-reload", "-v", "0"], env=env, cwd=REPO,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    with task_worker(settings):
         login(page, physicist.username, PASSWORD)
         page.goto(f"/requests/{r.pk}/")
         page.click("#new-plan")
@@ -82,6 +72,3 @@ def test_physicist_plans_robustly_and_reads_bands_and_worst_case_in_two_language
         screenshot("bands-and-worst-case-in-french")
         page.locator("#robust-settings").scroll_into_view_if_needed()
         screenshot("robust-settings-in-french")
-    finally:
-        worker.terminate()
-        worker.wait(15)

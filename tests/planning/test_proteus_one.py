@@ -305,7 +305,8 @@ def test_rt_dose_can_be_labelled_gy_rbe():
         rt_dose_dataset(np.ones((2, 2, 2)), grid, StudyContext(), dose_type="RBE")
 
 
-def test_halo_dose_matrix_lowers_a_small_field_and_spreads_low_dose(p1_plan, cube_plan_case):
+def _halo_inputs(p1_plan, cube_plan_case):
+    """The plan's matrix and the inputs ``halo_dose_matrix`` takes before the machine."""
     from protonpath.planning.ct import hu_to_spr
 
     result, _, _ = p1_plan
@@ -314,11 +315,13 @@ def test_halo_dose_matrix_lowers_a_small_field_and_spreads_low_dose(p1_plan, cub
     interest = np.zeros(dm.grid.shape, dtype=bool).ravel()
     interest[dm.voxel_indices] = True
     spr = hu_to_spr(ct.hu, WATER_CALIBRATION)
-    machine = proteus_one.build_proteus_one_machine()
-    halo = proteus_one.halo_dose_matrix(
-        spr, ct.grid, dm.grid, interest.reshape(dm.grid.shape), result.beams, result.spots,
-        machine, dm, weight=0.1, sigma_factor=3.0,
-    )  # fmt: skip
+    args = (spr, ct.grid, dm.grid, interest.reshape(dm.grid.shape), result.beams, result.spots)
+    return result, ct, spr, dm, args, proteus_one.build_proteus_one_machine()
+
+
+def test_halo_dose_matrix_lowers_a_small_field_and_spreads_low_dose(p1_plan, cube_plan_case):
+    result, ct, spr, dm, args, machine = _halo_inputs(p1_plan, cube_plan_case)
+    halo = proteus_one.halo_dose_matrix(*args, machine, dm, weight=0.1, sigma_factor=3.0)
     core_dose = dm.dose_cube(result.weights)
     halo_dose = halo.dose_cube(result.weights)
     target = next(s for s in result.structures if s.name == "PTV").mask
@@ -356,17 +359,9 @@ def test_machine_takes_energy_spread_tail_and_mean_energy_from_the_data():
 
 
 def test_halo_weight_along_depth_follows_the_data(p1_plan, cube_plan_case):
-    from protonpath.planning.ct import hu_to_spr
     from protonpath.planning.raytrace import water_equivalent_depth
 
-    result, _, _ = p1_plan
-    ct, _ = cube_plan_case
-    dm = result.dose_matrix
-    interest = np.zeros(dm.grid.shape, dtype=bool).ravel()
-    interest[dm.voxel_indices] = True
-    spr = hu_to_spr(ct.hu, WATER_CALIBRATION)
-    machine = proteus_one.build_proteus_one_machine()
-    args = (spr, ct.grid, dm.grid, interest.reshape(dm.grid.shape), result.beams, result.spots)
+    result, ct, spr, dm, args, machine = _halo_inputs(p1_plan, cube_plan_case)
     data = proteus_one.load_proteus_one()
     core = dm.matrix.tocsc()
     wide = proteus_one.halo_dose_matrix(*args, machine, dm, weight=1.0).matrix.tocsc()
