@@ -167,17 +167,23 @@ def scenario_dose_cubes(
     machine: Machine,
     scenarios: ScenarioSet,
     cut_level: float = 0.995,
+    progress=None,
 ) -> list[np.ndarray]:
     """Dose cube of any plan (beams, spots, weights) in each scenario, on ``voxel_mask``.
 
     Each scenario's matrix is computed, applied and dropped: memory stays that of one matrix.
+    ``progress(stage, done, total)`` is called before each scenario and at the end (a caller
+    cancels by raising from it).
     """
+    report = progress or (lambda stage, done, total: None)
     traced: dict = {}
     cubes = []
-    for sc in scenarios:
+    for i, sc in enumerate(scenarios):
+        report("robustness evaluation", i, len(scenarios))
         dm = scenario_dose_matrix(
             spr, ct_grid, dose_grid, voxel_mask, beams, spots, machine, sc, cut_level, traced
         )
         cubes.append(dm.dose_cube(weights))
         del dm
+    report("robustness evaluation", len(scenarios), len(scenarios))
     return cubes

@@ -23,8 +23,7 @@ from protonpath.planning.pipeline import PlanSettings, plan_pbs, target_centre_m
 from protonpath.planning.raytrace import Beam
 from protonpath.planning.robust import NOMINAL, RobustObjective
 from protonpath.planning.robust_plan import RobustSettings, plan_robust
-from protonpath.planning.robustness import evaluate_robustness
-from protonpath.planning.scenarios import scenario_dose_matrix
+from protonpath.planning.robustness import evaluate_robustness, scenario_dose_cubes
 from protonpath.planning.structures import EXTERNAL, OAR, TARGET, Structure, rasterise_contours
 from protonpath.treatment import catalog, robust, session
 
@@ -175,23 +174,14 @@ class Outcome:
 
 def evaluate_under_scenarios(ct, calibration, plan, weights, machine, scenarios, cut_level, prescription_gy,
                              progress=None):
-    """Robustness evaluation of a plan's weights (targets and organs): each scenario's dose
-    matrix is computed, applied and dropped in turn, with progress and cancellation."""
-    report = progress or (lambda stage, done, total: None)
-    spr = hu_to_spr(ct.hu, calibration)
+    """Robustness evaluation of a plan's weights on its targets and organs
+    (:func:`protonpath.planning.robustness.scenario_dose_cubes`, with progress and cancellation)."""
     mask = np.zeros(plan.dose_grid.shape, dtype=bool)
     for st in plan.structures:
         if st.role != EXTERNAL:
             mask |= st.mask
-    traced: dict = {}
-    cubes = []
-    for i, sc in enumerate(scenarios):
-        report("robustness evaluation", i, len(scenarios))
-        dm = scenario_dose_matrix(spr, ct.grid, plan.dose_grid, mask, plan.beams, plan.spots, machine, sc,
-                                  cut_level, traced)
-        cubes.append(dm.dose_cube(weights))
-        del dm
-    report("robustness evaluation", len(scenarios), len(scenarios))
+    cubes = scenario_dose_cubes(hu_to_spr(ct.hu, calibration), ct.grid, plan.dose_grid, mask, plan.beams,
+                                plan.spots, weights, machine, scenarios, cut_level, progress)
     return evaluate_robustness(cubes, plan.structures, scenarios, prescription_gy)
 
 
