@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from protonpath.planning.delivery_time import fraction_delivery_time
 from protonpath.scheduling.config import default_gantry_day
 from protonpath.treatment import catalog, session
 
@@ -55,7 +56,7 @@ def test_session_length_is_setup_plus_each_fields_overhead_and_model_delivery_ti
     d = catalog.delivery()
     spots = _spots([4, 4])
     weights = np.full(len(spots), 2.0)
-    timing = session.fraction_time(spots, weights, n_beams=2)
+    timing = fraction_delivery_time(spots, weights, n_beams=2)
     assert [f.energy_layers for f in timing.fields] == [4, 4]
     assert all(f.layer_switching_s > 0 and f.scanning_s > 0 and f.beam_on_s > 0 for f in timing.fields)
     seconds = 15 * 60 + sum(d["field_overhead_s"] + f.total_s for f in timing.fields)
@@ -66,15 +67,15 @@ def test_session_length_is_setup_plus_each_fields_overhead_and_model_delivery_ti
 
 def test_more_energy_layers_and_higher_weights_lengthen_delivery_and_empty_spots_do_not_count():
     few, many = _spots([2]), _spots([12])
-    t_few = session.fraction_time(few, np.ones(len(few)), n_beams=1)
-    t_many = session.fraction_time(many, np.ones(len(many)), n_beams=1)
+    t_few = fraction_delivery_time(few, np.ones(len(few)), n_beams=1)
+    t_many = fraction_delivery_time(many, np.ones(len(many)), n_beams=1)
     assert t_many.fields[0].layer_switching_s > t_few.fields[0].layer_switching_s
     assert t_many.total_s > t_few.total_s
-    heavy = session.fraction_time(few, np.full(len(few), 50.0), n_beams=1)
+    heavy = fraction_delivery_time(few, np.full(len(few), 50.0), n_beams=1)
     assert heavy.fields[0].beam_on_s > t_few.fields[0].beam_on_s
     weights = np.ones(len(many))
     weights[30:] = 0.0  # only the first layer's spots are delivered
-    partial = session.fraction_time(many, weights, n_beams=1)
+    partial = fraction_delivery_time(many, weights, n_beams=1)
     assert (partial.fields[0].energy_layers, partial.fields[0].spots) == (1, 30)
     assert partial.fields[0].layer_switching_s == 0.0
 

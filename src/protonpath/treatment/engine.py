@@ -17,6 +17,7 @@ import pydicom
 
 from protonpath.planning import dicom_export, dicom_io, resources, robust_export
 from protonpath.planning.ct import Grid, hu_to_spr
+from protonpath.planning.delivery_time import fraction_delivery_time
 from protonpath.planning.dvh import Dvh
 from protonpath.planning.optimise import Objective
 from protonpath.planning.pipeline import PlanSettings, plan_pbs, target_centre_mm
@@ -308,7 +309,7 @@ def calculate(images: Images, setup: dict, *, dose_gy: float, fractions: int, ca
             "volume": [round(float(v), 4) for v in course_dvh.volume_fraction[::step]],
         })
     goals = evaluate_goals(setup.get("goals", []), statistics, dose_gy)
-    delivery = session.fraction_time(result.spots, result.weights, n_beams=len(beams))
+    delivery = fraction_delivery_time(result.spots, result.weights, n_beams=len(beams))
     fields = []
     for b, timing in enumerate(delivery.fields):
         fields.append({

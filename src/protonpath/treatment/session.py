@@ -14,13 +14,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from protonpath.planning.delivery_time import FractionTime, fraction_delivery_time
-
-
-def fraction_time(spots, weights, n_beams: int) -> FractionTime:
-    """The machine model's delivery time of one fraction (weights per fraction)."""
-    return fraction_delivery_time(spots, weights, n_beams=n_beams)
-
 
 def session_minutes(
     field_delivery_s: Iterable[float],
