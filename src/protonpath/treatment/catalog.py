@@ -32,6 +32,11 @@ def delivery() -> dict:
     return _load("delivery.toml")
 
 
+
+def goal_met(value: float, op: str, limit: float) -> bool:
+    """Whether a clinical goal's value meets its limit (``>=`` or ``<=``, within 1e-9)."""
+    return bool(value >= limit - 1e-9) if op == ">=" else bool(value <= limit + 1e-9)
+
 def _key(name: str) -> str:
     return re.sub(r"[\s_\-.]+", "", name.strip().lower())
 

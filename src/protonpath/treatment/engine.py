@@ -158,7 +158,7 @@ def evaluate_goals(goals: list[dict], statistics: dict, prescription_gy: float) 
         if value is None:
             row["passed"] = None
         else:
-            row["passed"] = bool(value >= limit - 1e-9) if g["op"] == ">=" else bool(value <= limit + 1e-9)
+            row["passed"] = catalog.goal_met(value, g["op"], limit)
         out.append(row)
     return out
 

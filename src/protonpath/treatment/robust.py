@@ -25,6 +25,7 @@ from protonpath.planning.robust import (
     VOXEL_WORST_CASE,
 )
 from protonpath.planning.scenarios import COMBINED, NOMINAL_ONLY, ScenarioSet, scenario_set
+from protonpath.treatment.catalog import goal_met
 from protonpath.treatment.messages import plan_error_message
 
 SCENARIO_CHOICES = (
@@ -161,6 +162,6 @@ def worst_case_rows(robustness: dict, goals: list[dict]) -> list[dict]:
             if g is not None and g.get("limit") is not None:
                 limit = float(g["limit"])
                 row["goal"] = {"op": g["op"], "limit": limit}
-                row["passed"] = value >= limit - 1e-9 if g["op"] == ">=" else value <= limit + 1e-9
+                row["passed"] = goal_met(value, g["op"], limit)
             rows.append(row)
     return rows
