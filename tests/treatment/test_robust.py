@@ -17,8 +17,8 @@ from protonpath.planning.robust_export import read_robust_settings
 from protonpath.treatment import robust
 from protonpath.treatment.models import Plan, PlanState
 from protonpath.treatment.services import planning_ct_series
+from tests.treatment.test_views import FAST, save_and_calculate
 
-FAST = {"dose_grid_mm": "6", "spot_spacing_mm": "8", "layer_spacing_mm": "6", "max_iterations": "40"}
 COMBINED = {"scenarios": "combined", "setup_mm": "3", "range_pct": "3.5", "robustness": "nominal"}
 
 
@@ -72,15 +72,7 @@ def new_plan(client, r, physicist, oncologist, robust_fields):
 
 
 def calculate(client, plan, capture, robust_fields, **extra):
-    form = {f"role-{i}": m["role"] for i, m in enumerate(plan.setup["structures"])}
-    form.update({"beam-count": "2", "beam-0-gantry": "90", "beam-0-couch": "0", "beam-1-gantry": "270",
-                 "beam-1-couch": "0", **FAST, **robust_fields, **extra, "action": "save_and_calculate"})
-    with capture(execute=True):
-        resp = client.post(reverse("treatment:plan", args=[plan.pk]), form)
-    assert resp.status_code == 302
-    plan.refresh_from_db()
-    assert plan.state == PlanState.CALCULATED, plan.error_code
-    return plan
+    return save_and_calculate(client, plan, capture, **robust_fields, **extra)
 
 
 @pytest.mark.django_db

@@ -30,9 +30,15 @@ def walk_to_calculated(client, r, physicist, oncologist, capture):
     plan = Plan.objects.get(treatment_request=r)
     page = client.get(reverse("treatment:plan", args=[plan.pk]))
     assert page.status_code == 200
+    return save_and_calculate(client, plan, capture)
+
+
+def save_and_calculate(client, plan, capture, **fields):
+    """The setup page's *Save and calculate* with two fields (90 and 270 deg), the FAST
+    settings and ``fields``, run by the on-commit task; the plan once calculated."""
     form = {f"role-{i}": m["role"] for i, m in enumerate(plan.setup["structures"])}
     form.update({"beam-count": "2", "beam-0-gantry": "90", "beam-0-couch": "0", "beam-1-gantry": "270",
-                 "beam-1-couch": "0", **FAST, "action": "save_and_calculate"})
+                 "beam-1-couch": "0", **FAST, **fields, "action": "save_and_calculate"})
     with capture(execute=True):
         resp = client.post(reverse("treatment:plan", args=[plan.pk]), form)
     assert resp.status_code == 302
