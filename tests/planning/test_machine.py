@@ -130,3 +130,16 @@ def test_nuclear_build_up_moves_the_nuclear_deposit_away_from_the_surface():
         (1 + resid + (1 - np.exp(-1)) * 0.6 * mach.BK_P * resid) / full, rel=1e-3
     )
     assert built[2] == pytest.approx(local[2], rel=1e-3)
+
+
+def test_the_packaged_machine_is_what_its_generator_writes_today():
+    # the shipped file must follow the depth-dose formula as it is (it once kept a plateau
+    # 3-15 % low, written before a fix of bortfeld_idd)
+    from protonpath.planning.resources import build_proteus_one_like_machine
+
+    shipped = load_default_machine()
+    built = build_proteus_one_like_machine()
+    assert np.array_equal(shipped.energies_mev, built.energies_mev)
+    for a, b in zip(shipped.idd, built.idd, strict=True):
+        assert np.allclose(a, b, rtol=1e-4, atol=1e-6 * b.max())  # 5 significant digits
+    assert np.allclose(shipped.range_r80_mm, built.range_r80_mm, atol=1e-6)

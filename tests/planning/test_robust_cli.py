@@ -154,3 +154,27 @@ def test_bad_robust_options_are_refused_clearly(tmp_path, images, extra, message
     assert result.exit_code != 0
     assert message in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_a_deliverable_robust_plan_gets_its_minimum_mu_on_the_robust_objectives(images):
+    from protonpath.planning import proteus_one
+
+    out = images.parent / "deliverable-robust"
+    args = ["plan", str(images), *ARGS, "--scenarios", "21", "--robust", "voxel_worst_case",
+            "--robust-iterations", "40", "--deliverable", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(build_app(), args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["lateral_model"] == "halo-depth"  # the deliverable plans' default
+    mu = summary["minimum_mu"]
+    assert mu["active_spots_after"] == summary["delivery_time"]["spots"]
+    assert summary["robust"]["worst_case"]["OuterTarget"]["D95"]["value"] > 0
+    data = proteus_one.load_proteus_one()
+    plan = pydicom.dcmread(out / "RTPLAN.dcm")
+    for ib in plan.IonBeamSequence:
+        for cp in ib.IonControlPointSequence[::2]:
+            w = np.asarray(cp.ScanSpotMetersetWeights, dtype=float)
+            spot_mu = proteus_one.weights_to_mu(w, float(cp.NominalBeamEnergy), data)
+            assert np.all(spot_mu[w > 0] >= data.min_mu_per_spot * (1 - 1e-5))
+    refused = CliRunner().invoke(build_app(), [*args[:-1], str(out / "x"), "--reduce-layers", "0.2"])
+    assert refused.exit_code != 0 and "--reduce-layers" in refused.output

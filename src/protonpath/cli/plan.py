@@ -167,15 +167,15 @@ def plan_command(
         ),
     ] = 0.0,
     lateral_model: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--lateral-model",
             help="Lateral dose model of the spots: single (core Gaussian), halo (double Gaussian "
             "from the Proteus One data) or halo-depth (halo weight growing with depth; the "
             "model that agrees with MCsquare, bench/dose_accuracy.py). The halo models cost a "
-            "second, wider dose matrix.",
+            "second, wider dose matrix. Default: halo-depth with --deliverable, else single.",
         ),
-    ] = "single",
+    ] = None,
 ) -> None:
     """Plan a proton PBS treatment and write RT Ion Plan, RT Dose, a DVH plot and a summary."""
     # OpenMP threads that sleep as soon as a parallel loop ends (read when OpenMP loads):
@@ -205,6 +205,8 @@ def plan_command(
         raise typer.BadParameter("--mode is multi or single")
     from protonpath.planning.pipeline import LATERAL_MODELS
 
+    if lateral_model is None:
+        lateral_model = "halo-depth" if deliverable else "single"
     if lateral_model not in LATERAL_MODELS:
         raise typer.BadParameter(f"--lateral-model is one of {', '.join(LATERAL_MODELS)}")
 
@@ -223,6 +225,8 @@ def plan_command(
         raise typer.BadParameter(f"--robust-method is one of {', '.join(METHODS)}")
     if robust != "none" and len(scenario_set) == 1:
         raise typer.BadParameter("--robust needs --scenarios other than nominal")
+    if robust != "none" and reduce_layers:
+        raise typer.BadParameter("--reduce-layers is for nominal plans: not with --robust")
 
     with console.status("reading images"):
         ct, structures, ctx = _load_images(ct_dir)
@@ -319,6 +323,7 @@ def plan_command(
         try:
             if robust != "none":
                 from protonpath.cli.robust import robust_objectives
+                from protonpath.planning.deliverability import minimum_weights_from_mu
                 from protonpath.planning.robust_plan import RobustSettings, plan_robust
 
                 robust_result = plan_robust(
@@ -336,6 +341,8 @@ def plan_command(
                         method=robust_method, max_iterations=robust_iterations
                     ),
                     progress=progress,
+                    # a deliverable robust plan gets its minimum MU on the robust objectives
+                    spot_limits=minimum_weights_from_mu if deliverable else None,
                 )
                 result = robust_result.nominal
             else:
@@ -378,7 +385,20 @@ def plan_command(
 
     delivery_report: dict = {}
     rbe_factor = 1.0
-    if deliverable:
+    if deliverable and robust_result is not None:
+        # minimum MU was enforced inside the robust optimisation (plan_robust's spot_limits)
+        delivery_report = {
+            "minimum_mu": robust_result.deliverability.as_dict(),
+            "delivery_time": fraction_delivery_time(
+                result.spots, result.weights, n_beams=len(beam_list)
+            ).as_dict(),
+        }
+        with console.status("LET and RBE"):
+            let_rbe_eval = deliverable_plan.evaluate_let_rbe(
+                result, ct, calibration, machine, prescription_gy=per_fraction
+            )
+        rbe_factor = 1.1
+    elif deliverable:
         with console.status("minimum MU, layers and delivery time"):
             made = deliverable_plan.make_deliverable(
                 result,

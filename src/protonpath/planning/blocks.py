@@ -169,12 +169,14 @@ def _flush(stage, at, k, q, scale, width):
     top = np.float32(0.0)
     for j in range(width):
         top = max(top, abs(stage[at + j]))
-    if top > 0:
-        step = top / np.float32(65535.0)
+    step = top / np.float32(65535.0)
+    # a block of subnormal values (a far halo tail) has a step of 0 in float32: it stays 0
+    if step > 0:
         scale[k] = step
         for j in range(width):
             q[k * width + j] = np.uint16(min(max(round(stage[at + j] / step), 0), 65535))
-            stage[at + j] = 0.0
+    for j in range(width):
+        stage[at + j] = 0.0
 
 
 @numba.njit(cache=True, parallel=True)
@@ -470,8 +472,8 @@ def _quantise(values, width):
         top = np.float32(0.0)
         for j in range(width):
             top = max(top, abs(values[k * width + j]))
-        if top > 0:
-            step = top / np.float32(65535.0)
+        step = top / np.float32(65535.0)
+        if step > 0:  # subnormal blocks stay 0 (see _flush)
             scale[k] = step
             for j in range(width):
                 q[k * width + j] = np.uint16(

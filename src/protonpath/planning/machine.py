@@ -281,6 +281,9 @@ def build_analytical_machine(
     focus_offsets_mm=(-300.0, 0.0, 300.0),
     spot_divergence_mrad: float = 1.5,
     source: str = "",
+    tail_fraction: float = 0.1,
+    gamma_nuclear: float = 0.6,
+    nuclear_buildup_mm: float = 0.0,
 ) -> Machine:
     """Machine from the analytical models of this module.
 
@@ -302,6 +305,8 @@ def build_analytical_machine(
         Angular spread that widens the spot in air away from the isocentre.
     source : str
         Provenance text stored with the data.
+    tail_fraction, gamma_nuclear, nuclear_buildup_mm : float
+        Depth-dose parameters of :func:`bortfeld_idd`.
     """
     energies = np.asarray(energies_mev, dtype=float)
     sig_iso = np.asarray(spot_sigma_at_isocentre_mm, dtype=float)
@@ -310,7 +315,14 @@ def build_analytical_machine(
     for e in energies:
         r0 = float(bragg_kleeman_range_mm(e))
         d = _depth_samples_mm(r0)
-        idd = bortfeld_idd(d, e, energy_spread_fraction=energy_spread_fraction)
+        idd = bortfeld_idd(
+            d,
+            e,
+            energy_spread_fraction=energy_spread_fraction,
+            tail_fraction=tail_fraction,
+            gamma_nuclear=gamma_nuclear,
+            nuclear_buildup_mm=nuclear_buildup_mm,
+        )
         depths.append(d)
         idds.append(idd)
         sigmas.append(multiple_scattering_sigma_mm(d, e))

@@ -19,7 +19,9 @@ import functools
 import json
 from dataclasses import dataclass
 
+import numba
 import numpy as np
+import scipy.sparse as sp
 
 from protonpath.planning import resources
 from protonpath.planning.machine import (
@@ -413,22 +415,88 @@ def halo_dose_matrix(
     if not along_depth:
         return DoseMatrix((1 - w) * core.matrix + w * wide.matrix, core.voxel_indices, core.grid)
     points = dose_grid.points_mm(core.voxel_indices)
-    wed = [water_equivalent_depth(spr, ct_grid, b, machine.sad_mm, points).wed_mm for b in beams]
+    wed = np.stack(
+        [water_equivalent_depth(spr, ct_grid, b, machine.sad_mm, points).wed_mm for b in beams]
+    )
     r80 = machine.range_r80_mm[spots.energy_index]
+    a = core.matrix.tocsc()
+    b = wide.matrix.tocsc()
+    a.sort_indices()
+    b.sort_indices()
+    dtype = np.result_type(a.dtype, b.dtype)
+    args = (
+        a.indptr, a.indices, a.data.astype(dtype, copy=False),
+        b.indptr, b.indices, b.data.astype(dtype, copy=False),
+        np.asarray(spots.beam_index, dtype=np.int64), np.asarray(r80, dtype=np.float64), wed,
+        float(data.halo_weight_at_surface), float(data.halo_weight_per_range),
+    )  # fmt: skip
+    counts = _merged_column_counts(*args[:6])
+    indptr = np.zeros(a.shape[1] + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    indices = np.empty(indptr[-1], dtype=np.int32)
+    values = np.empty(indptr[-1], dtype=dtype)
+    _merge_depth_weighted(*args, indptr, indices, values)
+    combined = sp.csc_matrix((values, indices, indptr), shape=a.shape)
+    return DoseMatrix(combined, core.voxel_indices, core.grid)
 
-    def weighted(m, halo_part: bool):
-        m = m.tocsc(copy=True)
-        cols = np.repeat(np.arange(m.shape[1]), np.diff(m.indptr))
-        depth = np.empty(len(cols))
-        for b in range(len(beams)):
-            sel = spots.beam_index[cols] == b
-            depth[sel] = wed[b][m.indices[sel]]
-        wt = _halo_weight_ratio(depth, r80[cols], data)
-        m.data = (m.data * (wt if halo_part else 1 - wt)).astype(m.data.dtype)
-        return m
 
-    combined = weighted(core.matrix, False) + weighted(wide.matrix, True)
-    return DoseMatrix(combined.tocsc(), core.voxel_indices, core.grid)
+@numba.njit(cache=True, parallel=True)
+def _merged_column_counts(ap, ai, ad, bp, bi, bd):
+    """Non-zero entries per column of the union of two CSC patterns (sorted row indices;
+    the matrices' values are non-negative, so a sum is 0 only where both are)."""
+    n = len(ap) - 1
+    out = np.zeros(n, dtype=np.int64)
+    for j in numba.prange(n):
+        p, q, k = ap[j], bp[j], 0
+        while p < ap[j + 1] or q < bp[j + 1]:
+            if q >= bp[j + 1] or (p < ap[j + 1] and ai[p] < bi[q]):
+                nonzero = ad[p] != 0
+                p += 1
+            elif p >= ap[j + 1] or bi[q] < ai[p]:
+                nonzero = bd[q] != 0
+                q += 1
+            else:
+                nonzero = ad[p] != 0 or bd[q] != 0
+                p += 1
+                q += 1
+            if nonzero:
+                k += 1
+        out[j] = k
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def _merge_depth_weighted(ap, ai, ad, bp, bi, bd, beam, r80, wed, w0, w1, op, oi, od):
+    """``(1 - w) core + w wide`` per entry, ``w`` the halo weight at the row's depth over the
+    column's R80 (:func:`_halo_weight_ratio`), written into the union pattern."""
+    n = len(ap) - 1
+    for j in numba.prange(n):
+        p, q, k = ap[j], bp[j], op[j]
+        depth = wed[beam[j]]
+        while p < ap[j + 1] or q < bp[j + 1]:
+            core = 0.0
+            wide = 0.0
+            if q >= bp[j + 1] or (p < ap[j + 1] and ai[p] < bi[q]):
+                row = ai[p]
+                core = ad[p]
+                p += 1
+            elif p >= ap[j + 1] or bi[q] < ai[p]:
+                row = bi[q]
+                wide = bd[q]
+                q += 1
+            else:
+                row = ai[p]
+                core = ad[p]
+                wide = bd[q]
+                p += 1
+                q += 1
+            if core == 0 and wide == 0:
+                continue
+            frac = min(max(depth[row] / r80[j], 0.0), 1.0)
+            w = min(max(w0 + w1 * frac, 0.0), 0.5)
+            oi[k] = row
+            od[k] = (1.0 - w) * core + w * wide
+            k += 1
 
 
 def _halo_weight_ratio(depth_mm, range_mm, data: ProteusOneData):

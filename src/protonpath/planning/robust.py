@@ -123,6 +123,7 @@ class RobustProblem:
         rows: dict[str, np.ndarray],
         nominal=None,
         nominal_rows: dict[str, np.ndarray] | None = None,
+        row_scale: np.ndarray | None = None,
     ):
         if (nominal is None) != (nominal_rows is None):
             raise ValueError("a separate nominal matrix needs its rows (and the other way)")
@@ -169,6 +170,14 @@ class RobustProblem:
             pos = np.full(len(u), -1, dtype=np.int64)
             pos[u] = np.arange(np.count_nonzero(u))
             self.position.append(pos)
+        # a dose correction per row of the scenario matrices (e.g. the lateral halo's, see
+        # robust_plan.halo_correction), applied to every scenario's dose and to its gradient
+        self.row_scale = None
+        if row_scale is not None:
+            row_scale = np.asarray(row_scale, dtype=np.float64)
+            if row_scale.shape != (len(matrices.voxel_indices),):
+                raise ValueError("row_scale needs one factor per row of the scenario matrices")
+            self.row_scale = [row_scale[u] for u in self.used]
         self.n_evaluations = 0
 
     @property
@@ -178,6 +187,8 @@ class RobustProblem:
     def scenario_doses(self, w: np.ndarray) -> list[np.ndarray]:
         """Each scenario's dose on its used rows."""
         doses = np.split(self.matrices.stacked.matvec(w, self.stacked_rows), self.splits)
+        if self.row_scale is not None:
+            doses = [d * f for d, f in zip(doses, self.row_scale, strict=True)]
         if self.nominal is not None:
             doses.append(self.nominal.matvec(w, self.nominal_used))
         return doses
@@ -260,7 +271,10 @@ class RobustProblem:
             active = np.flatnonzero(g)
             if len(active):
                 total += self.nominal.rmatvec(g[active], self.nominal_used[active])
-        g = np.concatenate(grads[: self.n_s])
+        parts = grads[: self.n_s]
+        if self.row_scale is not None:
+            parts = [g * f for g, f in zip(parts, self.row_scale, strict=True)]
+        g = np.concatenate(parts)
         active = np.flatnonzero(g)
         if len(active):
             total += self.matrices.stacked.rmatvec(g[active], self.stacked_rows[active])
@@ -342,6 +356,9 @@ def optimise_robust(
     callback: Callable[[int], None] | None = None,
     nominal=None,
     nominal_rows: dict[str, np.ndarray] | None = None,
+    row_scale: np.ndarray | None = None,
+    lower: np.ndarray | None = None,
+    upper: np.ndarray | None = None,
 ) -> RobustOptimisationResult:
     """Non-negative spot weights minimising robust objectives over scenario matrices.
 
@@ -363,12 +380,17 @@ def optimise_robust(
     nominal, nominal_rows : BlockRows and dict, optional
         A nominal-scenario matrix for the objectives scored on the nominal scenario only, and
         structure rows in it (see :class:`RobustProblem`).
+    row_scale : ndarray, optional
+        A dose correction factor per row of ``matrices`` (see :class:`RobustProblem`).
+    lower, upper : ndarray, optional
+        Bounds per spot (default 0 and none), e.g. the minimum-MU re-optimisation's
+        ``[minimum, maximum]`` with ``0, 0`` for the spots it removed.
     """
     import time
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
-    problem = RobustProblem(matrices, objectives, rows, nominal, nominal_rows)
+    problem = RobustProblem(matrices, objectives, rows, nominal, nominal_rows, row_scale)
     if not problem.objectives:
         raise ValueError("no objective acts on a voxel of the scenario matrices")
     n = matrices.n_spots
@@ -384,14 +406,22 @@ def optimise_robust(
         r = rows[ro.objective.structure]
         mean = matrices.blocks[0].matvec(np.ones(n))[r].mean() if len(r) else 0.0
         initial = np.ones(n) * ((ro.objective.dose_gy or 1.0) / mean if mean > 0 else 1.0)
-    w = np.maximum(np.asarray(initial, dtype=np.float64), 0.0)
+    lo = np.zeros(n) if lower is None else np.broadcast_to(np.asarray(lower, float), (n,)).copy()
+    hi = (
+        np.full(n, np.inf)
+        if upper is None
+        else np.broadcast_to(np.asarray(upper, float), (n,)).copy()
+    )
+    if np.any(lo < 0) or np.any(hi < lo):
+        raise ValueError("spot bounds need 0 <= lower <= upper")
+    w = np.clip(np.asarray(initial, dtype=np.float64), lo, hi)
     start = problem.value(w).total
     scale = 1e6 / start if start > 0 else 1.0
     t0 = time.perf_counter()
     history = [(0.0, start)]
     iterations = 0
     message = ""
-    bounds = optimize.Bounds(np.zeros(n), np.full(n, np.inf))
+    bounds = optimize.Bounds(lo, hi)
 
     def on_iteration(*_):
         nonlocal iterations
@@ -427,13 +457,13 @@ def optimise_robust(
                     options={"maxiter": budget},
                     callback=on_iteration,
                 )
-                w = np.maximum(res.x, 0.0)
+                w = np.clip(res.x, lo, hi)
                 message = str(res.message)
                 history.append((time.perf_counter() - t0, problem.value(w).total))
         else:
             # SLSQP's steps are not scale-free like L-BFGS-B's: the cost starts at 1 here
             w, message = _epigraph(
-                problem, w, scale * 1e-6, max_iterations, tolerance, on_iteration
+                problem, w, scale * 1e-6, max_iterations, tolerance, on_iteration, lo, hi
             )
             history.append((time.perf_counter() - t0, problem.value(w).total))
     final = problem.value(w)
@@ -450,7 +480,7 @@ def optimise_robust(
     )
 
 
-def _epigraph(problem: RobustProblem, w, scale, max_iterations, tolerance, on_iteration):
+def _epigraph(problem: RobustProblem, w, scale, max_iterations, tolerance, on_iteration, lo, hi):
     """``min other(w) + t`` subject to ``t >= F_s(w)`` for every scenario, ``w >= 0``, by SLSQP
     on ``x = (w, t)``."""
     n = len(w)
@@ -481,7 +511,8 @@ def _epigraph(problem: RobustProblem, w, scale, max_iterations, tolerance, on_it
 
     _, _, comps, _ = problem.parts(w)
     x0 = np.append(w, comps.max() if len(comps) else 0.0)
-    bounds = [(0.0, None)] * n + [(None, None)]
+    bounds = [(a, None if np.isinf(b) else b) for a, b in zip(lo, hi, strict=True)]
+    bounds.append((None, None))
     res = optimize.minimize(
         fun,
         x0,
@@ -493,4 +524,4 @@ def _epigraph(problem: RobustProblem, w, scale, max_iterations, tolerance, on_it
         options={"maxiter": max_iterations},
         callback=on_iteration,
     )
-    return np.maximum(res.x[:n], 0.0), str(res.message)
+    return np.clip(res.x[:n], lo, hi), str(res.message)

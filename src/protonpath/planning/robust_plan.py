@@ -12,6 +12,7 @@ scenarios (:func:`protonpath.planning.robustness.evaluate_robustness`).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +20,7 @@ from scipy import ndimage
 
 from protonpath.planning.blocks import BlockRows
 from protonpath.planning.ct import CT, HuCalibration, hu_to_spr
+from protonpath.planning.deliverability import DeliverabilityResult
 from protonpath.planning.dose import DoseMatrix
 from protonpath.planning.dvh import cumulative_dvh, dose_statistics
 from protonpath.planning.machine import Machine
@@ -35,6 +37,7 @@ from protonpath.planning.robust import (
 )
 from protonpath.planning.robustness import RobustnessEvaluation, evaluate_robustness
 from protonpath.planning.scenarios import ScenarioMatrices, ScenarioSet, scenario_matrices
+from protonpath.planning.spots import Spots
 from protonpath.planning.structures import EXTERNAL, TARGET, Structure, resolve_overlaps
 
 
@@ -78,6 +81,47 @@ class RobustPlanResult:
     evaluation: RobustnessEvaluation
     nominal_evaluation: RobustnessEvaluation
     timings_s: dict = field(default_factory=dict)
+    #: the minimum-MU step's report when the plan was given spot limits
+    deliverability: DeliverabilityResult | None = None
+    #: the lateral halo's dose correction per row of ``matrices`` (None with the single model)
+    row_scale: np.ndarray | None = None
+
+    def scenario_dose_cubes(self, weights: np.ndarray) -> list[np.ndarray]:
+        """Every scenario's dose cube of ``weights``, with the halo correction, the nominal
+        scenario's from the plan's own dose matrix."""
+        return corrected_cubes(self.matrices, weights, self.row_scale, self.nominal.dose_matrix)
+
+
+def halo_row_scale(core_rows: np.ndarray, halo_rows: np.ndarray) -> np.ndarray:
+    """Dose correction factors ``halo / core`` per row of the scenario matrices (computed with
+    the single-Gaussian model) from the nominal plan's doses with both models.
+
+    The scenarios' matrices are computed with the core Gaussian only (a double-Gaussian matrix
+    has about 8 times the non-zeros); scaling each row by this factor gives the halo's dose
+    where the core dose is at least 1 % of its maximum, factors clipped to [0.5, 2]; below,
+    rows are left as they are (the halo's low-dose tail is not reproduced there)."""
+    core = np.asarray(core_rows, dtype=np.float64)
+    halo = np.asarray(halo_rows, dtype=np.float64)
+    scale = np.ones(len(core))
+    top = float(core.max()) if len(core) else 0.0
+    on = core >= 0.01 * top if top > 0 else np.zeros(len(core), dtype=bool)
+    scale[on] = np.clip(halo[on] / core[on], 0.5, 2.0)
+    return scale
+
+
+def corrected_cubes(matrices: ScenarioMatrices, weights, row_scale, nominal_matrix=None):
+    """Scenario dose cubes scaled by ``row_scale``; with ``nominal_matrix`` (the plan's full
+    matrix) the nominal scenario's cube is its exact dose instead."""
+    doses = matrices.doses(weights)
+    out = []
+    for sc, d in zip(matrices.scenarios, doses, strict=True):
+        if sc.is_nominal and nominal_matrix is not None and row_scale is not None:
+            out.append(nominal_matrix.dose_cube(weights))
+            continue
+        cube = np.zeros(matrices.grid.n_voxels)
+        cube[matrices.voxel_indices] = d if row_scale is None else d * row_scale
+        out.append(cube.reshape(matrices.grid.shape))
+    return out
 
 
 def kept_voxels(
@@ -124,12 +168,24 @@ def plan_robust(
     settings: PlanSettings | None = None,
     robust_settings: RobustSettings | None = None,
     progress: Progress | None = None,
+    spot_limits: Callable[[Spots], tuple[np.ndarray, np.ndarray]] | None = None,
+    drop_fraction: float = 0.5,
 ) -> RobustPlanResult:
     """Plan a PBS treatment robust to ``scenarios``.
 
     ``objectives`` are :class:`RobustObjective` (plain objectives are nominal); the nominal
     plan optimises the same objectives on the nominal scenario.  Other parameters as
     :func:`protonpath.planning.pipeline.plan_pbs`.
+
+    With a double-Gaussian ``settings.lateral_model`` the nominal plan uses that model, the
+    scenarios the core Gaussian corrected per voxel by :func:`halo_row_scale`.
+
+    ``spot_limits`` (e.g. :func:`protonpath.planning.deliverability.minimum_weights_from_mu`)
+    gives each spot's ``(minimum, maximum)`` weight: after the robust optimisation, spots
+    below ``drop_fraction`` of their minimum are removed and the others re-optimised robustly
+    within their limits (the two-stage method of
+    :func:`~protonpath.planning.deliverability.enforce_minimum_weight`, on the robust
+    objectives so that the plan stays robust).
     """
     robust_settings = robust_settings or RobustSettings()
     report = progress or (lambda stage, done, total: None)
@@ -185,6 +241,7 @@ def plan_robust(
         )
 
     nominal_kept = nominal_on(keep)
+    with_halo = settings.lateral_model != "single"
     matrices = scenario_matrices(
         spr,
         ct.grid,
@@ -195,10 +252,16 @@ def plan_robust(
         machine,
         scenarios,
         cut_level=settings.cut_level,
-        nominal=nominal_on(in_scenarios),
+        # the plan's own matrix is the nominal scenario's, unless it has the halo (then the
+        # nominal scenario is computed with the core like the others, for the correction)
+        nominal=None if with_halo else nominal_on(in_scenarios),
         full_rows=nominal.dose_matrix.matrix.shape[0],
         progress=lambda done, total: report("scenario matrices", done, total),
     )
+    row_scale = None
+    if with_halo:
+        core = matrices.doses(nominal.weights)[0]  # the first scenario is the nominal one
+        row_scale = halo_row_scale(core, nominal.dose_gy.ravel()[matrices.voxel_indices])
     timings["scenario matrices"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -223,10 +286,48 @@ def plan_robust(
         method=robust_settings.method,
         nominal=nominal_blocks,
         nominal_rows=nominal_rows,
+        row_scale=row_scale,
         callback=lambda it: report("robust optimisation", it, robust_settings.max_iterations),
     )
     report("robust optimisation", robust_settings.max_iterations, robust_settings.max_iterations)
     timings["robust optimisation"] = time.perf_counter() - t
+
+    deliverability = None
+    if spot_limits is not None:
+        t = time.perf_counter()
+        lo, hi = (np.asarray(v, dtype=float) for v in spot_limits(nominal.spots))
+        if np.any(lo <= 0) or np.any(hi < lo):
+            raise ValueError("spot limits need 0 < minimum <= maximum")
+        w = result.weights
+        keep = w >= drop_fraction * lo
+        report("minimum MU", 0, 1)
+        bounded = optimise_robust(
+            matrices,
+            robust_objectives,
+            rows,
+            initial=w,
+            max_iterations=robust_settings.max_iterations,
+            tolerance=robust_settings.tolerance,
+            method=robust_settings.method,
+            nominal=nominal_blocks,
+            nominal_rows=nominal_rows,
+            row_scale=row_scale,
+            lower=np.where(keep, lo, 0.0),
+            upper=np.where(keep, hi, 0.0),
+        )
+        report("minimum MU", 1, 1)
+        deliverability = DeliverabilityResult(
+            bounded.weights,
+            int(np.count_nonzero((w > 0) & ~keep)),
+            int(np.count_nonzero(keep & (w < lo))),
+            int(np.count_nonzero(w > 0)),
+            int(np.count_nonzero(bounded.weights)),
+            float(result.objective),
+            float(bounded.objective),
+            int(bounded.iterations),
+        )
+        result = bounded
+        timings["minimum MU"] = time.perf_counter() - t
 
     t = time.perf_counter()
     dose = nominal.dose_matrix.dose_cube(result.weights)
@@ -235,11 +336,18 @@ def plan_robust(
         for s in nominal.structures
     }
     dvhs = [cumulative_dvh(dose, s.mask, s.name) for s in nominal.structures]
+    full = nominal.dose_matrix
     evaluation = evaluate_robustness(
-        matrices.dose_cubes(result.weights), nominal.structures, scenarios, prescription_gy
+        corrected_cubes(matrices, result.weights, row_scale, full),
+        nominal.structures,
+        scenarios,
+        prescription_gy,
     )
     nominal_evaluation = evaluate_robustness(
-        matrices.dose_cubes(nominal.weights), nominal.structures, scenarios, prescription_gy
+        corrected_cubes(matrices, nominal.weights, row_scale, full),
+        nominal.structures,
+        scenarios,
+        prescription_gy,
     )
     timings["evaluation"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
@@ -257,4 +365,6 @@ def plan_robust(
         evaluation,
         nominal_evaluation,
         timings,
+        deliverability,
+        row_scale,
     )

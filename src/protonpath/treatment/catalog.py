@@ -10,6 +10,11 @@ from functools import cache
 from pathlib import Path
 
 DATA = Path(__file__).parent / "data"
+
+#: the department's lateral dose model of the pencil beams (planning.pipeline.LATERAL_MODELS): the
+#: double Gaussian whose halo grows with depth, the one checked against MCsquare
+#: (bench/dose_accuracy.py); the single Gaussian puts about 3.5 % more dose in the target
+DEFAULT_LATERAL_MODEL = "halo-depth"
 TARGET, OAR, EXTERNAL = "target", "oar", "external"
 
 

@@ -15,15 +15,24 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pydicom
 
-from protonpath.planning import dicom_export, dicom_io, resources, robust_export
+from protonpath.planning import (
+    deliverability,
+    deliverable,
+    dicom_export,
+    dicom_io,
+    proteus_one,
+    resources,
+    robust_export,
+)
 from protonpath.planning.ct import Grid, hu_to_spr
 from protonpath.planning.delivery_time import fraction_delivery_time
 from protonpath.planning.dvh import Dvh
+from protonpath.planning.let_rbe import CONSTANT_RBE
 from protonpath.planning.optimise import Objective
-from protonpath.planning.pipeline import PlanSettings, plan_pbs, target_centre_mm
+from protonpath.planning.pipeline import LATERAL_MODELS, PlanSettings, plan_pbs, target_centre_mm
 from protonpath.planning.raytrace import Beam
 from protonpath.planning.robust import NOMINAL, RobustObjective
-from protonpath.planning.robust_plan import RobustSettings, plan_robust
+from protonpath.planning.robust_plan import RobustSettings, halo_row_scale, plan_robust
 from protonpath.planning.robustness import evaluate_robustness, scenario_dose_cubes
 from protonpath.planning.structures import EXTERNAL, OAR, TARGET, Structure, rasterise_contours
 from protonpath.treatment import catalog, robust, session
@@ -174,29 +183,38 @@ class Outcome:
 
 
 def evaluate_under_scenarios(ct, calibration, plan, weights, machine, scenarios, cut_level, prescription_gy,
-                             progress=None):
+                             progress=None, lateral_model: str = "single"):
     """Robustness evaluation of a plan's weights on its targets and organs
-    (:func:`protonpath.planning.robustness.scenario_dose_cubes`, with progress and cancellation)."""
+    (:func:`protonpath.planning.robustness.scenario_dose_cubes`, with progress and cancellation).
+
+    The scenarios are computed with the core Gaussian; with a halo ``lateral_model`` (that of
+    ``plan.dose_gy``, the dose of ``weights``) they are corrected voxel by voxel as in robust
+    plans (:func:`protonpath.planning.robust_plan.halo_row_scale`) and the nominal scenario is the
+    plan's own dose."""
     mask = np.zeros(plan.dose_grid.shape, dtype=bool)
     for st in plan.structures:
         if st.role != EXTERNAL:
             mask |= st.mask
     cubes = scenario_dose_cubes(hu_to_spr(ct.hu, calibration), ct.grid, plan.dose_grid, mask, plan.beams,
                                 plan.spots, weights, machine, scenarios, cut_level, progress)
+    if lateral_model != "single":
+        scale = halo_row_scale(cubes[0].ravel(), plan.dose_gy.ravel()).reshape(plan.dose_gy.shape)
+        cubes = [plan.dose_gy] + [c * scale for c in cubes[1:]]
     return evaluate_robustness(cubes, plan.structures, scenarios, prescription_gy)
 
 
-def robustness_record(evaluation, fractions: int, nominal_plan_evaluation=None) -> dict:
-    """What the plan keeps of an evaluation: whole-course doses, DVH bands thinned to at most
+def robustness_record(evaluation, to_course: float, nominal_plan_evaluation=None) -> dict:
+    """What the plan keeps of an evaluation: whole-course doses (per-fraction physical doses times
+    ``to_course``: fractions x RBE), DVH bands thinned to at most
     100 bins, each structure's role."""
-    out = evaluation.to_dict(scale=fractions)
+    out = evaluation.to_dict(scale=to_course)
     for band in out["dvh_bands"]:
         step = max(1, len(band["dose_gy"]) // 100)
         for key in ("dose_gy", "nominal", "lower", "upper"):
             band[key] = band[key][::step]
     out["roles"] = dict(evaluation.roles)
     if nominal_plan_evaluation is not None:
-        out["nominal_plan_worst_case"] = nominal_plan_evaluation.to_dict(scale=fractions)["worst_case"]
+        out["nominal_plan_worst_case"] = nominal_plan_evaluation.to_dict(scale=to_course)["worst_case"]
     return out
 
 
@@ -217,12 +235,16 @@ def calculate(images: Images, setup: dict, *, dose_gy: float, fractions: int, ca
         raise PlanError("no_target")
     if not by_name[target].mask.any():
         raise PlanError("target_empty", target=target)
-    per_fraction = dose_gy / fractions
+    # the prescription, objectives and goals are in Gy(RBE) with the constant RBE of 1.1: the
+    # physical dose per fraction is optimised, everything shown and exported is Gy(RBE)
+    per_fraction = dose_gy / fractions / CONSTANT_RBE
+    to_course = fractions * CONSTANT_RBE
     objectives = []
     for o in setup.get("objectives", []):
         if o["structure"] not in by_name:
             continue
-        objective = Objective(o["structure"], o["kind"], _dose(o, dose_gy) / fractions, float(o.get("weight", 1.0)))
+        objective = Objective(o["structure"], o["kind"], _dose(o, dose_gy) / fractions / CONSTANT_RBE,
+                              float(o.get("weight", 1.0)))
         objectives.append(RobustObjective(objective, robust.objective_mode(robust_settings, o) if scenarios else NOMINAL))
     iso_default = target_centre_mm(by_name[target], images.ct.grid)
     beams = []
@@ -232,14 +254,22 @@ def calculate(images: Images, setup: dict, *, dose_gy: float, fractions: int, ca
     if not beams:
         raise PlanError("no_beams")
     s = setup.get("settings", {})
+    lateral_model = str(s.get("lateral_model") or catalog.DEFAULT_LATERAL_MODEL)
+    if lateral_model not in LATERAL_MODELS:
+        raise PlanError("pipeline", detail=f"unknown lateral model {lateral_model!r}")
     settings = PlanSettings(
         dose_grid_mm=float(s.get("dose_grid_mm", 4.0)),
         spot_spacing_mm=float(s.get("spot_spacing_mm", 6.0)),
         layer_spacing_mm=float(s.get("layer_spacing_mm", 5.0)),
         max_iterations=int(s.get("max_iterations", 150)),
+        lateral_model=lateral_model,
     )
-    machine = resources.load_default_machine()
     calibration = resources.load_default_calibration()
+    # the department's gantry: the Proteus One's machine data, through its range shifter when
+    # the target is shallower than the lowest energy's Bragg peak
+    machine, shifter = deliverable.choose_range_shifter(
+        images.ct, calibration, beams, proteus_one.build_proteus_one_machine(), by_name[target]
+    )
     optimise_robustly = scenarios is not None and any(ro.robustness != NOMINAL for ro in objectives)
     evaluation = nominal_plan_evaluation = None
     try:
@@ -248,6 +278,7 @@ def calculate(images: Images, setup: dict, *, dose_gy: float, fractions: int, ca
                 images.ct, structures, beams, machine, calibration, objectives, target=target,
                 prescription_gy=per_fraction, scenarios=scenarios, settings=settings, progress=progress,
                 robust_settings=RobustSettings(max_iterations=settings.max_iterations),
+                spot_limits=deliverability.minimum_weights_from_mu,
             )
             nominal = robust_result.nominal
             result = replace(
@@ -257,16 +288,26 @@ def calculate(images: Images, setup: dict, *, dose_gy: float, fractions: int, ca
             )
             iterations, objective_value = robust_result.optimisation.iterations, robust_result.optimisation.objective
             evaluation, nominal_plan_evaluation = robust_result.evaluation, robust_result.nominal_evaluation
+            minimum_mu = robust_result.deliverability
         else:
+            nominal_objectives = [ro.objective for ro in objectives]
             result = plan_pbs(
-                images.ct, structures, beams, machine, calibration, [ro.objective for ro in objectives],
+                images.ct, structures, beams, machine, calibration, nominal_objectives,
                 target=target, prescription_gy=per_fraction, settings=settings, progress=progress,
             )
             iterations, objective_value = result.optimisation.iterations, result.optimisation.objective
+            if progress is not None:
+                progress("minimum MU", 0, 1)
+            made = deliverable.make_deliverable(result, nominal_objectives, per_fraction,
+                                                max_iterations=settings.max_iterations)
+            result, minimum_mu = made.plan, made.deliverability
+            if progress is not None:
+                progress("minimum MU", 1, 1)
+            objective_value = minimum_mu.objective_after
             if scenarios is not None:
                 evaluation = evaluate_under_scenarios(
                     images.ct, calibration, result, result.weights, machine, scenarios, settings.cut_level,
-                    per_fraction, progress,
+                    per_fraction, progress, lateral_model,
                 )
     except ValueError as exc:
         if "no voxel" in str(exc):
@@ -274,15 +315,16 @@ def calculate(images: Images, setup: dict, *, dose_gy: float, fractions: int, ca
         raise PlanError("pipeline", detail=str(exc)) from None
     if len(result.spots) == 0:
         raise PlanError("no_spots")
-    course = result.dose_gy * fractions
+    course = result.dose_gy * to_course
     sigma = machine.spot_sigma_in_air_mm(result.spots.energy_index, np.full(len(result.spots), machine.sad_mm))
     plan_ds = dicom_export.rt_ion_plan_dataset(
         beams, result.spots, result.weights, machine, images.context,
         n_fractions=fractions, prescription_gy=dose_gy, structure_set=images.rtstruct, spot_sigma_mm=sigma,
+        range_shifter=shifter,
     )
     robustness = {}
     if evaluation is not None:
-        robustness = robustness_record(evaluation, fractions, nominal_plan_evaluation)
+        robustness = robustness_record(evaluation, to_course, nominal_plan_evaluation)
         robustness["optimised_robustly"] = optimise_robustly
         robust_export.write_robust_settings(plan_ds, scenarios, {
             "objectives": [{"structure": ro.objective.structure, "kind": ro.objective.kind,
@@ -291,17 +333,18 @@ def calculate(images: Images, setup: dict, *, dose_gy: float, fractions: int, ca
             "settings": robust_settings,
             "worst_case": robustness["worst_case"],
         })
-    dose_ds = dicom_export.rt_dose_dataset(course, result.dose_grid, images.context, plan=plan_ds)
+    dose_ds = dicom_export.rt_dose_dataset(course, result.dose_grid, images.context, plan=plan_ds,
+                                           dose_type="EFFECTIVE", comment="Gy(RBE), constant RBE 1.1")
     statistics = {}
     for st in result.structures:
         values = dict(result.statistics[st.name])
         for key in STATISTICS:
             if key in values:
-                values[key] = values[key] * fractions
+                values[key] = values[key] * to_course
         statistics[st.name] = values
     dvhs = []
     for d in result.dvhs:
-        course_dvh = Dvh(d.name, d.dose_gy * fractions, d.volume_fraction)
+        course_dvh = Dvh(d.name, d.dose_gy * to_course, d.volume_fraction)
         step = max(1, len(course_dvh.dose_gy) // 200)
         dvhs.append({
             "name": d.name,
@@ -339,6 +382,14 @@ def calculate(images: Images, setup: dict, *, dose_gy: float, fractions: int, ca
         "spots": int(len(result.spots)),
         "isocentre_mm": [round(float(v), 1) for v in beams[0].isocentre_mm],
         "optimiser": {"iterations": int(iterations), "objective": float(objective_value)},
+        "machine": machine.name,
+        "lateral_model": lateral_model,
+        "range_shifter": None if shifter is None else {
+            "id": shifter.id, "water_equivalent_mm": float(shifter.water_equivalent_thickness_mm),
+        },
+        "minimum_mu": None if minimum_mu is None else {
+            **minimum_mu.as_dict(), "min_mu_per_spot": float(proteus_one.load_proteus_one().min_mu_per_spot),
+        },
         "timings_s": {k: round(float(v), 2) for k, v in result.timings_s.items()},
         "prescription_gy": dose_gy,
         "fractions": fractions,

@@ -42,6 +42,7 @@ STAGES: dict[str, Promise] = {
     "scenario matrices": _("Dose calculation in the scenarios"),
     "robust optimisation": _("Robust optimisation"),
     "robustness evaluation": _("Robustness evaluation"),
+    "minimum MU": _("Minimum MU per spot"),
     "export": _("Writing RT Ion Plan and RT Dose"),
     "done": _("Done"),
 }

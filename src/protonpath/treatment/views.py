@@ -25,6 +25,12 @@ from protonpath.treatment import approval, catalog, robust, selectors, services
 from protonpath.treatment import render as rendering
 from protonpath.treatment.models import EDITABLE_STATES, PlanState
 
+#: the pencil-beam's lateral dose models (planning.pipeline.LATERAL_MODELS), the department's first
+LATERAL_MODELS = (
+    ("halo-depth", gettext_lazy("Core and nuclear halo, the halo growing with depth (checked against Monte Carlo)")),
+    ("halo", gettext_lazy("Core and halo, the halo constant along depth")),
+    ("single", gettext_lazy("Core Gaussian only (faster, higher in the target)")),
+)
 ROLES = (("target", gettext_lazy("Target")), ("oar", gettext_lazy("Organ at risk")),
          ("external", gettext_lazy("External")), ("ignore", gettext_lazy("Not used")))
 
@@ -156,6 +162,8 @@ def _setup_from_post(plan, post) -> dict:
         v = _float(post.get(key))
         if v is not None and 1.0 <= v <= 20.0:
             s[key] = v
+    if post.get("lateral_model") in dict(LATERAL_MODELS):
+        s["lateral_model"] = post["lateral_model"]
     it = _float(post.get("max_iterations"))
     if it is not None and 1 <= it <= 2000:
         s["max_iterations"] = int(it)
@@ -225,6 +233,9 @@ def plan_page(request, pk: int):
         "n_scenarios": len(plan.robustness.get("scenarios", {}).get("scenarios", [])),
         "robust_mode_label": robust.mode_label(plan.robust.get("robustness", "nominal")),
         "robust": plan.robust or robust.NOMINAL_PLAN,
+        "lateral_models": LATERAL_MODELS,
+        "lateral_model": plan.setup.get("settings", {}).get("lateral_model") or catalog.DEFAULT_LATERAL_MODEL,
+        "result_lateral_model": dict(LATERAL_MODELS).get(plan.results.get("lateral_model"), ""),
         **_robust_choices(),
         "editable": request.user.role in services.PLANNERS and plan.state in EDITABLE_STATES | {PlanState.CALCULATED},
         "is_planner": request.user.role in services.PLANNERS,
