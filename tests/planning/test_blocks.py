@@ -263,3 +263,21 @@ def test_one_pass_objective_matches_two_products(compact, threads, monkeypatch):
         np.testing.assert_allclose(grad, want_grad, rtol=tol, atol=tol * np.abs(want_grad).max())
     with pytest.raises(ValueError, match="term pointers"):
         b.objective(x, None, np.zeros(5, dtype=np.int64), kind, ref, coef)
+
+
+def test_compact_blocks_of_subnormal_values_are_zero_and_the_rest_is_kept():
+    """A far halo tail can hold float32 subnormals (below 65535 x the smallest normal, their
+    16-bit step underflows to 0): such a block is stored as zeros, with no division by zero,
+    on both ways of building compact blocks."""
+    dense = np.zeros((3, 2 * WIDTH), dtype=np.float32)
+    dense[0, :4] = 1e-42  # one block of subnormals only
+    dense[1, :3] = [0.5, 1.0, 0.25]
+    dense[2, WIDTH : WIDTH + 2] = [1e-42, 2.0]  # a subnormal beside a normal value
+    m = sp.csc_matrix(dense)
+    x = np.ones(2 * WIDTH)
+    for small in (
+        BlockRows.from_matrix(m, compact=True),
+        BlockRows.from_matrix(m.tocsr()).compact(),
+    ):
+        np.testing.assert_allclose(small.matvec(x), [0.0, 1.75, 2.0], rtol=1e-4, atol=1e-30)
+        assert np.all(np.isfinite(small.scale))
