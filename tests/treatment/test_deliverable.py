@@ -53,13 +53,21 @@ def test_a_department_plan_is_deliverable_on_the_proteus_one(
     effective = rtdose.pixel_array.max() * float(rtdose.DoseGridScaling)
     assert abs(effective / ptv["max"] - 1) < 0.01
     assert effective / CONSTANT_RBE < 0.97 * ptv["max"]
+    # variable RBE for evaluation: LET_d and the McNamara and Wedenberg doses beside RBE 1.1
+    rbe = res["variable_rbe"]
+    assert rbe["models"] == ["constant", "mcnamara", "wedenberg"]
+    target = rbe["structures"]["PTV_60"]
+    assert target["let_max"] > target["let_mean"] > 1.0
+    assert abs(target["constant"]["mean"] / ptv["mean"] - 1) < 0.01  # the same Gy(RBE)
+    assert target["mcnamara"]["D95"] != target["constant"]["D95"]
+    assert "BODY" not in rbe["structures"]
     page = client.get(reverse("treatment:plan", args=[plan.pk])).content.decode()
-    for marker in ('id="deliverability"', "Proteus One", 'id="minimum-mu"', 'id="range-shifter"',
+    for marker in ('id="variable-rbe"', "D95, McNamara", 'id="deliverability"', "Proteus One", 'id="minimum-mu"', 'id="range-shifter"',
                    'id="lateral-model"', "checked against Monte Carlo"):
         assert marker in page, marker
     client.cookies["django_language"] = "fr"
     fr = client.get(reverse("treatment:plan", args=[plan.pk]), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
-    assert "Délivrabilité" in fr and "Chaque spot délivré a au moins" in fr
+    assert "Délivrabilité" in fr and "Chaque spot délivré a au moins" in fr and "EBR variable" in fr
 
 
 def _recalculate(client, plan, capture, **fields):

@@ -203,6 +203,23 @@ def evaluate_under_scenarios(ct, calibration, plan, weights, machine, scenarios,
     return evaluate_robustness(cubes, plan.structures, scenarios, prescription_gy)
 
 
+def rbe_record(evaluation: dict, structures: list[str], fractions: int) -> dict:
+    """What the plan keeps of :func:`protonpath.planning.deliverable.evaluate_let_rbe`: per
+    target and organ, LET_d (keV/µm, mean and maximum where there is dose) and the whole-course
+    D95, D2 and mean in Gy(RBE) under each RBE model (constant 1.1, McNamara, Wedenberg)."""
+    out = {"models": list(evaluation["statistics"]), "structures": {}}
+    for name in structures:
+        let = evaluation["let_statistics"].get(name)
+        if let is None:
+            continue
+        row = {"let_mean": round(let["mean"], 2), "let_max": round(let["max"], 2)}
+        for model, stats in evaluation["statistics"].items():
+            st = stats.get(name, {})
+            row[model] = {k: round(float(st[k]) * fractions, 3) for k in ("D95", "D2", "mean") if k in st}
+        out["structures"][name] = row
+    return out
+
+
 def robustness_record(evaluation, to_course: float, nominal_plan_evaluation=None) -> dict:
     """What the plan keeps of an evaluation: whole-course doses (per-fraction physical doses times
     ``to_course``: fractions x RBE), DVH bands thinned to at most
@@ -315,6 +332,14 @@ def calculate(images: Images, setup: dict, *, dose_gy: float, fractions: int, ca
         raise PlanError("pipeline", detail=str(exc)) from None
     if len(result.spots) == 0:
         raise PlanError("no_spots")
+    if progress is not None:
+        progress("LET and RBE", 0, 1)
+    variable_rbe = rbe_record(
+        deliverable.evaluate_let_rbe(result, images.ct, calibration, machine, prescription_gy=per_fraction),
+        [st.name for st in result.structures if st.role != EXTERNAL], fractions,
+    )
+    if progress is not None:
+        progress("LET and RBE", 1, 1)
     course = result.dose_gy * to_course
     sigma = machine.spot_sigma_in_air_mm(result.spots.energy_index, np.full(len(result.spots), machine.sad_mm))
     plan_ds = dicom_export.rt_ion_plan_dataset(
@@ -387,6 +412,7 @@ def calculate(images: Images, setup: dict, *, dose_gy: float, fractions: int, ca
         "range_shifter": None if shifter is None else {
             "id": shifter.id, "water_equivalent_mm": float(shifter.water_equivalent_thickness_mm),
         },
+        "variable_rbe": variable_rbe,
         "minimum_mu": None if minimum_mu is None else {
             **minimum_mu.as_dict(), "min_mu_per_spot": float(proteus_one.load_proteus_one().min_mu_per_spot),
         },

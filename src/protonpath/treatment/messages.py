@@ -43,6 +43,7 @@ STAGES: dict[str, Promise] = {
     "robust optimisation": _("Robust optimisation"),
     "robustness evaluation": _("Robustness evaluation"),
     "minimum MU": _("Minimum MU per spot"),
+    "LET and RBE": _("LET and variable RBE"),
     "export": _("Writing RT Ion Plan and RT Dose"),
     "done": _("Done"),
 }

@@ -52,13 +52,16 @@ PRESCRIPTION_STATES = frozenset(
 PLANNING_STATES = frozenset({State.PLANNING})
 #: Progress shares of the pipeline's stages (the rest: reading images, writing files).
 STAGE_SPAN = {"reading images": (0.0, 0.05), "ray tracing": (0.05, 0.15), "dose matrix": (0.15, 0.55),
-              "optimisation": (0.55, 0.85), "minimum MU": (0.85, 0.95), "export": (0.95, 1.0)}
+              "optimisation": (0.55, 0.82), "minimum MU": (0.82, 0.9), "LET and RBE": (0.9, 0.96),
+              "export": (0.96, 1.0)}
 #: The same for a plan evaluated under scenarios, and for a plan optimised robustly.
 EVALUATED_STAGE_SPAN = {"reading images": (0.0, 0.03), "ray tracing": (0.03, 0.08), "dose matrix": (0.08, 0.3),
-                        "optimisation": (0.3, 0.5), "minimum MU": (0.5, 0.55), "robustness evaluation": (0.55, 0.95), "export": (0.95, 1.0)}
+                        "optimisation": (0.3, 0.5), "minimum MU": (0.5, 0.55), "robustness evaluation": (0.55, 0.92),
+                        "LET and RBE": (0.92, 0.96), "export": (0.96, 1.0)}
 ROBUST_STAGE_SPAN = {"reading images": (0.0, 0.02), "ray tracing": (0.02, 0.05), "dose matrix": (0.05, 0.15),
                      "optimisation": (0.15, 0.25), "scenario matrices": (0.25, 0.6),
-                     "robust optimisation": (0.6, 0.85), "minimum MU": (0.85, 0.95), "export": (0.95, 1.0)}
+                     "robust optimisation": (0.6, 0.85), "minimum MU": (0.85, 0.92), "LET and RBE": (0.92, 0.96),
+                     "export": (0.96, 1.0)}
 
 
 def _deny(actor, obj, what: str) -> PermissionDenied:

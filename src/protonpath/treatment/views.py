@@ -235,6 +235,7 @@ def plan_page(request, pk: int):
         "robust": plan.robust or robust.NOMINAL_PLAN,
         "lateral_models": LATERAL_MODELS,
         "lateral_model": plan.setup.get("settings", {}).get("lateral_model") or catalog.DEFAULT_LATERAL_MODEL,
+        "rbe_rows": [{"name": k, **v} for k, v in plan.results.get("variable_rbe", {}).get("structures", {}).items()],
         "result_lateral_model": dict(LATERAL_MODELS).get(plan.results.get("lateral_model"), ""),
         **_robust_choices(),
         "editable": request.user.role in services.PLANNERS and plan.state in EDITABLE_STATES | {PlanState.CALCULATED},
