@@ -168,7 +168,12 @@ def test_a_deliverable_robust_plan_gets_its_minimum_mu_on_the_robust_objectives(
     assert summary["lateral_model"] == "halo-depth"  # the deliverable plans' default
     mu = summary["minimum_mu"]
     assert mu["active_spots_after"] == summary["delivery_time"]["spots"]
-    assert summary["robust"]["worst_case"]["OuterTarget"]["D95"]["value"] > 0
+    worst = summary["robust"]["worst_case"]["OuterTarget"]["D95"]
+    # the evaluation is in the plan's unit, Gy(RBE): its nominal D95 is the plan's
+    assert worst["nominal"] == pytest.approx(summary["structures"]["OuterTarget"]["D95"], rel=1e-3)
+    assert 0 < worst["value"] <= worst["nominal"]
+    low = pydicom.dcmread(out / "RTDOSE_MIN.dcm")
+    assert low.DoseType == "EFFECTIVE" and "Gy(RBE)" in low.DoseComment
     data = proteus_one.load_proteus_one()
     plan = pydicom.dcmread(out / "RTPLAN.dcm")
     for ib in plan.IonBeamSequence:

@@ -454,7 +454,7 @@ def plan_command(
             ],
             "settings": robust_result.settings.to_dict() if robust_result else None,
             "fractions": fractions,
-            "worst_case": evaluation.to_dict(fractions)["worst_case"],
+            "worst_case": evaluation.to_dict(fractions * rbe_factor)["worst_case"],
         }
         from protonpath.planning.robust_export import write_robust_settings
 
@@ -523,21 +523,37 @@ def plan_command(
             ("RTDOSE_MIN", evaluation.min_dose),
             ("RTDOSE_MAX", evaluation.max_dose),
         ):
-            ds = dicom_export.rt_dose_dataset(cube * fractions, result.dose_grid, ctx, plan=plan_ds)
+            ds = dicom_export.rt_dose_dataset(
+                cube * fractions * rbe_factor,
+                result.dose_grid,
+                ctx,
+                plan=plan_ds,
+                **(
+                    {"dose_type": "EFFECTIVE", "comment": "Gy(RBE), constant RBE 1.1"}
+                    if deliverable
+                    else {}
+                ),
+            )
             ds.SeriesDescription = (
                 f"voxel-wise {name[-3:].lower()} over {len(scenario_set)} scenarios"
             )
             dicom_io.write_datasets([ds], out, name)
 
-        robust_summary = {**robust_record, **evaluation.to_dict(fractions)}
+        robust_summary = {**robust_record, **evaluation.to_dict(fractions * rbe_factor)}
         if robust_result is not None:
             robust_summary["optimiser"] = robust_result.optimisation.to_dict()
             robust_summary["memory"] = robust_result.matrices.memory
-            robust_summary["nominal_plan_worst_case"] = nominal_evaluation.to_dict(fractions)[
-                "worst_case"
-            ]
+            robust_summary["nominal_plan_worst_case"] = nominal_evaluation.to_dict(
+                fractions * rbe_factor
+            )["worst_case"]
         summary["robust"] = robust_summary
-        dvh_band_png(evaluation, out / "dvh_bands.png", fractions, dose)
+        dvh_band_png(
+            evaluation,
+            out / "dvh_bands.png",
+            fractions * rbe_factor,
+            dose,
+            "Gy(RBE)" if deliverable else "Gy",
+        )
     if deliverable:
         summary["rbe_model"] = (
             "constant 1.1 (prescription); McNamara 2015, Wedenberg 2013 (evaluation)"
@@ -592,7 +608,9 @@ def plan_command(
         if robust_result is not None:
             console.print(
                 worst_case_table(
-                    nominal_evaluation, fractions, "nominally optimised plan, worst case"
+                    nominal_evaluation,
+                    fractions * rbe_factor,
+                    "nominally optimised plan, worst case",
                 )
             )
             mem = robust_result.matrices.memory
@@ -604,7 +622,9 @@ def plan_command(
         label = "robust plan" if robust_result is not None else "plan"
         console.print(
             worst_case_table(
-                evaluation, fractions, f"{label}, worst case over {len(scenario_set)} scenarios"
+                evaluation,
+                fractions * rbe_factor,
+                f"{label}, worst case over {len(scenario_set)} scenarios",
             )
         )
         written += ["dvh_bands.png", "RTDOSE_MIN.dcm", "RTDOSE_MAX.dcm"]

@@ -41,8 +41,9 @@ def evaluate_plan(ct, calibration, plan, machine, scenarios, cut_level, prescrip
     return evaluate_robustness(cubes, plan.structures, scenarios, prescription_gy)
 
 
-def worst_case_table(evaluation, fractions: int, title: str):
-    """A rich table of the worst-case goals (whole-course doses)."""
+def worst_case_table(evaluation, fractions: float, title: str):
+    """A rich table of the worst-case goals (whole-course doses: per-fraction doses times
+    ``fractions``, times the RBE for a deliverable plan's Gy(RBE))."""
     from rich.table import Table
 
     table = Table(title=title)
@@ -59,7 +60,9 @@ def worst_case_table(evaluation, fractions: int, title: str):
     return table
 
 
-def dvh_band_png(evaluation, path: Path, fractions: int, prescription_gy: float) -> None:
+def dvh_band_png(
+    evaluation, path: Path, fractions: float, prescription_gy: float, unit: str = "Gy"
+) -> None:
     """DVH bands (nominal curve, min-max band over scenarios) as a PNG."""
     import matplotlib
 
@@ -73,7 +76,7 @@ def dvh_band_png(evaluation, path: Path, fractions: int, prescription_gy: float)
         ax.fill_between(dose, 100 * band.lower, 100 * band.upper, color=colour, alpha=0.25, lw=0)
         ax.plot(dose, 100 * band.nominal, color=colour, label=band.name)
     ax.axvline(prescription_gy, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("Dose (Gy)")
+    ax.set_xlabel(f"Dose ({unit})")
     ax.set_ylabel("Volume (%)")
     ax.set_ylim(0, 102)
     ax.set_xlim(0, None)
