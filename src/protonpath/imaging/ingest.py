@@ -27,6 +27,7 @@ import re
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -542,6 +543,8 @@ class NetworkReceiver:
             # Counted at once, as refusals: the record is right when the peer hears back.
             Transfer.objects.filter(pk=touched.transfer_id).update(duplicates=F("duplicates") + 1)
             return DUPLICATE
+        if received.wait_durable is not None:
+            received.wait_durable()  # the file on disk before anything names it
         accepted = _Accepted(received, dicom_file, data, treatment_request, reason, touched)
         if not self._batched:
             self._commit([accepted])
@@ -631,9 +634,12 @@ class NetworkReceiver:
                 per_series: dict[int, int] = {}
                 per_transfer: dict[int, int] = {}
                 renames: dict[Path, bool] = {}  # journal folder -> whether its files can be renamed
+                # One storage folder for the whole batch (random, as instance_path draws it),
+                # so that with fsync it is one folder sync per batch, not one per instance.
+                folder_name = instance_path(None, "instance.dcm").rsplit("/", 1)[0]
                 for item in batch:
                     study, series = self._rows_for(item)
-                    name = instance_path(None, "instance.dcm")
+                    name = f"{folder_name}/{uuid.uuid4().hex}.dcm"
                     folder = item.received.path.parent
                     if folder not in renames:  # asked once per batch, not once per instance
                         renames[folder] = _storage_on_device_of(folder)

@@ -34,6 +34,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -94,6 +95,9 @@ SLOT_SUFFIX = ".slot"
 #: to :data:`MAX_SLOTS` (one folder sync per batch of slots).
 FIRST_SLOTS = 4
 MAX_SLOTS = 64
+#: Threads flushing journal files (one flush at a time per association; several associations
+#: may flush at once).
+SYNC_THREADS = 4
 #: Private Information Creator UID (0002,0100) of the seal the listener writes in each file's
 #: meta information (a UUID-derived UID, PS3.5 B.2), and the seal's (0002,0102) layout: magic,
 #: the data set's length (8 bytes, little endian) and its SHA-256 (32 bytes).
@@ -213,6 +217,11 @@ class ReceivedInstance:
     data: bytes | None = field(default=None, repr=False, compare=False)
     #: SHA-256 (hex) of the data set without file meta, when the listener sealed the file with it.
     dataset_sha256: str = field(default="", compare=False)
+    #: With ``fsync``, the file's flush to disk runs while the sink checks the instance: this
+    #: returns once the file is on disk (raises OSError if the flush failed). A sink that makes
+    #: the instance known anywhere else (an index writer, another process) calls it first; the
+    #: listener calls it anyway before it answers the peer. None: nothing to wait for.
+    wait_durable: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     def header(self) -> InstanceHeader:
         """Read the attributes the index and the checks need (pixel data not read)."""
@@ -349,6 +358,8 @@ class DicomListener:
         self._server: Any = None
         self._transfers: dict[int, _Transfer] = {}
         self._lock = threading.Lock()
+        # journal files flushed to disk while the sink checks them (see _write)
+        self._syncer: ThreadPoolExecutor | None = None
         self.ae = self._build_ae()
 
     # --- life cycle ---------------------------------------------------------------------------
@@ -393,6 +404,8 @@ class DicomListener:
     def start(self) -> None:
         """Listen in background threads and return at once."""
         Path(self.settings.incoming_dir).mkdir(parents=True, exist_ok=True)
+        if self.settings.fsync and self._syncer is None:
+            self._syncer = ThreadPoolExecutor(max_workers=SYNC_THREADS, thread_name_prefix="dicom-journal-sync")
         # pynetdicom's server, with associations that serve each message as soon as it has
         # arrived instead of polling every millisecond (see reactor.py)
         server = self.ae.make_server(
@@ -592,7 +605,9 @@ class DicomListener:
             return STATUS_CANNOT_UNDERSTAND
         sop_class_uid = str(request.AffectedSOPClassUID)
         try:
-            path, data, digest = self._write(request, transfer, sop_class_uid, sop_instance_uid, transfer_syntax_uid)
+            path, data, digest, flushed = self._write(
+                request, transfer, sop_class_uid, sop_instance_uid, transfer_syntax_uid
+            )
         except OSError:
             LOGGER.exception("could not write an instance from %s", transfer.calling_ae_title)
             transfer.refused += 1
@@ -609,8 +624,20 @@ class DicomListener:
             association_id=transfer.association_id,
             data=data,
             dataset_sha256=digest,
+            wait_durable=None if flushed is None else flushed.result,
         )
-        return self._hand_over(received, transfer)
+        status, kept = self._hand_over(received, transfer)
+        if flushed is not None:
+            try:
+                flushed.result()  # never acknowledged before its file is on disk
+            except OSError:
+                LOGGER.exception("could not flush an instance from %s to disk", transfer.calling_ae_title)
+                if kept:  # the peer must send it again
+                    transfer.stored -= 1
+                    transfer.refused += 1
+                    received.path.unlink(missing_ok=True)
+                    return STATUS_OUT_OF_RESOURCES
+        return status
 
     def _write(
         self,
@@ -619,15 +646,17 @@ class DicomListener:
         sop_class_uid: str,
         sop_instance_uid: str,
         transfer_syntax_uid: str,
-    ) -> tuple[Path, bytes, str]:
+    ) -> tuple[Path, bytes, str, Future[None] | None]:
         """Write preamble, file meta (with the seal) and the peer's encoded dataset into the
-        association's next journal slot; with ``fsync``, flush it before returning. Returns the
-        file, its bytes and the data set's SHA-256.
+        association's next journal slot; with ``fsync``, start flushing it to disk. Returns the
+        file, its bytes, the data set's SHA-256 and the flush under way (None without ``fsync``).
 
         One flush per instance: the slot already exists and its name is on disk (made and
         synced in advance by :meth:`_slot`), so syncing the file makes both its content and its
-        length durable, and no rename (with its folder sync) follows. A file cut short by a
-        crash is told apart from a whole one by its seal (:func:`journal_entry_digest`)."""
+        length durable, and no rename (with its folder sync) follows. The flush runs in a
+        syncer thread while the sink checks the instance (:attr:`ReceivedInstance.wait_durable`).
+        A file cut short by a crash is told apart from a whole one by its seal
+        (:func:`journal_entry_digest`)."""
         dataset = request.DataSet.getbuffer()
         seal, digest = journal_seal(dataset)
         header = encode_file_header(
@@ -639,6 +668,7 @@ class DicomListener:
         )
         data = header + dataset  # the file's bytes, kept for the sink
         slot = self._slot(transfer)
+        flushed: Future[None] | None = None
         try:
             fd = os.open(slot, os.O_WRONLY)  # no O_CREAT: a slot that vanished is an error
             try:
@@ -647,13 +677,18 @@ class DicomListener:
                     while written < len(view):
                         written += os.write(fd, view[written:])
                 if self.settings.fsync:
-                    os.fsync(fd)
+                    syncer = self._syncer
+                    if syncer is None:  # not started through start(): flush here
+                        os.fsync(fd)
+                    else:
+                        flushed = syncer.submit(_sync_and_close, fd)
             finally:
-                os.close(fd)
+                if flushed is None:
+                    os.close(fd)
         except BaseException:
             slot.unlink(missing_ok=True)
             raise
-        return slot, data, digest
+        return slot, data, digest, flushed
 
     def _slot(self, transfer: _Transfer) -> Path:
         """The association's next empty journal slot. When none is left, make a batch of them
@@ -686,7 +721,9 @@ class DicomListener:
         transfer.slots = made[::-1]
         return transfer.slots.pop()
 
-    def _hand_over(self, received: ReceivedInstance, transfer: _Transfer) -> int:
+    def _hand_over(self, received: ReceivedInstance, transfer: _Transfer) -> tuple[int, bool]:
+        """The sink's verdict: the status for the peer, and whether the sink kept the file (an
+        instance stored, not refused, not a duplicate)."""
         try:
             kept = self._on_instance(received)
         except InstanceRefused as refusal:
@@ -694,16 +731,17 @@ class DicomListener:
             transfer.refused += 1
             LOGGER.info("instance from %s refused by the sink (status 0x%04X): %s",
                         transfer.calling_ae_title, refusal.status, refusal)
-            return StoreStatus(refusal.status, refusal.comment)
+            return StoreStatus(refusal.status, refusal.comment), False
         except Exception:
             received.path.unlink(missing_ok=True)
             transfer.refused += 1
             LOGGER.exception("the sink failed on an instance from %s", transfer.calling_ae_title)
-            return STATUS_OUT_OF_RESOURCES
+            return STATUS_OUT_OF_RESOURCES, False
         transfer.stored += 1
         if kept == DUPLICATE:
             transfer.duplicates += 1
-        return STATUS_SUCCESS
+            return STATUS_SUCCESS, False
+        return STATUS_SUCCESS, True
 
     # --- C-FIND -------------------------------------------------------------------------------
 
@@ -744,6 +782,13 @@ _REJECT_REASONS = {
 def _printable(text: str) -> str:
     """An AE title as a peer sent it, safe for a log line (no control characters)."""
     return "".join(c if c.isprintable() else "?" for c in text.strip())[:16]
+
+
+def _sync_and_close(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def fsync_directory(folder: Path) -> None:
