@@ -8,6 +8,7 @@ time, each acknowledged instance exactly once.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 
@@ -192,3 +193,37 @@ def test_a_batch_the_index_refuses_is_indexed_one_by_one_each_instance_once(
     for instance in Instance.objects.all():
         assert os.path.exists(instance.file.path)
     assert not list((tmp_path / "incoming").rglob("*.dcm"))  # the journal is empty once indexed
+
+
+@pytest.mark.parametrize("fast_pdus", ["all", "every other", "none"])
+def test_the_data_set_hashed_as_its_fragments_arrive_is_the_data_sets_sha256(tmp_path, monkeypatch, fast_pdus):
+    """The seal's SHA-256 is fed fragment by fragment as the data PDUs arrive (the upper layer's
+    fast path), the rest hashed once the message is complete: whichever PDUs took which way,
+    it is the SHA-256 of the data set written."""
+    real = reactor.PromptDul._append_data_fragments
+    taken = []
+
+    def append(self, pdu):
+        if fast_pdus == "none" or (fast_pdus == "every other" and len(taken) % 2):
+            taken.append(False)
+            return False  # pynetdicom's way
+        done = real(self, pdu)
+        taken.append(done)
+        return done
+
+    monkeypatch.setattr(reactor.PromptDul, "_append_data_fragments", append)
+    sink = Recorder()
+    listener = start_listener(tmp_path, sink, maximum_pdu_size=4096)  # CT_small: a dozen data PDUs
+    try:
+        assoc = associate(listener)
+        statuses = [assoc.send_c_store(ct_dataset()).Status for _ in range(2)]
+        assoc.release()
+        sink.wait_end()
+    finally:
+        listener.stop()
+    assert statuses == [0x0000] * 2
+    assert (sum(taken) > 4) == (fast_pdus != "none")
+    for instance in sink.instances:
+        data = instance.path.read_bytes()
+        assert instance.dataset_sha256 == hashlib.sha256(data[ingest.dataset_offset(data):]).hexdigest()
+        assert journal_entry_digest(data) == instance.dataset_sha256

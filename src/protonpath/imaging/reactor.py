@@ -37,6 +37,7 @@ exceeded) at once.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
 import select
@@ -142,6 +143,9 @@ class PromptDul(DULServiceProvider):
         self._dimse_started: float | None = None
         self._stop_reason: str | None = None
         self._quiet: bool | None = None  # no handler bound to the events of a data fragment
+        # SHA-256 of the data set being received, fed with its fragments as they arrive:
+        # [data set stream, hash, bytes hashed] (see data_set_sha256)
+        self._digest: list[Any] | None = None
 
     def request_abort(self, reason: str) -> None:
         """Abort the association from any thread (the upper layer does it at its next pass)."""
@@ -365,11 +369,36 @@ class PromptDul(DULServiceProvider):
         if not spans:
             return False
         data_set = message.data_set
+        state = self._digest
+        if state is None or state[0] is not data_set:
+            state = self._digest = [data_set, hashlib.sha256(), 0]
+        hashed = data_set.tell()
+        if state[2] != hashed:  # fragments written the usual way since: hash them first
+            with data_set.getbuffer() as written:
+                state[1].update(written[state[2] : hashed])
         with memoryview(pdu) as view:
             for start, end in spans:
-                data_set.write(view[start:end])
+                fragment = view[start:end]
+                data_set.write(fragment)
+                state[1].update(fragment)  # while the peer sends the next PDU
+                hashed += end - start
+        state[2] = hashed
         self._message_grew(message)
         return True
+
+    def data_set_sha256(self, data_set: Any) -> Any:
+        """The SHA-256 (a hashlib object) of a complete data set received on this association:
+        of the bytes already hashed as they arrived (:meth:`_append_data_fragments`), and of
+        the rest now. ``data_set`` is the message's stream (a C-STORE request's ``DataSet``)."""
+        state = self._digest
+        if state is not None and state[0] is data_set:
+            self._digest = None  # hashed once; and the stream is not kept alive by the layer
+            digest, hashed = state[1], state[2]
+        else:
+            digest, hashed = hashlib.sha256(), 0
+        with data_set.getbuffer() as written:
+            digest.update(written[hashed:])
+        return digest
 
     def _message_grew(self, message: Any) -> None:
         """Start the DIMSE clock at a message's first fragment; abort one over the size limit."""

@@ -606,7 +606,7 @@ class DicomListener:
         sop_class_uid = str(request.AffectedSOPClassUID)
         try:
             path, data, digest, flushed = self._write(
-                request, transfer, sop_class_uid, sop_instance_uid, transfer_syntax_uid
+                assoc, request, transfer, sop_class_uid, sop_instance_uid, transfer_syntax_uid
             )
         except OSError:
             LOGGER.exception("could not write an instance from %s", transfer.calling_ae_title)
@@ -641,6 +641,7 @@ class DicomListener:
 
     def _write(
         self,
+        assoc: Any,
         request: Any,
         transfer: _Transfer,
         sop_class_uid: str,
@@ -658,7 +659,9 @@ class DicomListener:
         A file cut short by a crash is told apart from a whole one by its seal
         (:func:`journal_entry_digest`)."""
         dataset = request.DataSet.getbuffer()
-        seal, digest = journal_seal(dataset)
+        dul = getattr(assoc, "dul", None)
+        hashed = dul.data_set_sha256(request.DataSet) if hasattr(dul, "data_set_sha256") else None
+        seal, digest = journal_seal(dataset, hashed)
         header = encode_file_header(
             sop_class_uid=sop_class_uid,
             sop_instance_uid=sop_instance_uid,
@@ -839,10 +842,12 @@ def encode_file_header(
     return b"\x00" * 128 + b"DICM" + group_length + body
 
 
-def journal_seal(dataset: bytes | memoryview) -> tuple[bytes, str]:
+def journal_seal(dataset: bytes | memoryview, digest: Any = None) -> tuple[bytes, str]:
     """The seal of a journal file for its encoded data set: (the Private Information value,
-    the data set's SHA-256 in hex)."""
-    digest = hashlib.sha256(dataset)
+    the data set's SHA-256 in hex). ``digest``: the data set's SHA-256 (a hashlib object) when
+    already computed, as the bytes arrived."""
+    if digest is None:
+        digest = hashlib.sha256(dataset)
     return JOURNAL_SEAL_MAGIC + struct.pack("<Q", len(dataset)) + digest.digest(), digest.hexdigest()
 
 
