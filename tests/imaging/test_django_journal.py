@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from pathlib import Path
 
 import pydicom
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from protonpath.imaging import ingest, reactor
 from protonpath.imaging.models import Instance, Transfer
@@ -227,3 +229,40 @@ def test_the_data_set_hashed_as_its_fragments_arrive_is_the_data_sets_sha256(tmp
         data = instance.path.read_bytes()
         assert instance.dataset_sha256 == hashlib.sha256(data[ingest.dataset_offset(data):]).hexdigest()
         assert journal_entry_digest(data) == instance.dataset_sha256
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("fsync", [True, False])
+def test_the_rows_the_writer_inserts_hold_what_the_general_path_gives(submitted, tmp_path, settings, fsync):
+    """The batched writer builds its rows from plain values, with the digests the listener
+    computed (the data set's as it arrived, the file's while it was flushed): the same values as
+    the general path (:func:`ingest._new_instance`) from the stored file."""
+    from protonpath.imaging.files import classify_file
+
+    settings.DICOM_FSYNC = fsync
+    paths = write_ct_series(tmp_path / "ct", 6, patient_name=PATIENT_NAME, birth_date=PATIENT_BIRTH)
+    stamp(paths, AccessionNumber=submitted.accession_number)
+    node = ingest.build_listener(host="127.0.0.1", port=0, incoming_dir=tmp_path / "incoming")
+    assert node.settings.fsync is fsync
+    node.start()
+    try:
+        before = timezone.now()
+        result = storescu(node, paths)
+        transfer = _wait_for(lambda: Transfer.objects.filter(outcome="complete").first())
+        after = timezone.now()
+    finally:
+        node.stop()
+    assert result.returncode == 0, result.stderr
+    instances = list(Instance.objects.select_related("series"))
+    assert len(instances) == transfer.stored == 6
+    compared = ("sop_instance_uid", "sop_class_uid", "instance_number", "slice_position_mm", "size_bytes",
+                "sha256", "dataset_sha256", "transfer_syntax_uid", "received_via", "calling_ae_title", "header")
+    for instance in instances:
+        data = Path(instance.file.path).read_bytes()
+        general = ingest._new_instance(
+            classify_file(instance.file.path, data=data), data, instance.series, via="dicom",
+            calling_ae_title="HOSPITAL_PACS", dataset_sha256=ingest.dataset_digest(data),
+        )
+        assert {k: getattr(instance, k) for k in compared} == {k: getattr(general, k) for k in compared}
+        assert instance.sha256 == hashlib.sha256(data).hexdigest()
+        assert instance.transfer_id == transfer.pk and before <= instance.received_at <= after

@@ -913,7 +913,8 @@ def _instance_columns() -> tuple[list[Any], frozenset[str]]:
 
 def _instance_row(item: _Accepted, series: Series, name: str) -> dict[str, Any]:
     """The column values of an accepted instance's index row (what :func:`_new_instance` gives,
-    as plain values): the data set's digest is the one the listener sealed the file with."""
+    as plain values): the data set's digest is the one the listener sealed the file with, the
+    file's the one it computed while the file was flushed to disk (when it did)."""
     header = item.dicom_file.header
     data = item.data
     return {
@@ -925,7 +926,7 @@ def _instance_row(item: _Accepted, series: Series, name: str) -> dict[str, Any]:
         "slice_position_mm": _slice_position(header),
         "file": name,
         "size_bytes": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "sha256": file_sha256() if (file_sha256 := item.received.file_sha256) else hashlib.sha256(data).hexdigest(),
         "dataset_sha256": item.received.dataset_sha256 or dataset_digest(data),
         "transfer_syntax_uid": item.dicom_file.transfer_syntax_uid[:64],
         "received_via": ReceivedVia.DICOM,

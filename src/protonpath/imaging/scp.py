@@ -222,6 +222,9 @@ class ReceivedInstance:
     #: the instance known anywhere else (an index writer, another process) calls it first; the
     #: listener calls it anyway before it answers the peer. None: nothing to wait for.
     wait_durable: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+    #: With ``fsync``, the SHA-256 (hex) of the whole file, computed while its flush runs: this
+    #: returns it. None: not computed (hash ``data``).
+    file_sha256: Callable[[], str] | None = field(default=None, repr=False, compare=False)
 
     def header(self) -> InstanceHeader:
         """Read the attributes the index and the checks need (pixel data not read)."""
@@ -605,7 +608,7 @@ class DicomListener:
             return STATUS_CANNOT_UNDERSTAND
         sop_class_uid = str(request.AffectedSOPClassUID)
         try:
-            path, data, digest, flushed = self._write(
+            path, data, digest, flushed, file_digest = self._write(
                 assoc, request, transfer, sop_class_uid, sop_instance_uid, transfer_syntax_uid
             )
         except OSError:
@@ -625,6 +628,7 @@ class DicomListener:
             data=data,
             dataset_sha256=digest,
             wait_durable=None if flushed is None else flushed.result,
+            file_sha256=None if file_digest is None else file_digest.result,
         )
         status, kept = self._hand_over(received, transfer)
         if flushed is not None:
@@ -647,10 +651,12 @@ class DicomListener:
         sop_class_uid: str,
         sop_instance_uid: str,
         transfer_syntax_uid: str,
-    ) -> tuple[Path, bytes, str, Future[None] | None]:
+    ) -> tuple[Path, bytes, str, Future[None] | None, Future[str] | None]:
         """Write preamble, file meta (with the seal) and the peer's encoded dataset into the
-        association's next journal slot; with ``fsync``, start flushing it to disk. Returns the
-        file, its bytes, the data set's SHA-256 and the flush under way (None without ``fsync``).
+        association's next journal slot; with ``fsync``, start flushing it to disk, and hashing
+        the whole file meanwhile (the processors would wait for the disk anyway). Returns the
+        file, its bytes, the data set's SHA-256, the flush under way and the file's SHA-256 to
+        come (both None without ``fsync``).
 
         One flush per instance: the slot already exists and its name is on disk (made and
         synced in advance by :meth:`_slot`), so syncing the file makes both its content and its
@@ -672,6 +678,7 @@ class DicomListener:
         data = header + dataset  # the file's bytes, kept for the sink
         slot = self._slot(transfer)
         flushed: Future[None] | None = None
+        file_digest: Future[str] | None = None
         try:
             fd = os.open(slot, os.O_WRONLY)  # no O_CREAT: a slot that vanished is an error
             try:
@@ -685,13 +692,14 @@ class DicomListener:
                         os.fsync(fd)
                     else:
                         flushed = syncer.submit(_sync_and_close, fd)
+                        file_digest = syncer.submit(_sha256_hex, data)
             finally:
                 if flushed is None:
                     os.close(fd)
         except BaseException:
             slot.unlink(missing_ok=True)
             raise
-        return slot, data, digest, flushed
+        return slot, data, digest, flushed, file_digest
 
     def _slot(self, transfer: _Transfer) -> Path:
         """The association's next empty journal slot. When none is left, make a batch of them
@@ -792,6 +800,10 @@ def _sync_and_close(fd: int) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def fsync_directory(folder: Path) -> None:
