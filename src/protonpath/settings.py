@@ -221,10 +221,10 @@ DICOM_MAX_ASSOCIATIONS_PER_ADDRESS = int(os.environ.get("DICOM_MAX_ASSOCIATIONS_
 # The largest DIMSE message (one instance), held in memory until complete.
 DICOM_MAX_MESSAGE_BYTES = int(os.environ.get("DICOM_MAX_MESSAGE_BYTES", str(1024**3)))
 DICOM_STOP_GRACE_S = float(os.environ.get("DICOM_STOP_GRACE_S", "30"))
-# Each received instance is on disk (file and name synced) before the peer is told it is stored,
-# so that a power cut loses nothing acknowledged; 0 acknowledges once the file is complete in the
-# page cache (safe from a killed listener, not from a power cut; about 4 ms less per instance on
-# a virtual disk, measured in bench/dicom_ingest.py).
+# Each received instance is on disk (its journal slot synced, the slot's name synced when it was
+# made) before the peer is told it is stored, so that a power cut loses nothing acknowledged; 0
+# acknowledges once the file is complete in the page cache (safe from a killed listener, not from
+# a power cut; one disk flush, about 3 ms, less per instance on a virtual disk).
 DICOM_FSYNC = os.environ.get("DICOM_FSYNC", "1").strip().lower() not in ("0", "false", "no", "")
 
 # Cache: local memory by default (one per process). Where several processes serve the site, set a

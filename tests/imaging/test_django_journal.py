@@ -8,14 +8,19 @@ time, each acknowledged instance exactly once.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import stat
+from pathlib import Path
 
 import pydicom
 import pytest
 from django.db import connection
+from django.utils import timezone
 
-from protonpath.imaging import ingest
+from protonpath.imaging import ingest, reactor
 from protonpath.imaging.models import Instance, Transfer
+from protonpath.imaging.scp import journal_entry_digest
 from tests.imaging.conftest import PATIENT_BIRTH, PATIENT_NAME, stamp
 from tests.imaging.dicomdata import write_ct_series
 from tests.imaging.test_django_network import _wait_for, storescu
@@ -45,24 +50,42 @@ class Synced:
 
 
 class SyncWitness(Recorder):
-    """A sink noting, when it is handed an instance (before the peer hears back), whether the
-    file, its folder and the association's folder's parent were synced."""
+    """A sink noting, when it is handed an instance (its flush may still be under way), whether
+    the file's folder and that folder's parent were synced, and, once ``wait_durable`` returns,
+    whether the file was; and noting, when the listener encodes each C-STORE answer, whether
+    the file of the instance answered was synced."""
 
-    def __init__(self, synced: Synced):
+    def __init__(self, synced: Synced, monkeypatch):
         super().__init__()
         self.synced = synced
         self.seen: list[tuple[bool, bool, bool]] = []
+        self.answered: list[bool] = []
+        real = reactor.encode_store_response
+
+        def encode_store_response(context_id, message_id, sop_class_uid, sop_instance_uid, status, *rest):
+            path = self.instances[-1].path
+            self.answered.append(sop_instance_uid == self.uid(path) and path in self.synced)
+            return real(context_id, message_id, sop_class_uid, sop_instance_uid, status, *rest)
+
+        monkeypatch.setattr(reactor, "encode_store_response", encode_store_response)
+
+    @staticmethod
+    def uid(path) -> str:
+        return str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
 
     def __call__(self, instance):
         path = instance.path
-        self.seen.append((path in self.synced, path.parent in self.synced, path.parent.parent in self.synced))
+        folders = (path.parent in self.synced, path.parent.parent in self.synced)
+        if instance.wait_durable is not None:
+            instance.wait_durable()
+        self.seen.append((path in self.synced, *folders))
         super().__call__(instance)
 
 
 @pytest.mark.parametrize("fsync", [True, False])
 def test_an_instance_is_synced_file_and_name_before_it_is_acknowledged(tmp_path, monkeypatch, fsync):
     synced = Synced(monkeypatch)
-    sink = SyncWitness(synced)
+    sink = SyncWitness(synced, monkeypatch)
     listener = start_listener(tmp_path, sink, fsync=fsync)
     try:
         assoc = associate(listener)
@@ -73,6 +96,50 @@ def test_an_instance_is_synced_file_and_name_before_it_is_acknowledged(tmp_path,
         listener.stop()
     assert statuses == [0x0000] * 3
     assert sink.seen == [(fsync, fsync, fsync)] * 3
+    assert sink.answered == [fsync] * 3
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+def test_one_disk_flush_per_instance_and_one_folder_flush_per_batch_of_slots(tmp_path, monkeypatch, fsync):
+    flushes = {"file": 0, "folder": 0}
+    synced: set[tuple[int, int]] = set()
+    real = os.fsync
+
+    def counting_fsync(fd):
+        st = os.fstat(fd)
+        flushes["folder" if stat.S_ISDIR(st.st_mode) else "file"] += 1
+        real(fd)
+        synced.add((st.st_dev, st.st_ino))
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    sink = Recorder()  # a sink that does not wait for the flush itself: the listener does
+    answered_synced = []
+    real_encode = reactor.encode_store_response
+
+    def encode_store_response(*args):
+        st = os.stat(sink.instances[-1].path)
+        answered_synced.append((st.st_dev, st.st_ino) in synced)
+        return real_encode(*args)
+
+    monkeypatch.setattr(reactor, "encode_store_response", encode_store_response)
+    listener = start_listener(tmp_path, sink, fsync=fsync)
+    try:
+        assoc = associate(listener)
+        statuses = [assoc.send_c_store(ct_dataset()).Status for _ in range(20)]
+        assoc.release()
+        sink.wait_end()
+    finally:
+        listener.stop()
+    assert statuses == [0x0000] * 20
+    assert answered_synced == [fsync] * 20
+    # 20 slots in batches of 4, 4, 8, 16 (the last one's unused slots removed at the end): the
+    # incoming folder once for the association's folder, that folder once per batch.
+    assert flushes == ({"file": 20, "folder": 1 + 4} if fsync else {"file": 0, "folder": 0})
+    left = sorted(p for p in (tmp_path / "incoming").rglob("*") if p.is_file())
+    assert left == sorted(i.path for i in sink.instances)  # written in place: no rename, no leftover slot
+    for instance in sink.instances:
+        data = instance.path.read_bytes()
+        assert journal_entry_digest(data) == instance.dataset_sha256 == ingest.dataset_digest(data)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -128,3 +195,74 @@ def test_a_batch_the_index_refuses_is_indexed_one_by_one_each_instance_once(
     for instance in Instance.objects.all():
         assert os.path.exists(instance.file.path)
     assert not list((tmp_path / "incoming").rglob("*.dcm"))  # the journal is empty once indexed
+
+
+@pytest.mark.parametrize("fast_pdus", ["all", "every other", "none"])
+def test_the_data_set_hashed_as_its_fragments_arrive_is_the_data_sets_sha256(tmp_path, monkeypatch, fast_pdus):
+    """The seal's SHA-256 is fed fragment by fragment as the data PDUs arrive (the upper layer's
+    fast path), the rest hashed once the message is complete: whichever PDUs took which way,
+    it is the SHA-256 of the data set written."""
+    real = reactor.PromptDul._append_data_fragments
+    taken = []
+
+    def append(self, pdu):
+        if fast_pdus == "none" or (fast_pdus == "every other" and len(taken) % 2):
+            taken.append(False)
+            return False  # pynetdicom's way
+        done = real(self, pdu)
+        taken.append(done)
+        return done
+
+    monkeypatch.setattr(reactor.PromptDul, "_append_data_fragments", append)
+    sink = Recorder()
+    listener = start_listener(tmp_path, sink, maximum_pdu_size=4096)  # CT_small: a dozen data PDUs
+    try:
+        assoc = associate(listener)
+        statuses = [assoc.send_c_store(ct_dataset()).Status for _ in range(2)]
+        assoc.release()
+        sink.wait_end()
+    finally:
+        listener.stop()
+    assert statuses == [0x0000] * 2
+    assert (sum(taken) > 4) == (fast_pdus != "none")
+    for instance in sink.instances:
+        data = instance.path.read_bytes()
+        assert instance.dataset_sha256 == hashlib.sha256(data[ingest.dataset_offset(data):]).hexdigest()
+        assert journal_entry_digest(data) == instance.dataset_sha256
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("fsync", [True, False])
+def test_the_rows_the_writer_inserts_hold_what_the_general_path_gives(submitted, tmp_path, settings, fsync):
+    """The batched writer builds its rows from plain values, with the digests the listener
+    computed (the data set's as it arrived, the file's while it was flushed): the same values as
+    the general path (:func:`ingest._new_instance`) from the stored file."""
+    from protonpath.imaging.files import classify_file
+
+    settings.DICOM_FSYNC = fsync
+    paths = write_ct_series(tmp_path / "ct", 6, patient_name=PATIENT_NAME, birth_date=PATIENT_BIRTH)
+    stamp(paths, AccessionNumber=submitted.accession_number)
+    node = ingest.build_listener(host="127.0.0.1", port=0, incoming_dir=tmp_path / "incoming")
+    assert node.settings.fsync is fsync
+    node.start()
+    try:
+        before = timezone.now()
+        result = storescu(node, paths)
+        transfer = _wait_for(lambda: Transfer.objects.filter(outcome="complete").first())
+        after = timezone.now()
+    finally:
+        node.stop()
+    assert result.returncode == 0, result.stderr
+    instances = list(Instance.objects.select_related("series"))
+    assert len(instances) == transfer.stored == 6
+    compared = ("sop_instance_uid", "sop_class_uid", "instance_number", "slice_position_mm", "size_bytes",
+                "sha256", "dataset_sha256", "transfer_syntax_uid", "received_via", "calling_ae_title", "header")
+    for instance in instances:
+        data = Path(instance.file.path).read_bytes()
+        general = ingest._new_instance(
+            classify_file(instance.file.path, data=data), data, instance.series, via="dicom",
+            calling_ae_title="HOSPITAL_PACS", dataset_sha256=ingest.dataset_digest(data),
+        )
+        assert {k: getattr(instance, k) for k in compared} == {k: getattr(general, k) for k in compared}
+        assert instance.sha256 == hashlib.sha256(data).hexdigest()
+        assert instance.transfer_id == transfer.pk and before <= instance.received_at <= after

@@ -14,10 +14,17 @@ from django.core.files.storage import default_storage
 
 from protonpath.accounts.models import AuditEvent
 from protonpath.imaging import services
-from protonpath.imaging.ingest import NetworkReceiver, dataset_offset
+from protonpath.imaging.ingest import NetworkReceiver, dataset_digest, dataset_offset
 from protonpath.imaging.models import Instance, Transfer
 from protonpath.imaging.recovery import Reconciliation, reconcile_leftovers
-from protonpath.imaging.scp import PARTIAL_DIR, ReceivedInstance, encode_file_header
+from protonpath.imaging.scp import (
+    PARTIAL_DIR,
+    SLOT_SUFFIX,
+    ReceivedInstance,
+    encode_file_header,
+    journal_entry_digest,
+    journal_seal,
+)
 from tests.imaging.conftest import PATIENT_BIRTH, PATIENT_NAME, stamp
 from tests.imaging.dicomdata import write_ct_series
 
@@ -35,6 +42,23 @@ def listener_file(source: Path, target: Path, calling_ae: str = "MODALITY") -> P
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(header + data[dataset_offset(data):])
     return target
+
+
+def slot_file(source: Path, target: Path, *, sealed: bool = True) -> tuple[Path, str]:
+    """``source`` as the listener writes it into a journal slot: file meta with the seal of the
+    data set's length and SHA-256, then the data set. Returns the slot and the sealed digest."""
+    ds = pydicom.dcmread(source)
+    data = source.read_bytes()
+    dataset = data[dataset_offset(data):]
+    seal, digest = journal_seal(dataset)
+    header = encode_file_header(
+        sop_class_uid=str(ds.SOPClassUID), sop_instance_uid=str(ds.SOPInstanceUID),
+        transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID), source_ae_title="MODALITY",
+        seal=seal if sealed else None,
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(header + dataset)
+    return target, digest
 
 
 def received(path: Path, association_id: str) -> ReceivedInstance:
@@ -94,9 +118,8 @@ def test_every_kind_of_leftover_is_indexed_or_removed_with_one_audit_line(submit
     # Every instance indexed exactly once, a1's under its own transfer.
     assert sorted(Instance.objects.values_list("sop_instance_uid", flat=True)) == sorted(uids[:4] + [uids[5]])
     assert Instance.objects.filter(transfer=transfer).count() == 3
-    # Nothing left in the incoming folder (the partial folder stays, empty, for the listener).
-    assert [p for p in incoming.rglob("*") if p.is_file()] == []
-    assert [p.name for p in incoming.iterdir()] == [PARTIAL_DIR]
+    # Nothing left in the incoming folder (the older listeners' partial folder neither).
+    assert list(incoming.iterdir()) == []
     # In the storage: the indexed files, and the upload that may still be under way.
     indexed = set(Instance.objects.values_list("file", flat=True))
     assert storage_files() == indexed | {"imaging/ef/recent-upload.dcm"}
@@ -133,3 +156,31 @@ def test_a_file_left_for_a_closed_transfer_is_indexed_and_its_request_re_checked
     assert Transfer.objects.get().stored == 2
     submitted.refresh_from_db()
     assert submitted.imaging_check.instance_count == 2
+
+
+def test_journal_slots_whole_ones_are_indexed_and_cut_tampered_unsealed_or_empty_ones_removed(submitted, tmp_path):
+    incoming = tmp_path / "incoming"
+    paths = write_ct_series(tmp_path / "ct", 4, patient_name=PATIENT_NAME, birth_date=PATIENT_BIRTH)
+    stamp(paths, AccessionNumber=submitted.accession_number)
+    folder = incoming / "s1"
+    whole, digest = slot_file(paths[0], folder / f"00000000{SLOT_SUFFIX}")
+    cut, _ = slot_file(paths[1], folder / f"00000001{SLOT_SUFFIX}")  # killed while writing
+    cut.write_bytes(cut.read_bytes()[:-1000])
+    tampered, _ = slot_file(paths[2], folder / f"00000002{SLOT_SUFFIX}")  # its length, other bytes
+    data = bytearray(tampered.read_bytes())
+    data[-5] ^= 0xFF
+    tampered.write_bytes(bytes(data))
+    unsealed, _ = slot_file(paths[3], folder / f"00000003{SLOT_SUFFIX}", sealed=False)
+    (folder / f"00000004{SLOT_SUFFIX}").write_bytes(b"")  # made, never written
+    assert journal_entry_digest(whole.read_bytes()) == digest
+    assert [journal_entry_digest(p.read_bytes()) for p in (cut, tampered, unsealed)] == [None] * 3
+
+    result = reconcile_leftovers(incoming)
+
+    assert (result.indexed, result.partial_removed, result.refused, result.folders_removed) == (1, 3, 0, 1)
+    instance = Instance.objects.get()
+    assert instance.sop_instance_uid == str(pydicom.dcmread(paths[0]).SOPInstanceUID)
+    stored = Path(instance.file.path).read_bytes()
+    assert instance.dataset_sha256 == digest == dataset_digest(stored)
+    assert pydicom.dcmread(instance.file.path).PixelData == pydicom.dcmread(paths[0]).PixelData
+    assert list(incoming.iterdir()) == []

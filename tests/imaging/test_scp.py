@@ -25,7 +25,7 @@ from pynetdicom.sop_class import CTImageStorage
 
 from protonpath.imaging.files import classify_file
 from protonpath.imaging.scp import (
-    PARTIAL_DIR,
+    SLOT_SUFFIX,
     AssociationSummary,
     DicomListener,
     InstanceRefused,
@@ -33,6 +33,7 @@ from protonpath.imaging.scp import (
     ReceivedInstance,
     StudyQuery,
     encode_file_header,
+    journal_entry_digest,
     matches_study,
 )
 from tests.imaging.dicomdata import pydicom_file, shared_rt_study
@@ -136,7 +137,11 @@ def test_storescu_sends_a_ct_series_with_its_rt_objects_and_every_file_is_whole(
         assert stored.file_meta.SourceApplicationEntityTitle == "HOSPITAL"
         assert stored.file_meta.MediaStorageSOPInstanceUID == source.SOPInstanceUID
         assert np.array_equal(stored.pixel_array, source.pixel_array)
-    assert list((tmp_path / "incoming" / PARTIAL_DIR).iterdir()) == []
+    # the journal holds the instances handed over, each a whole sealed slot, and nothing else
+    # (the slots made and never written are gone with the association)
+    left = {p for p in (tmp_path / "incoming").rglob("*") if p.is_file()}
+    assert left == {i.path for i in recorder.instances}
+    assert all(p.name.endswith(SLOT_SUFFIX) and journal_entry_digest(p.read_bytes()) for p in left)
 
 
 def test_a_file_written_by_the_listener_is_read_by_dcmdump(listener, recorder):
@@ -224,7 +229,7 @@ def test_storescu_killed_mid_study_keeps_what_was_complete_and_no_partial_file(l
     assert len(kept) == summary.stored == len(recorder.instances)
     for path in kept:
         classify_file(path)  # raises on any truncated file
-    assert list((tmp_path / "incoming" / PARTIAL_DIR).iterdir()) == []
+        assert journal_entry_digest(path.read_bytes())  # whole, as sealed
 
 
 def _c_store_pdus(dataset: pydicom.Dataset, context_id: int, max_pdu: int, message_id: int) -> list[bytes]:
@@ -266,8 +271,9 @@ def test_a_connection_dropped_inside_an_instance_leaves_no_file_and_keeps_the_pr
     summary = recorder.wait_end()
     assert (summary.outcome, summary.stored) == ("aborted", 1)
     kept = list((tmp_path / "incoming" / summary.association_id).iterdir())
-    assert [p.name for p in kept] == [f"{first.SOPInstanceUID}.dcm"]
-    assert list((tmp_path / "incoming" / PARTIAL_DIR).iterdir()) == []
+    assert kept == [recorder.instances[0].path]  # no slot for the cut instance, no slot unused
+    assert pydicom.dcmread(kept[0]).SOPInstanceUID == first.SOPInstanceUID
+    assert journal_entry_digest(kept[0].read_bytes())
 
 
 def test_a_pynetdicom_scu_that_aborts_after_two_instances_leaves_both(listener, recorder, tmp_path):
@@ -284,7 +290,8 @@ def test_a_pynetdicom_scu_that_aborts_after_two_instances_leaves_both(listener, 
 
     summary = recorder.wait_end()
     assert (summary.outcome, summary.stored) == ("aborted", 2)
-    assert sorted(p.stem for p in (tmp_path / "incoming" / summary.association_id).iterdir()) == sorted(sent)
+    kept = list((tmp_path / "incoming" / summary.association_id).iterdir())
+    assert sorted(str(pydicom.dcmread(p).SOPInstanceUID) for p in kept) == sorted(sent)
 
 
 # --- pure parts -------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ import re
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -423,6 +424,7 @@ class _Accepted:
     treatment_request: TreatmentRequest | None
     reason: InboxReason | None
     touched: _Touched
+    accepted_at: datetime = field(default_factory=timezone.now)  # the index row's received_at
 
 
 class NetworkReceiver:
@@ -432,8 +434,8 @@ class NetworkReceiver:
     (:func:`~protonpath.imaging.files.classify_file`), routed, and compared with what the index
     already holds under its SOP Instance UID (a duplicate is acknowledged and dropped; the same
     UID for other content, another SOP Class or another request is refused with a status and an
-    Error Comment). Its file is then already complete in the incoming folder, renamed into place
-    by the listener, and that folder is the journal: the acknowledgement is sent at once, and a
+    Error Comment). Its file is then already whole in the incoming folder, in a sealed journal
+    slot the listener wrote (and synced, with ``fsync``): the acknowledgement is sent at once, and a
     writer thread commits the accepted instances to the index in batches (files moved into the
     storage, rows written, counters updated), so that the peer's next instance arrives while the
     last one is being indexed. Nothing acknowledged can be lost: a batch that fails leaves its
@@ -541,6 +543,8 @@ class NetworkReceiver:
             # Counted at once, as refusals: the record is right when the peer hears back.
             Transfer.objects.filter(pk=touched.transfer_id).update(duplicates=F("duplicates") + 1)
             return DUPLICATE
+        if received.wait_durable is not None:
+            received.wait_durable()  # the file on disk before anything names it
         accepted = _Accepted(received, dicom_file, data, treatment_request, reason, touched)
         if not self._batched:
             self._commit([accepted])
@@ -630,9 +634,12 @@ class NetworkReceiver:
                 per_series: dict[int, int] = {}
                 per_transfer: dict[int, int] = {}
                 renames: dict[Path, bool] = {}  # journal folder -> whether its files can be renamed
+                # One storage folder for the whole batch (random, as instance_path draws it),
+                # so that with fsync it is one folder sync per batch, not one per instance.
+                folder_name = instance_path(None, "instance.dcm").rsplit("/", 1)[0]
                 for item in batch:
                     study, series = self._rows_for(item)
-                    name = instance_path(None, "instance.dcm")
+                    name = f"{folder_name}/{uuid.uuid4().hex}.dcm"
                     folder = item.received.path.parent
                     if folder not in renames:  # asked once per batch, not once per instance
                         renames[folder] = _storage_on_device_of(folder)
@@ -867,29 +874,66 @@ def _check_same(existing: Instance, data: bytes, dicom_file: DicomFile, treatmen
         )
 
 
-def _insert_instances(rows: list[Instance]) -> None:
-    """INSERT the rows in one statement per batch, values prepared by the fields themselves
-    (what bulk_create does, without its query compiler, which cost more than the rest of
-    indexing an instance). The primary keys are not read back: nothing uses them."""
-    fields = [f for f in Instance._meta.concrete_fields if not f.primary_key]
-    for row in rows:
-        for f in fields:
-            if f.attname not in row.__dict__ or getattr(row, f.attname) is None and f.has_default():
-                setattr(row, f.attname, f.get_default())
+def _insert_instances(rows: list[dict[str, Any]]) -> None:
+    """INSERT the index rows of a batch in one statement, from plain column values (attribute
+    name -> value, as :func:`_instance_row` gives them): no model objects, no query compiler.
+    Only the fields whose database form differs from their Python value (dates, JSON) are
+    prepared, by the fields themselves; fields a row lacks get their defaults. The primary keys
+    are not read back: nothing uses them."""
+    fields, prepared = _instance_columns()
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     marks = ", ".join(["%s"] * len(fields))
     sql = f"INSERT INTO {connection.ops.quote_name(Instance._meta.db_table)} ({columns}) VALUES ({marks})"
-    values = [[f.get_db_prep_save(f.pre_save(row, True), connection) for f in fields] for row in rows]
+    values = []
+    for row in rows:
+        line = []
+        for f in fields:
+            value = row[f.attname] if f.attname in row else f.get_default()
+            line.append(f.get_db_prep_save(value, connection) if f.attname in prepared else value)
+        values.append(line)
     with connection.cursor() as cursor:
         cursor.executemany(sql, values)
 
 
-def _instance_row(item: _Accepted, series: Series, name: str) -> Instance:
-    return _new_instance(
-        item.dicom_file, item.data, series, via=ReceivedVia.DICOM,
-        calling_ae_title=item.received.calling_ae_title, dataset_sha256=dataset_digest(item.data),
-        transfer_id=item.touched.transfer_id, file=name,
-    )
+_COLUMNS: tuple[list[Any], frozenset[str]] | None = None
+
+
+def _instance_columns() -> tuple[list[Any], frozenset[str]]:
+    """Instance's columns but the primary key, and the attribute names of those whose values
+    need the field's preparation for the database (everything but text, numbers and keys)."""
+    global _COLUMNS
+    if _COLUMNS is None:
+        from django.db import models
+
+        plain = (models.CharField, models.IntegerField, models.FloatField, models.ForeignKey, models.FileField)
+        fields = [f for f in Instance._meta.concrete_fields if not f.primary_key]
+        _COLUMNS = fields, frozenset(f.attname for f in fields if not isinstance(f, plain))
+    return _COLUMNS
+
+
+def _instance_row(item: _Accepted, series: Series, name: str) -> dict[str, Any]:
+    """The column values of an accepted instance's index row (what :func:`_new_instance` gives,
+    as plain values): the data set's digest is the one the listener sealed the file with, the
+    file's the one it computed while the file was flushed to disk (when it did)."""
+    header = item.dicom_file.header
+    data = item.data
+    return {
+        "series_id": series.pk,
+        "transfer_id": item.touched.transfer_id,
+        "sop_instance_uid": header.sop_instance_uid,
+        "sop_class_uid": header.sop_class_uid[:64],
+        "instance_number": header.instance_number,
+        "slice_position_mm": _slice_position(header),
+        "file": name,
+        "size_bytes": len(data),
+        "sha256": file_sha256() if (file_sha256 := item.received.file_sha256) else hashlib.sha256(data).hexdigest(),
+        "dataset_sha256": item.received.dataset_sha256 or dataset_digest(data),
+        "transfer_syntax_uid": item.dicom_file.transfer_syntax_uid[:64],
+        "received_via": ReceivedVia.DICOM,
+        "calling_ae_title": item.received.calling_ae_title[:16],
+        "received_at": item.accepted_at,
+        "header": header.to_dict(),
+    }
 
 
 def _ip(address: str) -> str | None:

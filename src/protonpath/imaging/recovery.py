@@ -1,16 +1,21 @@
 """What a DICOM listener killed mid-work leaves behind, put right when the next one starts.
 
-The listener writes each instance to a temporary ``.part`` file, renames it into
-``incoming/<association>/<SOP Instance UID>.dcm`` when complete, acknowledges it once checked,
-and then its index writer moves the file into the storage and writes the rows in one
-transaction (see :class:`protonpath.imaging.ingest.NetworkReceiver`). A process killed at any
-point of that leaves one of:
+The listener keeps a journal in ``incoming/<association>/``: empty ``<n>.slot`` files made in
+advance (their names synced with their folder), each then written with one received instance,
+a Part 10 file whose meta information carries a seal (the data set's length and SHA-256), and
+synced before the instance is acknowledged. Its index writer then moves the file into the
+storage and writes the rows in one transaction (see
+:class:`protonpath.imaging.ingest.NetworkReceiver`). A process killed at any point of that
+leaves one of:
 
-* ``.part`` files (an instance not yet received whole, never acknowledged): removed;
-* complete files in ``incoming/<association>/`` (acknowledged or not, not yet indexed, or
-  indexed but not yet removed): each goes through the listener's normal checks and routing,
-  and is indexed under its association's transfer, recognised as a duplicate and removed, or
-  refused and removed;
+* slots never written (empty): removed;
+* slots written in part, or whose bytes do not match their seal (an instance not yet received
+  whole, never acknowledged), and the ``.part`` files of listeners from before the slots:
+  removed;
+* whole sealed slots, and the ``<SOP Instance UID>.dcm`` files of listeners from before the
+  slots (acknowledged or not, not yet indexed, or indexed but not yet removed): each goes
+  through the listener's normal checks and routing, and is indexed under its association's
+  transfer, recognised as a duplicate and removed, or refused and removed;
 * files in the storage with no index row (moved, then the transaction never committed): those
   the listener wrote (its implementation version name in the file meta) are indexed the same
   way, or removed when the index already holds their instance; files from elsewhere (a web
@@ -42,8 +47,10 @@ from protonpath.imaging.scp import (
     DUPLICATE,
     IMPLEMENTATION_VERSION_NAME,
     PARTIAL_DIR,
+    SLOT_SUFFIX,
     InstanceRefused,
     ReceivedInstance,
+    journal_entry_digest,
 )
 
 logger = logging.getLogger(__name__)
@@ -107,7 +114,9 @@ def _meta(path: Path) -> dict[str, str] | None:
     }
 
 
-def _received(path: Path, meta: dict[str, str], transfer: Transfer | None, association_id: str) -> ReceivedInstance:
+def _received(
+    path: Path, meta: dict[str, str], transfer: Transfer | None, association_id: str, dataset_sha256: str = ""
+) -> ReceivedInstance:
     return ReceivedInstance(
         path=path,
         sop_class_uid=meta["sop_class_uid"],
@@ -118,6 +127,7 @@ def _received(path: Path, meta: dict[str, str], transfer: Transfer | None, assoc
         peer_address=transfer.peer_address if transfer else "",
         peer_port=0,
         association_id=association_id,
+        dataset_sha256=dataset_sha256,
     )
 
 
@@ -159,13 +169,19 @@ def reconcile_leftovers(incoming_dir: Path | None = None, *, orphan_grace_s: flo
             for part in incoming.rglob("*.part"):
                 part.unlink(missing_ok=True)
                 counts.add("partial_removed")
+            try:
+                (incoming / PARTIAL_DIR).rmdir()  # an earlier listener's, now empty
+            except OSError:
+                pass
             for folder in sorted(p for p in incoming.iterdir() if p.is_dir() and p.name != PARTIAL_DIR):
                 transfer = (
                     Transfer.objects.filter(via=ReceivedVia.DICOM, association_id=folder.name).order_by("pk").first()
                 )
                 if transfer is not None:
                     receiver.adopt(folder.name, transfer)
-                for path in sorted(folder.glob("*.dcm")):
+                for path in sorted(folder.glob("*" + SLOT_SUFFIX)):
+                    _recover_slot(receiver, path, transfer, folder.name, counts)
+                for path in sorted(folder.glob("*.dcm")):  # renamed into place whole (older listeners)
                     meta = _meta(path)
                     if meta is None:
                         path.unlink(missing_ok=True)
@@ -188,6 +204,26 @@ def reconcile_leftovers(incoming_dir: Path | None = None, *, orphan_grace_s: flo
     finally:
         audit.reset_context(token)
     return result
+
+
+def _recover_slot(receiver, path: Path, transfer: Transfer | None, association_id: str, counts: _Counts) -> None:
+    """One journal slot: never written (removed), written in part or not matching its seal
+    (removed, as a partial file: it was never acknowledged), or whole (offered to the sink)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        counts.add("failed")
+        return
+    if not data:
+        path.unlink(missing_ok=True)
+        return
+    digest = journal_entry_digest(data)
+    meta = _meta(path) if digest is not None else None
+    if digest is None or meta is None:
+        path.unlink(missing_ok=True)
+        counts.add("partial_removed")
+        return
+    _offer(receiver, _received(path, meta, transfer, association_id, digest), counts, orphan=False)
 
 
 def _after(transfer_ids: set[int], services) -> None:

@@ -2,9 +2,10 @@
 
 :class:`DicomListener` wraps a pynetdicom Application Entity. Each instance received over C-STORE
 is written as a DICOM Part 10 file straight from the bytes on the wire (never decoded): the
-preamble and file meta information, then the dataset as the peer encoded it. The bytes go to a
-temporary file that is renamed into place only once complete, so an association cut off
-mid-transfer never leaves a partial file, and everything stored before the cut is kept. Each
+preamble and file meta information, then the dataset as the peer encoded it. The bytes go into
+a journal slot made in advance (one disk flush per instance with ``fsync``), sealed with the
+data set's length and SHA-256, so that a file cut short by a crash is told apart from a whole
+one and everything stored before a cut is kept. Each
 stored file is handed to the ``on_instance`` callable (the storage sink), which attaches it to a
 patient's request or keeps it for staff to match; if the sink refuses it, the file is removed and
 the peer told so.
@@ -23,6 +24,7 @@ Logs carry AE titles, addresses and counts, never UIDs or patient data.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -32,6 +34,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -81,7 +84,26 @@ STORAGE_TRANSFER_SYNTAXES = [
 ABORT_WAIT_S = 10.0
 
 _UID_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+#: Where listeners before the journal's slots wrote their temporary ``.part`` files (the
+#: start-up reconciliation still removes what one of them left).
 PARTIAL_DIR = ".partial"
+
+#: The journal (see :meth:`DicomListener._write`): ``incoming/<association>/<n>.slot`` files,
+#: made empty in advance and synced with their folder, each then written with one instance.
+SLOT_SUFFIX = ".slot"
+#: Slots made at an association's first instance; each time they run out, twice as many, up
+#: to :data:`MAX_SLOTS` (one folder sync per batch of slots).
+FIRST_SLOTS = 4
+MAX_SLOTS = 64
+#: Threads flushing journal files (one flush at a time per association; several associations
+#: may flush at once).
+SYNC_THREADS = 4
+#: Private Information Creator UID (0002,0100) of the seal the listener writes in each file's
+#: meta information (a UUID-derived UID, PS3.5 B.2), and the seal's (0002,0102) layout: magic,
+#: the data set's length (8 bytes, little endian) and its SHA-256 (32 bytes).
+JOURNAL_SEAL_CREATOR_UID = "2.25.168871145352364551718259961535756849068"
+JOURNAL_SEAL_MAGIC = b"PPJ1"
+_SEAL_LENGTH = len(JOURNAL_SEAL_MAGIC) + 8 + 32
 
 
 @dataclass(frozen=True)
@@ -91,8 +113,9 @@ class ListenerSettings:
     Attributes
     ----------
     incoming_dir : pathlib.Path
-        Received files are written under ``incoming_dir/<association id>/<SOP Instance UID>.dcm``;
-        temporary files under ``incoming_dir/.partial`` (same file system, so renaming is atomic).
+        The journal: received files are written into slots made in advance,
+        ``incoming_dir/<association id>/<n>.slot``, each a Part 10 file whose meta information
+        carries a seal (the data set's length and SHA-256, :func:`journal_entry_digest`).
     ae_title : str
         Our AE title; associations called with another title are rejected.
     host, port : str, int
@@ -104,10 +127,11 @@ class ListenerSettings:
         one is aborted. 0 announces :data:`~protonpath.imaging.reactor.MAX_PDU_CAP` (64 MiB).
         Larger PDUs mean fewer reads per instance.
     fsync : bool
-        Before an instance is acknowledged, flush its file to disk, then the folder it was
-        renamed into (and the association's folder when it is made): what a peer was told is
-        stored survives a power cut. Without it, a file complete in the page cache survives a
-        killed listener only. Costs a disk flush per instance (about 4 ms on a virtual disk).
+        Before an instance is acknowledged, flush its file to disk: what a peer was told is
+        stored survives a power cut. The slot's name is on disk already (its folder is synced
+        when slots are made, the association's folder's parent when the folder is made), so
+        this is one flush per instance (about 3 ms on a virtual disk). Without it, a file
+        complete in the page cache survives a killed listener only.
     network_timeout_s : float
         An association with nothing received for this long is aborted (idle time).
     acse_timeout_s : float
@@ -191,6 +215,16 @@ class ReceivedInstance:
     association_id: str
     #: The file's bytes, when the listener still holds them (None: read ``path``).
     data: bytes | None = field(default=None, repr=False, compare=False)
+    #: SHA-256 (hex) of the data set without file meta, when the listener sealed the file with it.
+    dataset_sha256: str = field(default="", compare=False)
+    #: With ``fsync``, the file's flush to disk runs while the sink checks the instance: this
+    #: returns once the file is on disk (raises OSError if the flush failed). A sink that makes
+    #: the instance known anywhere else (an index writer, another process) calls it first; the
+    #: listener calls it anyway before it answers the peer. None: nothing to wait for.
+    wait_durable: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+    #: With ``fsync``, the SHA-256 (hex) of the whole file, computed while its flush runs: this
+    #: returns it. None: not computed (hash ``data``).
+    file_sha256: Callable[[], str] | None = field(default=None, repr=False, compare=False)
 
     def header(self) -> InstanceHeader:
         """Read the attributes the index and the checks need (pixel data not read)."""
@@ -280,6 +314,8 @@ class _Transfer:
     duplicates: int = 0
     ended: bool = False
     folder_made: bool = False  # incoming/<association id>/ exists
+    slots: list[Path] = field(default_factory=list)  # made, synced, not yet written (last first)
+    slots_made: int = 0
 
 
 class DicomListener:
@@ -325,7 +361,8 @@ class DicomListener:
         self._server: Any = None
         self._transfers: dict[int, _Transfer] = {}
         self._lock = threading.Lock()
-        self._partial_dir = Path(settings.incoming_dir) / PARTIAL_DIR
+        # journal files flushed to disk while the sink checks them (see _write)
+        self._syncer: ThreadPoolExecutor | None = None
         self.ae = self._build_ae()
 
     # --- life cycle ---------------------------------------------------------------------------
@@ -370,7 +407,8 @@ class DicomListener:
     def start(self) -> None:
         """Listen in background threads and return at once."""
         Path(self.settings.incoming_dir).mkdir(parents=True, exist_ok=True)
-        self._partial_dir.mkdir(parents=True, exist_ok=True)
+        if self.settings.fsync and self._syncer is None:
+            self._syncer = ThreadPoolExecutor(max_workers=SYNC_THREADS, thread_name_prefix="dicom-journal-sync")
         # pynetdicom's server, with associations that serve each message as soon as it has
         # arrived instead of polling every millisecond (see reactor.py)
         server = self.ae.make_server(
@@ -532,6 +570,9 @@ class DicomListener:
                 return
             transfer.ended = True
             del self._transfers[key]
+            unused, transfer.slots = transfer.slots, []
+        for slot in unused:  # never written: nothing to keep
+            slot.unlink(missing_ok=True)
         LOGGER.info(
             "association from %s %s: %d stored, %d duplicate(s), %d refused",
             transfer.calling_ae_title, outcome, transfer.stored - transfer.duplicates, transfer.duplicates,
@@ -567,7 +608,9 @@ class DicomListener:
             return STATUS_CANNOT_UNDERSTAND
         sop_class_uid = str(request.AffectedSOPClassUID)
         try:
-            path, data = self._write(request, transfer, sop_class_uid, sop_instance_uid, transfer_syntax_uid)
+            path, data, digest, flushed, file_digest = self._write(
+                assoc, request, transfer, sop_class_uid, sop_instance_uid, transfer_syntax_uid
+            )
         except OSError:
             LOGGER.exception("could not write an instance from %s", transfer.calling_ae_title)
             transfer.refused += 1
@@ -583,50 +626,115 @@ class DicomListener:
             peer_port=int(assoc.requestor.port),
             association_id=transfer.association_id,
             data=data,
+            dataset_sha256=digest,
+            wait_durable=None if flushed is None else flushed.result,
+            file_sha256=None if file_digest is None else file_digest.result,
         )
-        return self._hand_over(received, transfer)
+        status, kept = self._hand_over(received, transfer)
+        if flushed is not None:
+            try:
+                flushed.result()  # never acknowledged before its file is on disk
+            except OSError:
+                LOGGER.exception("could not flush an instance from %s to disk", transfer.calling_ae_title)
+                if kept:  # the peer must send it again
+                    transfer.stored -= 1
+                    transfer.refused += 1
+                    received.path.unlink(missing_ok=True)
+                    return STATUS_OUT_OF_RESOURCES
+        return status
 
     def _write(
         self,
+        assoc: Any,
         request: Any,
         transfer: _Transfer,
         sop_class_uid: str,
         sop_instance_uid: str,
         transfer_syntax_uid: str,
-    ) -> tuple[Path, bytes]:
-        """Write preamble, file meta and the peer's encoded dataset; rename when complete (with
-        ``fsync``, once the file is on disk, then sync its folder). Returns the file and its bytes."""
+    ) -> tuple[Path, bytes, str, Future[None] | None, Future[str] | None]:
+        """Write preamble, file meta (with the seal) and the peer's encoded dataset into the
+        association's next journal slot; with ``fsync``, start flushing it to disk, and hashing
+        the whole file meanwhile (the processors would wait for the disk anyway). Returns the
+        file, its bytes, the data set's SHA-256, the flush under way and the file's SHA-256 to
+        come (both None without ``fsync``).
+
+        One flush per instance: the slot already exists and its name is on disk (made and
+        synced in advance by :meth:`_slot`), so syncing the file makes both its content and its
+        length durable, and no rename (with its folder sync) follows. The flush runs in a
+        syncer thread while the sink checks the instance (:attr:`ReceivedInstance.wait_durable`).
+        A file cut short by a crash is told apart from a whole one by its seal
+        (:func:`journal_entry_digest`)."""
+        dataset = request.DataSet.getbuffer()
+        dul = getattr(assoc, "dul", None)
+        hashed = dul.data_set_sha256(request.DataSet) if hasattr(dul, "data_set_sha256") else None
+        seal, digest = journal_seal(dataset, hashed)
         header = encode_file_header(
             sop_class_uid=sop_class_uid,
             sop_instance_uid=sop_instance_uid,
             transfer_syntax_uid=transfer_syntax_uid,
             source_ae_title=transfer.calling_ae_title,
+            seal=seal,
         )
-        durable = self.settings.fsync
-        target_dir = Path(self.settings.incoming_dir) / transfer.association_id
-        if not transfer.folder_made:
-            target_dir.mkdir(exist_ok=True)
-            if durable:
-                fsync_directory(target_dir.parent)
-            transfer.folder_made = True
-        data = header + request.DataSet.getbuffer()  # the file's bytes, kept for the sink
-        partial = self._partial_dir / f"{uuid.uuid4().hex}.part"
+        data = header + dataset  # the file's bytes, kept for the sink
+        slot = self._slot(transfer)
+        flushed: Future[None] | None = None
+        file_digest: Future[str] | None = None
         try:
-            with open(partial, "wb") as f:
-                f.write(data)
-                if durable:
-                    f.flush()
-                    os.fsync(f.fileno())
-            target = target_dir / f"{sop_instance_uid}.dcm"
-            os.replace(partial, target)
-            if durable:  # the name too, before the peer hears that the instance is stored
-                fsync_directory(target_dir)
+            fd = os.open(slot, os.O_WRONLY)  # no O_CREAT: a slot that vanished is an error
+            try:
+                with memoryview(data) as view:
+                    written = 0
+                    while written < len(view):
+                        written += os.write(fd, view[written:])
+                if self.settings.fsync:
+                    syncer = self._syncer
+                    if syncer is None:  # not started through start(): flush here
+                        os.fsync(fd)
+                    else:
+                        flushed = syncer.submit(_sync_and_close, fd)
+                        file_digest = syncer.submit(_sha256_hex, data)
+            finally:
+                if flushed is None:
+                    os.close(fd)
         except BaseException:
-            partial.unlink(missing_ok=True)
+            slot.unlink(missing_ok=True)
             raise
-        return target, data
+        return slot, data, digest, flushed, file_digest
 
-    def _hand_over(self, received: ReceivedInstance, transfer: _Transfer) -> int:
+    def _slot(self, transfer: _Transfer) -> Path:
+        """The association's next empty journal slot. When none is left, make a batch of them
+        (the association's folder first, at its first instance) and, with ``fsync``, sync their
+        folder once for the batch, so that their names survive a power cut before any is
+        written."""
+        if transfer.slots:
+            return transfer.slots.pop()
+        durable = self.settings.fsync
+        folder = Path(self.settings.incoming_dir) / transfer.association_id
+        if not transfer.folder_made:
+            folder.mkdir(exist_ok=True)
+            if durable:
+                fsync_directory(folder.parent)
+            transfer.folder_made = True
+        count = min(MAX_SLOTS, max(FIRST_SLOTS, transfer.slots_made))  # doubles the slots made
+        made = []
+        try:
+            for number in range(transfer.slots_made, transfer.slots_made + count):
+                path = folder / f"{number:08d}{SLOT_SUFFIX}"
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                made.append(path)
+            if durable:
+                fsync_directory(folder)
+        except BaseException:
+            for path in made:
+                path.unlink(missing_ok=True)
+            raise
+        transfer.slots_made += count
+        transfer.slots = made[::-1]
+        return transfer.slots.pop()
+
+    def _hand_over(self, received: ReceivedInstance, transfer: _Transfer) -> tuple[int, bool]:
+        """The sink's verdict: the status for the peer, and whether the sink kept the file (an
+        instance stored, not refused, not a duplicate)."""
         try:
             kept = self._on_instance(received)
         except InstanceRefused as refusal:
@@ -634,16 +742,17 @@ class DicomListener:
             transfer.refused += 1
             LOGGER.info("instance from %s refused by the sink (status 0x%04X): %s",
                         transfer.calling_ae_title, refusal.status, refusal)
-            return StoreStatus(refusal.status, refusal.comment)
+            return StoreStatus(refusal.status, refusal.comment), False
         except Exception:
             received.path.unlink(missing_ok=True)
             transfer.refused += 1
             LOGGER.exception("the sink failed on an instance from %s", transfer.calling_ae_title)
-            return STATUS_OUT_OF_RESOURCES
+            return STATUS_OUT_OF_RESOURCES, False
         transfer.stored += 1
         if kept == DUPLICATE:
             transfer.duplicates += 1
-        return STATUS_SUCCESS
+            return STATUS_SUCCESS, False
+        return STATUS_SUCCESS, True
 
     # --- C-FIND -------------------------------------------------------------------------------
 
@@ -686,6 +795,17 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in text.strip())[:16]
 
 
+def _sync_and_close(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def fsync_directory(folder: Path) -> None:
     """Flush a folder's entries to disk (a file renamed or created in it then survives a power
     loss under that name); a no-op where folders cannot be opened (Windows)."""
@@ -706,13 +826,15 @@ IMPLEMENTATION_VERSION_NAME = "PROTONPATH_01"
 
 
 def encode_file_header(
-    *, sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid: str, source_ae_title: str = ""
+    *, sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid: str, source_ae_title: str = "",
+    seal: bytes | None = None,
 ) -> bytes:
     """The 128-byte preamble, ``DICM`` and the File Meta Information (PS3.10 7.1).
 
     Encoded by hand (explicit VR little endian, as the standard requires) because it is written
     for every instance received: building it through pydicom's validated datasets costs more than
-    writing the instance itself.
+    writing the instance itself. ``seal`` (from :func:`journal_seal`) goes in as the Private
+    Information (0002,0102) of :data:`JOURNAL_SEAL_CREATOR_UID`.
     """
     elements = [
         _meta_element(0x0001, b"OB", b"\x00\x01"),
@@ -724,9 +846,59 @@ def encode_file_header(
     ]
     if source_ae_title:
         elements.append(_meta_element(0x0016, b"AE", _padded(source_ae_title.encode("ascii", "replace"), b" ")))
+    if seal is not None:
+        elements.append(_meta_element(0x0100, b"UI", _uid_bytes(JOURNAL_SEAL_CREATOR_UID)))
+        elements.append(_meta_element(0x0102, b"OB", seal))
     body = b"".join(elements)
     group_length = struct.pack("<HH2sHL", 0x0002, 0x0000, b"UL", 4, len(body))
     return b"\x00" * 128 + b"DICM" + group_length + body
+
+
+def journal_seal(dataset: bytes | memoryview, digest: Any = None) -> tuple[bytes, str]:
+    """The seal of a journal file for its encoded data set: (the Private Information value,
+    the data set's SHA-256 in hex). ``digest``: the data set's SHA-256 (a hashlib object) when
+    already computed, as the bytes arrived."""
+    if digest is None:
+        digest = hashlib.sha256(dataset)
+    return JOURNAL_SEAL_MAGIC + struct.pack("<Q", len(dataset)) + digest.digest(), digest.hexdigest()
+
+
+def journal_entry_digest(data: bytes) -> str | None:
+    """The data set's SHA-256 (hex) when ``data`` is a whole sealed journal file: its meta
+    information carries the listener's seal, and the data set that follows has the sealed
+    length and digest. None for anything else (a file cut short, one never written, one
+    written without a seal)."""
+    if data[128:132] != b"DICM":
+        return None
+    offset, end = 132, len(data)
+    creator = seal = None
+    while offset + 8 <= end and data[offset : offset + 2] == b"\x02\x00":
+        element = int.from_bytes(data[offset + 2 : offset + 4], "little")
+        vr = bytes(data[offset + 4 : offset + 6])
+        if vr in (b"OB", b"OW", b"UN", b"UT", b"SQ"):
+            if offset + 12 > end:
+                return None
+            start = offset + 12
+            length = int.from_bytes(data[offset + 8 : offset + 12], "little")
+        else:
+            start = offset + 8
+            length = int.from_bytes(data[offset + 6 : offset + 8], "little")
+        if start + length > end:
+            return None
+        if element == 0x0100:
+            creator = bytes(data[start : start + length]).rstrip(b"\0 ").decode("ascii", "replace")
+        elif element == 0x0102:
+            seal = bytes(data[start : start + length])
+        offset = start + length
+    if creator != JOURNAL_SEAL_CREATOR_UID or seal is None or len(seal) != _SEAL_LENGTH:
+        return None
+    if not seal.startswith(JOURNAL_SEAL_MAGIC):
+        return None
+    length = struct.unpack_from("<Q", seal, len(JOURNAL_SEAL_MAGIC))[0]
+    if end - offset != length:
+        return None
+    digest = hashlib.sha256(memoryview(data)[offset:])
+    return digest.hexdigest() if digest.digest() == seal[-32:] else None
 
 
 def _uid_bytes(uid: str) -> bytes:
@@ -831,6 +1003,8 @@ __all__ = [
     "ReceivedInstance",
     "StudyFinder",
     "fsync_directory",
+    "journal_entry_digest",
+    "journal_seal",
     "StudyQuery",
     "identifier_from_record",
     "matches_study",
