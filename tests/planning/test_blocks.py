@@ -263,3 +263,19 @@ def test_one_pass_objective_matches_two_products(compact, threads, monkeypatch):
         np.testing.assert_allclose(grad, want_grad, rtol=tol, atol=tol * np.abs(want_grad).max())
     with pytest.raises(ValueError, match="term pointers"):
         b.objective(x, None, np.zeros(5, dtype=np.int64), kind, ref, coef)
+
+
+def test_product_kernels_leave_numba_vectoriser_settings_as_they_were():
+    """The product kernels compile with the SLP vectoriser on and the loop vectoriser off;
+    numba's process-wide settings are restored afterwards, also when a compilation fails."""
+    import numba
+
+    before = numba.config.SLP_VECTORIZE, numba.config.LOOP_VECTORIZE
+    with blocks._slp_vectoriser():
+        assert (numba.config.SLP_VECTORIZE, numba.config.LOOP_VECTORIZE) == (1, 0)
+    assert (numba.config.SLP_VECTORIZE, numba.config.LOOP_VECTORIZE) == before
+    with pytest.raises(numba.core.errors.TypingError):
+        blocks._product_kernel((numba.types.Array(numba.float64, 1, "C"),))(
+            lambda x: x.no_such_attribute
+        )
+    assert (numba.config.SLP_VECTORIZE, numba.config.LOOP_VECTORIZE) == before
