@@ -173,9 +173,9 @@ def _reference_columns(view, beam_spots, m, ssd, tables, cut_level=0.995):
 
 
 def test_dose_columns_keep_every_entry_of_a_brute_force_evaluation():
-    """Off-axis spots of several energies through a bone slab: the kernel skips whole runs
-    of voxels it knows are outside the lateral cut-off (shallow voxels of cells away from the
-    spot), and must still keep exactly the entries a voxel-by-voxel evaluation keeps."""
+    """Off-axis spots of several energies through a bone slab: the kernel visits only the
+    lateral cells a spot's cut-off reaches and stops at the end of its depth-dose table, and
+    must still keep exactly the entries a voxel-by-voxel evaluation keeps."""
     ct, _ = water_box(half_width_mm=50.0, depth_mm=200.0, spacing_mm=(2.0, 2.0, 2.0))
     hu = ct.hu.copy()
     x, y, z = ct.grid.axes_mm()

@@ -83,13 +83,6 @@ class KernelTables:
     sigma_mcs_sq_mm2: np.ndarray  # (n_energies, n_depths)
     n_depths: np.ndarray  # valid samples per energy
     step_mm: float
-    #: running maximum of ``sigma_mcs_sq_mm2`` along depth (the lateral reach's envelope)
-    sigma_envelope_mm2: np.ndarray | None = None
-
-    def __post_init__(self):
-        if self.sigma_envelope_mm2 is None:
-            envelope = np.maximum.accumulate(self.sigma_mcs_sq_mm2, axis=1)
-            object.__setattr__(self, "sigma_envelope_mm2", np.ascontiguousarray(envelope))
 
 
 def kernel_tables(machine: Machine, step_mm: float = LUT_STEP_MM) -> KernelTables:
@@ -134,8 +127,6 @@ def _dose_columns(
     step,
     k2,
     comp,
-    sig_env,
-    min_scale,
     indptr,
     indices,
     data,
@@ -147,14 +138,6 @@ def _dose_columns(
     come in that order, ``cell_order`` maps back to rows), so a spot visits only the cells its
     lateral cut-off reaches, reads them contiguously, and stops at the end of its depth-dose
     table.
-
-    The lateral cut-off widens with depth, and a cell away from the spot's ray is reached only
-    from some depth on: ``sig_env[e, i]`` is the largest multiple-scattering variance of the
-    depth table up to sample ``i``, so a voxel of depth sample ``i0`` has ``s^2 <= sig0 +
-    sig_env[e, i0 + 1]``; the voxels of a cell shallower than the first sample where
-    ``k2 * (sig0 + sig_env)`` reaches the cell's nearest lateral distance (times
-    ``min_scale``, the smallest projection scale) are all cut and skipped at once, by a
-    binary search in the cell's depth-sorted voxels.  The entries are the same.
     """
     n_spots = spot_u.shape[0]
     two_pi = 2.0 * np.pi
@@ -172,43 +155,10 @@ def _dose_columns(
         cb1 = min(int(np.floor((sv + reach - v0) / cell)), n_cv - 1)
         pos = indptr[s]
         n = 0
-        env = sig_env[e]
         for ca in range(ca0, ca1 + 1):
-            # nearest lateral distance from the spot's ray to the cell, less 0.01 mm for the
-            # rounding of the cell bounds (the voxels were binned on their float32 positions)
-            gu = max(u0 + ca * cell - su, su - (u0 + (ca + 1) * cell), 0.0)
-            gu = max(gu - 0.01, 0.0)
             for cb in range(cb0, cb1 + 1):
                 c = ca * n_cv + cb
-                first = cell_start[c]
-                last = cell_start[c + 1]
-                if first == last:
-                    continue
-                gv = max(v0 + cb * cell - sv, sv - (v0 + (cb + 1) * cell), 0.0)
-                gv = max(gv - 0.01, 0.0)
-                near2 = (gu * gu + gv * gv) * min_scale * min_scale * (1.0 - 1e-9)
-                if near2 > k2 * (sig0 + env[1]):
-                    # first depth sample whose envelope reaches the cell (env is non-decreasing)
-                    lo = 0
-                    hi = env.shape[0]
-                    while lo < hi:
-                        mid = (lo + hi) // 2
-                        if k2 * (sig0 + env[mid]) < near2:
-                            lo = mid + 1
-                        else:
-                            hi = mid
-                    # voxels with depth < (lo - 1) * step have i0 + 1 < lo: all cut (lo >= 2)
-                    min_wed = (lo - 1) * step - off
-                    a = first
-                    b = last
-                    while a < b:
-                        mid = (a + b) // 2
-                        if vox_wed[mid] < min_wed:
-                            a = mid + 1
-                        else:
-                            b = mid
-                    first = a
-                for q in range(first, last):
+                for q in range(cell_start[c], cell_start[c + 1]):
                     wed = vox_wed[q]
                     if wed > max_wed:
                         break  # voxels are sorted by depth within a cell
@@ -332,8 +282,6 @@ def beam_dose_columns(
         tables.step_mm,
         float(k2),
         1.0 / cut_level,
-        tables.sigma_envelope_mm2,
-        float(max(min_scale, 0.0)),
     )
     _dose_columns(*args, indptr, np.zeros(0, np.int32), np.zeros(0, np.float32), True)
     np.cumsum(indptr, out=indptr)
