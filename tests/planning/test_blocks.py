@@ -293,3 +293,19 @@ def test_compact_blocks_of_subnormal_values_are_zero_and_the_rest_is_kept():
     scale = np.ones(1, dtype=np.float32)
     blocks._flush(stage, 0, 0, q, scale, WIDTH)
     assert not q.any() and not stage.any() and scale[0] == 1.0
+
+
+def test_product_kernels_leave_numba_vectoriser_settings_as_they_were():
+    """The product kernels compile with the SLP vectoriser on and the loop vectoriser off;
+    numba's process-wide settings are restored afterwards, also when a compilation fails."""
+    import numba
+
+    before = numba.config.SLP_VECTORIZE, numba.config.LOOP_VECTORIZE
+    with blocks._slp_vectoriser():
+        assert (numba.config.SLP_VECTORIZE, numba.config.LOOP_VECTORIZE) == (1, 0)
+    assert (numba.config.SLP_VECTORIZE, numba.config.LOOP_VECTORIZE) == before
+    with pytest.raises(numba.core.errors.TypingError):
+        blocks._product_kernel((numba.types.Array(numba.float64, 1, "C"),))(
+            lambda x: x.no_such_attribute
+        )
+    assert (numba.config.SLP_VECTORIZE, numba.config.LOOP_VECTORIZE) == before

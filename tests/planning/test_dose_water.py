@@ -5,7 +5,7 @@ import pytest
 
 from protonpath.planning import dose, raytrace, spots
 from protonpath.planning import machine as mach
-from protonpath.planning.ct import hu_to_spr
+from protonpath.planning.ct import CT, hu_to_spr
 from protonpath.planning.resources import load_default_machine
 
 from .conftest import WATER_CALIBRATION, water_box
@@ -135,3 +135,74 @@ def test_denser_medium_pulls_the_peak_upstream(fine_box):
     r_bone = mach.distal_depth_mm(y, d_bone.sum(axis=(0, 2)), 0.8)
     # 20 mm of SPR 1.5 add 10 mm of water-equivalent depth
     assert abs((r_water - r_bone) - 10.0) < 1.0
+
+
+def _reference_columns(view, beam_spots, m, ssd, tables, cut_level=0.995):
+    """Every (voxel, spot) pair of :func:`dose.beam_dose_columns` evaluated by brute force,
+    without lateral cells or any skipping: the kernel must keep exactly these entries."""
+    sad = m.sad_mm
+    scale = view.axial_mm.astype(np.float64) / sad
+    sig0 = dose.spot_initial_sigma_mm(m, beam_spots, ssd) ** 2
+    ssd = np.where(np.isfinite(ssd), ssd, sad)
+    offset = dose.AIR_SPR * (ssd + m.nozzle_to_isocentre_mm - sad - m.fit_air_offset_mm)
+    k2 = -2.0 * np.log(1.0 - cut_level)
+    wed = view.wed_mm.astype(np.float64)
+    u, v = view.u_mm.astype(np.float64), view.v_mm.astype(np.float64)
+    columns = []
+    for s in range(len(beam_spots)):
+        e = beam_spots.energy_index[s]
+        max_wed = (tables.n_depths[e] - 2) * tables.step_mm - offset[s]
+        du, dv = u - beam_spots.u_mm[s], v - beam_spots.v_mm[s]
+        r2 = (du * du + dv * dv) * scale * scale
+        depth = np.maximum(wed + offset[s], 0.0)
+        f = depth / tables.step_mm
+        i0 = f.astype(np.int64)
+        t = f - i0
+        i0 = np.minimum(i0, tables.sigma_mcs_sq_mm2.shape[1] - 2)
+        s2 = (
+            sig0[s]
+            + tables.sigma_mcs_sq_mm2[e, i0] * (1 - t)
+            + tables.sigma_mcs_sq_mm2[e, i0 + 1] * t
+        )
+        idd = tables.idd_gy_mm2[e, i0] * (1 - t) + tables.idd_gy_mm2[e, i0 + 1] * t
+        keep = (wed <= max_wed) & (r2 <= k2 * s2)
+        value = idd * np.exp(-r2 / (2 * s2)) / (2 * np.pi * s2) / cut_level
+        rows = np.flatnonzero(keep)
+        columns.append((rows, value[rows]))
+    return columns
+
+
+def test_dose_columns_keep_every_entry_of_a_brute_force_evaluation():
+    """Off-axis spots of several energies through a bone slab: the kernel visits only the
+    lateral cells a spot's cut-off reaches and stops at the end of its depth-dose table, and
+    must still keep exactly the entries a voxel-by-voxel evaluation keeps."""
+    ct, _ = water_box(half_width_mm=50.0, depth_mm=200.0, spacing_mm=(2.0, 2.0, 2.0))
+    hu = ct.hu.copy()
+    x, y, z = ct.grid.axes_mm()
+    slab = (y > 30) & (y < 50)
+    hu[:, slab, :] = np.where(x[None, None, :] > 0, 1000.0, hu[:, slab, :])
+    ct = CT(hu, ct.grid)
+    m = load_default_machine()
+    spr = hu_to_spr(ct.hu, WATER_CALIBRATION)
+    mask = ct.hu > -500
+    beam = raytrace.Beam(0.0, 0.0, np.array([0.0, 100.0, 0.0]))
+    energies = m.energies_mev[[10, 35, 60, 85]]
+    rng = np.random.default_rng(3)
+    n = 24
+    s = spots.spots_from_arrays(
+        m,
+        np.zeros(n, int),
+        rng.choice(energies, n),
+        rng.uniform(-30, 30, n),
+        rng.uniform(-30, 30, n),
+    )
+    points = ct.grid.points_mm(np.flatnonzero(mask))
+    view = raytrace.water_equivalent_depth(spr, ct.grid, beam, m.sad_mm, points)
+    ssd = raytrace.source_to_surface_mm(spr, ct.grid, beam, m.sad_mm, s.u_mm, s.v_mm)
+    tables = dose.kernel_tables(m)
+    indptr, indices, data = dose.beam_dose_columns(view, s, m, ssd, tables)
+    for k, (rows, values) in enumerate(_reference_columns(view, s, m, ssd, tables)):
+        got = indices[indptr[k] : indptr[k + 1]]
+        order = np.argsort(got)
+        assert np.array_equal(got[order], rows)
+        assert np.allclose(data[indptr[k] : indptr[k + 1]][order], values, rtol=1e-5, atol=0)

@@ -95,3 +95,22 @@ def test_couch_rotation_turns_a_lateral_beam_into_a_longitudinal_one(water):
     pts = np.array([[0.0, 110.0, z] for z in (-40.0, 0.0, 30.0)])
     view = raytrace.water_equivalent_depth(spr, ct.grid, beam, 2000.0, pts)
     assert np.allclose(view.wed_mm, pts[:, 2] + 60.0, atol=0.6)
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.float32, np.float64])
+def test_hu_to_spr_gives_numpy_interp_values_clamped_at_the_curve_ends(dtype):
+    from protonpath.planning.ct import HuCalibration
+
+    curve = HuCalibration(
+        np.array([-1000.0, -100.0, 0.0, 100.0, 1500.0, 3000.0]),
+        np.array([0.001, 0.93, 1.0, 1.07, 1.8, 2.5]),
+    )
+    rng = np.random.default_rng(5)
+    hu = rng.uniform(-1200, 3200, size=(7, 9, 11)).astype(dtype)
+    hu[0, 0, :6] = curve.hu  # the knots themselves
+    hu = hu[:, ::-1, :]  # not contiguous
+    spr = hu_to_spr(hu, curve)
+    assert spr.dtype == np.float32 and spr.shape == hu.shape
+    expected = np.interp(hu.astype(np.float64), curve.hu, curve.spr).astype(np.float32)
+    assert np.allclose(spr, expected, rtol=2e-7, atol=0)
+    assert spr.min() == np.float32(0.001) and spr.max() == np.float32(2.5)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 
@@ -100,9 +101,42 @@ class HuCalibration:
             raise ValueError("calibration needs at least two distinct HU points")
 
 
+@numba.njit(cache=True, parallel=True)
+def _interp_clamped(values, xp, fp, out):
+    """``np.interp(values, xp, fp)`` into ``out`` (float32), in parallel over the values, with
+    np.interp's formula: ``slope * (x - xp[j]) + fp[j]`` on the interval found by bisection."""
+    n = xp.shape[0]
+    for i in numba.prange(values.shape[0]):
+        x = np.float64(values[i])
+        if x <= xp[0]:
+            out[i] = fp[0]
+        elif x >= xp[n - 1]:
+            out[i] = fp[n - 1]
+        else:
+            lo = 0
+            hi = n - 1
+            while hi - lo > 1:  # xp[lo] <= x < xp[hi]
+                mid = (lo + hi) // 2
+                if xp[mid] <= x:
+                    lo = mid
+                else:
+                    hi = mid
+            slope = (fp[hi] - fp[lo]) / (xp[hi] - xp[lo])
+            out[i] = slope * (x - xp[lo]) + fp[lo]
+
+
 def hu_to_spr(hu: np.ndarray, calibration: HuCalibration) -> np.ndarray:
-    """Stopping-power ratio of each voxel (float32), clamped at the curve's ends."""
-    return np.interp(hu, calibration.hu, calibration.spr).astype(np.float32)
+    """Stopping-power ratio of each voxel (float32), clamped at the curve's ends.
+
+    The values of :func:`numpy.interp`, computed in parallel and without its float64 copy of
+    the CT (a tenth of a second on a 3.6 M-voxel CT).
+    """
+    hu = np.asarray(hu)
+    out = np.empty(hu.shape, dtype=np.float32)
+    _interp_clamped(
+        np.ascontiguousarray(hu).reshape(-1), calibration.hu, calibration.spr, out.reshape(-1)
+    )
+    return out
 
 
 def resample_nearest(values: np.ndarray, source: Grid, target: Grid) -> np.ndarray:
