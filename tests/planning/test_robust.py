@@ -58,6 +58,17 @@ def random_case(n_rows=60, n_spots=25, n_scenarios=4, seed=0):
     return matrices, rows
 
 
+def numeric_gradient(problem, w, temperature, eps=1e-6):
+    """Central finite differences of ``problem``'s cost at ``w``."""
+    return np.array(
+        [
+            (problem(w + eps * e, temperature)[0] - problem(w - eps * e, temperature)[0])
+            / (2 * eps)
+            for e in np.eye(len(w))
+        ]
+    )
+
+
 OBJECTIVES = [
     Objective("T", SQUARED_DEVIATION, 2.0, 10.0),
     Objective("T", SQUARED_UNDERDOSE, 2.1, 5.0),
@@ -87,14 +98,7 @@ def test_gradient_matches_finite_differences(robustness, temperature):
     w = np.random.default_rng(1).uniform(0.05, 0.3, matrices.n_spots)
     f, g = problem(w, temperature)
     assert f > 0 and np.any(g != 0)
-    eps = 1e-6
-    numeric = np.array(
-        [
-            (problem(w + eps * e, temperature)[0] - problem(w - eps * e, temperature)[0])
-            / (2 * eps)
-            for e in np.eye(len(w))
-        ]
-    )
+    numeric = numeric_gradient(problem, w, temperature)
     assert np.allclose(g, numeric, rtol=1e-4, atol=1e-7 * np.abs(numeric).max())
 
 
@@ -363,14 +367,7 @@ def test_gradient_with_a_separate_nominal_matrix(robustness):
         for o in OBJECTIVES[1:]
     )
     assert only_nominal.value(w).total == pytest.approx(expected)
-    eps = 1e-6
-    numeric = np.array(
-        [
-            (problem(w + eps * e, temperature)[0] - problem(w - eps * e, temperature)[0])
-            / (2 * eps)
-            for e in np.eye(len(w))
-        ]
-    )
+    numeric = numeric_gradient(problem, w, temperature)
     assert np.allclose(g, numeric, rtol=1e-4, atol=1e-7 * np.abs(numeric).max())
 
 
@@ -389,14 +386,7 @@ def test_gradient_with_a_dose_correction_per_row(robustness):
         assert np.allclose(d, base * scale[used])
     temperature = 0.5 if robustness == COMPOSITE_WORST_CASE else None
     f, g = problem(w, temperature)
-    eps = 1e-6
-    numeric = np.array(
-        [
-            (problem(w + eps * e, temperature)[0] - problem(w - eps * e, temperature)[0])
-            / (2 * eps)
-            for e in np.eye(len(w))
-        ]
-    )
+    numeric = numeric_gradient(problem, w, temperature)
     assert np.allclose(g, numeric, rtol=1e-4, atol=1e-7 * np.abs(numeric).max())
     with pytest.raises(ValueError, match="row_scale"):
         RobustProblem(matrices, objectives, rows, row_scale=scale[:-1])

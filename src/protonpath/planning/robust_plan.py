@@ -11,6 +11,7 @@ scenarios (:func:`protonpath.planning.robustness.evaluate_robustness`).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -276,17 +277,20 @@ def plan_robust(
     )
     nominal_rows = {k: nominal_kept.rows_of(v) for k, v in resolved.items()}
     report("robust optimisation", 0, robust_settings.max_iterations)
-    result = optimise_robust(
+    optimise = functools.partial(
+        optimise_robust,
         matrices,
         robust_objectives,
         rows,
-        initial=nominal.weights,
         max_iterations=robust_settings.max_iterations,
         tolerance=robust_settings.tolerance,
         method=robust_settings.method,
         nominal=nominal_blocks,
         nominal_rows=nominal_rows,
         row_scale=row_scale,
+    )
+    result = optimise(
+        initial=nominal.weights,
         callback=lambda it: report("robust optimisation", it, robust_settings.max_iterations),
     )
     report("robust optimisation", robust_settings.max_iterations, robust_settings.max_iterations)
@@ -301,19 +305,8 @@ def plan_robust(
         w = result.weights
         keep = w >= drop_fraction * lo
         report("minimum MU", 0, 1)
-        bounded = optimise_robust(
-            matrices,
-            robust_objectives,
-            rows,
-            initial=w,
-            max_iterations=robust_settings.max_iterations,
-            tolerance=robust_settings.tolerance,
-            method=robust_settings.method,
-            nominal=nominal_blocks,
-            nominal_rows=nominal_rows,
-            row_scale=row_scale,
-            lower=np.where(keep, lo, 0.0),
-            upper=np.where(keep, hi, 0.0),
+        bounded = optimise(
+            initial=w, lower=np.where(keep, lo, 0.0), upper=np.where(keep, hi, 0.0)
         )
         report("minimum MU", 1, 1)
         deliverability = DeliverabilityResult(
