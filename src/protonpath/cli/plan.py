@@ -383,22 +383,7 @@ def plan_command(
     from protonpath.planning import deliverable as deliverable_plan
     from protonpath.planning.delivery_time import fraction_delivery_time
 
-    delivery_report: dict = {}
-    rbe_factor = 1.0
-    if deliverable and robust_result is not None:
-        # minimum MU was enforced inside the robust optimisation (plan_robust's spot_limits)
-        delivery_report = {
-            "minimum_mu": robust_result.deliverability.as_dict(),
-            "delivery_time": fraction_delivery_time(
-                result.spots, result.weights, n_beams=len(beam_list)
-            ).as_dict(),
-        }
-        with console.status("LET and RBE"):
-            let_rbe_eval = deliverable_plan.evaluate_let_rbe(
-                result, ct, calibration, machine, prescription_gy=per_fraction
-            )
-        rbe_factor = 1.1
-    elif deliverable:
+    if deliverable and robust_result is None:
         with console.status("minimum MU, layers and delivery time"):
             made = deliverable_plan.make_deliverable(
                 result,
@@ -408,17 +393,21 @@ def plan_command(
             )
         result = made.plan
         delivery_report = made.summary()
-        with console.status("LET and RBE"):
-            let_rbe_eval = deliverable_plan.evaluate_let_rbe(
-                result, ct, calibration, machine, prescription_gy=per_fraction
-            )
-        rbe_factor = 1.1
     else:
         delivery_report = {
             "delivery_time": fraction_delivery_time(
                 result.spots, result.weights, n_beams=len(beam_list)
             ).as_dict()
         }
+        if deliverable:  # a robust plan's minimum MU was enforced by plan_robust's spot_limits
+            delivery_report["minimum_mu"] = robust_result.deliverability.as_dict()
+    rbe_factor = 1.0
+    if deliverable:
+        with console.status("LET and RBE"):
+            let_rbe_eval = deliverable_plan.evaluate_let_rbe(
+                result, ct, calibration, machine, prescription_gy=per_fraction
+            )
+        rbe_factor = 1.1
 
     out.mkdir(parents=True, exist_ok=True)
     total_dose = result.dose_gy * fractions

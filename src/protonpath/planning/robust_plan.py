@@ -110,19 +110,29 @@ def halo_row_scale(core_rows: np.ndarray, halo_rows: np.ndarray) -> np.ndarray:
     return scale
 
 
-def corrected_cubes(matrices: ScenarioMatrices, weights, row_scale, nominal_matrix=None):
-    """Scenario dose cubes scaled by ``row_scale``; with ``nominal_matrix`` (the plan's full
-    matrix) the nominal scenario's cube is its exact dose instead."""
-    doses = matrices.doses(weights)
-    out = []
-    for sc, d in zip(matrices.scenarios, doses, strict=True):
-        if sc.is_nominal and nominal_matrix is not None and row_scale is not None:
-            out.append(nominal_matrix.dose_cube(weights))
-            continue
-        cube = np.zeros(matrices.grid.n_voxels)
-        cube[matrices.voxel_indices] = d if row_scale is None else d * row_scale
-        out.append(cube.reshape(matrices.grid.shape))
-    return out
+def halo_corrected(cubes, scenarios, scale, nominal_dose) -> list[np.ndarray]:
+    """Core-Gaussian scenario dose cubes with the halo's correction: each scaled by ``scale``
+    (:func:`halo_row_scale`, on the cubes' voxels), the nominal scenario's replaced by the
+    plan's own halo dose ``nominal_dose``."""
+    return [
+        nominal_dose if sc.is_nominal else c * scale for sc, c in zip(scenarios, cubes, strict=True)
+    ]
+
+
+def corrected_cubes(matrices: ScenarioMatrices, weights, row_scale, nominal_matrix):
+    """The scenario matrices' dose cubes of ``weights``; with a halo ``row_scale``, corrected by
+    :func:`halo_corrected` with the nominal dose from ``nominal_matrix`` (the plan's own)."""
+    cubes = matrices.dose_cubes(weights)
+    if row_scale is None:
+        return cubes
+    scale = np.ones(matrices.grid.n_voxels)
+    scale[matrices.voxel_indices] = row_scale
+    return halo_corrected(
+        cubes,
+        matrices.scenarios,
+        scale.reshape(matrices.grid.shape),
+        nominal_matrix.dose_cube(weights),
+    )
 
 
 def kept_voxels(
@@ -305,9 +315,7 @@ def plan_robust(
         w = result.weights
         keep = w >= drop_fraction * lo
         report("minimum MU", 0, 1)
-        bounded = optimise(
-            initial=w, lower=np.where(keep, lo, 0.0), upper=np.where(keep, hi, 0.0)
-        )
+        bounded = optimise(initial=w, lower=np.where(keep, lo, 0.0), upper=np.where(keep, hi, 0.0))
         report("minimum MU", 1, 1)
         deliverability = DeliverabilityResult(
             bounded.weights,

@@ -32,7 +32,12 @@ from protonpath.planning.optimise import Objective
 from protonpath.planning.pipeline import LATERAL_MODELS, PlanSettings, plan_pbs, target_centre_mm
 from protonpath.planning.raytrace import Beam
 from protonpath.planning.robust import NOMINAL, RobustObjective
-from protonpath.planning.robust_plan import RobustSettings, halo_row_scale, plan_robust
+from protonpath.planning.robust_plan import (
+    RobustSettings,
+    halo_corrected,
+    halo_row_scale,
+    plan_robust,
+)
 from protonpath.planning.robustness import evaluate_robustness, scenario_dose_cubes
 from protonpath.planning.structures import EXTERNAL, OAR, TARGET, Structure, rasterise_contours
 from protonpath.treatment import catalog, robust, session
@@ -199,7 +204,7 @@ def evaluate_under_scenarios(ct, calibration, plan, weights, machine, scenarios,
                                 plan.spots, weights, machine, scenarios, cut_level, progress)
     if lateral_model != "single":
         scale = halo_row_scale(cubes[0].ravel(), plan.dose_gy.ravel()).reshape(plan.dose_gy.shape)
-        cubes = [plan.dose_gy] + [c * scale for c in cubes[1:]]
+        cubes = halo_corrected(cubes, scenarios, scale, plan.dose_gy)
     return evaluate_robustness(cubes, plan.structures, scenarios, prescription_gy)
 
 
@@ -254,14 +259,13 @@ def calculate(images: Images, setup: dict, *, dose_gy: float, fractions: int, ca
         raise PlanError("target_empty", target=target)
     # the prescription, objectives and goals are in Gy(RBE) with the constant RBE of 1.1: the
     # physical dose per fraction is optimised, everything shown and exported is Gy(RBE)
-    per_fraction = dose_gy / fractions / CONSTANT_RBE
     to_course = fractions * CONSTANT_RBE
+    per_fraction = dose_gy / to_course
     objectives = []
     for o in setup.get("objectives", []):
         if o["structure"] not in by_name:
             continue
-        objective = Objective(o["structure"], o["kind"], _dose(o, dose_gy) / fractions / CONSTANT_RBE,
-                              float(o.get("weight", 1.0)))
+        objective = Objective(o["structure"], o["kind"], _dose(o, dose_gy) / to_course, float(o.get("weight", 1.0)))
         objectives.append(RobustObjective(objective, robust.objective_mode(robust_settings, o) if scenarios else NOMINAL))
     iso_default = target_centre_mm(by_name[target], images.ct.grid)
     beams = []
