@@ -24,7 +24,7 @@ from protonpath.imaging.scp import journal_entry_digest
 from tests.imaging.conftest import PATIENT_BIRTH, PATIENT_NAME, stamp
 from tests.imaging.dicomdata import write_ct_series
 from tests.imaging.test_django_network import _wait_for, storescu
-from tests.imaging.test_reactor import associate, ct_dataset
+from tests.imaging.test_reactor import store_series
 from tests.imaging.test_scp import Recorder, start_listener
 
 pytestmark = pytest.mark.dicom_peer
@@ -87,13 +87,7 @@ def test_an_instance_is_synced_file_and_name_before_it_is_acknowledged(tmp_path,
     synced = Synced(monkeypatch)
     sink = SyncWitness(synced, monkeypatch)
     listener = start_listener(tmp_path, sink, fsync=fsync)
-    try:
-        assoc = associate(listener)
-        statuses = [assoc.send_c_store(ct_dataset()).Status for _ in range(3)]
-        assoc.release()
-        sink.wait_end()
-    finally:
-        listener.stop()
+    statuses = store_series(listener, sink, 3)
     assert statuses == [0x0000] * 3
     assert sink.seen == [(fsync, fsync, fsync)] * 3
     assert sink.answered == [fsync] * 3
@@ -123,13 +117,7 @@ def test_one_disk_flush_per_instance_and_one_folder_flush_per_batch_of_slots(tmp
 
     monkeypatch.setattr(reactor, "encode_store_response", encode_store_response)
     listener = start_listener(tmp_path, sink, fsync=fsync)
-    try:
-        assoc = associate(listener)
-        statuses = [assoc.send_c_store(ct_dataset()).Status for _ in range(20)]
-        assoc.release()
-        sink.wait_end()
-    finally:
-        listener.stop()
+    statuses = store_series(listener, sink, 20)
     assert statuses == [0x0000] * 20
     assert answered_synced == [fsync] * 20
     # 20 slots in batches of 4, 4, 8, 16 (the last one's unused slots removed at the end): the
@@ -216,13 +204,7 @@ def test_the_data_set_hashed_as_its_fragments_arrive_is_the_data_sets_sha256(tmp
     monkeypatch.setattr(reactor.PromptDul, "_append_data_fragments", append)
     sink = Recorder()
     listener = start_listener(tmp_path, sink, maximum_pdu_size=4096)  # CT_small: a dozen data PDUs
-    try:
-        assoc = associate(listener)
-        statuses = [assoc.send_c_store(ct_dataset()).Status for _ in range(2)]
-        assoc.release()
-        sink.wait_end()
-    finally:
-        listener.stop()
+    statuses = store_series(listener, sink, 2)
     assert statuses == [0x0000] * 2
     assert (sum(taken) > 4) == (fast_pdus != "none")
     for instance in sink.instances:

@@ -78,6 +78,19 @@ def associate(listener, *contexts, network_timeout=None):
     return assoc
 
 
+def store_series(listener, sink, n: int) -> list[int]:
+    """``n`` CT instances over one association, released and ended at the sink; the statuses
+    answered (the listener is stopped afterwards in any case)."""
+    try:
+        assoc = associate(listener)
+        statuses = [assoc.send_c_store(ct_dataset()).Status for _ in range(n)]
+        assoc.release()
+        sink.wait_end()
+    finally:
+        listener.stop()
+    return statuses
+
+
 class FlakySink(Recorder):
     """Refuses the first instance, fails on the second, keeps the rest."""
 
@@ -275,13 +288,7 @@ def test_store_answers_go_straight_from_the_acceptor_unless_someone_listens_to_s
     pdus_sent = []
     if listened:
         listener._server.bind(evt.EVT_PDU_SENT, lambda event: pdus_sent.append(type(event.pdu).__name__))
-    try:
-        assoc = associate(listener)
-        statuses = [assoc.send_c_store(ct_dataset()).Status for _ in range(5)]
-        assoc.release()
-        recorder.wait_end()
-    finally:
-        listener.stop()
+    statuses = store_series(listener, recorder, 5)
     assert statuses == [0x0000] * 5
     assert straight == ([False] * 5 if listened else [True] * 5)
     assert pdus_sent.count("P_DATA_TF") == (5 if listened else 0)
