@@ -7,17 +7,12 @@ import time
 import pydicom
 import pytest
 from pydicom.uid import ImplicitVRLittleEndian, generate_uid
-from pynetdicom import AE, evt
+from pynetdicom import AE
 from pynetdicom.dimse_messages import C_STORE_RSP
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.sop_class import CTImageStorage, Verification
 
-from protonpath.imaging.reactor import (
-    PromptAssociation,
-    PromptDul,
-    encode_p_data_tf,
-    encode_store_response,
-)
+from protonpath.imaging.reactor import PromptAssociation, encode_store_response
 from protonpath.imaging.scp import STATUS_OUT_OF_RESOURCES, InstanceRefused
 from tests.imaging.dicomdata import pydicom_file
 from tests.imaging.test_scp import AE_TITLE, Recorder, start_listener
@@ -48,13 +43,6 @@ def test_the_hand_written_store_response_is_byte_for_byte_pynetdicoms(instance_u
     (pdv,) = ours.presentation_data_value_list
     assert pdv[0] == 7
     assert pdv[1] == pynetdicom_store_response(7, 42, CT_CLASS, instance_uid, status)
-
-    # the PDU sent straight from the acceptor's thread: pynetdicom's P-DATA-TF, byte for byte
-    from pynetdicom.pdu import P_DATA_TF
-
-    pdu = P_DATA_TF()
-    pdu.from_primitive(ours)
-    assert encode_p_data_tf(ours) == pdu.encode()
 
     decoded = C_STORE_RSP()
     assert decoded.decode_msg(ours)
@@ -265,30 +253,3 @@ def test_copied_presentation_contexts_are_deep_copies_that_negotiation_cannot_sh
     copies[0].transfer_syntax = [ImplicitVRLittleEndian]
     assert originals[0].result is None and originals[0].context_id is None
     assert originals[0].transfer_syntax == list(STORAGE_TRANSFER_SYNTAXES)
-
-
-@pytest.mark.parametrize("listened", [False, True])
-def test_store_answers_go_straight_from_the_acceptor_unless_someone_listens_to_sent_pdus(
-    tmp_path, monkeypatch, listened
-):
-    """The C-STORE answer is sent from the acceptor's thread (no hand-over to the upper layer)
-    when nobody is bound to the events of a PDU sent; with a handler bound, it goes through
-    pynetdicom's state machine, which triggers them. Either way the peer gets every answer."""
-    real = PromptDul.send_data_now
-    straight = []
-
-    def send_data_now(self, primitive):
-        sent = real(self, primitive)
-        straight.append(sent)
-        return sent
-
-    monkeypatch.setattr(PromptDul, "send_data_now", send_data_now)
-    recorder = Recorder()
-    listener = start_listener(tmp_path, recorder)
-    pdus_sent = []
-    if listened:
-        listener._server.bind(evt.EVT_PDU_SENT, lambda event: pdus_sent.append(type(event.pdu).__name__))
-    statuses = store_series(listener, recorder, 5)
-    assert statuses == [0x0000] * 5
-    assert straight == ([False] * 5 if listened else [True] * 5)
-    assert pdus_sent.count("P_DATA_TF") == (5 if listened else 0)

@@ -82,8 +82,6 @@ KILL_WAIT_S = 5.0
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 #: pynetdicom's events for a P-DATA-TF received (see PromptDul._append_data_fragments).
 _FRAGMENT_EVENTS = (evt.EVT_DATA_RECV, evt.EVT_PDU_RECV, evt.EVT_FSM_TRANSITION, evt.EVT_DIMSE_RECV)
-#: pynetdicom's events for a P-DATA-TF sent (see PromptDul.send_data_now).
-_SEND_EVENTS = (evt.EVT_DATA_SENT, evt.EVT_PDU_SENT, evt.EVT_FSM_TRANSITION)
 #: A-ABORT reasons (PS3.8 9.3.8): not specified, unexpected PDU, invalid PDU parameter value.
 ABORT_NOT_SPECIFIED = 0x00
 ABORT_UNRECOGNISED_PDU = 0x01
@@ -145,7 +143,6 @@ class PromptDul(DULServiceProvider):
         self._dimse_started: float | None = None
         self._stop_reason: str | None = None
         self._quiet: bool | None = None  # no handler bound to the events of a data fragment
-        self._quiet_send: bool | None = None  # nor to those of a P-DATA-TF sent
         # SHA-256 of the data set being received, fed with its fragments as they arrive:
         # [data set stream, hash, bytes hashed] (see data_set_sha256)
         self._digest: list[Any] | None = None
@@ -164,39 +161,6 @@ class PromptDul(DULServiceProvider):
     def send_pdu(self, primitive: Any) -> None:
         super().send_pdu(primitive)
         self._wake()
-
-    def send_data_now(self, primitive: P_DATA) -> bool:
-        """Send a P-DATA primitive as its P-DATA-TF PDU at once, from the calling thread (the
-        acceptor's, answering a C-STORE), instead of queueing it for the upper layer's thread:
-        one thread hand-over less per instance. What pynetdicom's state machine does for it in
-        the data transfer state (Sta6 + Evt9: send the PDU, stay in Sta6), without the machine.
-        Taken only in Sta6, with nothing queued to send or to handle before it, nobody
-        listening to the events of a PDU sent, and the connection up; False leaves the
-        primitive to :meth:`send_pdu`. The socket's send lock keeps the PDU whole against the
-        upper layer's own sends."""
-        if self._quiet_send is None:
-            self._quiet_send = not any(self.assoc.get_handlers(event) for event in _SEND_EVENTS)
-        sock = self.socket
-        if (
-            not self._quiet_send
-            or self.state_machine.current_state != "Sta6"
-            or not self.to_provider_queue.empty()
-            or not self.event_queue.empty()
-            or not self._connected()
-            or not isinstance(sock, BulkReadSocket)
-        ):
-            return False
-        pdu = encode_p_data_tf(primitive)
-        with sock.send_lock:
-            raw = sock.socket
-            try:
-                if raw is None:
-                    raise OSError("closed")
-                raw.sendall(pdu)
-            except (OSError, ValueError):
-                self.event_queue.put("Evt17")  # as pynetdicom's send: the connection is gone
-                self._wake()
-        return True
 
     def kill_dul(self) -> None:
         super().kill_dul()
@@ -578,16 +542,6 @@ def encode_store_response(
     return primitive
 
 
-def encode_p_data_tf(primitive: P_DATA) -> bytes:
-    """The P-DATA-TF PDU of a P-DATA primitive (PS3.8 9.3.5): type 0x04, its length, then one
-    item per presentation data value (length, context ID, the value with its control header)."""
-    items = b"".join(
-        struct.pack(">LB", len(value) + 1, context_id) + bytes(value)
-        for context_id, value in primitive.presentation_data_value_list
-    )
-    return struct.pack(">BBL", 0x04, 0x00, len(items)) + items
-
-
 #: ``store(assoc, request, transfer_syntax_uid) -> status``: a C-STORE handler called straight
 #: from the reactor, set as ``fast_store`` on the server (see :class:`PromptAssociation`).
 FastStore = Callable[[Any, C_STORE, str], int]
@@ -705,17 +659,16 @@ class PromptAssociation(Association):
             LOGGER.exception("error in the C-STORE handler")
             status = 0xC211  # the status pynetdicom answers when a C-STORE handler fails
         if self.is_established:
-            response = encode_store_response(
-                context_id,
-                int(msg.MessageID),
-                str(msg.AffectedSOPClassUID),
-                str(msg.AffectedSOPInstanceUID),
-                int(status),
-                getattr(status, "error_comment", ""),
+            self.dul.send_pdu(
+                encode_store_response(
+                    context_id,
+                    int(msg.MessageID),
+                    str(msg.AffectedSOPClassUID),
+                    str(msg.AffectedSOPInstanceUID),
+                    int(status),
+                    getattr(status, "error_comment", ""),
+                )
             )
-            dul = self.dul
-            if not (isinstance(dul, PromptDul) and dul.send_data_now(response)):
-                dul.send_pdu(response)
 
     def _finished(self) -> bool:
         """Handle a release, an abort, a dead upper layer or the network time-out."""
@@ -761,16 +714,6 @@ class BulkReadSocket(AssociationSocket):
 
     :class:`PromptDul` reads PDUs itself; :meth:`recv` serves any other caller, into a buffer
     that grows with what has arrived rather than with what was asked for."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        #: Held while a PDU is sent, so that one sent from the acceptor's thread
-        #: (PromptDul.send_data_now) and one from the upper layer's never interleave.
-        self.send_lock = threading.Lock()
-
-    def send(self, bytestream: bytes) -> None:
-        with self.send_lock:
-            super().send(bytestream)
 
     def recv(self, nr_bytes: int) -> bytearray:
         buffer = bytearray(min(nr_bytes, FIRST_CHUNK))
