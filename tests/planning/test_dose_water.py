@@ -206,3 +206,18 @@ def test_dose_columns_keep_every_entry_of_a_brute_force_evaluation():
         order = np.argsort(got)
         assert np.array_equal(got[order], rows)
         assert np.allclose(data[indptr[k] : indptr[k + 1]][order], values, rtol=1e-5, atol=0)
+
+
+def test_voxel_cells_are_sorted_as_lexsort_by_cell_then_depth():
+    """The kernel's cell binning (a counting sort by cell, then a sort by depth in each cell)
+    orders voxels exactly as ``np.lexsort((wed, cell))``, ties in depth included."""
+    rng = np.random.default_rng(7)
+    n = 20_000
+    u, v = rng.uniform(-60, 60, n), rng.uniform(-40, 40, n)
+    wed = np.round(rng.uniform(0, 250, n), 0)  # many equal depths within a cell
+    start, order, n_cu, n_cv, u0, v0 = dose._bin_voxels(u, v, wed, 4.0)
+    cell = np.floor((u - u0) / 4.0).astype(np.int64) * n_cv + np.floor((v - v0) / 4.0).astype(
+        np.int64
+    )
+    assert np.array_equal(order, np.lexsort((wed, cell)))
+    assert np.array_equal(start, np.concatenate([[0], np.cumsum(np.bincount(cell, minlength=n_cu * n_cv))]))

@@ -19,7 +19,7 @@ CSC arrays.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numba
 import numpy as np
@@ -83,6 +83,12 @@ class KernelTables:
     sigma_mcs_sq_mm2: np.ndarray  # (n_energies, n_depths)
     n_depths: np.ndarray  # valid samples per energy
     step_mm: float
+    #: running maximum over depth of ``sigma_mcs_sq_mm2``: a non-decreasing bound of it
+    sigma_rising_sq_mm2: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self):
+        rising = np.maximum.accumulate(self.sigma_mcs_sq_mm2, axis=1)
+        object.__setattr__(self, "sigma_rising_sq_mm2", rising)
 
 
 def kernel_tables(machine: Machine, step_mm: float = LUT_STEP_MM) -> KernelTables:
@@ -127,6 +133,8 @@ def _dose_columns(
     step,
     k2,
     comp,
+    sig_rising,
+    min_scale,
     indptr,
     indices,
     data,
@@ -137,7 +145,12 @@ def _dose_columns(
     Voxels are binned in lateral cells and sorted by depth within each cell (the voxel arrays
     come in that order, ``cell_order`` maps back to rows), so a spot visits only the cells its
     lateral cut-off reaches, reads them contiguously, and stops at the end of its depth-dose
-    table.
+    table.  A cell's voxels are at least ``dmin`` (the distance from the spot to the cell's
+    rectangle) from the spot's ray, and the cut-off ``r^2 <= k2 s^2(depth)`` grows with depth:
+    every voxel shallower than the depth where ``s^2`` can first reach ``dmin^2 min_scale^2 /
+    k2`` (``sig_rising``: the running maximum of each energy's ``sigma_mcs^2`` table) is cut,
+    so the search starts at that depth (found by bisection in the cell) and cells beyond the
+    deepest ``s^2`` are skipped.
     """
     n_spots = spot_u.shape[0]
     two_pi = 2.0 * np.pi
@@ -155,10 +168,39 @@ def _dose_columns(
         cb1 = min(int(np.floor((sv + reach - v0) / cell)), n_cv - 1)
         pos = indptr[s]
         n = 0
+        n_e = n_tab[e]
         for ca in range(ca0, ca1 + 1):
+            gu = max(u0 + ca * cell - su, su - (u0 + (ca + 1) * cell), 0.0)
             for cb in range(cb0, cb1 + 1):
                 c = ca * n_cv + cb
-                for q in range(cell_start[c], cell_start[c + 1]):
+                gv = max(v0 + cb * cell - sv, sv - (v0 + (cb + 1) * cell), 0.0)
+                need = (gu * gu + gv * gv) * min_scale * min_scale / k2 - sig0
+                q0 = cell_start[c]
+                q1 = cell_start[c + 1]
+                if need > 0.0:
+                    # first depth sample whose running-maximum variance reaches ``need``
+                    lo = 0
+                    hi = n_e
+                    while lo < hi:
+                        mid = (lo + hi) // 2
+                        if sig_rising[e, mid] >= need:
+                            hi = mid
+                        else:
+                            lo = mid + 1
+                    if lo >= n_e:
+                        continue  # no depth of this energy reaches the cell
+                    # a voxel interpolates samples i0, i0 + 1: cut while i0 + 1 < lo
+                    w_lo = (lo - 1) * step - off
+                    a = q0
+                    b = q1
+                    while a < b:
+                        mid = (a + b) // 2
+                        if vox_wed[mid] < w_lo:
+                            a = mid + 1
+                        else:
+                            b = mid
+                    q0 = a
+                for q in range(q0, q1):
                     wed = vox_wed[q]
                     if wed > max_wed:
                         break  # voxels are sorted by depth within a cell
@@ -184,6 +226,31 @@ def _dose_columns(
             indptr[s + 1] = n
 
 
+@numba.njit(cache=True, parallel=True)
+def _cell_sort(cid, wed, n_cells):
+    """``(start, order)``: voxels grouped by cell (a counting sort, stable), then sorted by
+    depth within each cell (ties keep voxel order), as ``np.lexsort((wed, cid))``."""
+    counts = np.zeros(n_cells + 1, dtype=np.int64)
+    for i in range(cid.shape[0]):
+        counts[cid[i] + 1] += 1
+    start = np.cumsum(counts)
+    slot = start[:-1].copy()
+    order = np.empty(cid.shape[0], dtype=np.int64)
+    for i in range(cid.shape[0]):
+        c = cid[i]
+        order[slot[c]] = i
+        slot[c] += 1
+    for c in numba.prange(n_cells):
+        a = start[c]
+        b = start[c + 1]
+        if b - a > 1:
+            members = order[a:b].copy()
+            by_depth = np.argsort(wed[members], kind="mergesort")
+            for k in range(b - a):
+                order[a + k] = members[by_depth[k]]
+    return start, order
+
+
 def _bin_voxels(u: np.ndarray, v: np.ndarray, wed: np.ndarray, cell: float):
     """Lateral cells of voxels (CSR-like ``start``/``order``), depth-sorted within a cell."""
     u0, v0 = float(u.min()) - cell, float(v.min()) - cell
@@ -191,10 +258,7 @@ def _bin_voxels(u: np.ndarray, v: np.ndarray, wed: np.ndarray, cell: float):
     cb = np.floor((v - v0) / cell).astype(np.int64)
     n_cu, n_cv = int(ca.max()) + 2, int(cb.max()) + 2
     cid = ca * n_cv + cb
-    order = np.lexsort((wed, cid)).astype(np.int64)
-    counts = np.bincount(cid, minlength=n_cu * n_cv)
-    start = np.zeros(n_cu * n_cv + 1, dtype=np.int64)
-    np.cumsum(counts, out=start[1:])
+    start, order = _cell_sort(cid, np.ascontiguousarray(wed, dtype=np.float64), n_cu * n_cv)
     return start, order, n_cu, n_cv, u0, v0
 
 
@@ -282,6 +346,9 @@ def beam_dose_columns(
         tables.step_mm,
         float(k2),
         1.0 / cut_level,
+        tables.sigma_rising_sq_mm2,
+        # r^2 is measured at the voxel's depth: (du^2 + dv^2) * scale^2
+        max(min_scale, 0.0),
     )
     _dose_columns(*args, indptr, np.zeros(0, np.int32), np.zeros(0, np.float32), True)
     np.cumsum(indptr, out=indptr)
