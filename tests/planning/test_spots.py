@@ -100,6 +100,21 @@ def test_proteus_one_auto_layers_are_closer_shallow_than_deep_within_the_clamps(
     assert np.median(shallow) < np.median(fixed) - 2.0
 
 
+def test_behind_the_range_shifter_the_widths_are_the_machines_and_the_ladder_reaches_the_skin(
+    machine,
+):
+    shifter = proteus_one.load_proteus_one().range_shifter
+    shifted = proteus_one.machine_with_range_shifter(machine, shifter)
+    w, w_shifted = bragg_peak_widths_mm(machine), bragg_peak_widths_mm(shifted)
+    clear = shifted.peak_depth_mm > w  # the whole peak is downstream of the skin
+    assert clear.sum() >= machine.n_energies - 3
+    assert np.allclose(w_shifted[clear], w[clear], atol=1e-6)
+    # a peak cut by the skin is measured from the surface: narrower, never zero
+    assert np.all((w_shifted[~clear] > 0) & (w_shifted[~clear] <= w[~clear]))
+    layers = select_energy_layers(shifted, AUTO, 30.0)
+    assert shifted.peak_depth_mm[layers[0]] == shifted.peak_depth_mm.min()
+
+
 @pytest.mark.parametrize(
     ("factor", "min_mm", "max_mm"), [(1.0, 2.0, 10.0), (0.6, None, None), (1.5, 3.0, 6.0)]
 )

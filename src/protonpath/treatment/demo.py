@@ -32,7 +32,7 @@ from protonpath.referrals.models import TreatmentRequest
 from protonpath.treatment import services
 from protonpath.treatment.models import Plan
 
-#: coarse grid and spots, few iterations (a plan in a minute on a laptop); layers as the department spaces them
+#: coarse grid and spots, few iterations (a plan in a minute); layers spaced as department plans are
 DEMO_SETTINGS = {"dose_grid_mm": 6.0, "spot_spacing_mm": 8.0, "layer_spacing_mm": "auto", "max_iterations": 80}
 
 
