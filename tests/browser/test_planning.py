@@ -49,7 +49,8 @@ def test_physicist_and_oncologist_plan_and_approve_in_the_browser(
         assert page.locator("#structure-mapping select[aria-label='Spinal Cord']").input_value() == "oar"
         page.fill("input[name=dose_grid_mm]", "3")
         page.fill("input[name=spot_spacing_mm]", "5")
-        page.fill("input[name=layer_spacing_mm]", "4")
+        # the energy layers are spaced by the Bragg peak's width (the department's default)
+        assert page.locator("#layer-spacing-mode").input_value() == "auto"
         page.fill("input[name=max_iterations]", "300")
         screenshot("plan-setup")
         page.click("#save-calculate")
@@ -63,6 +64,7 @@ def test_physicist_and_oncologist_plan_and_approve_in_the_browser(
         assert page.locator("#dvh svg polyline").count() >= 3
         assert "D98" in page.inner_text("#dose-statistics")
         screenshot("dose-overlay-dvh-statistics")
+        assert "Energy layers spaced automatically by 1 × the Bragg peak's width" in page.inner_text("#layer-spacing")
         page.locator("#clinical-goals").scroll_into_view_if_needed()
         screenshot("clinical-goals")
         page.click("#approve-plan")
@@ -94,4 +96,5 @@ def test_physicist_and_oncologist_plan_and_approve_in_the_browser(
             page.select_option("form.lang select[name=language]", "fr")
         page.wait_for_selector("#plan-results")
         assert "Objectifs cliniques" in page.inner_text("#plan-results")
+        assert "Couches d’énergie espacées automatiquement" in page.inner_text("#layer-spacing")
         screenshot("plan-in-french")

@@ -46,6 +46,7 @@ def test_physicist_plans_robustly_and_reads_bands_and_worst_case_in_two_language
         assert page.locator("#plan-setup input[name=scenarios][value=combined]").is_checked()
         page.fill("input[name=dose_grid_mm]", "6")
         page.fill("input[name=spot_spacing_mm]", "8")
+        page.select_option("#layer-spacing-mode", "fixed")
         page.fill("input[name=layer_spacing_mm]", "6")
         page.fill("input[name=max_iterations]", "60")
         page.locator("#robust-settings").scroll_into_view_if_needed()

@@ -90,7 +90,39 @@ def test_bad_setups_get_clear_messages(planning_request, physicist, oncologist):
     assert code == "target_empty" and "Ghost" in text
     assert refused(setup={**good, "beams": []})[0] == "no_beams"
     assert refused(setup={**good, "beams": [{"gantry_deg": "east"}]})[0] == "bad_beam"
+    for spacing in ("fine", "0.2", "", None):
+        bad = {**good, "settings": {**good["settings"], "layer_spacing_mm": spacing}}
+        assert refused(setup=bad) == (
+            "bad_layer_spacing", "The energy layer spacing is automatic or a fixed number of mm between 1 and 20.")
     assert not Plan.objects.exists()
+
+
+@pytest.mark.django_db
+def test_department_plans_space_layers_automatically_unless_the_setup_fixes_mm(
+    planning_request, physicist, oncologist, django_capture_on_commit_callbacks
+):
+    plan = make_plan(planning_request, physicist, oncologist, fast=False)
+    assert plan.setup["settings"]["layer_spacing_mm"] == "auto"  # the category's template
+    quick = {"dose_grid_mm": 6.0, "spot_spacing_mm": 8.0, "max_iterations": 40}
+    plans = {}
+    for spacing in ("auto", 6.0):
+        setup = {**plan.setup, "settings": {**plan.setup["settings"], **quick, "layer_spacing_mm": spacing}}
+        plan = services.new_version(actor=physicist, plan=plan, setup=setup)
+        assert Plan.objects.get(pk=plan.pk).setup["settings"]["layer_spacing_mm"] == spacing
+        with django_capture_on_commit_callbacks(execute=True):
+            services.start_calculation(actor=physicist, plan=plan)
+        plan.refresh_from_db()
+        assert plan.state == PlanState.CALCULATED, plan.error_code
+        plans[spacing] = plan
+    auto, fixed = plans["auto"].results, plans[6.0].results
+    assert auto["layer_spacing"]["mode"] == "auto" and auto["layer_spacing"]["width"] == "W80"
+    assert fixed["layer_spacing"]["mode"] == "fixed" and fixed["layer_spacing"]["mm"] == 6.0
+    # the target (50-86 mm deep, narrow peaks): auto takes the Proteus One's energies 3 mm of
+    # range apart, the fixed 6 mm every other one
+    assert 2.5 < auto["layer_spacing"]["spacing_mm"][0] < 3.5
+    assert fixed["layer_spacing"]["spacing_mm"][0] >= 6.0
+    for a, f in zip(auto["fields"], fixed["fields"], strict=True):
+        assert a["layers"] > 1.5 * f["layers"]
 
 
 @pytest.mark.django_db

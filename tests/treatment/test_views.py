@@ -140,3 +140,46 @@ def test_the_referring_doctor_sees_a_plain_summary_only(client, planning_request
     assert "60 Gy(RBE) to PTV_60 in 30 fractions" in page
     assert "The physicists are preparing the treatment plan." in page
     assert "Plan v1" not in page and reverse("treatment:plan", args=[1]) not in page
+
+
+@pytest.mark.django_db
+def test_setup_form_chooses_auto_or_fixed_layer_spacing_and_a_bad_value_loses_nothing(
+    client, planning_request, physicist, oncologist
+):
+    r = planning_request
+    client.force_login(oncologist)
+    client.post(reverse("treatment:prescription", args=[r.pk]), {"target": "PTV_60", "dose_gy": "60", "fractions": "30"})
+    client.force_login(physicist)
+    ct = planning_ct_series(r)
+    client.post(reverse("treatment:new_plan", args=[r.pk]),
+                {"ct_series": ct.pk, "rtstruct": structure_sets_for(ct)[0].pk, "category": "adult_standard"})
+    plan = Plan.objects.get(treatment_request=r)
+    url = reverse("treatment:plan", args=[plan.pk])
+    page = client.get(url).content.decode()
+    assert '<option value="auto" selected>Automatic, from the Bragg peak' in page
+    form = {f"role-{i}": m["role"] for i, m in enumerate(plan.setup["structures"])}
+    form.update({"beam-count": "1", "beam-0-gantry": "90", "beam-0-couch": "0", "dose_grid_mm": "5", "action": "save"})
+
+    def saved(**fields):
+        assert client.post(url, {**form, **fields}).status_code == 302
+        plan.refresh_from_db()
+        return plan.setup["settings"]["layer_spacing_mm"]
+
+    assert saved(layer_spacing_mode="fixed", layer_spacing_mm="4,5") == 4.5
+    assert '<option value="fixed" selected>' in client.get(url).content.decode()
+    assert saved(layer_spacing_mode="auto", layer_spacing_mm="4,5") == "auto"
+    before = dict(plan.setup)
+    for typed in ("fine", "0.5", ""):
+        resp = client.post(url, {**form, "beam-0-gantry": "45", "dose_grid_mm": "7",
+                                 "layer_spacing_mode": "fixed", "layer_spacing_mm": typed})
+        assert resp.status_code == 200  # the form again, with the message and what was typed
+        page = resp.content.decode()
+        assert "The energy layer spacing is automatic or a fixed number of mm between 1 and 20." in page
+        assert f'name="layer_spacing_mm" id="layer-spacing-mm" value="{typed}"' in page
+        assert '<option value="fixed" selected>' in page
+        assert 'name="beam-0-gantry" value="45' in page and 'name="dose_grid_mm" value="7' in page
+        plan.refresh_from_db()
+        assert plan.setup == before  # nothing saved
+    client.cookies["django_language"] = "fr"
+    resp = client.post(url, {**form, "layer_spacing_mode": "fixed", "layer_spacing_mm": "fine"}, HTTP_ACCEPT_LANGUAGE="fr")
+    assert "L’espacement des couches d’énergie est automatique" in resp.content.decode()

@@ -7,7 +7,9 @@ Example::
 
 writes ``RTPLAN.dcm`` (RT Ion Plan), ``RTDOSE.dcm`` (RT Dose), ``dvh.png`` and ``summary.json``
 in the output folder and prints the target and organ statistics.  ``CT_DIR`` may also be a
-matRad ``.mat`` phantom (e.g. TG119).
+matRad ``.mat`` phantom (e.g. TG119).  Energy layers are spaced by the Bragg peak's width
+(``--layer-spacing auto``, the default; see :func:`protonpath.planning.spots.select_energy_layers`)
+or by a fixed number of mm (``--layer-spacing 5``).
 
 With ``--scenarios 21`` (setup shifts ``--setup-mm``, range errors ``--range-pct``) the plan is
 also evaluated in every scenario (worst-case goals printed, DVH bands in ``dvh_bands.png``,
@@ -106,8 +108,14 @@ def plan_command(
         float, typer.Option("--spot-spacing", help="Lateral spot spacing in mm.")
     ] = 5.0,
     layer_spacing: Annotated[
-        float, typer.Option("--layer-spacing", help="Energy layer spacing in mm of water.")
-    ] = 3.0,
+        str,
+        typer.Option(
+            "--layer-spacing",
+            help="Energy layer spacing: auto (each step upstream is the current layer's Bragg "
+            "peak width at 80 %, W80, so shallow layers are closer than deep ones) or a fixed "
+            "spacing in mm of water (1 to 20).",
+        ),
+    ] = "auto",
     iterations: Annotated[
         int, typer.Option("--iterations", help="Maximum optimiser iterations.")
     ] = 300,
@@ -203,6 +211,12 @@ def plan_command(
         raise typer.BadParameter("--couch needs one angle per beam")
     if mode not in ("multi", "single"):
         raise typer.BadParameter("--mode is multi or single")
+    from protonpath.planning.spots import parse_layer_spacing
+
+    try:
+        layer_spacing_mm = parse_layer_spacing(layer_spacing)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--layer-spacing") from None
     from protonpath.planning.pipeline import LATERAL_MODELS
 
     if lateral_model is None:
@@ -284,7 +298,7 @@ def plan_command(
     settings = PlanSettings(
         dose_grid_mm=grid,
         spot_spacing_mm=spot_spacing,
-        layer_spacing_mm=layer_spacing,
+        layer_spacing_mm=layer_spacing_mm,
         mode=mode,
         max_iterations=iterations,
         lateral_model=lateral_model,
@@ -468,6 +482,8 @@ def plan_command(
     ]
     _dvh_png(course_dvhs, out / "dvh.png", dose, "Gy(RBE)" if deliverable else "Gy")
 
+    from protonpath.planning.spots import layer_spacing_record
+
     stats = {}
     for s in result.structures:
         st = dict(result.statistics[s.name])
@@ -493,6 +509,14 @@ def plan_command(
             )
         ),
         "dose_grid_mm": grid,
+        "layer_spacing": layer_spacing_record(
+            result.spots,
+            machine,
+            settings.layer_spacing_mm,
+            settings.layer_spacing_factor,
+            settings.min_layer_spacing_mm,
+            settings.max_layer_spacing_mm,
+        ),
         "optimiser": {
             "iterations": result.optimisation.iterations,
             "objective": result.optimisation.objective,
@@ -621,6 +645,17 @@ def plan_command(
     console.print(
         f"delivery: {timing['energy_layers']} energy layers, {timing['spots']} spots, "
         f"{timing['total_s']:.0f} s per fraction (beam on {timing['beam_on_s']:.1f} s)"
+    )
+    spacing = summary["layer_spacing"]
+    between = spacing["spacing_mm"]
+    console.print(
+        "energy layers: "
+        + (
+            f"automatic spacing, {spacing['factor']:g} x the Bragg peak's {spacing['width']}"
+            if spacing["mode"] == "auto"
+            else f"fixed spacing of {spacing['mm']:g} mm"
+        )
+        + (f" ({between[0]:g} to {between[1]:g} mm apart)" if between else "")
     )
     if "minimum_mu" in summary:
         mm = summary["minimum_mu"]

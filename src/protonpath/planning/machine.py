@@ -247,6 +247,26 @@ def distal_depth_mm(depths_mm, idd, level: float = 0.8) -> float:
     return float(x0 + (target - y0) * (x1 - x0) / (y1 - y0))
 
 
+def bragg_peak_width_mm(depths_mm, idd, level: float = 0.8) -> float:
+    """Width (mm) of the Bragg peak at ``level`` of its maximum: distal minus proximal depth.
+
+    Both depths are interpolated linearly on the depth-dose samples (the distal one as
+    :func:`distal_depth_mm`).  When the curve does not fall below ``level`` upstream of the peak
+    (a peak at the surface, e.g. behind a range shifter) the proximal depth is the first sample.
+    """
+    depths_mm = np.asarray(depths_mm, dtype=float)
+    idd = np.asarray(idd, dtype=float)
+    i_max = int(np.argmax(idd))
+    target = level * idd[i_max]
+    distal = distal_depth_mm(depths_mm, idd, level)
+    below = np.nonzero(idd[: i_max + 1] < target)[0]
+    if len(below) == 0:
+        return float(distal - depths_mm[0])
+    j = below[-1]  # below the level at j, above it at j + 1
+    x0, x1, y0, y1 = depths_mm[j], depths_mm[j + 1], idd[j], idd[j + 1]
+    return float(distal - (x0 + (target - y0) * (x1 - x0) / (y1 - y0)))
+
+
 def peak_depth_mm(depths_mm, idd) -> float:
     """Depth (mm) of the IDD maximum, refined by a parabola through the top three samples."""
     depths_mm = np.asarray(depths_mm, dtype=float)

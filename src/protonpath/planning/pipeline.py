@@ -25,7 +25,14 @@ from protonpath.planning.optimise import (
     optimise_weights,
 )
 from protonpath.planning.raytrace import Beam, BeamView, water_equivalent_depth
-from protonpath.planning.spots import Spots, concatenate_spots, place_spots
+from protonpath.planning.spots import (
+    LAYER_SPACING_FACTOR,
+    MAX_LAYER_SPACING_MM,
+    MIN_LAYER_SPACING_MM,
+    Spots,
+    concatenate_spots,
+    place_spots,
+)
 from protonpath.planning.structures import TARGET, Structure, resolve_overlaps, structure_on_grid
 
 #: Callback of the pipeline's progress: ``(stage, done, total)``.
@@ -42,7 +49,12 @@ class PlanSettings:
     dose_grid_mm: float = 3.0
     spot_spacing_mm: float = 5.0
     lateral_margin_mm: float = 6.0
-    layer_spacing_mm: float = 3.0
+    #: Bragg peak spacing of the energy layers: a fixed spacing in mm, or "auto" (a step of
+    #: layer_spacing_factor times each layer's W80, clamped; spots.select_energy_layers)
+    layer_spacing_mm: float | str = 3.0
+    layer_spacing_factor: float = LAYER_SPACING_FACTOR
+    min_layer_spacing_mm: float | None = MIN_LAYER_SPACING_MM
+    max_layer_spacing_mm: float | None = MAX_LAYER_SPACING_MM
     proximal_margin_mm: float = 3.0
     distal_margin_mm: float = 3.0
     cut_level: float = 0.995
@@ -180,6 +192,9 @@ def plan_pbs(
                 settings.layer_spacing_mm,
                 settings.proximal_margin_mm,
                 settings.distal_margin_mm,
+                layer_spacing_factor=settings.layer_spacing_factor,
+                min_layer_spacing_mm=settings.min_layer_spacing_mm,
+                max_layer_spacing_mm=settings.max_layer_spacing_mm,
             )
         )
         report("ray tracing", b + 1, len(beams))

@@ -32,7 +32,8 @@ from protonpath.referrals.models import TreatmentRequest
 from protonpath.treatment import services
 from protonpath.treatment.models import Plan
 
-DEMO_SETTINGS = {"dose_grid_mm": 6.0, "spot_spacing_mm": 8.0, "layer_spacing_mm": 6.0, "max_iterations": 80}
+#: coarse grid and spots, few iterations (a plan in a minute); layers spaced as department plans are
+DEMO_SETTINGS = {"dose_grid_mm": 6.0, "spot_spacing_mm": 8.0, "layer_spacing_mm": "auto", "max_iterations": 80}
 
 
 def tg119_folder(dest: Path, treatment_request: TreatmentRequest) -> list[Path]:

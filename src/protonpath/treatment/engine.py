@@ -39,6 +39,7 @@ from protonpath.planning.robust_plan import (
     plan_robust,
 )
 from protonpath.planning.robustness import evaluate_robustness, scenario_dose_cubes
+from protonpath.planning.spots import AUTO, layer_spacing_record, parse_layer_spacing
 from protonpath.planning.structures import EXTERNAL, OAR, TARGET, Structure, rasterise_contours
 from protonpath.treatment import catalog, robust, session
 
@@ -278,10 +279,15 @@ def calculate(images: Images, setup: dict, *, dose_gy: float, fractions: int, ca
     lateral_model = str(s.get("lateral_model") or catalog.DEFAULT_LATERAL_MODEL)
     if lateral_model not in LATERAL_MODELS:
         raise PlanError("pipeline", detail=f"unknown lateral model {lateral_model!r}")
+    # energy layers spaced by the Bragg peak's width unless the setup fixes a spacing in mm
+    try:
+        layer_spacing = parse_layer_spacing(s.get("layer_spacing_mm", AUTO))
+    except ValueError as exc:
+        raise PlanError("pipeline", detail=str(exc)) from None
     settings = PlanSettings(
         dose_grid_mm=float(s.get("dose_grid_mm", 4.0)),
         spot_spacing_mm=float(s.get("spot_spacing_mm", 6.0)),
-        layer_spacing_mm=float(s.get("layer_spacing_mm", 5.0)),
+        layer_spacing_mm=layer_spacing,
         max_iterations=int(s.get("max_iterations", 150)),
         lateral_model=lateral_model,
     )
@@ -413,6 +419,10 @@ def calculate(images: Images, setup: dict, *, dose_gy: float, fractions: int, ca
         "optimiser": {"iterations": int(iterations), "objective": float(objective_value)},
         "machine": machine.name,
         "lateral_model": lateral_model,
+        "layer_spacing": layer_spacing_record(
+            result.spots, machine, settings.layer_spacing_mm, settings.layer_spacing_factor,
+            settings.min_layer_spacing_mm, settings.max_layer_spacing_mm,
+        ),
         "range_shifter": None if shifter is None else {
             "id": shifter.id, "water_equivalent_mm": float(shifter.water_equivalent_thickness_mm),
         },

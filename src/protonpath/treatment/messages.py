@@ -19,6 +19,7 @@ ERRORS: dict[str, Promise] = {
     "target_off_dose_grid": _("The target “%(target)s” has no voxel on the dose grid: choose a finer dose grid."),
     "no_beams": _("The plan needs at least one beam."),
     "bad_beam": _("Beam angles are numbers in degrees (gantry 0–360, couch −90–90)."),
+    "bad_layer_spacing": _("The energy layer spacing is automatic or a fixed number of mm between %(min)s and %(max)s."),
     "no_spots": _("No spot could be placed: the target is out of the machine's range."),
     "no_prescription": _("The request has no prescription yet: the oncologist prescribes first."),
     "unknown_category": _("Unknown indication category."),

@@ -29,6 +29,7 @@ from protonpath.accounts import audit
 from protonpath.accounts.models import AuditEvent, Role
 from protonpath.imaging.models import Instance, Series
 from protonpath.imaging.selectors import slices_of, structure_sets_for
+from protonpath.planning.spots import FIXED_LAYER_SPACING_RANGE_MM, parse_layer_spacing
 from protonpath.referrals.models import State, TreatmentRequest
 from protonpath.treatment import catalog, engine, robust
 from protonpath.treatment.messages import plan_error_message
@@ -223,6 +224,13 @@ def validate_setup(setup: dict, ct_series: Series, rtstruct: Instance) -> None:
             raise _refuse("bad_beam") from None
         if not (0 <= g <= 360 and -90 <= c <= 90):
             raise _refuse("bad_beam")
+    settings = setup.get("settings") or {}
+    if "layer_spacing_mm" in settings:
+        try:
+            parse_layer_spacing(settings["layer_spacing_mm"])
+        except ValueError:
+            lo, hi = FIXED_LAYER_SPACING_RANGE_MM
+            raise _refuse("bad_layer_spacing", min=f"{lo:g}", max=f"{hi:g}") from None
 
 
 def create_plan(*, actor, treatment_request: TreatmentRequest, ct_series: Series | None, rtstruct: Instance | None,

@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from protonpath.imaging.models import Instance, Series
 from protonpath.imaging.selectors import slices_of, structure_sets_for
+from protonpath.planning.spots import AUTO, FIXED_LAYER_SPACING_RANGE_MM, parse_layer_spacing
 from protonpath.referrals.selectors import get_request_for
 from protonpath.scheduling.models import IndicationCategory
 from protonpath.treatment import approval, catalog, robust, selectors, services
@@ -120,6 +121,20 @@ def _float(value, default=None):
         return default
 
 
+def _layer_spacing_from_post(post):
+    """The setup's ``layer_spacing_mm``: ``"auto"`` (the choice *automatic*) or the fixed mm
+    typed; what cannot be read stays as typed, for services.validate_setup to refuse with its
+    message while the page shows it again.  Without the choice (a client posting only the field),
+    the field is ``auto`` or a number."""
+    if post.get("layer_spacing_mode") == AUTO:
+        return AUTO
+    raw = str(post.get("layer_spacing_mm", "")).strip()
+    try:
+        return parse_layer_spacing(raw)
+    except ValueError:
+        return raw
+
+
 def _setup_from_post(plan, post) -> dict:
     setup = {k: v for k, v in plan.setup.items()}
     structures = []
@@ -158,10 +173,12 @@ def _setup_from_post(plan, post) -> dict:
             rows.append(row)
         setup[kind] = rows
     s = dict(setup.get("settings", {}))
-    for key in ("dose_grid_mm", "spot_spacing_mm", "layer_spacing_mm"):
+    for key in ("dose_grid_mm", "spot_spacing_mm"):
         v = _float(post.get(key))
         if v is not None and 1.0 <= v <= 20.0:
             s[key] = v
+    if "layer_spacing_mode" in post or "layer_spacing_mm" in post:
+        s["layer_spacing_mm"] = _layer_spacing_from_post(post)
     if post.get("lateral_model") in dict(LATERAL_MODELS):
         s["lateral_model"] = post["lateral_model"]
     it = _float(post.get("max_iterations"))
@@ -175,14 +192,17 @@ def _setup_from_post(plan, post) -> dict:
 def plan_page(request, pk: int):
     plan = selectors.get_plan_for(request.user, pk)
     r = plan.treatment_request
+    posted = None  # a setup that could not be saved, shown again as typed
     if request.method == "POST":
         action = request.POST.get("action", "")
+        setup = robust_settings = None
         try:
             if action in ("save", "save_and_calculate"):
                 setup = _setup_from_post(plan, request.POST)
                 robust_settings = _robust_from_post(request.POST) if "scenarios" in request.POST else None
                 plan = services.new_version(actor=request.user, plan=plan, setup=setup,
                                             robust_settings=robust_settings)
+                setup = None  # saved
                 if action == "save_and_calculate":
                     plan = services.start_calculation(actor=request.user, plan=plan)
                 messages.success(request, _("Setup saved (plan version %(v)s).") % {"v": plan.version})
@@ -196,7 +216,9 @@ def plan_page(request, pk: int):
             return redirect("treatment:plan", plan.pk)
         except (ValidationError, PermissionDenied) as exc:
             messages.error(request, _errors(exc))
-            return redirect("treatment:plan", plan.pk)
+            if not (isinstance(exc, ValidationError) and setup is not None):
+                return redirect("treatment:plan", plan.pk)
+            posted = (setup, robust_settings)
     slices = slices_of(plan.ct_series)
     names = [m["name"] for m in plan.setup.get("structures", []) if m["role"] != "ignore"]
     colours = rendering.structure_colours(names)
@@ -227,12 +249,21 @@ def plan_page(request, pk: int):
     iso = (plan.setup.get("beams") or [{}])[0].get("isocentre_mm") or plan.results.get("isocentre_mm")
     if slices and iso:
         centre = min(range(len(slices)), key=lambda k: abs((slices[k].slice_position_mm or 0) - iso[2]))
+    robust_shown = plan.robust or robust.NOMINAL_PLAN
+    if posted is not None:
+        # the refused setup on the form as typed (never saved), so that nothing is lost
+        plan.setup = posted[0]
+        robust_shown = posted[1] or robust_shown
+    spacing = plan.setup.get("settings", {}).get("layer_spacing_mm", AUTO)
     return render(request, "treatment/plan.html", {
+        "layer_spacing_auto": spacing == AUTO,
+        "layer_spacing_fixed_mm": "" if spacing == AUTO else spacing,
+        "layer_spacing_range": FIXED_LAYER_SPACING_RANGE_MM,
         "r": r, "plan": plan, "slices": slices, "centre": centre, "colours": colours, "stats_rows": stats_rows,
         "dvh": dvh, "roles": ROLES, "band_chart": band_chart, "worst_rows": worst_rows,
         "n_scenarios": len(plan.robustness.get("scenarios", {}).get("scenarios", [])),
         "robust_mode_label": robust.mode_label(plan.robust.get("robustness", "nominal")),
-        "robust": plan.robust or robust.NOMINAL_PLAN,
+        "robust": robust_shown,
         "lateral_models": LATERAL_MODELS,
         "lateral_model": plan.setup.get("settings", {}).get("lateral_model") or catalog.DEFAULT_LATERAL_MODEL,
         "rbe_rows": [{"name": k, **v} for k, v in plan.results.get("variable_rbe", {}).get("structures", {}).items()],
