@@ -50,3 +50,31 @@ def test_the_rule_catches_what_it_should():
     assert not BAD_BEFORE_MARK.search("Motif\u00a0: absent") and not BAD_BEFORE_MARK.search("à 10:30")
     assert not BAD_BEFORE_MARK.search("https://example.org/?a=1")
     assert BAD_GUILLEMETS.search("« texte »") and not BAD_GUILLEMETS.search("«\u00a0texte\u00a0»")
+
+
+TEMPLATES = sorted((SRC / "templates").rglob("*.html"))
+# A colon written straight after a template tag's translated text (`{% translate "CT" %}:`):
+# English typography in every language; `{% colon %}` gives the active language's.
+COLON_AFTER_TAG = re.compile(r"%\}:")
+
+
+def test_templates_put_label_colons_through_the_colon_tag():
+    assert len(TEMPLATES) > 20
+    offending = [
+        f"{path.relative_to(SRC)}:{number}"
+        for path in TEMPLATES
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if COLON_AFTER_TAG.search(line)
+    ]
+    assert offending == []
+
+
+def test_the_colon_tag_renders_each_languages_typography():
+    from django.template import Context, Template
+    from django.utils import translation
+
+    template = Template('{% load i18n %}{% translate "CT" %}{% colon %} 18')
+    with translation.override("fr"):
+        assert template.render(Context()) == "Scanner\u00a0: 18"
+    with translation.override("en"):
+        assert template.render(Context()) == "CT: 18"

@@ -98,6 +98,8 @@ TEMPLATES = [
                 "protonpath.accounts.context_processors.role",
                 "protonpath.accounts.context_processors.navigation",
             ],
+            # {% colon %}: a label's colon in the active language's typography
+            "builtins": ["protonpath.typography"],
         },
     }
 ]
