@@ -1,8 +1,5 @@
 """Spot-weight optimisation with dose objectives (L-BFGS-B, non-negative weights).
 
-The L-BFGS-B is this package's own (:mod:`protonpath.planning.lbfgsb`, for ``w >= 0``), on
-curvature-scaled variables (:func:`curvature_scale`).
-
 The cost is a weighted sum of quadratic dose objectives, each the mean over a structure's
 voxels (the matRad definitions)::
 
