@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 import scipy.sparse as sp
+from scipy import optimize
 from threadpoolctl import threadpool_limits
 
-from protonpath.planning import lbfgsb
 from protonpath.planning.blocks import (
     TERM_DEVIATION,
     TERM_MEAN,
@@ -41,10 +41,6 @@ SQUARED_OVERDOSE = "squared_overdose"
 SQUARED_UNDERDOSE = "squared_underdose"
 MEAN_DOSE = "mean_dose"
 KINDS = (SQUARED_DEVIATION, SQUARED_OVERDOSE, SQUARED_UNDERDOSE, MEAN_DOSE)
-#: Pairs kept by :func:`lbfgsb.minimize_nonnegative` (SciPy's default is 10; its bookkeeping
-#: grew with the memory, ours hardly does, and 20 pairs take TG119 from zero weights to
-#: pyRadPlan's objective in about 8 % fewer iterations).
-LBFGS_MEMORY = 20
 
 
 @dataclass(frozen=True)
@@ -276,7 +272,7 @@ def optimise_weights(
     max_iterations : int
         L-BFGS-B iteration cap.
     tolerance : float
-        Stopping tolerance of :func:`lbfgsb.minimize_nonnegative` (its ``ftol`` and ``gtol``).
+        Objective tolerance given to :func:`scipy.optimize.minimize`.
     callback : callable, optional
         Called with the iteration number after each iteration.
     watch_margin : float or None
@@ -344,6 +340,9 @@ def optimise_weights(
                 state["evaluations"] += state["problem"].n_evaluations
                 state["problem"] = watching(watched)
 
+    non_negative = optimize.Bounds(
+        np.zeros(dose_matrix.n_spots), np.full(dose_matrix.n_spots, np.inf)
+    )
     message = ""
     # L-BFGS-B's vector work is serial, but its BLAS calls can wake OpenBLAS threads that
     # then spin on the core numba's product threads need (the products ran 1.7x slower on
@@ -351,13 +350,14 @@ def optimise_weights(
     with threadpool_limits(limits=1, user_api="blas"):
         while state["iteration"] < max_iterations:
             state["grew"] = False
-            res = lbfgsb.minimize_nonnegative(
+            res = optimize.minimize(
                 scaled,
                 w / s,
-                m=LBFGS_MEMORY,
-                maxiter=max_iterations - state["iteration"],
-                ftol=tolerance,
-                gtol=tolerance,
+                jac=True,
+                method="L-BFGS-B",
+                bounds=non_negative,
+                tol=tolerance,
+                options={"maxiter": max_iterations - state["iteration"]},
                 callback=on_iteration,
             )
             w = s * np.maximum(res.x, 0.0)
