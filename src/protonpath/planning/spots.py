@@ -137,11 +137,6 @@ def auto_layer_spacing_mm(
     return np.clip(step, 0.0 if min_mm is None else min_mm, np.inf if max_mm is None else max_mm)
 
 
-#: Relative shortfall of a fixed layer spacing accepted between two layers (see
-#: :func:`select_energy_layers`).
-FIXED_SPACING_TOLERANCE = 0.1
-
-
 def select_energy_layers(
     machine: Machine,
     layer_spacing_mm: float | str,
@@ -157,10 +152,7 @@ def select_energy_layers(
     machine's deepest peak) and goes upstream, so the distal layer sits on the target's edge.
 
     * Fixed (``layer_spacing_mm`` a number): each next layer is the deepest energy whose peak
-      is at least ``layer_spacing_mm`` shallower, within :data:`FIXED_SPACING_TOLERANCE` of it
-      (a machine's energies are spaced by range to a tenth of a millimetre, not exactly: the
-      Proteus One's peaks are 2.8-3.05 mm apart, and a strict 3 mm skipped every other one
-      where they were 2.95 mm apart).
+      is at least ``layer_spacing_mm`` shallower.
     * Automatic (``"auto"``): from the current layer, the wanted step is ``factor`` times the
       current layer's W80 (:func:`auto_layer_spacing_mm`, clamped to ``[min_mm, max_mm]``); the
       next layer is the nearest machine energy whose peak is at or beyond (deeper than) the
@@ -196,7 +188,7 @@ def select_energy_layers(
         if not spacing > 0:
             raise ValueError("the layer spacing must be positive")
         for k in range(pos - 1, -1, -1):
-            if sorted_peaks[chosen[-1]] - sorted_peaks[k] >= spacing * (1.0 - FIXED_SPACING_TOLERANCE):
+            if sorted_peaks[chosen[-1]] - sorted_peaks[k] >= spacing - 1e-9:
                 chosen.append(k)
     return order[np.array(sorted(chosen), dtype=int)]
 
