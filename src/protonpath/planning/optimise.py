@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 import scipy.sparse as sp
 from scipy import optimize
@@ -177,52 +176,6 @@ def _watch(objectives, rows, dose, margin, watched):
     return watched
 
 
-@numba.njit(cache=True, parallel=True)
-def _weighted_column_squares(indptr, indices, data, row_weight):
-    """``sum_i row_weight[i] * A[i, j]^2`` of each column ``j`` of a CSC matrix."""
-    n_cols = indptr.shape[0] - 1
-    out = np.zeros(n_cols)
-    for j in numba.prange(n_cols):
-        total = 0.0
-        for q in range(indptr[j], indptr[j + 1]):
-            a = np.float64(data[q])
-            total += row_weight[indices[q]] * a * a
-        out[j] = total
-    return out
-
-
-def curvature_scale(matrix: sp.csc_matrix, objectives, rows: dict[str, np.ndarray]) -> np.ndarray:
-    """Per-spot scale ``s`` for optimising ``x = w / s``: ``h^(-1/4)`` over its median, ``h``
-    the diagonal of the objectives' Gauss-Newton Hessian ``2 D^T C D`` (``C`` the weight / size
-    of each objective's voxels, every quadratic term counted as active).
-
-    A spot's curvature ``h`` grows with the square of its dose (distal spots in the target's
-    high-weight voxels against spots that graze it): L-BFGS-B's first steps and its memory
-    assume curvatures of one size.  The full Jacobi scale ``h^(-1/2)`` equalises them but
-    lets grazing spots take large steps that put dose outside the target (on the box phantom
-    more organ rows came near their limits and each product cost more); its square root
-    narrows the spread of curvatures by half.  Measured from a zero start to pyRadPlan's final
-    objective: 401 -> 366 iterations on TG119, 422 -> 411 on the box phantom, and lower
-    objectives after 500 (132.6 against 135.5; 37.6 against 38.0).  Spots that reach no
-    objective's voxels get the median scale.
-    """
-    row_weight = np.zeros(matrix.shape[0])
-    for o in objectives:
-        r = rows[o.structure]
-        if len(r) and o.kind != MEAN_DOSE:
-            row_weight[r] += 2.0 * o.weight / len(r)
-    matrix = sp.csc_matrix(matrix)  # no copy of a CSC matrix
-    h = _weighted_column_squares(matrix.indptr, matrix.indices, matrix.data, row_weight)
-    positive = h > 0
-    if not positive.any():
-        return np.ones(matrix.shape[1])
-    s = np.ones(matrix.shape[1])
-    s[positive] = h[positive] ** -0.25
-    s /= np.median(s[positive])
-    s[~positive] = 1.0
-    return s
-
-
 def initial_weights(dose_matrix: DoseMatrix, target_rows: np.ndarray, dose_gy: float):
     """Uniform weights giving a mean target dose of ``dose_gy``."""
     n = dose_matrix.n_spots
@@ -244,7 +197,6 @@ def optimise_weights(
     watch_every: int = 25,
     stop_below: float | None = None,
     compact: bool = True,
-    precondition: bool = False,
 ) -> OptimisationResult:
     """Non-negative spot weights minimising the objectives (all spots together).
 
@@ -287,12 +239,6 @@ def optimise_weights(
         Products on the matrix stored in 16 bits per value, scaled per block
         (:meth:`BlockRows.compact`: doses within 1e-5 of each block's largest value, and a
         third less memory to read per product); ``False`` keeps float32 values.
-    precondition : bool
-        Optimise ``w / s`` with the scale ``s`` of :func:`curvature_scale` (the same problem
-        and bounds; from zero weights L-BFGS-B reaches pyRadPlan's TG119 objective in 366
-        instead of 401 iterations).  Off by default: on a department plan (tests/treatment/
-        test_deliverable.py) it let spots that barely reach an objective's voxels take large
-        steps, and the dose outside the target reached 106 Gy(RBE) for a 60 Gy(RBE) plan.
     """
     if initial is None:
         targets = [o for o in objectives if o.kind in (SQUARED_DEVIATION, SQUARED_UNDERDOSE)]
@@ -303,8 +249,6 @@ def optimise_weights(
     compact = compact and (stored.nnz == 0 or float(stored.data.min()) >= 0.0)
     full = BlockRows.from_matrix(stored, compact=compact)
     w = np.asarray(initial, dtype=np.float64)
-    # the optimiser's variables are x = w / s (w = s * x, gradient s * dC/dw): x >= 0 as w
-    s = curvature_scale(stored, objectives, rows) if precondition else np.ones(dose_matrix.n_spots)
     # the start's value on every row (its per-row terms are not kept: the CT grid has millions)
     start_value, _ = _Problem(full, objectives, rows)(w)
     # L-BFGS-B's tolerance is relative only while the objective is above 1: scale it to start
@@ -323,8 +267,8 @@ def optimise_weights(
     state = {"problem": watching(watched), "iteration": 0, "evaluations": 0, "grew": False}
 
     def scaled(x):
-        value, grad = state["problem"](s * x)
-        return value * scale, grad * (s * scale)
+        value, grad = state["problem"](x)
+        return value * scale, grad * scale
 
     def on_iteration(intermediate_result):
         state["iteration"] += 1
@@ -336,7 +280,7 @@ def optimise_weights(
         looks = i in (1, 2, 4, 8, 16) or (i > 16 and i % watch_every == 0)
         if watch_margin is not None and looks:
             before = np.count_nonzero(watched)
-            _watch(objectives, rows, full.matvec(s * intermediate_result.x), watch_margin, watched)
+            _watch(objectives, rows, full.matvec(intermediate_result.x), watch_margin, watched)
             state["grew"] = np.count_nonzero(watched) > before
             if state["grew"]:
                 state["evaluations"] += state["problem"].n_evaluations
@@ -354,7 +298,7 @@ def optimise_weights(
             state["grew"] = False
             res = optimize.minimize(
                 scaled,
-                w / s,
+                w,
                 jac=True,
                 method="L-BFGS-B",
                 bounds=non_negative,
@@ -362,7 +306,7 @@ def optimise_weights(
                 options={"maxiter": max_iterations - state["iteration"]},
                 callback=on_iteration,
             )
-            w = s * np.maximum(res.x, 0.0)
+            w = np.maximum(res.x, 0.0)
             message = str(res.message)
             if (
                 watch_margin is None
