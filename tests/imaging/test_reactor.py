@@ -253,3 +253,47 @@ def test_copied_presentation_contexts_are_deep_copies_that_negotiation_cannot_sh
     copies[0].transfer_syntax = [ImplicitVRLittleEndian]
     assert originals[0].result is None and originals[0].context_id is None
     assert originals[0].transfer_syntax == list(STORAGE_TRANSFER_SYNTAXES)
+
+
+def test_stores_are_served_in_the_upper_layer_thread_and_slots_are_made_ahead(tmp_path, monkeypatch):
+    """A C-STORE complete in its last PDU is served where it was received (no hand-over to the
+    acceptor's thread), and the journal's next batch of slots is made in its own thread before
+    the current one runs out; nothing is left once the association ends."""
+    import threading
+
+    from protonpath.imaging import scp
+
+    served_in, made_in = [], []
+    serve_now = PromptAssociation.serve_store_now
+    make_slots = scp.DicomListener._make_slots
+
+    def recording_serve(self, msg, context_id):
+        served_in.append(threading.current_thread() is self.dul)
+        return serve_now(self, msg, context_id)
+
+    def recording_make(self, transfer):
+        made_in.append(threading.current_thread().name)
+        return make_slots(self, transfer)
+
+    monkeypatch.setattr(PromptAssociation, "serve_store_now", recording_serve)
+    monkeypatch.setattr(scp.DicomListener, "_make_slots", recording_make)
+    recorder = Recorder()
+    listener = start_listener(tmp_path, recorder)
+    try:
+        assoc = associate(listener, CTImageStorage, Verification)
+        for _ in range(30):
+            assert assoc.send_c_store(ct_dataset()).Status == 0x0000
+        assert assoc.send_c_echo().Status == 0x0000  # still pynetdicom's way
+        assoc.release()
+        summary = recorder.wait_end()
+    finally:
+        listener.stop()
+    assert summary.stored == 30 and len(recorder.instances) == 30
+    assert served_in == [True] * 30
+    # 4 + 4 + 8 + 16 slots: the first batch when the first instance came, the rest ahead of need
+    assert made_in[0] != "dicom-journal-slots" and made_in[1:] and all(
+        name.startswith("dicom-journal-slots") for name in made_in[1:]
+    )
+    incoming = listener.settings.incoming_dir
+    unused = [p for p in incoming.rglob(f"*{scp.SLOT_SUFFIX}") if p.stat().st_size == 0]
+    assert unused == []

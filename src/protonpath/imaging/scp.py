@@ -95,6 +95,8 @@ SLOT_SUFFIX = ".slot"
 #: to :data:`MAX_SLOTS` (one folder sync per batch of slots).
 FIRST_SLOTS = 4
 MAX_SLOTS = 64
+#: Slots left in an association's batch when the next batch is begun, in the background.
+SLOTS_AHEAD = 16
 #: Threads flushing journal files (one flush at a time per association; several associations
 #: may flush at once).
 SYNC_THREADS = 4
@@ -316,6 +318,7 @@ class _Transfer:
     folder_made: bool = False  # incoming/<association id>/ exists
     slots: list[Path] = field(default_factory=list)  # made, synced, not yet written (last first)
     slots_made: int = 0
+    making: Future[None] | None = None  # the next batch of slots, made ahead of need
 
 
 class DicomListener:
@@ -363,6 +366,7 @@ class DicomListener:
         self._lock = threading.Lock()
         # journal files flushed to disk while the sink checks them (see _write)
         self._syncer: ThreadPoolExecutor | None = None
+        self._slot_maker: ThreadPoolExecutor | None = None
         self.ae = self._build_ae()
 
     # --- life cycle ---------------------------------------------------------------------------
@@ -409,6 +413,8 @@ class DicomListener:
         Path(self.settings.incoming_dir).mkdir(parents=True, exist_ok=True)
         if self.settings.fsync and self._syncer is None:
             self._syncer = ThreadPoolExecutor(max_workers=SYNC_THREADS, thread_name_prefix="dicom-journal-sync")
+        if self._slot_maker is None:
+            self._slot_maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dicom-journal-slots")
         # pynetdicom's server, with associations that serve each message as soon as it has
         # arrived instead of polling every millisecond (see reactor.py)
         server = self.ae.make_server(
@@ -571,6 +577,12 @@ class DicomListener:
             transfer.ended = True
             del self._transfers[key]
             unused, transfer.slots = transfer.slots, []
+            making, transfer.making = transfer.making, None
+        if making is not None:  # a batch made ahead removes its slots itself, seeing the end
+            try:
+                making.result()
+            except Exception:
+                pass  # it failed: nothing of it is left
         for slot in unused:  # never written: nothing to keep
             slot.unlink(missing_ok=True)
         LOGGER.info(
@@ -702,23 +714,65 @@ class DicomListener:
         return slot, data, digest, flushed, file_digest
 
     def _slot(self, transfer: _Transfer) -> Path:
-        """The association's next empty journal slot. When none is left, make a batch of them
-        (the association's folder first, at its first instance) and, with ``fsync``, sync their
-        folder once for the batch, so that their names survive a power cut before any is
-        written."""
-        if transfer.slots:
-            return transfer.slots.pop()
+        """The association's next empty journal slot.
+
+        Slots are made in batches (the association's folder first, at its first instance),
+        each batch twice the last up to :data:`MAX_SLOTS`, and with ``fsync`` their folder is
+        synced once per batch, so that their names survive a power cut before any is written.
+        Once the listener has started, the next batch is made in its own thread while the
+        current one still has slots left: making 64 files and syncing their folder took from
+        1 to over 100 ms, in the middle of a transfer, with the peer waiting for its answer."""
+        with self._lock:
+            slot = transfer.slots.pop() if transfer.slots else None
+            ahead = transfer.making
+        if slot is None and ahead is not None:
+            try:
+                ahead.result()  # the batch under way (its OSError, if any, refuses this one)
+            finally:
+                with self._lock:
+                    if transfer.making is ahead:
+                        transfer.making = None
+                    slot = transfer.slots.pop() if transfer.slots else None
+        if slot is None:
+            self._make_slots(transfer)
+            with self._lock:
+                slot = transfer.slots.pop()
+        self._make_slots_ahead(transfer)
+        return slot
+
+    def _make_slots_ahead(self, transfer: _Transfer) -> None:
+        maker = self._slot_maker
+        if maker is None:
+            return
+        with self._lock:
+            if transfer.making is not None and transfer.making.done():
+                transfer.making = None  # made (a failure shows when a slot is next made here)
+            if transfer.ended or transfer.making is not None or len(transfer.slots) > SLOTS_AHEAD:
+                return
+            try:
+                transfer.making = maker.submit(self._make_slots, transfer)
+            except RuntimeError:  # the listener is shutting its threads down
+                transfer.making = None
+
+    def _make_slots(self, transfer: _Transfer) -> None:
+        """Make the association's next batch of empty slots (see :meth:`_slot`)."""
         durable = self.settings.fsync
         folder = Path(self.settings.incoming_dir) / transfer.association_id
-        if not transfer.folder_made:
-            folder.mkdir(exist_ok=True)
-            if durable:
-                fsync_directory(folder.parent)
+        with self._lock:
+            if transfer.ended:
+                return
+            first = transfer.slots_made
+            count = min(MAX_SLOTS, max(FIRST_SLOTS, first))  # doubles the slots made
+            transfer.slots_made += count
+            make_folder = not transfer.folder_made
             transfer.folder_made = True
-        count = min(MAX_SLOTS, max(FIRST_SLOTS, transfer.slots_made))  # doubles the slots made
         made = []
         try:
-            for number in range(transfer.slots_made, transfer.slots_made + count):
+            if make_folder:
+                folder.mkdir(exist_ok=True)
+                if durable:
+                    fsync_directory(folder.parent)
+            for number in range(first, first + count):
                 path = folder / f"{number:08d}{SLOT_SUFFIX}"
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
                 made.append(path)
@@ -727,10 +781,17 @@ class DicomListener:
         except BaseException:
             for path in made:
                 path.unlink(missing_ok=True)
+            if make_folder:
+                with self._lock:
+                    transfer.folder_made = False
             raise
-        transfer.slots_made += count
-        transfer.slots = made[::-1]
-        return transfer.slots.pop()
+        with self._lock:
+            ended = transfer.ended
+            if not ended:  # after the slots left (lower numbers, popped first)
+                transfer.slots = made[::-1] + transfer.slots
+        if ended:  # the association ended meanwhile: nothing will be written into them
+            for path in made:
+                path.unlink(missing_ok=True)
 
     def _hand_over(self, received: ReceivedInstance, transfer: _Transfer) -> tuple[int, bool]:
         """The sink's verdict: the status for the peer, and whether the sink kept the file (an
