@@ -706,9 +706,12 @@ class PromptAssociation(Association):
         send its answer from there (called by :meth:`PromptDul._complete_store`). False (the
         request is then queued for this association's thread) when the request is not one
         ``fast_store`` serves, or when messages wait before it, whose answers come first."""
-        if not self.is_established or not self.dimse.msg_queue.empty() or self._fast_store(msg, context_id) is None:
+        if not self.is_established or not self.dimse.msg_queue.empty():
             return False
-        self._serve_request(msg, context_id)
+        found = self._fast_store(msg, context_id)
+        if found is None:
+            return False
+        self._store_and_answer(msg, context_id, *found)
         return True
 
     def _serve_request(self, msg: Any, context_id: int) -> None:
@@ -716,7 +719,10 @@ class PromptAssociation(Association):
         if found is None:
             super()._serve_request(msg, context_id)
             return
-        fast_store, context = found
+        self._store_and_answer(msg, context_id, *found)
+
+    def _store_and_answer(self, msg: Any, context_id: int, fast_store: FastStore, context: Any) -> None:
+        """Call ``fast_store`` and send its status back in a C-STORE response."""
         try:
             status = fast_store(self, msg, str(context.transfer_syntax[0]))
         except Exception:
