@@ -252,27 +252,16 @@ def phantom_file(name: str, folder: Path) -> Path:
     return path
 
 
-def protonpath_worker(npz_path: str, phantom_path: str, iterations: int, stop_below: float):
-    """Our side: same spots, grid, machine data and objectives as the pyRadPlan run."""
-    import resource
-
+def protonpath_case(npz_path: str, phantom_path: str, machine):
+    """Our side's plan for a saved pyRadPlan run: same spots, grid, machine data and
+    objectives.  Returns the dose matrix, the phantom, the structures' rows, the structures on
+    the dose grid, the dose grid, our own grid and isocentre, and the dose matrix's wall and
+    CPU seconds."""
     import numpy as np
 
     from protonpath.planning import ct as ctm
-    from protonpath.planning import (
-        dose,
-        gamma,
-        matrad_io,
-        optimise,
-        pipeline,
-        raytrace,
-        spots,
-        structures,
-    )
-    from protonpath.planning.warmup import warm_up
+    from protonpath.planning import dose, matrad_io, pipeline, raytrace, spots, structures
 
-    machine = matrad_io.load_pyradplan_generic_proton_machine()
-    warm_up_s = warm_up(machine)  # numba start-up, once per process: reported, not timed
     ref = np.load(npz_path)
     phantom = matrad_io.load_matrad_phantom(phantom_path)
     hlut = ref["hlut"]
@@ -310,6 +299,24 @@ def protonpath_worker(npz_path: str, phantom_path: str, iterations: int, stop_be
     rows = {
         k: dm.rows_of(m) for k, m in structures.resolve_overlaps(on_dose, phantom.priority).items()
     }
+    return dm, phantom, rows, on_dose, dose_grid, own_grid, own_iso, t_dij, c_dij
+
+
+def protonpath_worker(npz_path: str, phantom_path: str, iterations: int, stop_below: float):
+    """Our side: same spots, grid, machine data and objectives as the pyRadPlan run."""
+    import resource
+
+    import numpy as np
+
+    from protonpath.planning import gamma, matrad_io, optimise, structures
+    from protonpath.planning.warmup import warm_up
+
+    machine = matrad_io.load_pyradplan_generic_proton_machine()
+    warm_up_s = warm_up(machine)  # numba start-up, once per process: reported, not timed
+    ref = np.load(npz_path)
+    dm, phantom, rows, on_dose, dose_grid, own_grid, own_iso, t_dij, c_dij = protonpath_case(
+        npz_path, phantom_path, machine
+    )
 
     def optimise_timed(**kwargs):
         t0 = time.perf_counter()

@@ -76,6 +76,9 @@ class Result:
     nfev: int
     success: bool
     message: str
+    #: breakpoints passed, variables entering or leaving the free set, full recomputations of
+    #: its Gram matrices, free variables: summed over the iterations (a diagnostic)
+    counts: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -131,23 +134,46 @@ def _solve_in_place(a, b):
 
 @numba.njit(cache=True)
 def _middle(ss, sy, order, k, theta):
-    """``M``, the inverse of ``[[-D, L^T], [L, theta S^T S]]`` in the pairs' age order
-    (``order[a]`` the ring slot of the a-th oldest pair), or an empty matrix if singular."""
+    """``M``, the inverse of ``K = [[-D, L^T], [L, theta S^T S]]`` in the pairs' age order
+    (``order[a]`` the ring slot of the a-th oldest pair), or an empty matrix if singular.
+
+    By blocks: with ``G = L D^-1`` and the Schur complement ``T = theta S^T S + L D^-1 L^T``
+    (positive definite while every ``s_a^T y_a > 0``), ``M22 = T^-1``, ``M21 = T^-1 G``,
+    ``M12 = M21^T`` and ``M11 = -D^-1 + G^T T^-1 G``: one ``k x k`` solve.
+    """
     k2 = 2 * k
-    a = np.zeros((k2, k2))
+    dinv = np.empty(k)
     for i in range(k):
-        pi = order[i]
-        a[i, i] = -sy[pi, pi]
+        dinv[i] = 1.0 / sy[order[i], order[i]]
+    gmat = np.zeros((k, k))  # G[i, j] = L[i, j] / D[j], i > j
+    for i in range(k):
+        for j in range(i):
+            gmat[i, j] = sy[order[i], order[j]] * dinv[j]
+    t = np.empty((k, k))
+    for i in range(k):
         for j in range(k):
-            pj = order[j]
-            if i > j:  # L[i, j] = s_i . y_j for i > j
-                a[k + i, j] = sy[pi, pj]
-                a[j, k + i] = sy[pi, pj]
-            a[k + i, k + j] = theta * ss[pi, pj]
-    inv = np.eye(k2)
-    if not _solve_in_place(a, inv):
+            acc = theta * ss[order[i], order[j]]
+            for q in range(min(i, j)):  # (L D^-1 L^T)[i, j] = sum_q G[i, q] L[j, q]
+                acc += gmat[i, q] * sy[order[j], order[q]]
+            t[i, j] = acc
+    rhs = np.zeros((k, 2 * k))
+    for i in range(k):
+        for j in range(k):
+            rhs[i, j] = gmat[i, j]
+        rhs[i, k + i] = 1.0
+    if not _solve_in_place(t, rhs):
         return np.zeros((0, 0))
-    return inv
+    mid = np.empty((k2, k2))
+    for i in range(k):
+        for j in range(k):
+            mid[k + i, j] = rhs[i, j]  # M21
+            mid[j, k + i] = rhs[i, j]  # M12
+            mid[k + i, k + j] = rhs[i, k + j]  # M22
+            acc = -dinv[i] if i == j else 0.0
+            for q in range(k):
+                acc += gmat[q, i] * rhs[q, j]  # (G^T T^-1 G)[i, j]
+            mid[i, j] = acc
+    return mid
 
 
 @numba.njit(cache=True)
@@ -177,6 +203,13 @@ def _wt_times(s_ring, y_ring, order, k, theta, v, out):
             acc_s += s_ring[p, i] * v[i]
         out[a] = acc_y
         out[k + a] = theta * acc_s
+
+
+@numba.njit(cache=True, fastmath={"reassoc", "contract"})
+def _axpy2(a, u, b, v, out):
+    """``out += a u + b v``."""
+    for i in range(out.shape[0]):
+        out[i] += a * u[i] + b * v[i]
 
 
 @numba.njit(cache=True)
@@ -226,7 +259,7 @@ def projected_gradient_norm(x, g, lo, hi):
 
 
 @numba.njit(cache=True, fastmath={"reassoc", "contract"})
-def _gram_free(s_ring, y_ring, used, fss, fsy, fyy, fmask, free):
+def _gram_free(s_ring, y_ring, used, fss, fsy, fyy, fmask, free, counts):
     """Bring the free-variable Gram matrices (over ``fmask``) to the free set ``free``."""
     n = free.shape[0]
     n_changed = 0
@@ -236,10 +269,12 @@ def _gram_free(s_ring, y_ring, used, fss, fsy, fyy, fmask, free):
             n_free += 1
         if free[i] != (fmask[i] != 0.0):
             n_changed += 1
+    counts[1] += n_changed
     if n_changed == 0:
         return
     m_used = used.shape[0]
     if n_changed * 4 > n_free or n_changed * 8 > n:
+        counts[2] += 1
         # recompute over the free set, its columns gathered
         cols = np.empty(n_free, dtype=np.int64)
         c = 0
@@ -291,10 +326,36 @@ def _gram_free(s_ring, y_ring, used, fss, fsy, fyy, fmask, free):
 
 
 @numba.njit(cache=True, fastmath={"reassoc", "contract"})
-def _direction(x, g, lo, hi, s_ring, y_ring, ss, sy, fss, fsy, fyy, fmask, order, k, theta,
-               used, xbar, d, work, heap_keys, heap_idx, free, first):
+def _direction(
+    x,
+    g,
+    lo,
+    hi,
+    s_ring,
+    y_ring,
+    ss,
+    sy,
+    fss,
+    fsy,
+    fyy,
+    fmask,
+    order,
+    k,
+    theta,
+    used,
+    xbar,
+    d,
+    work,
+    heap_keys,
+    heap_idx,
+    free,
+    first,
+    counts,
+):
     """The point ``xbar`` of the model's minimisation and ``d = xbar - x``.
 
+    ``counts`` gathers breakpoints passed, variables entering or leaving the free set, full
+    recomputations of its Gram matrices and free variables (a diagnostic).
     Returns ``(g^T d, |d|, stpmax, ok)``: the directional derivative, the step's norm, the
     largest feasible step along ``d`` (1 in the first iteration) and False if the middle
     matrix was singular (the caller then drops the memory).
@@ -363,6 +424,7 @@ def _direction(x, g, lo, hi, s_ring, y_ring, ss, sy, fss, fsy, fyy, fmask, order
             break
         b = heap_idx[0]
         _heap_pop(heap_keys, heap_idx, size)
+        counts[0] += 1
         size -= 1
         gb = g[b]
         if work[b] > 0.0:
@@ -407,32 +469,19 @@ def _direction(x, g, lo, hi, s_ring, y_ring, ss, sy, fss, fsy, fyy, fmask, order
     for j in range(k2):
         c[j] += dt_min * p[j]
     # ---- subspace minimisation over the free variables ----
+    # On the free set F the Cauchy point is x - t_cp g, so the reduced gradient is
+    # r = (1 - theta t_cp) g_F - (W M c)_F and, with p = W^T d at the Cauchy point
+    # (d = -g on F, 0 elsewhere), W_F^T r = -(1 - theta t_cp) p - (W_F^T W_F) M c: the step
+    # du = -r / theta - W_F N^-1 M W_F^T r / theta^2 takes one product with W.
     n_free = 0
     for i in range(n):
         if free[i]:
             n_free += 1
+    counts[3] += n_free
     if k > 0 and n_free > 0:
-        _gram_free(s_ring, y_ring, used, fss, fsy, fyy, fmask, free)
+        _gram_free(s_ring, y_ring, used, fss, fsy, fyy, fmask, free, counts)
         _mat_vec(mid, c, mc)
-        # r = Z^T (g + theta (xcp - x) - W M c), in work
-        for i in range(n):
-            if free[i]:
-                acc = 0.0
-                for a in range(k):
-                    acc += y_ring[order[a], i] * mc[a] + theta * s_ring[order[a], i] * mc[k + a]
-                work[i] = g[i] + theta * (xbar[i] - x[i]) - acc
-            else:
-                work[i] = 0.0
-        wtr = np.zeros(k2)
-        _wt_times(s_ring, y_ring, order, k, theta, work, wtr)
-        v = np.zeros((k2, 1))
-        for j in range(k2):
-            acc = 0.0
-            for q in range(k2):
-                acc += mid[j, q] * wtr[q]
-            v[j, 0] = acc
-        # N = I - M (W_F^T W_F) / theta
-        wfw = np.empty((k2, k2))
+        wfw = np.empty((k2, k2))  # W_F^T W_F
         for a in range(k):
             pa = order[a]
             for b in range(k):
@@ -441,7 +490,20 @@ def _direction(x, g, lo, hi, s_ring, y_ring, ss, sy, fss, fsy, fyy, fmask, order
                 wfw[a, k + b] = theta * fsy[pb, pa]  # y_a . s_b
                 wfw[k + a, b] = theta * fsy[pa, pb]  # s_a . y_b
                 wfw[k + a, k + b] = theta * theta * fss[pa, pb]
-        nmat = np.eye(k2)
+        shrink = 1.0 - theta * t_cp
+        wtr = np.empty(k2)
+        for j in range(k2):
+            acc = -shrink * p[j]
+            for q in range(k2):
+                acc -= wfw[j, q] * mc[q]
+            wtr[j] = acc
+        v = np.zeros((k2, 1))
+        for j in range(k2):
+            acc = 0.0
+            for q in range(k2):
+                acc += mid[j, q] * wtr[q]
+            v[j, 0] = acc
+        nmat = np.eye(k2)  # N = I - M (W_F^T W_F) / theta
         for i in range(k2):
             for j in range(k2):
                 acc = 0.0
@@ -449,15 +511,16 @@ def _direction(x, g, lo, hi, s_ring, y_ring, ss, sy, fss, fsy, fyy, fmask, order
                     acc += mid[i, q] * wfw[q, j]
                 nmat[i, j] -= acc / theta
         if _solve_in_place(nmat, v):
-            # du = -r / theta - W_F v / theta^2, then xbar = P(xcp + du)
+            u = np.empty(k2)
+            for j in range(k2):
+                u[j] = mc[j] / theta - v[j, 0] / (theta * theta)
+            work[:] = 0.0
+            for a in range(k):
+                _axpy2(u[a], y_ring[order[a]], theta * u[k + a], s_ring[order[a]], work)
             descent = 0.0
             for i in range(n):
                 if free[i]:
-                    acc = 0.0
-                    for a in range(k):
-                        acc += y_ring[order[a], i] * v[a, 0]
-                        acc += theta * s_ring[order[a], i] * v[k + a, 0]
-                    du = -work[i] / theta - acc / (theta * theta)
+                    du = work[i] - shrink * g[i] / theta
                     work[i] = du
                     t = xbar[i] + du
                     if t < lo[i]:
@@ -656,8 +719,18 @@ def _ls_update(ls, stp, f, gd):
     if ls[_STAGE] == 1.0 and f <= fx and f > ftest:
         # the modified function psi(t) = f(t) - f(0) - gtest t while in the first stage
         stx, fxm, gxm, sty, fym, gym, stp, brackt = _step(
-            stx, fx - stx * gtest, gx - gtest, sty, fy - sty * gtest, gy - gtest,
-            stp, f - stp * gtest, gd - gtest, brackt, ls[_STMIN], ls[_STMAX],
+            stx,
+            fx - stx * gtest,
+            gx - gtest,
+            sty,
+            fy - sty * gtest,
+            gy - gtest,
+            stp,
+            f - stp * gtest,
+            gd - gtest,
+            brackt,
+            ls[_STMIN],
+            ls[_STMAX],
         )
         fx, gx = fxm + stx * gtest, gxm + gtest
         fy, gy = fym + sty * gtest, gym + gtest
@@ -849,6 +922,7 @@ def minimize(
     ftol: float = 2.2e-9,
     pgtol: float = 1e-5,
     callback: Callable[[Iterate], Callable | None] | None = None,
+    on_converged: Callable[[Iterate], Callable | None] | None = None,
 ) -> Result:
     """Minimise ``fun`` (returning value and gradient) over ``lower <= x <= upper``.
 
@@ -858,6 +932,11 @@ def minimize(
     raising :class:`StopIteration` ends the run there (``success`` False, as in SciPy); a
     returned callable becomes the objective from the current point on, the curvature memory
     kept (its value there is evaluated anew, and that iteration's decrease test is skipped).
+    ``on_converged(Iterate)`` runs when a stopping test (``pgtol``, ``ftol``) is met: returning
+    a callable goes on with it as the objective, as above, instead of stopping.
+
+    ``Iterate.x`` is the solver's own vector, changed in place by the next iteration: copy it
+    to keep it.
     """
     x = np.asarray(x0, dtype=np.float64).ravel().copy()
     n = x.shape[0]
@@ -877,10 +956,11 @@ def minimize(
     heap_keys, heap_idx = np.empty(n), np.empty(n, dtype=np.int64)
     free = np.zeros(n, dtype=np.bool_)
     ls = np.zeros(_LS_SIZE)
+    counts = np.zeros(4, dtype=np.int64)
     mem = memory
     success, message = False, ""
     if projected_gradient_norm(x, g, lo, hi) <= pgtol:
-        return Result(x, f, g, 0, nfev, True, "projected gradient at most pgtol")
+        return Result(x, f, g, 0, nfev, True, "projected gradient at most pgtol", counts)
     while True:
         if nit >= maxiter:
             message = "iteration limit reached"
@@ -890,9 +970,30 @@ def minimize(
             break
         k = mem.k
         gd, dnorm, stpmax, ok = _direction(
-            x, g, lo, hi, mem.s, mem.y, mem.ss, mem.sy, mem.fss, mem.fsy, mem.fyy, mem.fmask,
-            mem.slots, k, mem.theta, mem.slots[:k], xbar, d, work, heap_keys, heap_idx, free,
+            x,
+            g,
+            lo,
+            hi,
+            mem.s,
+            mem.y,
+            mem.ss,
+            mem.sy,
+            mem.fss,
+            mem.fsy,
+            mem.fyy,
+            mem.fmask,
+            mem.slots,
+            k,
+            mem.theta,
+            mem.slots[:k],
+            xbar,
+            d,
+            work,
+            heap_keys,
+            heap_idx,
+            free,
             nit == 0,
+            counts,
         )
         if not ok or not gd < 0.0:
             if k == 0:
@@ -920,8 +1021,22 @@ def minimize(
             continue
         f_old = f
         f = float(ft)
-        _add_pair(x, xt, g, np.asarray(gt, dtype=np.float64), mem.s, mem.y, mem.ss, mem.sy,
-                  mem.fss, mem.fsy, mem.fyy, mem.fmask, mem.slots, mem.state)
+        _add_pair(
+            x,
+            xt,
+            g,
+            np.asarray(gt, dtype=np.float64),
+            mem.s,
+            mem.y,
+            mem.ss,
+            mem.sy,
+            mem.fss,
+            mem.fsy,
+            mem.fyy,
+            mem.fmask,
+            mem.slots,
+            mem.state,
+        )
         nit += 1
         replaced = False
         if callback is not None:
@@ -932,15 +1047,31 @@ def minimize(
                 break
             if new_fun is not None:
                 fun = new_fun
-                f, g_new = fun(x)
-                f = float(f)
-                g[:] = g_new
+                f = _evaluate_into(fun, x, g)
                 nfev += 1
                 replaced = True
         if projected_gradient_norm(x, g, lo, hi) <= pgtol:
+            message = "projected gradient at most pgtol"
+        elif not replaced and (f_old - f) <= ftol * max(abs(f_old), abs(f), 1.0):
+            message = "relative reduction of f at most ftol"
+        else:
+            continue
+        new_fun = None if on_converged is None else on_converged(Iterate(x, f, nit, nfev))
+        if new_fun is None:
+            success = True
+            break
+        fun = new_fun
+        f = _evaluate_into(fun, x, g)
+        nfev += 1
+        message = ""
+        if projected_gradient_norm(x, g, lo, hi) <= pgtol:
             message, success = "projected gradient at most pgtol", True
             break
-        if not replaced and (f_old - f) <= ftol * max(abs(f_old), abs(f), 1.0):
-            message, success = "relative reduction of f at most ftol", True
-            break
-    return Result(x, f, g, nit, nfev, success, message)
+    return Result(x, f, g, nit, nfev, success, message, counts)
+
+
+def _evaluate_into(fun, x, g) -> float:
+    """``fun`` at ``x``, its gradient written into ``g``."""
+    f, g_new = fun(x)
+    g[:] = g_new
+    return float(f)

@@ -26,6 +26,7 @@ import scipy.sparse as sp
 from scipy import optimize
 from threadpoolctl import threadpool_limits
 
+from protonpath.planning import lbfgsb
 from protonpath.planning.blocks import (
     TERM_DEVIATION,
     TERM_MEAN,
@@ -197,6 +198,8 @@ def optimise_weights(
     watch_every: int = 25,
     stop_below: float | None = None,
     compact: bool = True,
+    method: str = "lbfgsb",
+    memory: int = 10,
 ) -> OptimisationResult:
     """Non-negative spot weights minimising the objectives (all spots together).
 
@@ -239,7 +242,16 @@ def optimise_weights(
         Products on the matrix stored in 16 bits per value, scaled per block
         (:meth:`BlockRows.compact`: doses within 1e-5 of each block's largest value, and a
         third less memory to read per product); ``False`` keeps float32 values.
+    method : str
+        ``"lbfgsb"``: protonpath's L-BFGS-B (:mod:`protonpath.planning.lbfgsb`, its
+        bookkeeping compiled), which keeps its curvature memory when rows join the problem;
+        ``"scipy"``: :func:`scipy.optimize.minimize`'s L-BFGS-B, run again with the
+        remaining iterations when it converges in an iteration that added rows.
+    memory : int
+        Correction pairs kept by ``"lbfgsb"`` (SciPy's default is 10 too).
     """
+    if method not in ("lbfgsb", "scipy"):
+        raise ValueError(f"unknown method {method!r}")
     if initial is None:
         targets = [o for o in objectives if o.kind in (SQUARED_DEVIATION, SQUARED_UNDERDOSE)]
         ref = targets[0] if targets else objectives[0]
@@ -264,6 +276,132 @@ def optimise_weights(
         sub_rows = {k: position[r[mask[r]]] for k, r in rows.items()}
         return _Problem(full, objectives, sub_rows, sizes, np.flatnonzero(mask))
 
+    if method == "lbfgsb":
+        w, iterations, evaluations, message = _own_lbfgsb(
+            full,
+            objectives,
+            rows,
+            w,
+            scale,
+            watched,
+            watching,
+            watch_margin,
+            watch_every,
+            max_iterations,
+            tolerance,
+            callback,
+            stop_below,
+            memory,
+        )
+    else:
+        w, iterations, evaluations, message = _scipy_lbfgsb(
+            full,
+            objectives,
+            rows,
+            w,
+            scale,
+            watched,
+            watching,
+            watch_margin,
+            watch_every,
+            max_iterations,
+            tolerance,
+            callback,
+            stop_below,
+            dose_matrix.n_spots,
+        )
+    # the returned objective is the stored matrix's (float32), whatever the products used
+    value = objectives_value(csc_matvec(dose_matrix.matrix, w), objectives, rows)
+    return OptimisationResult(w, float(value), iterations, evaluations, message)
+
+
+def _looks(i: int, watch_every: int) -> bool:
+    """Whether iteration ``i`` looks for rows to watch: 1, 2, 4, 8, 16, then every
+    ``watch_every``."""
+    return i in (1, 2, 4, 8, 16) or (i > 16 and i % watch_every == 0)
+
+
+def _own_lbfgsb(
+    full,
+    objectives,
+    rows,
+    w,
+    scale,
+    watched,
+    watching,
+    watch_margin,
+    watch_every,
+    max_iterations,
+    tolerance,
+    callback,
+    stop_below,
+    memory,
+):
+    """:func:`optimise_weights` with :func:`lbfgsb.minimize`: rows join the problem from
+    the callback (or when it converges) and the run goes on with its memory."""
+    problem = [watching(watched)]
+
+    def scaled(x):
+        value, grad = problem[0](x)
+        grad *= scale
+        return value * scale, grad
+
+    def grow(x):
+        """The scaled objective of the grown problem if rows joined, else None."""
+        before = np.count_nonzero(watched)
+        _watch(objectives, rows, full.matvec(x), watch_margin, watched)
+        if np.count_nonzero(watched) == before:
+            return None
+        problem[0] = watching(watched)
+        return scaled
+
+    def on_iteration(it):
+        if callback is not None:
+            callback(it.nit)
+        if stop_below is not None and it.fun / scale <= stop_below:
+            raise StopIteration
+        if watch_margin is not None and _looks(it.nit, watch_every):
+            return grow(it.x)
+        return None
+
+    def on_converged(it):
+        return None if watch_margin is None else grow(it.x)
+
+    # one BLAS thread while optimising, as in _scipy_lbfgsb
+    with threadpool_limits(limits=1, user_api="blas"):
+        res = lbfgsb.minimize(
+            scaled,
+            w,
+            0.0,
+            None,
+            m=memory,
+            maxiter=max_iterations,
+            ftol=tolerance,
+            pgtol=tolerance,
+            callback=on_iteration,
+            on_converged=on_converged,
+        )
+    return np.maximum(res.x, 0.0), res.nit, res.nfev, res.message
+
+
+def _scipy_lbfgsb(
+    full,
+    objectives,
+    rows,
+    w,
+    scale,
+    watched,
+    watching,
+    watch_margin,
+    watch_every,
+    max_iterations,
+    tolerance,
+    callback,
+    stop_below,
+    n_spots,
+):
+    """:func:`optimise_weights` with SciPy's L-BFGS-B, restarted when it converged in an
+    iteration that added rows or with rows near their limits left out."""
     state = {"problem": watching(watched), "iteration": 0, "evaluations": 0, "grew": False}
 
     def scaled(x):
@@ -277,7 +415,7 @@ def optimise_weights(
             callback(i)
         if stop_below is not None and intermediate_result.fun / scale <= stop_below:
             raise StopIteration
-        looks = i in (1, 2, 4, 8, 16) or (i > 16 and i % watch_every == 0)
+        looks = _looks(i, watch_every)
         if watch_margin is not None and looks:
             before = np.count_nonzero(watched)
             _watch(objectives, rows, full.matvec(intermediate_result.x), watch_margin, watched)
@@ -286,9 +424,7 @@ def optimise_weights(
                 state["evaluations"] += state["problem"].n_evaluations
                 state["problem"] = watching(watched)
 
-    non_negative = optimize.Bounds(
-        np.zeros(dose_matrix.n_spots), np.full(dose_matrix.n_spots, np.inf)
-    )
+    non_negative = optimize.Bounds(np.zeros(n_spots), np.full(n_spots, np.inf))
     message = ""
     # L-BFGS-B's vector work is serial, but its BLAS calls can wake OpenBLAS threads that
     # then spin on the core numba's product threads need (the products ran 1.7x slower on
@@ -325,10 +461,8 @@ def optimise_weights(
                 break
             state["evaluations"] += state["problem"].n_evaluations
             state["problem"] = watching(watched)
-    # the returned objective is the stored matrix's (float32), whatever the products used
-    value = objectives_value(csc_matvec(dose_matrix.matrix, w), objectives, rows)
     evaluations = state["evaluations"] + state["problem"].n_evaluations
-    return OptimisationResult(w, float(value), state["iteration"], evaluations, message)
+    return w, state["iteration"], evaluations, message
 
 
 def optimise_single_field(
