@@ -57,9 +57,8 @@ def test_non_negative_least_squares_reaches_the_nnls_optimum():
     assert np.count_nonzero(x_ref == 0.0) > 10  # the bounds are active
     assert np.count_nonzero(res.x == 0.0) == np.count_nonzero(x_ref == 0.0)
     n = a.shape[1]
-    assert (
-        kkt_violation(res.x, res.jac, np.zeros(n), np.full(n, np.inf)) <= 1e-7
-    )  # f is then at its rounding limit
+    # 1e-7: f is then at its rounding limit
+    assert kkt_violation(res.x, res.jac, np.zeros(n), np.full(n, np.inf)) <= 1e-7
 
 
 def test_box_constrained_quadratic_meets_the_kkt_conditions_and_scipy():
@@ -89,7 +88,7 @@ def test_box_constrained_quadratic_meets_the_kkt_conditions_and_scipy():
     assert np.allclose(res.x, ref.x, atol=1e-5)
     at_bounds = np.count_nonzero((res.x <= lo) | (res.x >= hi))
     assert at_bounds > 10
-    assert kkt_violation(res.x, res.jac, lo, hi) <= 1e-7  # f is then at its rounding limit
+    assert kkt_violation(res.x, res.jac, lo, hi) <= 1e-7  # f at its rounding limit
     points = np.array(recorder.points)
     assert np.all(points >= lo) and np.all(points <= hi)  # never outside the box
 
@@ -110,7 +109,7 @@ def test_rosenbrock_with_bounds_matches_scipy():
     assert res.fun == pytest.approx(ref.fun, rel=1e-8)
     assert np.allclose(res.x, ref.x, atol=1e-6)
     assert res.x[0] == 0.5  # the upper bound is active
-    assert kkt_violation(res.x, res.jac, lo, hi) <= 1e-7  # f is then at its rounding limit
+    assert kkt_violation(res.x, res.jac, lo, hi) <= 1e-7  # f at its rounding limit
 
 
 def test_unbounded_rosenbrock_reaches_its_minimiser():

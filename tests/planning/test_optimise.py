@@ -197,3 +197,47 @@ def test_blas_threads_are_restored_after_optimising(single_beam_plan):
         p.dose_matrix, [Objective("PTV", SQUARED_DEVIATION, RX, 1.0)], rows, max_iterations=5
     )
     assert [(i["filepath"], i["num_threads"]) for i in threadpool_info()] == before
+
+
+@pytest.mark.parametrize("iterations", [20, 60, 150])
+@pytest.mark.parametrize("watch_margin", [0.8, None])
+def test_own_lbfgsb_reaches_scipys_objective(single_beam_plan, iterations, watch_margin):
+    """The default optimiser (planning.lbfgsb, memory kept as rows join) against SciPy's
+    L-BFGS-B (restarted as rows join), from zero weights with organ limits that bind."""
+    p = single_beam_plan
+    rows = {s.name: p.dose_matrix.rows_of(s.mask) for s in p.structures}
+    objectives = [
+        Objective("PTV", SQUARED_DEVIATION, RX, 1000.0),
+        Objective("Rectum", SQUARED_OVERDOSE, 0.3, 300.0),
+        Objective("BODY", SQUARED_OVERDOSE, 1.0, 100.0),
+    ]
+    results = {}
+    for method in ("lbfgsb", "scipy"):
+        seen = []
+        results[method] = optimise.optimise_weights(
+            p.dose_matrix,
+            objectives,
+            rows,
+            initial=np.zeros(p.dose_matrix.n_spots),
+            max_iterations=iterations,
+            watch_margin=watch_margin,
+            method=method,
+            callback=seen.append,
+        )
+        assert seen == list(range(1, results[method].iterations + 1))
+    own, ref = results["lbfgsb"], results["scipy"]
+    assert np.all(own.weights >= 0)
+    assert own.iterations <= iterations
+    assert own.evaluations >= own.iterations
+    assert own.objective <= 1.01 * ref.objective + 1e-9
+    value, _ = optimise._Problem(p.dose_matrix, objectives, rows)(own.weights)
+    assert own.objective == pytest.approx(value)
+
+
+def test_unknown_optimiser_is_refused(single_beam_plan):
+    p = single_beam_plan
+    rows = {s.name: p.dose_matrix.rows_of(s.mask) for s in p.structures}
+    with pytest.raises(ValueError, match="unknown method"):
+        optimise.optimise_weights(
+            p.dose_matrix, [Objective("PTV", SQUARED_DEVIATION, RX)], rows, method="newton"
+        )
