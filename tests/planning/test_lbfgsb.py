@@ -164,6 +164,24 @@ def test_replacing_the_objective_by_itself_keeps_the_memory_and_the_path():
     assert np.array_equal(replaced.x, plain.x)
 
 
+def test_a_replacement_with_its_value_and_gradient_costs_no_evaluation():
+    _, _, fun = least_squares(4)
+    plain = lbfgsb.minimize(fun, np.zeros(60), maxiter=15, ftol=0.0, pgtol=0.0)
+
+    def callback(it):
+        if it.nit in (3, 11):
+            f, g = fun(it.x)
+            assert f == it.fun and np.array_equal(g, it.jac)
+            return fun, f, g
+        return None
+
+    replaced = lbfgsb.minimize(
+        fun, np.zeros(60), maxiter=15, ftol=0.0, pgtol=0.0, callback=callback
+    )
+    assert replaced.nfev == plain.nfev
+    assert np.array_equal(replaced.x, plain.x)
+
+
 def test_a_new_objective_mid_run_is_minimised_from_where_the_run_is():
     a, b, fun = least_squares(5)
     b2 = b + 1.0

@@ -241,3 +241,32 @@ def test_unknown_optimiser_is_refused(single_beam_plan):
         optimise.optimise_weights(
             p.dose_matrix, [Objective("PTV", SQUARED_DEVIATION, RX)], rows, method="newton"
         )
+
+
+def test_watched_problems_add_up_over_their_rows(single_beam_plan):
+    """The own optimiser's value and gradient after rows join: the old watched rows' plus
+    the joining rows' (no new evaluation over every watched row)."""
+    p = single_beam_plan
+    rows = {s.name: p.dose_matrix.rows_of(s.mask) for s in p.structures}
+    objectives = [
+        Objective("PTV", SQUARED_DEVIATION, RX, 1000.0),
+        Objective("Rectum", SQUARED_OVERDOSE, 0.3, 300.0),
+        Objective("BODY", SQUARED_OVERDOSE, 1.0, 100.0),
+    ]
+    sizes = {k: len(r) for k, r in rows.items()}
+    n_rows = p.dose_matrix.matrix.shape[0]
+
+    def problem(mask):
+        position = np.cumsum(mask) - 1
+        sub = {k: position[r[mask[r]]] for k, r in rows.items()}
+        return optimise._Problem(p.dose_matrix, objectives, sub, sizes, np.flatnonzero(mask))
+
+    rng = np.random.default_rng(0)
+    old = rng.random(n_rows) < 0.5
+    joined = ~old & (rng.random(n_rows) < 0.5)
+    w = p.weights
+    f_old, g_old = problem(old)(w)
+    f_joined, g_joined = problem(joined)(w)
+    f_new, g_new = problem(old | joined)(w)
+    assert f_old + f_joined == pytest.approx(f_new, rel=1e-12)
+    assert np.allclose(g_old + g_joined, g_new, rtol=1e-10, atol=1e-12 * np.abs(g_new).max())

@@ -63,6 +63,7 @@ class Iterate:
     fun: float
     nit: int
     nfev: int
+    jac: np.ndarray | None = None
 
 
 @dataclass
@@ -931,12 +932,13 @@ def minimize(
     (``minimize(tol=t)`` sets both to ``t``).  ``callback(Iterate)`` runs after each iteration:
     raising :class:`StopIteration` ends the run there (``success`` False, as in SciPy); a
     returned callable becomes the objective from the current point on, the curvature memory
-    kept (its value there is evaluated anew, and that iteration's decrease test is skipped).
+    kept (its value there is evaluated anew, and that iteration's decrease test is skipped); a
+    returned ``(fun, f, grad)`` gives that value and gradient too (not counted in ``nfev``).
     ``on_converged(Iterate)`` runs when a stopping test (``pgtol``, ``ftol``) is met: returning
     a callable goes on with it as the objective, as above, instead of stopping.
 
-    ``Iterate.x`` is the solver's own vector, changed in place by the next iteration: copy it
-    to keep it.
+    ``Iterate.x`` and ``Iterate.jac`` are the solver's own vectors, changed in place by the
+    next iteration: copy them to keep them.
     """
     x = np.asarray(x0, dtype=np.float64).ravel().copy()
     n = x.shape[0]
@@ -1041,14 +1043,13 @@ def minimize(
         replaced = False
         if callback is not None:
             try:
-                new_fun = callback(Iterate(x, f, nit, nfev))
+                new_fun = callback(Iterate(x, f, nit, nfev, g))
             except StopIteration:
                 message = "stopped by the callback"
                 break
             if new_fun is not None:
-                fun = new_fun
-                f = _evaluate_into(fun, x, g)
-                nfev += 1
+                fun, f, evaluated = _replace(new_fun, x, g)
+                nfev += evaluated
                 replaced = True
         if projected_gradient_norm(x, g, lo, hi) <= pgtol:
             message = "projected gradient at most pgtol"
@@ -1056,13 +1057,12 @@ def minimize(
             message = "relative reduction of f at most ftol"
         else:
             continue
-        new_fun = None if on_converged is None else on_converged(Iterate(x, f, nit, nfev))
+        new_fun = None if on_converged is None else on_converged(Iterate(x, f, nit, nfev, g))
         if new_fun is None:
             success = True
             break
-        fun = new_fun
-        f = _evaluate_into(fun, x, g)
-        nfev += 1
+        fun, f, evaluated = _replace(new_fun, x, g)
+        nfev += evaluated
         message = ""
         if projected_gradient_norm(x, g, lo, hi) <= pgtol:
             message, success = "projected gradient at most pgtol", True
@@ -1070,8 +1070,14 @@ def minimize(
     return Result(x, f, g, nit, nfev, success, message, counts)
 
 
-def _evaluate_into(fun, x, g) -> float:
-    """``fun`` at ``x``, its gradient written into ``g``."""
-    f, g_new = fun(x)
+def _replace(new, x, g):
+    """The objective a callback returned, as ``fun`` or ``(fun, f, grad)`` (its value and
+    gradient at ``x`` known to the caller): returns ``(fun, f, evaluations)``, the gradient
+    written into ``g``."""
+    if callable(new):
+        f, g_new = new(x)
+        g[:] = g_new
+        return new, float(f), 1
+    fun, f, g_new = new
     g[:] = g_new
-    return float(f)
+    return fun, float(f), 0

@@ -346,14 +346,20 @@ def _own_lbfgsb(
         grad *= scale
         return value * scale, grad
 
-    def grow(x):
-        """The scaled objective of the grown problem if rows joined, else None."""
-        before = np.count_nonzero(watched)
-        _watch(objectives, rows, full.matvec(x), watch_margin, watched)
-        if np.count_nonzero(watched) == before:
+    def grow(it):
+        """The scaled objective of the grown problem, with its value and gradient at ``it.x``
+        (the objective is a sum over rows: the old value plus the joining rows'), or None if
+        no row joined."""
+        before = watched.copy()
+        _watch(objectives, rows, full.matvec(it.x), watch_margin, watched)
+        joined = watched & ~before
+        if not joined.any():
             return None
         problem[0] = watching(watched)
-        return scaled
+        value, grad = watching(joined)(it.x)
+        grad *= scale
+        grad += it.jac
+        return scaled, it.fun + value * scale, grad
 
     def on_iteration(it):
         if callback is not None:
@@ -361,11 +367,11 @@ def _own_lbfgsb(
         if stop_below is not None and it.fun / scale <= stop_below:
             raise StopIteration
         if watch_margin is not None and _looks(it.nit, watch_every):
-            return grow(it.x)
+            return grow(it)
         return None
 
     def on_converged(it):
-        return None if watch_margin is None else grow(it.x)
+        return None if watch_margin is None else grow(it)
 
     # one BLAS thread while optimising, as in _scipy_lbfgsb
     with threadpool_limits(limits=1, user_api="blas"):
