@@ -209,9 +209,14 @@ def optimise_weights(
     other row stays below its limit this is the full problem, not an approximation, so one
     L-BFGS-B run goes on throughout (restarting would throw away its curvature memory): after
     iterations 1, 2, 4, 8 and 16, then every ``watch_every`` iterations, the full dose is
-    computed and voxels that came near their limit join the watched rows.  If L-BFGS-B
-    converges in an iteration that added rows, it runs again with the remaining iterations.
-    The returned objective is that of the full matrix.
+    computed and voxels that came near their limit join the watched rows.  With the default
+    ``method="lbfgsb"`` (:mod:`protonpath.planning.lbfgsb`) the run goes on with the grown
+    problem and its curvature memory kept, and looks once more before it stops on convergence;
+    its value and gradient there are the old ones plus the joining rows' (a pass over those
+    rows only).  With ``method="scipy"`` SciPy's L-BFGS-B goes on with the grown problem and,
+    if it converges in an iteration that added rows (or with rows near their limits left
+    out), runs again with the remaining iterations, losing its memory.  The returned objective
+    is that of the full matrix.
 
     Parameters
     ----------
@@ -227,7 +232,8 @@ def optimise_weights(
     max_iterations : int
         L-BFGS-B iteration cap.
     tolerance : float
-        Objective tolerance given to :func:`scipy.optimize.minimize`.
+        Relative decrease and projected-gradient tolerance (``ftol`` and ``pgtol``; SciPy's
+        ``minimize(tol=)``).
     callback : callable, optional
         Called with the iteration number after each iteration.
     watch_margin : float or None
