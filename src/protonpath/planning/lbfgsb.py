@@ -305,23 +305,39 @@ def _gram_free(s_ring, y_ring, used, fss, fsy, fyy, fmask, free, counts):
                 fsy[pa, pb] = gram[a, m_used + b]
                 fyy[pa, pb] = gram[m_used + a, m_used + b]
     else:
-        sv = np.empty(m_used)
-        yv = np.empty(m_used)
+        # the changed variables' columns gathered row by row (sorted, so each row of the ring
+        # is read forwards), then their signed outer products
+        changed = np.empty(n_changed, dtype=np.int64)
+        sign = np.empty(n_changed)
+        c = 0
         for i in range(n):
-            now = free[i]
-            if now == (fmask[i] != 0.0):
-                continue
-            sign = 1.0 if now else -1.0
-            for a in range(m_used):
-                sv[a] = s_ring[used[a], i]
-                yv[a] = y_ring[used[a], i]
-            for a in range(m_used):
-                pa = used[a]
-                for b in range(m_used):
-                    pb = used[b]
-                    fss[pa, pb] += sign * sv[a] * sv[b]
-                    fsy[pa, pb] += sign * sv[a] * yv[b]
-                    fyy[pa, pb] += sign * yv[a] * yv[b]
+            if free[i] != (fmask[i] != 0.0):
+                changed[c] = i
+                sign[c] = 1.0 if free[i] else -1.0
+                c += 1
+        sv = np.empty((m_used, n_changed))
+        yv = np.empty((m_used, n_changed))
+        for a in range(m_used):
+            row_s = s_ring[used[a]]
+            row_y = y_ring[used[a]]
+            for c in range(n_changed):
+                sv[a, c] = row_s[changed[c]]
+                yv[a, c] = row_y[changed[c]]
+        for a in range(m_used):
+            pa = used[a]
+            for b in range(m_used):
+                pb = used[b]
+                acc_ss = 0.0
+                acc_sy = 0.0
+                acc_yy = 0.0
+                for c in range(n_changed):
+                    sa = sign[c] * sv[a, c]
+                    acc_ss += sa * sv[b, c]
+                    acc_sy += sa * yv[b, c]
+                    acc_yy += sign[c] * yv[a, c] * yv[b, c]
+                fss[pa, pb] += acc_ss
+                fsy[pa, pb] += acc_sy
+                fyy[pa, pb] += acc_yy
     for i in range(n):
         fmask[i] = 1.0 if free[i] else 0.0
 
