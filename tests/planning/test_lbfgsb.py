@@ -324,3 +324,18 @@ def test_same_iterates_as_scipy_on_a_bound_constrained_least_squares():
     assert res.fun == pytest.approx(ref.fun, rel=1e-12)
     assert abs(res.nit - ref.nit) <= 1
     assert abs(res.nfev - ref.nfev) <= 2
+
+
+def test_a_wrong_gradient_ends_the_run_without_a_step():
+    """The line search finds no decrease along a direction the gradient calls downhill: with
+    no memory to drop, the run ends where it started, unsuccessful."""
+
+    def wrong(x):
+        return float(x @ x), -2.0 * x  # the gradient of -x.x
+
+    x0 = np.linspace(0.5, 1.5, 8)
+    res = lbfgsb.minimize(wrong, x0, -10.0, 10.0)
+    assert not res.success
+    assert res.message == "the line search found no acceptable point"
+    assert res.nit == 0 and np.array_equal(res.x, x0)
+    assert 1 < res.nfev <= 1 + lbfgsb.MAX_LINE_SEARCH
