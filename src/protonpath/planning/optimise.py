@@ -11,7 +11,9 @@ voxels (the matRad definitions)::
 with the analytic gradient ``D^T dC/dd`` computed by sparse products on the matrix stored as
 blocks of consecutive spots (:mod:`protonpath.planning.blocks`): a forward product over the
 rows an objective can act on, and a transposed product over the rows where ``dC/dd`` is
-non-zero only (organ voxels below their limits contribute nothing).  Multi-field
+non-zero only (organ voxels below their limits contribute nothing).  The optimiser is
+protonpath's L-BFGS-B (:mod:`protonpath.planning.lbfgsb`) by default, SciPy's on request
+(``optimise_weights(method="scipy")``).  Multi-field
 optimisation (IMPT) optimises all spots together; single-field optimisation (SFUD) gives each
 beam an equal share of the target objectives and optimises beams one at a time.
 """
