@@ -4,7 +4,7 @@ Usage::
 
     .venv/bin/python bench/planning.py              # the three cases below
     .venv/bin/python bench/planning.py --phantom tg119|box|PATH.mat [--grid-mm 5|ct]
-        [--gantry 0,90] [--threads 2] [--reuse-pyradplan]
+        [--gantry 0,90] [--threads 2] [--reuse-pyradplan] [--method lbfgsb|scipy]
 
 Cases: TG119 (from the pyRadPlan wheel) on a 5 mm dose grid; a box phantom that this script
 writes in matRad's format *without* ``ct.x/y/z`` or a DICOM position (so both sides must put
@@ -252,27 +252,16 @@ def phantom_file(name: str, folder: Path) -> Path:
     return path
 
 
-def protonpath_worker(npz_path: str, phantom_path: str, iterations: int, stop_below: float):
-    """Our side: same spots, grid, machine data and objectives as the pyRadPlan run."""
-    import resource
-
+def protonpath_case(npz_path: str, phantom_path: str, machine):
+    """Our side's plan for a saved pyRadPlan run: same spots, grid, machine data and
+    objectives.  Returns the dose matrix, the phantom, the structures' rows, the structures on
+    the dose grid, the dose grid, our own grid and isocentre, and the dose matrix's wall and
+    CPU seconds."""
     import numpy as np
 
     from protonpath.planning import ct as ctm
-    from protonpath.planning import (
-        dose,
-        gamma,
-        matrad_io,
-        optimise,
-        pipeline,
-        raytrace,
-        spots,
-        structures,
-    )
-    from protonpath.planning.warmup import warm_up
+    from protonpath.planning import dose, matrad_io, pipeline, raytrace, spots, structures
 
-    machine = matrad_io.load_pyradplan_generic_proton_machine()
-    warm_up_s = warm_up(machine)  # numba start-up, once per process: reported, not timed
     ref = np.load(npz_path)
     phantom = matrad_io.load_matrad_phantom(phantom_path)
     hlut = ref["hlut"]
@@ -310,6 +299,26 @@ def protonpath_worker(npz_path: str, phantom_path: str, iterations: int, stop_be
     rows = {
         k: dm.rows_of(m) for k, m in structures.resolve_overlaps(on_dose, phantom.priority).items()
     }
+    return dm, phantom, rows, on_dose, dose_grid, own_grid, own_iso, t_dij, c_dij
+
+
+def protonpath_worker(
+    npz_path: str, phantom_path: str, iterations: int, stop_below: float, method: str = "lbfgsb"
+):
+    """Our side: same spots, grid, machine data and objectives as the pyRadPlan run."""
+    import resource
+
+    import numpy as np
+
+    from protonpath.planning import gamma, matrad_io, optimise, structures
+    from protonpath.planning.warmup import warm_up
+
+    machine = matrad_io.load_pyradplan_generic_proton_machine()
+    warm_up_s = warm_up(machine)  # numba start-up, once per process: reported, not timed
+    ref = np.load(npz_path)
+    dm, phantom, rows, on_dose, dose_grid, own_grid, own_iso, t_dij, c_dij = protonpath_case(
+        npz_path, phantom_path, machine
+    )
 
     def optimise_timed(**kwargs):
         t0 = time.perf_counter()
@@ -321,6 +330,7 @@ def protonpath_worker(npz_path: str, phantom_path: str, iterations: int, stop_be
             initial=np.zeros(dm.n_spots),
             max_iterations=iterations,
             tolerance=1e-12,  # no convergence stop before pyRadPlan's iteration count
+            method=method,
             **kwargs,
         )
         return result, time.perf_counter() - t0, time.process_time() - c0
@@ -486,6 +496,8 @@ def run_case(phantom: str, grid: str, args, env, python: Path) -> dict:
         str(iterations),
         "--stop-below",
         repr(float(theirs["objective"])),
+        "--method",
+        args.method,
     ]
     t = time.perf_counter()
     first = run_json(ours_cmd, env)  # compiles numba's kernels into its cache if needed
@@ -541,6 +553,7 @@ def run_case(phantom: str, grid: str, args, env, python: Path) -> dict:
     print(f"{'dose-matrix non-zeros':28s}{theirs['nnz']:12d}{ours['nnz']:12d}")
     print(f"{'optimiser iterations':28s}{theirs['iterations']:12d}{ours['iterations']:12d}")
     print(f"{'final objective':28s}{theirs['objective']:12.2f}{ours['objective']:12.2f}")
+    print(f"protonpath's optimiser: {'its own L-BFGS-B' if args.method == 'lbfgsb' else 'SciPy'}")
     print(
         f"(protonpath stopped at pyRadPlan's objective; with as many iterations as pyRadPlan, "
         f"{ours['same_work_iterations']}, it reaches {ours['same_work_objective']:.2f} in "
@@ -595,9 +608,15 @@ def main() -> None:
     parser.add_argument("--ours", help=argparse.SUPPRESS)
     parser.add_argument("--iterations", type=int, default=500, help=argparse.SUPPRESS)
     parser.add_argument("--stop-below", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--method",
+        default="lbfgsb",
+        choices=("lbfgsb", "scipy"),
+        help="protonpath's optimiser: its own L-BFGS-B (default) or SciPy's",
+    )
     args = parser.parse_args()
     if args.ours:
-        protonpath_worker(args.ours, args.phantom, args.iterations, args.stop_below)
+        protonpath_worker(args.ours, args.phantom, args.iterations, args.stop_below, args.method)
         return
     if args.grid_mm is not None and args.grid_mm != "ct":
         float(args.grid_mm)  # a clear error for anything else

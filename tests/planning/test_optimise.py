@@ -197,3 +197,76 @@ def test_blas_threads_are_restored_after_optimising(single_beam_plan):
         p.dose_matrix, [Objective("PTV", SQUARED_DEVIATION, RX, 1.0)], rows, max_iterations=5
     )
     assert [(i["filepath"], i["num_threads"]) for i in threadpool_info()] == before
+
+
+@pytest.mark.parametrize("iterations", [20, 60, 150])
+@pytest.mark.parametrize("watch_margin", [0.8, None])
+def test_own_lbfgsb_reaches_scipys_objective(single_beam_plan, iterations, watch_margin):
+    """The default optimiser (planning.lbfgsb, memory kept as rows join) against SciPy's
+    L-BFGS-B (restarted as rows join), from zero weights with organ limits that bind."""
+    p = single_beam_plan
+    rows = {s.name: p.dose_matrix.rows_of(s.mask) for s in p.structures}
+    objectives = [
+        Objective("PTV", SQUARED_DEVIATION, RX, 1000.0),
+        Objective("Rectum", SQUARED_OVERDOSE, 0.3, 300.0),
+        Objective("BODY", SQUARED_OVERDOSE, 1.0, 100.0),
+    ]
+    results = {}
+    for method in ("lbfgsb", "scipy"):
+        seen = []
+        results[method] = optimise.optimise_weights(
+            p.dose_matrix,
+            objectives,
+            rows,
+            initial=np.zeros(p.dose_matrix.n_spots),
+            max_iterations=iterations,
+            watch_margin=watch_margin,
+            method=method,
+            callback=seen.append,
+        )
+        assert seen == list(range(1, results[method].iterations + 1))
+    own, ref = results["lbfgsb"], results["scipy"]
+    assert np.all(own.weights >= 0)
+    assert own.iterations <= iterations
+    assert own.evaluations >= own.iterations
+    assert own.objective <= 1.01 * ref.objective + 1e-9
+    value, _ = optimise._Problem(p.dose_matrix, objectives, rows)(own.weights)
+    assert own.objective == pytest.approx(value)
+
+
+def test_unknown_optimiser_is_refused(single_beam_plan):
+    p = single_beam_plan
+    rows = {s.name: p.dose_matrix.rows_of(s.mask) for s in p.structures}
+    with pytest.raises(ValueError, match="unknown method"):
+        optimise.optimise_weights(
+            p.dose_matrix, [Objective("PTV", SQUARED_DEVIATION, RX)], rows, method="newton"
+        )
+
+
+def test_watched_problems_add_up_over_their_rows(single_beam_plan):
+    """The own optimiser's value and gradient after rows join: the old watched rows' plus
+    the joining rows' (no new evaluation over every watched row)."""
+    p = single_beam_plan
+    rows = {s.name: p.dose_matrix.rows_of(s.mask) for s in p.structures}
+    objectives = [
+        Objective("PTV", SQUARED_DEVIATION, RX, 1000.0),
+        Objective("Rectum", SQUARED_OVERDOSE, 0.3, 300.0),
+        Objective("BODY", SQUARED_OVERDOSE, 1.0, 100.0),
+    ]
+    sizes = {k: len(r) for k, r in rows.items()}
+    n_rows = p.dose_matrix.matrix.shape[0]
+
+    def problem(mask):
+        position = np.cumsum(mask) - 1
+        sub = {k: position[r[mask[r]]] for k, r in rows.items()}
+        return optimise._Problem(p.dose_matrix, objectives, sub, sizes, np.flatnonzero(mask))
+
+    rng = np.random.default_rng(0)
+    old = rng.random(n_rows) < 0.5
+    joined = ~old & (rng.random(n_rows) < 0.5)
+    w = p.weights
+    f_old, g_old = problem(old)(w)
+    f_joined, g_joined = problem(joined)(w)
+    f_new, g_new = problem(old | joined)(w)
+    assert f_old + f_joined == pytest.approx(f_new, rel=1e-12)
+    assert np.allclose(g_old + g_joined, g_new, rtol=1e-10, atol=1e-12 * np.abs(g_new).max())

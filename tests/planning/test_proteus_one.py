@@ -409,3 +409,27 @@ def test_a_plan_optimised_on_the_halo_model_covers_the_target_and_shows_the_halo
             ct, structures, beams, machine, WATER_CALIBRATION, objectives, target="PTV",
             prescription_gy=RX, settings=dataclasses.replace(SETTINGS, lateral_model="triple"),
         )  # fmt: skip
+
+
+def test_bounded_reoptimisation_own_lbfgsb_against_scipy(p1_plan):
+    """reoptimise_bounded with lower and upper bounds per spot: protonpath's L-BFGS-B keeps
+    every spot within its bounds and reaches SciPy's objective."""
+    from protonpath.planning.deliverability import reoptimise_bounded
+
+    result, objectives, rows = p1_plan
+    w = result.weights
+    n = len(w)
+    lo = np.where(np.arange(n) % 3 == 0, 0.5 * w.max() * 0.1, 0.0)  # some spots held up
+    hi = np.where(np.arange(n) % 4 == 0, 0.5 * w.max(), np.inf)  # some held down
+    lo = np.minimum(lo, hi)
+    found = {}
+    for method in ("lbfgsb", "scipy"):
+        weights, iterations = reoptimise_bounded(
+            result.dose_matrix, objectives, rows, w, lo, hi, max_iterations=80, method=method
+        )
+        assert np.all(weights >= lo) and np.all(weights <= hi)
+        assert 0 < iterations <= 80
+        found[method] = plan_objective(result.dose_matrix, objectives, rows, weights)
+    assert found["lbfgsb"] <= 1.01 * found["scipy"] + 1e-9
+    with pytest.raises(ValueError, match="unknown method"):
+        reoptimise_bounded(result.dose_matrix, objectives, rows, w, lo, hi, method="x")

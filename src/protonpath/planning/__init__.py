@@ -9,6 +9,7 @@ Modules (each takes arrays and dataclasses and returns them):
 ``spots``         spot and energy-layer placement
 ``dose``          analytical pencil-beam dose, sparse dose-influence matrix
 ``optimise``      spot-weight optimisation (L-BFGS-B, analytic gradients)
+``lbfgsb``        the bound-constrained L-BFGS-B it runs, bookkeeping compiled with numba
 ``dvh``           dose-volume histograms and statistics
 ``gamma``         gamma-index comparison of doses
 ``pipeline``      the steps of a whole plan

@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import optimize
 
+from protonpath.planning import lbfgsb
 from protonpath.planning.dose import DoseMatrix
 from protonpath.planning.optimise import objective_value_and_gradient
 
@@ -90,10 +91,12 @@ def reoptimise_bounded(
     active=None,
     max_iterations: int = 200,
     tolerance: float = 1e-7,
+    method: str = "lbfgsb",
 ):
     """L-BFGS-B over the ``active`` spots with per-spot bounds; others stay 0.
 
-    Returns ``(weights, iterations)``.
+    ``method`` is ``"lbfgsb"`` (:func:`protonpath.planning.lbfgsb.minimize`) or ``"scipy"``
+    (:func:`scipy.optimize.minimize`).  Returns ``(weights, iterations)``.
     """
     full = _matrix(matrix)
     n = full.shape[1]
@@ -125,15 +128,22 @@ def reoptimise_bounded(
     weights = np.zeros(n)
     if len(active) == 0:
         return weights, 0
-    res = optimize.minimize(
-        scaled,
-        x0,
-        jac=True,
-        method="L-BFGS-B",
-        bounds=optimize.Bounds(lo, hi),
-        tol=tolerance,
-        options={"maxiter": max_iterations},
-    )
+    if method == "lbfgsb":
+        res = lbfgsb.minimize(
+            scaled, x0, lo, hi, maxiter=max_iterations, ftol=tolerance, pgtol=tolerance
+        )
+    elif method == "scipy":
+        res = optimize.minimize(
+            scaled,
+            x0,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=optimize.Bounds(lo, hi),
+            tol=tolerance,
+            options={"maxiter": max_iterations},
+        )
+    else:
+        raise ValueError(f"unknown method {method!r}")
     weights[active] = np.clip(res.x, lo, hi)
     return weights, int(res.nit)
 

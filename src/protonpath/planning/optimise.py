@@ -11,7 +11,9 @@ voxels (the matRad definitions)::
 with the analytic gradient ``D^T dC/dd`` computed by sparse products on the matrix stored as
 blocks of consecutive spots (:mod:`protonpath.planning.blocks`): a forward product over the
 rows an objective can act on, and a transposed product over the rows where ``dC/dd`` is
-non-zero only (organ voxels below their limits contribute nothing).  Multi-field
+non-zero only (organ voxels below their limits contribute nothing).  The optimiser is
+protonpath's L-BFGS-B (:mod:`protonpath.planning.lbfgsb`) by default, SciPy's on request
+(``optimise_weights(method="scipy")``).  Multi-field
 optimisation (IMPT) optimises all spots together; single-field optimisation (SFUD) gives each
 beam an equal share of the target objectives and optimises beams one at a time.
 """
@@ -26,6 +28,7 @@ import scipy.sparse as sp
 from scipy import optimize
 from threadpoolctl import threadpool_limits
 
+from protonpath.planning import lbfgsb
 from protonpath.planning.blocks import (
     TERM_DEVIATION,
     TERM_MEAN,
@@ -197,6 +200,8 @@ def optimise_weights(
     watch_every: int = 25,
     stop_below: float | None = None,
     compact: bool = True,
+    method: str = "lbfgsb",
+    memory: int = 10,
 ) -> OptimisationResult:
     """Non-negative spot weights minimising the objectives (all spots together).
 
@@ -206,9 +211,14 @@ def optimise_weights(
     other row stays below its limit this is the full problem, not an approximation, so one
     L-BFGS-B run goes on throughout (restarting would throw away its curvature memory): after
     iterations 1, 2, 4, 8 and 16, then every ``watch_every`` iterations, the full dose is
-    computed and voxels that came near their limit join the watched rows.  If L-BFGS-B
-    converges in an iteration that added rows, it runs again with the remaining iterations.
-    The returned objective is that of the full matrix.
+    computed and voxels that came near their limit join the watched rows.  With the default
+    ``method="lbfgsb"`` (:mod:`protonpath.planning.lbfgsb`) the run goes on with the grown
+    problem and its curvature memory kept, and looks once more before it stops on convergence;
+    its value and gradient there are the old ones plus the joining rows' (a pass over those
+    rows only).  With ``method="scipy"`` SciPy's L-BFGS-B goes on with the grown problem and,
+    if it converges in an iteration that added rows (or with rows near their limits left
+    out), runs again with the remaining iterations, losing its memory.  The returned objective
+    is that of the full matrix.
 
     Parameters
     ----------
@@ -224,7 +234,8 @@ def optimise_weights(
     max_iterations : int
         L-BFGS-B iteration cap.
     tolerance : float
-        Objective tolerance given to :func:`scipy.optimize.minimize`.
+        Relative decrease and projected-gradient tolerance (``ftol`` and ``pgtol``; SciPy's
+        ``minimize(tol=)``).
     callback : callable, optional
         Called with the iteration number after each iteration.
     watch_margin : float or None
@@ -239,7 +250,16 @@ def optimise_weights(
         Products on the matrix stored in 16 bits per value, scaled per block
         (:meth:`BlockRows.compact`: doses within 1e-5 of each block's largest value, and a
         third less memory to read per product); ``False`` keeps float32 values.
+    method : str
+        ``"lbfgsb"``: protonpath's L-BFGS-B (:mod:`protonpath.planning.lbfgsb`, its
+        bookkeeping compiled), which keeps its curvature memory when rows join the problem;
+        ``"scipy"``: :func:`scipy.optimize.minimize`'s L-BFGS-B, run again with the
+        remaining iterations when it converges in an iteration that added rows.
+    memory : int
+        Correction pairs kept by ``"lbfgsb"`` (SciPy's default is 10 too).
     """
+    if method not in ("lbfgsb", "scipy"):
+        raise ValueError(f"unknown method {method!r}")
     if initial is None:
         targets = [o for o in objectives if o.kind in (SQUARED_DEVIATION, SQUARED_UNDERDOSE)]
         ref = targets[0] if targets else objectives[0]
@@ -264,6 +284,138 @@ def optimise_weights(
         sub_rows = {k: position[r[mask[r]]] for k, r in rows.items()}
         return _Problem(full, objectives, sub_rows, sizes, np.flatnonzero(mask))
 
+    if method == "lbfgsb":
+        w, iterations, evaluations, message = _own_lbfgsb(
+            full,
+            objectives,
+            rows,
+            w,
+            scale,
+            watched,
+            watching,
+            watch_margin,
+            watch_every,
+            max_iterations,
+            tolerance,
+            callback,
+            stop_below,
+            memory,
+        )
+    else:
+        w, iterations, evaluations, message = _scipy_lbfgsb(
+            full,
+            objectives,
+            rows,
+            w,
+            scale,
+            watched,
+            watching,
+            watch_margin,
+            watch_every,
+            max_iterations,
+            tolerance,
+            callback,
+            stop_below,
+            dose_matrix.n_spots,
+        )
+    # the returned objective is the stored matrix's (float32), whatever the products used
+    value = objectives_value(csc_matvec(dose_matrix.matrix, w), objectives, rows)
+    return OptimisationResult(w, float(value), iterations, evaluations, message)
+
+
+def _looks(i: int, watch_every: int) -> bool:
+    """Whether iteration ``i`` looks for rows to watch: 1, 2, 4, 8, 16, then every
+    ``watch_every``."""
+    return i in (1, 2, 4, 8, 16) or (i > 16 and i % watch_every == 0)
+
+
+def _own_lbfgsb(
+    full,
+    objectives,
+    rows,
+    w,
+    scale,
+    watched,
+    watching,
+    watch_margin,
+    watch_every,
+    max_iterations,
+    tolerance,
+    callback,
+    stop_below,
+    memory,
+):
+    """:func:`optimise_weights` with :func:`lbfgsb.minimize`: rows join the problem from
+    the callback (or when it converges) and the run goes on with its memory."""
+    problem = [watching(watched)]
+
+    def scaled(x):
+        value, grad = problem[0](x)
+        grad *= scale
+        return value * scale, grad
+
+    def grow(it):
+        """The scaled objective of the grown problem, with its value and gradient at ``it.x``
+        (the objective is a sum over rows: the old value plus the joining rows'), or None if
+        no row joined."""
+        before = watched.copy()
+        _watch(objectives, rows, full.matvec(it.x), watch_margin, watched)
+        joined = watched & ~before
+        if not joined.any():
+            return None
+        problem[0] = watching(watched)
+        value, grad = watching(joined)(it.x)
+        grad *= scale
+        grad += it.jac
+        return scaled, it.fun + value * scale, grad
+
+    def on_iteration(it):
+        if callback is not None:
+            callback(it.nit)
+        if stop_below is not None and it.fun / scale <= stop_below:
+            raise StopIteration
+        if watch_margin is not None and _looks(it.nit, watch_every):
+            return grow(it)
+        return None
+
+    def on_converged(it):
+        return None if watch_margin is None else grow(it)
+
+    # one BLAS thread while optimising, as in _scipy_lbfgsb
+    with threadpool_limits(limits=1, user_api="blas"):
+        res = lbfgsb.minimize(
+            scaled,
+            w,
+            0.0,
+            None,
+            m=memory,
+            maxiter=max_iterations,
+            ftol=tolerance,
+            pgtol=tolerance,
+            callback=on_iteration,
+            on_converged=on_converged,
+        )
+    return np.maximum(res.x, 0.0), res.nit, res.nfev, res.message
+
+
+def _scipy_lbfgsb(
+    full,
+    objectives,
+    rows,
+    w,
+    scale,
+    watched,
+    watching,
+    watch_margin,
+    watch_every,
+    max_iterations,
+    tolerance,
+    callback,
+    stop_below,
+    n_spots,
+):
+    """:func:`optimise_weights` with SciPy's L-BFGS-B, restarted when it converged in an
+    iteration that added rows or with rows near their limits left out."""
     state = {"problem": watching(watched), "iteration": 0, "evaluations": 0, "grew": False}
 
     def scaled(x):
@@ -277,7 +429,7 @@ def optimise_weights(
             callback(i)
         if stop_below is not None and intermediate_result.fun / scale <= stop_below:
             raise StopIteration
-        looks = i in (1, 2, 4, 8, 16) or (i > 16 and i % watch_every == 0)
+        looks = _looks(i, watch_every)
         if watch_margin is not None and looks:
             before = np.count_nonzero(watched)
             _watch(objectives, rows, full.matvec(intermediate_result.x), watch_margin, watched)
@@ -286,9 +438,7 @@ def optimise_weights(
                 state["evaluations"] += state["problem"].n_evaluations
                 state["problem"] = watching(watched)
 
-    non_negative = optimize.Bounds(
-        np.zeros(dose_matrix.n_spots), np.full(dose_matrix.n_spots, np.inf)
-    )
+    non_negative = optimize.Bounds(np.zeros(n_spots), np.full(n_spots, np.inf))
     message = ""
     # L-BFGS-B's vector work is serial, but its BLAS calls can wake OpenBLAS threads that
     # then spin on the core numba's product threads need (the products ran 1.7x slower on
@@ -325,10 +475,8 @@ def optimise_weights(
                 break
             state["evaluations"] += state["problem"].n_evaluations
             state["problem"] = watching(watched)
-    # the returned objective is the stored matrix's (float32), whatever the products used
-    value = objectives_value(csc_matvec(dose_matrix.matrix, w), objectives, rows)
     evaluations = state["evaluations"] + state["problem"].n_evaluations
-    return OptimisationResult(w, float(value), state["iteration"], evaluations, message)
+    return w, state["iteration"], evaluations, message
 
 
 def optimise_single_field(
