@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -58,7 +59,23 @@ def main() -> None:
     case = f"{stem}_g{args.gantry.replace(',', '_')}_grid{args.grid_mm}"
     npz, theirs_json = out / f"pyradplan_{case}.npz", out / f"pyradplan_{case}.json"
     if not npz.exists() or not theirs_json.exists():
-        raise SystemExit(f"run bench/planning.py for this case first ({npz} missing)")
+        # pyRadPlan's run for this case is made (and checked) by bench/planning.py
+        print(f"{npz.name} missing: running bench/planning.py for this case first", flush=True)
+        made = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "bench" / "planning.py"),
+                "--phantom",
+                args.phantom,
+                "--grid-mm",
+                args.grid_mm,
+                "--gantry",
+                args.gantry,
+            ],
+            check=False,
+        )
+        if made.returncode or not npz.exists():
+            raise SystemExit(f"bench/planning.py failed for this case ({npz} missing)")
     theirs = json.loads(theirs_json.read_text())
     goal = float(theirs["objective"])
     machine = matrad_io.load_pyradplan_generic_proton_machine()
@@ -105,23 +122,37 @@ def main() -> None:
                 best = (wall, timer["s"], res)
         return best
 
+    failed = False
     variants = [("scipy", 10)] + [("lbfgsb", int(m)) for m in args.memory.split(",")]
     for label, kwargs in (("to pyRadPlan's objective", {"stop_below": goal}), ("fixed", {})):
         print(f"\n{label} (best of {args.repeats}, at most {args.iterations} iterations):")
         rows_out = []
         for method, memory in variants:
             wall, in_objective, res = run(method, memory, **kwargs)
-            rows_out.append((method, memory, wall))
+            rows_out.append((method, memory, wall, res.objective))
             print(
                 f"  {method:6s} m={memory:2d}: {wall:6.3f} s, {res.iterations:4d} iterations, "
                 f"{res.evaluations:4d} evaluations, objective {res.objective:9.3f}; "
                 f"objective passes {in_objective:.3f} s, the rest {wall - in_objective:.3f} s "
                 f"({1e3 * (wall - in_objective) / max(res.iterations, 1):.2f} ms/iteration)"
             )
-        scipy_wall = rows_out[0][2]
-        for _, memory, wall in rows_out[1:]:
-            print(f"  SciPy / own (m={memory}): {scipy_wall / wall:.2f}x")
+        # a ratio only between runs that reached the same plan quality
+        scipy_wall, scipy_objective = rows_out[0][2], rows_out[0][3]
+        for _, memory, wall, objective in rows_out[1:]:
+            if "stop_below" in kwargs:
+                same = max(objective, scipy_objective) <= goal * (1 + 1e-3)
+                what = f"both at pyRadPlan's objective {goal:.3f} (0.1 %)"
+            else:
+                same = abs(objective - scipy_objective) <= 0.01 * scipy_objective
+                what = "objectives within 1 % of each other"
+            if not same:
+                print(f"  m={memory}: not {what}; no ratio printed")
+                failed = True
+                continue
+            print(f"  SciPy / own (m={memory}): {scipy_wall / wall:.2f}x ({what})")
     print(f"load average after: {os.getloadavg()}")
+    if failed:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
