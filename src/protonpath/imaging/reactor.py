@@ -316,7 +316,11 @@ class PromptDul(DULServiceProvider):
                 except queue.Empty:
                     self._wait_for_work()
                     continue
-                self._do_action(event)
+                try:
+                    self._do_action(event)
+                except Exception:  # e.g. pynetdicom's decoder on a command set it cannot read
+                    self._abort_after_error()
+                    return
         finally:
             self._discard_incoming()
             self._wake_receiver.close()
@@ -740,7 +744,7 @@ def encode_store_response(
         return struct.pack("<HHL", 0x0000, element_number, len(value)) + value
 
     def uid(value: str) -> bytes:
-        raw = value.encode("ascii")
+        raw = value.encode("ascii", "replace")  # a peer's malformed UID, echoed: never a crash
         return raw + b"\0" if len(raw) % 2 else raw
 
     comment = error_comment.encode("ascii", "replace")[:64]
@@ -938,6 +942,8 @@ class PromptAssociation(Association):
             self.kill()
             return True
         if not self.dul.is_alive():
+            if self.is_aborted:  # the upper layer aborted after an error (_abort_after_error)
+                evt.trigger(self, evt.EVT_ABORTED, {})
             self.kill()
             return True
         if self.dul.idle_timer_expired():
