@@ -40,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import queue
+import re
 import select
 import socket
 import struct
@@ -124,6 +125,111 @@ class NetworkLimits:
     max_message_bytes: int = 1024 * 1024 * 1024
 
 
+#: Command Field (0000,0100) of a C-STORE-RQ, and the Command Data Set Type that means none.
+_C_STORE_RQ_FIELD = 0x0001
+_NO_DATA_SET = 0x0101
+#: The elements a C-STORE-RQ's command set may hold (PS3.7 9.3.1.1), by element number of group
+#: 0000: 'US' (unsigned short), 'UL' (the group length), 'UI' (a UID), 'AE' (an AE title).
+_STORE_COMMAND_ELEMENTS = {
+    0x0000: "UL", 0x0002: "UI", 0x0100: "US", 0x0110: "US", 0x0700: "US", 0x0800: "US",
+    0x1000: "UI", 0x1030: "AE", 0x1031: "US",
+}
+_UID_BYTES = re.compile(rb"[0-9]+(?:\.[0-9]+)*")
+_AE_BYTES = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")  # printable ASCII, no backslash
+
+
+class StoreRequest:
+    """A C-STORE request decoded by :func:`decode_store_request`: the attributes of
+    pynetdicom's C_STORE primitive that the fast path reads, under the same names."""
+
+    __slots__ = (
+        "MessageID", "AffectedSOPClassUID", "AffectedSOPInstanceUID", "Priority",
+        "MoveOriginatorApplicationEntityTitle", "MoveOriginatorMessageID", "DataSet",
+    )
+
+    def __init__(self, message_id: int, sop_class_uid: str, sop_instance_uid: str, priority: int,
+                 move_originator_ae_title: str | None = None, move_originator_message_id: int | None = None):
+        self.MessageID = message_id
+        self.AffectedSOPClassUID = sop_class_uid
+        self.AffectedSOPInstanceUID = sop_instance_uid
+        self.Priority = priority
+        self.MoveOriginatorApplicationEntityTitle = move_originator_ae_title
+        self.MoveOriginatorMessageID = move_originator_message_id
+        self.DataSet: Any = None
+
+    is_valid_request = True  # every field a C-STORE-RQ needs is there (the decoder checked)
+
+
+def decode_store_request(command: bytes | bytearray | memoryview) -> StoreRequest | None:
+    """The C-STORE-RQ in an encoded command set (group 0000, implicit VR little endian, PS3.7
+    E.1 and 9.3.1.1), or None for anything else or anything odd: another command, an element
+    a C-STORE-RQ does not carry, elements out of order or repeated, a length that overruns, a
+    group length that is not the rest, a value of the wrong size, a UID or AE title that is not
+    well formed, a priority other than low, medium or high, no data set announced. None sends
+    the message pynetdicom's way (pydicom's decoder and pynetdicom's checks), as before."""
+    values: dict[int, Any] = {}
+    total = len(command)
+    offset, previous = 0, -1
+    try:
+        while offset < total:
+            if offset + 8 > total:
+                return None
+            group, element, length = struct.unpack_from("<HHL", command, offset)
+            start = offset + 8
+            offset = start + length
+            kind = _STORE_COMMAND_ELEMENTS.get(element)
+            if group != 0x0000 or kind is None or element <= previous or offset > total:
+                return None
+            previous = element
+            raw = bytes(command[start:offset])
+            if kind == "UL":
+                if length != 4 or start != 8 or struct.unpack("<L", raw)[0] != total - offset:
+                    return None
+                continue
+            if kind == "US":
+                if length != 2:
+                    return None
+                values[element] = struct.unpack("<H", raw)[0]
+                continue
+            text = raw.rstrip(b"\0 ") if kind == "UI" else raw.strip(b" ")
+            if kind == "UI" and (len(text) > 64 or not _UID_BYTES.fullmatch(text)):
+                return None
+            if kind == "AE" and (len(text) > 16 or not _AE_BYTES.fullmatch(text)):
+                return None
+            values[element] = text.decode("ascii")
+    except (struct.error, TypeError, ValueError):
+        return None
+    if (
+        values.get(0x0100) != _C_STORE_RQ_FIELD
+        or values.get(0x0800, _NO_DATA_SET) == _NO_DATA_SET
+        or values.get(0x0700) not in (0, 1, 2)
+        or any(element not in values for element in (0x0002, 0x0110, 0x1000))
+    ):
+        return None
+    return StoreRequest(
+        values[0x0110], values[0x0002], values[0x1000], values[0x0700], values.get(0x1030), values.get(0x1031)
+    )
+
+
+class _Incoming:
+    """The data set of a C-STORE request being received on the fast path."""
+
+    __slots__ = ("data_set", "digest", "hashed", "request", "entry")
+
+    def __init__(self, data_set: Any):
+        self.data_set = data_set
+        self.digest = hashlib.sha256()
+        self.hashed = 0  # bytes of the data set hashed so far
+        self.request: StoreRequest | None = None
+        self.entry: Any = None  # what ``open_store`` returned: written(), write(), discard()
+
+
+#: ``open_store(assoc, request, transfer_syntax_uid) -> entry or None``: opens the journal entry
+#: a C-STORE request's data set is written into as it arrives (see PromptDul._begin_incoming);
+#: the entry has ``written`` (data set bytes in it), ``write(chunk)`` and ``discard()``.
+OpenStore = Callable[[Any, StoreRequest, str], Any]
+
+
 class PromptDul(DULServiceProvider):
     """An upper-layer service provider that sleeps until there is something to do."""
 
@@ -143,9 +249,9 @@ class PromptDul(DULServiceProvider):
         self._dimse_started: float | None = None
         self._stop_reason: str | None = None
         self._quiet: bool | None = None  # no handler bound to the events of a data fragment
-        # SHA-256 of the data set being received, fed with its fragments as they arrive:
-        # [data set stream, hash, bytes hashed] (see data_set_sha256)
-        self._digest: list[Any] | None = None
+        # the data set being received on the fast path: its SHA-256, fed with its fragments as
+        # they arrive (see data_set_sha256), and its journal entry, written as they arrive
+        self._incoming: _Incoming | None = None
 
     def request_abort(self, reason: str) -> None:
         """Abort the association from any thread (the upper layer does it at its next pass)."""
@@ -210,10 +316,23 @@ class PromptDul(DULServiceProvider):
                 except queue.Empty:
                     self._wait_for_work()
                     continue
-                self._do_action(event)
+                try:
+                    self._do_action(event)
+                except Exception:  # e.g. pynetdicom's decoder on a command set it cannot read
+                    self._abort_after_error()
+                    return
         finally:
+            self._discard_incoming()
             self._wake_receiver.close()
             self._wake_sender.close()
+
+    def _discard_incoming(self) -> None:
+        """Drop the data set being received (the association ended, or another message began
+        before it was complete): its journal entry, written in part, is removed."""
+        incoming, self._incoming = self._incoming, None
+        if incoming is not None and incoming.entry is not None:
+            entry, incoming.entry = incoming.entry, None
+            entry.discard()
 
     # --- reading PDUs, bounded in size and time --------------------------------------------------
 
@@ -346,6 +465,12 @@ class PromptDul(DULServiceProvider):
         complete: it is served here, in this thread, by :meth:`_complete_store` (no hand-over to
         the acceptor's thread and back for the answer, which took a millisecond per instance).
 
+        At a data set's first fragment here, its command set is decoded by
+        :func:`decode_store_request` and, when the server has an ``open_store`` callable (the
+        listener's journal), the entry the instance will be stored in is opened: each fragment
+        is then written into it as it arrives (and hashed), so that once the last one is in
+        only its bytes, the file's header and the flush remain.
+
         Taken only in the data transfer state, with no event waiting before it, a request whose
         command set is complete and held in memory, and nobody listening to the upper layer's
         events; a PDU with a command fragment, a last fragment before its last item or a
@@ -378,40 +503,80 @@ class PromptDul(DULServiceProvider):
         if not spans:
             return False
         data_set = message.data_set
-        state = self._digest
-        if state is None or state[0] is not data_set:
-            state = self._digest = [data_set, hashlib.sha256(), 0]
+        state = self._incoming
+        if state is None or state.data_set is not data_set:
+            state = self._begin_incoming(message)
         hashed = data_set.tell()
-        if state[2] != hashed:  # fragments written the usual way since: hash them first
+        entry = state.entry
+        if state.hashed != hashed or (entry is not None and entry.written != hashed):
+            # fragments written the usual way since: hash and file them first
             with data_set.getbuffer() as written:
-                state[1].update(written[state[2] : hashed])
+                state.digest.update(written[state.hashed : hashed])
+                if entry is not None:
+                    entry.write(written[entry.written : hashed])
         with memoryview(pdu) as view:
             for start, end in spans:
                 fragment = view[start:end]
                 data_set.write(fragment)
-                state[1].update(fragment)  # while the peer sends the next PDU
+                state.digest.update(fragment)  # while the peer sends the next PDU
+                if entry is not None:
+                    entry.write(fragment)
                 hashed += end - start
-        state[2] = hashed
+        state.hashed = hashed
         self._message_grew(message)
         if last and assoc.dimse.message is message:  # complete, and not aborted for its size
             self._complete_store(message)
         return True
 
+    def _begin_incoming(self, message: Any) -> _Incoming:
+        """The fast path's state for a C-STORE request's data set, at its first fragment here."""
+        self._discard_incoming()  # a message left incomplete (aborted for its size, say)
+        state = self._incoming = _Incoming(message.data_set)
+        assoc = self.assoc
+        request = decode_store_request(message.encoded_command_set.getbuffer())
+        if request is None:
+            return state
+        state.request = request
+        open_store: OpenStore | None = getattr(getattr(assoc, "_server", None), "open_store", None)
+        context_id = int(message.context_id)
+        fast_path = getattr(assoc, "_fast_store", None)
+        if open_store is None or fast_path is None or fast_path(request, context_id) is None:
+            return state
+        context = assoc._accepted_cx[context_id]
+        try:
+            state.entry = open_store(assoc, request, str(context.transfer_syntax[0]))
+        except Exception:  # the instance is written whole at the end instead, or refused then
+            LOGGER.exception("could not open a journal entry for an instance from %s", self._peer)
+        return state
+
     def _complete_store(self, message: Any) -> None:
-        """A C-STORE request received whole: its primitive made and served at once by the
-        association (:meth:`PromptAssociation.serve_store_now`), or else queued for the
-        acceptor's thread, as pynetdicom's DIMSE provider does."""
+        """A C-STORE request received whole: served at once by the association
+        (:meth:`PromptAssociation.serve_store_now`), or else queued for the acceptor's thread,
+        as pynetdicom's DIMSE provider does. Its request is the one decoded at its first
+        fragment (:func:`decode_store_request`), or pynetdicom's primitive when that decoder
+        refused it or when it is queued (its journal entry, written in part, removed then:
+        the acceptor's thread writes it whole)."""
         dimse = self.assoc.dimse
         context_id = int(message.context_id)
         dimse.message = None  # ready for the next message, as pynetdicom resets it
         self._dimse_started = None
+        state = self._incoming
+        request = state.request if state is not None and state.data_set is message.data_set else None
+        serve_now = getattr(self.assoc, "serve_store_now", None)
+        if request is not None and serve_now is not None:
+            request.DataSet = message.data_set
+            if serve_now(request, context_id):
+                if self._incoming is state:  # not stored (refused before it was written)
+                    self._discard_incoming()
+                return
+        if self._incoming is state and state is not None and state.entry is not None:
+            self._discard_incoming()  # the digest goes with it: the acceptor hashes it whole
         try:
             primitive = message.message_to_primitive()
         except Exception:
             LOGGER.warning("invalid DIMSE message from %s", self._peer)
             self.event_queue.put("Evt19")
             return
-        serve_now = getattr(self.assoc, "serve_store_now", None)
         if serve_now is None or not serve_now(primitive, context_id):
             dimse.msg_queue.put((context_id, primitive))
 
@@ -435,15 +600,28 @@ class PromptDul(DULServiceProvider):
         """The SHA-256 (a hashlib object) of a complete data set received on this association:
         of the bytes already hashed as they arrived (:meth:`_append_data_fragments`), and of
         the rest now. ``data_set`` is the message's stream (a C-STORE request's ``DataSet``)."""
-        state = self._digest
-        if state is not None and state[0] is data_set:
-            self._digest = None  # hashed once; and the stream is not kept alive by the layer
-            digest, hashed = state[1], state[2]
+        state = self._incoming
+        if state is not None and state.data_set is data_set:
+            self._incoming = None  # hashed once; and the stream is not kept alive by the layer
+            digest, hashed = state.digest, state.hashed
+            if state.entry is not None:  # not taken (take_journal_entry): nothing will finish it
+                state.entry.discard()
         else:
             digest, hashed = hashlib.sha256(), 0
         with data_set.getbuffer() as written:
             digest.update(written[hashed:])
         return digest
+
+    def take_journal_entry(self, data_set: Any) -> Any:
+        """The journal entry opened for a complete data set received on this association
+        (written with every fragment that came the fast way, and with no header yet), now the
+        caller's to finish or discard; None when there is none. Called from this thread, before
+        :meth:`data_set_sha256`."""
+        state = self._incoming
+        if state is None or state.data_set is not data_set or threading.current_thread() is not self:
+            return None
+        entry, state.entry = state.entry, None
+        return entry
 
     def _message_grew(self, message: Any) -> None:
         """Start the DIMSE clock at a message's first fragment; abort one over the size limit."""
@@ -566,7 +744,7 @@ def encode_store_response(
         return struct.pack("<HHL", 0x0000, element_number, len(value)) + value
 
     def uid(value: str) -> bytes:
-        raw = value.encode("ascii")
+        raw = value.encode("ascii", "replace")  # a peer's malformed UID, echoed: never a crash
         return raw + b"\0" if len(raw) % 2 else raw
 
     comment = error_comment.encode("ascii", "replace")[:64]
@@ -692,7 +870,7 @@ class PromptAssociation(Association):
         context = self._accepted_cx.get(context_id)
         if (
             fast_store is None
-            or not isinstance(msg, C_STORE)
+            or not isinstance(msg, C_STORE | StoreRequest)
             or context is None
             or self._sent_release
             or not msg.is_valid_request
@@ -764,6 +942,8 @@ class PromptAssociation(Association):
             self.kill()
             return True
         if not self.dul.is_alive():
+            if self.is_aborted:  # the upper layer aborted after an error (_abort_after_error)
+                evt.trigger(self, evt.EVT_ABORTED, {})
             self.kill()
             return True
         if self.dul.idle_timer_expired():

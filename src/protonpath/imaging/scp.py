@@ -321,6 +321,57 @@ class _Transfer:
     slots: list[Path] = field(default_factory=list)  # made, synced, not yet written (last first)
     slots_made: int = 0
     making: Future[None] | None = None  # the next batch of slots, made ahead of need
+    entries: set[JournalEntry] = field(default_factory=set)  # slots being written as data arrive
+
+
+class JournalEntry:
+    """A journal slot written while its instance arrives (see :meth:`DicomListener._open_entry`):
+    the data set's fragments go in as they are received, after room left for the file's header
+    (preamble and file meta, whose seal needs the whole data set); :meth:`DicomListener._write`
+    writes the rest, then the header. Until then the slot holds no ``DICM`` and no seal: should
+    the listener die, the start-up recovery removes it as written in part."""
+
+    __slots__ = ("path", "fd", "offset", "written", "failed", "_transfer", "_lock")
+
+    def __init__(self, path: Path, fd: int, offset: int, transfer: _Transfer, lock: threading.Lock):
+        self.path = path
+        self.fd = fd
+        self.offset = offset  # the header's length: where the data set begins
+        self.written = 0  # data set bytes in the file
+        self.failed: OSError | None = None
+        self._transfer = transfer
+        self._lock = lock
+
+    def write(self, chunk: bytes | memoryview) -> None:
+        """Append data set bytes (a failure is kept, and raised by :meth:`finish`)."""
+        if self.failed is not None:
+            return
+        try:
+            _pwrite_all(self.fd, chunk, self.offset + self.written)
+        except OSError as error:
+            self.failed = error
+            return
+        self.written += len(chunk)
+
+    def take(self) -> None:
+        """The instance is being stored: the association's end no longer removes this slot."""
+        with self._lock:
+            self._transfer.entries.discard(self)
+
+    def discard(self) -> None:
+        """Close and remove the slot (the instance never came whole, or is written elsewhere)."""
+        self.take()
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+        self.path.unlink(missing_ok=True)
+
+
+def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    with memoryview(data) as view:
+        done = 0
+        while done < len(view):
+            done += os.pwrite(fd, view[done:], offset + done)
 
 
 class DicomListener:
@@ -426,6 +477,7 @@ class DicomListener:
             request_handler=PromptRequestHandler,
         )
         server.fast_store = self._store  # C-STORE served straight from the reactor
+        server.open_store = self._open_entry  # and written into its slot as it arrives
         server.limits = self.settings.limits()
         server.slots_lock = threading.Lock()
         server.refusing = False
@@ -579,6 +631,8 @@ class DicomListener:
             transfer.ended = True
             del self._transfers[key]
             unused, transfer.slots = transfer.slots, []
+            unused += [entry.path for entry in transfer.entries]  # written in part: never whole
+            transfer.entries = set()
             making, transfer.making = transfer.making, None
         if making is not None:  # a batch made ahead removes its slots itself, seeing the end
             try:
@@ -657,6 +711,38 @@ class DicomListener:
                     return STATUS_OUT_OF_RESOURCES
         return status
 
+    def _open_entry(self, assoc: Any, request: Any, transfer_syntax_uid: str) -> JournalEntry | None:
+        """The journal slot a C-STORE request's data set is written into as its fragments
+        arrive (called by the association's upper layer at the first fragment; ``open_store``
+        of :mod:`.reactor`); None when the instance will be refused anyway (a malformed UID) or
+        once the association has ended."""
+        sop_instance_uid = str(request.AffectedSOPInstanceUID)
+        if not _UID_PATTERN.match(sop_instance_uid) or len(sop_instance_uid) > 64:
+            return None
+        transfer = self._transfer(assoc)
+        header_length = len(encode_file_header(
+            sop_class_uid=str(request.AffectedSOPClassUID),
+            sop_instance_uid=sop_instance_uid,
+            transfer_syntax_uid=transfer_syntax_uid,
+            source_ae_title=transfer.calling_ae_title,
+            seal=bytes(_SEAL_LENGTH),
+        ))
+        slot = self._slot(transfer)
+        try:
+            fd = os.open(slot, os.O_WRONLY)  # no O_CREAT: a slot that vanished is an error
+        except BaseException:
+            slot.unlink(missing_ok=True)
+            raise
+        entry = JournalEntry(slot, fd, header_length, transfer, self._lock)
+        with self._lock:
+            ended = transfer.ended
+            if not ended:
+                transfer.entries.add(entry)
+        if ended:
+            entry.discard()
+            return None
+        return entry
+
     def _write(
         self,
         assoc: Any,
@@ -678,8 +764,9 @@ class DicomListener:
         syncer thread while the sink checks the instance (:attr:`ReceivedInstance.wait_durable`).
         A file cut short by a crash is told apart from a whole one by its seal
         (:func:`journal_entry_digest`)."""
-        dataset = request.DataSet.getbuffer()
         dul = getattr(assoc, "dul", None)
+        entry = dul.take_journal_entry(request.DataSet) if hasattr(dul, "take_journal_entry") else None
+        dataset = request.DataSet.getbuffer()
         hashed = dul.data_set_sha256(request.DataSet) if hasattr(dul, "data_set_sha256") else None
         seal, digest = journal_seal(dataset, hashed)
         header = encode_file_header(
@@ -690,16 +777,31 @@ class DicomListener:
             seal=seal,
         )
         data = header + dataset  # the file's bytes, kept for the sink
-        slot = self._slot(transfer)
+        if entry is not None:
+            entry.take()
+            if entry.offset != len(header) or entry.failed is not None:
+                if entry.failed is not None:
+                    LOGGER.warning("writing an instance from %s as it arrived failed (%s); writing it whole",
+                                   transfer.calling_ae_title, entry.failed.strerror)
+                entry.discard()
+                entry = None
         flushed: Future[None] | None = None
         file_digest: Future[str] | None = None
+        if entry is None:
+            slot = self._slot(transfer)
+        else:
+            slot = entry.path
         try:
-            fd = os.open(slot, os.O_WRONLY)  # no O_CREAT: a slot that vanished is an error
+            if entry is None:
+                fd = os.open(slot, os.O_WRONLY)  # no O_CREAT: a slot that vanished is an error
+            else:
+                fd, entry.fd = entry.fd, -1
             try:
-                with memoryview(data) as view:
-                    written = 0
-                    while written < len(view):
-                        written += os.write(fd, view[written:])
+                if entry is None:
+                    _pwrite_all(fd, data, 0)
+                else:  # the data set so far is in: its rest, then the header before it
+                    _pwrite_all(fd, dataset[entry.written :], len(header) + entry.written)
+                    _pwrite_all(fd, header, 0)
                 if self.settings.fsync:
                     syncer = self._syncer
                     if syncer is None:  # not started through start(): flush here
