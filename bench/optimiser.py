@@ -48,7 +48,6 @@ def main() -> None:
     for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         os.environ.pop(var, None)
 
-    import numpy as np
 
     import planning as bench_planning
     from protonpath.planning import matrad_io, optimise
@@ -106,16 +105,8 @@ def main() -> None:
         for _ in range(args.repeats):
             timer["s"] = 0.0
             t = time.perf_counter()
-            res = optimise.optimise_weights(
-                dm,
-                phantom.objectives,
-                rows,
-                initial=np.zeros(dm.n_spots),
-                max_iterations=args.iterations,
-                tolerance=1e-12,
-                method=method,
-                memory=memory,
-                **kwargs,
+            res = bench_planning.optimise_as_bench(
+                dm, phantom, rows, args.iterations, method=method, memory=memory, **kwargs
             )
             wall = time.perf_counter() - t
             if best is None or wall < best[0]:

@@ -8,6 +8,11 @@ from scipy import optimize
 from protonpath.planning import lbfgsb
 
 
+def scipys(fun, x0, bounds, **options):
+    """SciPy's L-BFGS-B on the same problem: the reference."""
+    return optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds, options=options)
+
+
 def least_squares(seed=0, rows=120, n=60):
     rng = np.random.default_rng(seed)
     a = rng.normal(size=(rows, n))
@@ -76,13 +81,8 @@ def test_box_constrained_quadratic_meets_the_kkt_conditions_and_scipy():
 
     recorder = Recorder(fun)
     res = lbfgsb.minimize(recorder, np.zeros(n), lo, hi, pgtol=1e-10, ftol=0.0)
-    ref = optimize.minimize(
-        fun,
-        np.zeros(n),
-        jac=True,
-        method="L-BFGS-B",
-        bounds=list(zip(lo, hi, strict=True)),
-        options={"gtol": 1e-9, "ftol": 1e-15, "maxiter": 10000},
+    ref = scipys(
+        fun, np.zeros(n), list(zip(lo, hi, strict=True)), gtol=1e-9, ftol=1e-15, maxiter=10000
     )
     assert res.fun <= ref.fun + 1e-12 * abs(ref.fun)
     assert np.allclose(res.x, ref.x, atol=1e-5)
@@ -98,14 +98,7 @@ def test_rosenbrock_with_bounds_matches_scipy():
     lo, hi = np.full(n, -2.0), np.full(n, 0.5)
     x0 = np.full(n, -1.0)
     res = lbfgsb.minimize(rosenbrock, x0, lo, hi, pgtol=1e-10, ftol=0.0)
-    ref = optimize.minimize(
-        rosenbrock,
-        x0,
-        jac=True,
-        method="L-BFGS-B",
-        bounds=list(zip(lo, hi, strict=True)),
-        options={"gtol": 1e-9, "ftol": 1e-15},
-    )
+    ref = scipys(rosenbrock, x0, list(zip(lo, hi, strict=True)), gtol=1e-9, ftol=1e-15)
     assert res.fun == pytest.approx(ref.fun, rel=1e-8)
     assert np.allclose(res.x, ref.x, atol=1e-6)
     assert res.x[0] == 0.5  # the upper bound is active
@@ -225,14 +218,7 @@ def test_on_converged_can_go_on_with_another_objective():
 def test_relative_reduction_stop_as_scipy_ftol():
     _, _, fun = least_squares(7)
     res = lbfgsb.minimize(fun, np.zeros(60), ftol=1e-3, pgtol=0.0)
-    ref = optimize.minimize(
-        fun,
-        np.zeros(60),
-        jac=True,
-        method="L-BFGS-B",
-        bounds=[(0, None)] * 60,
-        options={"ftol": 1e-3, "gtol": 0.0},
-    )
+    ref = scipys(fun, np.zeros(60), [(0, None)] * 60, ftol=1e-3, gtol=0.0)
     assert res.success and res.message == "relative reduction of f at most ftol"
     assert abs(res.nit - ref.nit) <= 2
     assert res.fun == pytest.approx(ref.fun, rel=1e-3)
@@ -313,14 +299,7 @@ def test_same_iterates_as_scipy_on_a_bound_constrained_least_squares():
     problem both take the same number of iterations and evaluations."""
     a, b, fun = least_squares(0, 300, 200)
     res = lbfgsb.minimize(fun, np.zeros(200), pgtol=1e-8, ftol=1e-14)
-    ref = optimize.minimize(
-        fun,
-        np.zeros(200),
-        jac=True,
-        method="L-BFGS-B",
-        bounds=[(0, None)] * 200,
-        options={"gtol": 1e-8, "ftol": 1e-14},
-    )
+    ref = scipys(fun, np.zeros(200), [(0, None)] * 200, gtol=1e-8, ftol=1e-14)
     assert res.fun == pytest.approx(ref.fun, rel=1e-12)
     assert abs(res.nit - ref.nit) <= 1
     assert abs(res.nfev - ref.nfev) <= 2

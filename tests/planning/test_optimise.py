@@ -12,6 +12,12 @@ from protonpath.planning.resources import load_default_machine
 from .conftest import WATER_CALIBRATION
 
 RX = 2.0  # Gy per fraction
+#: A target objective with organ limits that bind on the single-beam plan.
+BINDING_LIMITS = (
+    Objective("PTV", SQUARED_DEVIATION, RX, 1000.0),
+    Objective("Rectum", SQUARED_OVERDOSE, 0.3, 300.0),
+    Objective("BODY", SQUARED_OVERDOSE, 1.0, 100.0),
+)
 SETTINGS = PlanSettings(
     dose_grid_mm=4.0, spot_spacing_mm=6.0, layer_spacing_mm=4.0, max_iterations=100
 )
@@ -103,11 +109,7 @@ def test_analytic_gradient_matches_finite_differences(single_beam_plan):
 def test_optimising_on_watched_rows_reaches_the_full_problem_optimum(single_beam_plan):
     p = single_beam_plan
     rows = {s.name: p.dose_matrix.rows_of(s.mask) for s in p.structures}
-    objectives = [
-        Objective("PTV", SQUARED_DEVIATION, RX, 1000.0),
-        Objective("Rectum", SQUARED_OVERDOSE, 0.3, 300.0),
-        Objective("BODY", SQUARED_OVERDOSE, 1.0, 100.0),
-    ]
+    objectives = BINDING_LIMITS
     watched = optimise.optimise_weights(p.dose_matrix, objectives, rows, max_iterations=120)
     full = optimise.optimise_weights(
         p.dose_matrix, objectives, rows, max_iterations=120, watch_margin=None
@@ -206,11 +208,7 @@ def test_own_lbfgsb_reaches_scipys_objective(single_beam_plan, iterations, watch
     L-BFGS-B (restarted as rows join), from zero weights with organ limits that bind."""
     p = single_beam_plan
     rows = {s.name: p.dose_matrix.rows_of(s.mask) for s in p.structures}
-    objectives = [
-        Objective("PTV", SQUARED_DEVIATION, RX, 1000.0),
-        Objective("Rectum", SQUARED_OVERDOSE, 0.3, 300.0),
-        Objective("BODY", SQUARED_OVERDOSE, 1.0, 100.0),
-    ]
+    objectives = BINDING_LIMITS
     results = {}
     for method in ("lbfgsb", "scipy"):
         seen = []
@@ -248,18 +246,12 @@ def test_watched_problems_add_up_over_their_rows(single_beam_plan):
     the joining rows' (no new evaluation over every watched row)."""
     p = single_beam_plan
     rows = {s.name: p.dose_matrix.rows_of(s.mask) for s in p.structures}
-    objectives = [
-        Objective("PTV", SQUARED_DEVIATION, RX, 1000.0),
-        Objective("Rectum", SQUARED_OVERDOSE, 0.3, 300.0),
-        Objective("BODY", SQUARED_OVERDOSE, 1.0, 100.0),
-    ]
+    objectives = BINDING_LIMITS
     sizes = {k: len(r) for k, r in rows.items()}
     n_rows = p.dose_matrix.matrix.shape[0]
 
     def problem(mask):
-        position = np.cumsum(mask) - 1
-        sub = {k: position[r[mask[r]]] for k, r in rows.items()}
-        return optimise._Problem(p.dose_matrix, objectives, sub, sizes, np.flatnonzero(mask))
+        return optimise._watched_problem(p.dose_matrix, objectives, rows, sizes, mask)
 
     rng = np.random.default_rng(0)
     old = rng.random(n_rows) < 0.5

@@ -902,6 +902,12 @@ class _Memory:
         self.state = np.array([0.0, 1.0])  # k, theta
 
     @property
+    def arrays(self) -> tuple:
+        """The ring, its Gram matrices, the free set's mask and the slots in age order, in
+        the order :func:`_direction` and :func:`_add_pair` take them."""
+        return (self.s, self.y, self.ss, self.sy, self.fss, self.fsy, self.fyy, self.fmask, self.slots)
+
+    @property
     def k(self) -> int:
         return int(self.state[0])
 
@@ -969,13 +975,12 @@ def minimize(
     g = np.array(g, dtype=np.float64)  # a copy: the memory update writes into it
     nfev = 1
     nit = 0
-    memory = _Memory(n, max(int(m), 1))
+    mem = _Memory(n, max(int(m), 1))
     xbar, d, work, xt = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
     heap_keys, heap_idx = np.empty(n), np.empty(n, dtype=np.int64)
     free = np.zeros(n, dtype=np.bool_)
     ls = np.zeros(_LS_SIZE)
     counts = np.zeros(4, dtype=np.int64)
-    mem = memory
     success, message = False, ""
     if projected_gradient_norm(x, g, lo, hi) <= pgtol:
         return Result(x, f, g, 0, nfev, True, "projected gradient at most pgtol", counts)
@@ -992,15 +997,7 @@ def minimize(
             g,
             lo,
             hi,
-            mem.s,
-            mem.y,
-            mem.ss,
-            mem.sy,
-            mem.fss,
-            mem.fsy,
-            mem.fyy,
-            mem.fmask,
-            mem.slots,
+            *mem.arrays,
             k,
             mem.theta,
             mem.slots[:k],
@@ -1044,15 +1041,7 @@ def minimize(
             xt,
             g,
             np.asarray(gt, dtype=np.float64),
-            mem.s,
-            mem.y,
-            mem.ss,
-            mem.sy,
-            mem.fss,
-            mem.fsy,
-            mem.fyy,
-            mem.fmask,
-            mem.slots,
+            *mem.arrays,
             mem.state,
         )
         nit += 1

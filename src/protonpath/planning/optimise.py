@@ -274,80 +274,85 @@ def optimise_weights(
     # L-BFGS-B's tolerance is relative only while the objective is above 1: scale it to start
     # at 1e6, so doses per fraction (small objectives) converge like whole courses
     scale = 1e6 / start_value if start_value > 0 else 1.0
-    sizes = {k: len(r) for k, r in rows.items()}
     watched = np.ones(full.shape[0], dtype=bool)
     if watch_margin is not None:
         watched = _watch(objectives, rows, full.matvec(w), watch_margin, ~watched)
-
-    def watching(mask):
-        position = np.cumsum(mask) - 1  # of each watched row among the watched rows
-        sub_rows = {k: position[r[mask[r]]] for k, r in rows.items()}
-        return _Problem(full, objectives, sub_rows, sizes, np.flatnonzero(mask))
-
+    run = _Run(
+        full,
+        objectives,
+        rows,
+        {k: len(r) for k, r in rows.items()},
+        watched,
+        watch_margin,
+        watch_every,
+        scale,
+        max_iterations,
+        tolerance,
+        callback,
+        stop_below,
+    )
     if method == "lbfgsb":
-        w, iterations, evaluations, message = _own_lbfgsb(
-            full,
-            objectives,
-            rows,
-            w,
-            scale,
-            watched,
-            watching,
-            watch_margin,
-            watch_every,
-            max_iterations,
-            tolerance,
-            callback,
-            stop_below,
-            memory,
-        )
+        w, iterations, evaluations, message = _own_lbfgsb(run, w, memory)
     else:
-        w, iterations, evaluations, message = _scipy_lbfgsb(
-            full,
-            objectives,
-            rows,
-            w,
-            scale,
-            watched,
-            watching,
-            watch_margin,
-            watch_every,
-            max_iterations,
-            tolerance,
-            callback,
-            stop_below,
-            dose_matrix.n_spots,
-        )
+        w, iterations, evaluations, message = _scipy_lbfgsb(run, w)
     # the returned objective is the stored matrix's (float32), whatever the products used
     value = objectives_value(csc_matvec(dose_matrix.matrix, w), objectives, rows)
     return OptimisationResult(w, float(value), iterations, evaluations, message)
 
 
-def _looks(i: int, watch_every: int) -> bool:
-    """Whether iteration ``i`` looks for rows to watch: 1, 2, 4, 8, 16, then every
-    ``watch_every``."""
-    return i in (1, 2, 4, 8, 16) or (i > 16 and i % watch_every == 0)
+def _watched_problem(matrix, objectives, rows, sizes, mask) -> _Problem:
+    """The problem on the rows of ``mask`` only (``sizes``: each structure's full count)."""
+    position = np.cumsum(mask) - 1  # of each watched row among the watched rows
+    sub_rows = {k: position[r[mask[r]]] for k, r in rows.items()}
+    return _Problem(matrix, objectives, sub_rows, sizes, np.flatnonzero(mask))
 
 
-def _own_lbfgsb(
-    full,
-    objectives,
-    rows,
-    w,
-    scale,
-    watched,
-    watching,
-    watch_margin,
-    watch_every,
-    max_iterations,
-    tolerance,
-    callback,
-    stop_below,
-    memory,
-):
+@dataclass
+class _Run:
+    """What both L-BFGS-B drivers of :func:`optimise_weights` share: the matrix, the
+    objectives, the watched rows (``watched``, grown in place) and the run's settings."""
+
+    full: BlockRows
+    objectives: list
+    rows: dict
+    sizes: dict
+    watched: np.ndarray
+    margin: float | None
+    every: int
+    scale: float
+    max_iterations: int
+    tolerance: float
+    callback: Callable[[int], None] | None
+    stop_below: float | None
+
+    def problem(self, mask: np.ndarray | None = None) -> _Problem:
+        """The problem on the watched rows (or on the rows of ``mask``)."""
+        mask = self.watched if mask is None else mask
+        return _watched_problem(self.full, self.objectives, self.rows, self.sizes, mask)
+
+    def looks(self, i: int) -> bool:
+        """Whether iteration ``i`` looks for rows to watch: 1, 2, 4, 8, 16, then every
+        ``every`` (never without a margin)."""
+        return self.margin is not None and (
+            i in (1, 2, 4, 8, 16) or (i > 16 and i % self.every == 0)
+        )
+
+    def grow(self, w: np.ndarray) -> np.ndarray:
+        """Rows near their limits at ``w`` join the watched rows; returns those that joined."""
+        before = self.watched.copy()
+        _watch(self.objectives, self.rows, self.full.matvec(w), self.margin, self.watched)
+        return self.watched & ~before
+
+    def reached(self, scaled_value: float) -> bool:
+        """Whether the objective (scaled) is at or below ``stop_below``."""
+        return self.stop_below is not None and scaled_value / self.scale <= self.stop_below
+
+
+def _own_lbfgsb(run: _Run, w, memory):
     """:func:`optimise_weights` with :func:`lbfgsb.minimize`: rows join the problem from
     the callback (or when it converges) and the run goes on with its memory."""
-    problem = [watching(watched)]
+    problem = [run.problem()]
+    scale = run.scale
 
     def scaled(x):
         value, grad = problem[0](x)
@@ -358,28 +363,24 @@ def _own_lbfgsb(
         """The scaled objective of the grown problem, with its value and gradient at ``it.x``
         (the objective is a sum over rows: the old value plus the joining rows'), or None if
         no row joined."""
-        before = watched.copy()
-        _watch(objectives, rows, full.matvec(it.x), watch_margin, watched)
-        joined = watched & ~before
+        joined = run.grow(it.x)
         if not joined.any():
             return None
-        problem[0] = watching(watched)
-        value, grad = watching(joined)(it.x)
+        problem[0] = run.problem()
+        value, grad = run.problem(joined)(it.x)
         grad *= scale
         grad += it.jac
         return scaled, it.fun + value * scale, grad
 
     def on_iteration(it):
-        if callback is not None:
-            callback(it.nit)
-        if stop_below is not None and it.fun / scale <= stop_below:
+        if run.callback is not None:
+            run.callback(it.nit)
+        if run.reached(it.fun):
             raise StopIteration
-        if watch_margin is not None and _looks(it.nit, watch_every):
-            return grow(it)
-        return None
+        return grow(it) if run.looks(it.nit) else None
 
     def on_converged(it):
-        return None if watch_margin is None else grow(it)
+        return None if run.margin is None else grow(it)
 
     # one BLAS thread while optimising, as in _scipy_lbfgsb
     with threadpool_limits(limits=1, user_api="blas"):
@@ -389,62 +390,45 @@ def _own_lbfgsb(
             0.0,
             None,
             m=memory,
-            maxiter=max_iterations,
-            ftol=tolerance,
-            pgtol=tolerance,
+            maxiter=run.max_iterations,
+            ftol=run.tolerance,
+            pgtol=run.tolerance,
             callback=on_iteration,
             on_converged=on_converged,
         )
     return np.maximum(res.x, 0.0), res.nit, res.nfev, res.message
 
 
-def _scipy_lbfgsb(
-    full,
-    objectives,
-    rows,
-    w,
-    scale,
-    watched,
-    watching,
-    watch_margin,
-    watch_every,
-    max_iterations,
-    tolerance,
-    callback,
-    stop_below,
-    n_spots,
-):
+def _scipy_lbfgsb(run: _Run, w):
     """:func:`optimise_weights` with SciPy's L-BFGS-B, restarted when it converged in an
     iteration that added rows or with rows near their limits left out."""
-    state = {"problem": watching(watched), "iteration": 0, "evaluations": 0, "grew": False}
+    state = {"problem": run.problem(), "iteration": 0, "evaluations": 0, "grew": False}
 
     def scaled(x):
         value, grad = state["problem"](x)
-        return value * scale, grad * scale
+        return value * run.scale, grad * run.scale
 
     def on_iteration(intermediate_result):
         state["iteration"] += 1
         i = state["iteration"]
-        if callback is not None:
-            callback(i)
-        if stop_below is not None and intermediate_result.fun / scale <= stop_below:
+        if run.callback is not None:
+            run.callback(i)
+        if run.reached(intermediate_result.fun):
             raise StopIteration
-        looks = _looks(i, watch_every)
-        if watch_margin is not None and looks:
-            before = np.count_nonzero(watched)
-            _watch(objectives, rows, full.matvec(intermediate_result.x), watch_margin, watched)
-            state["grew"] = np.count_nonzero(watched) > before
+        if run.looks(i):
+            state["grew"] = bool(run.grow(intermediate_result.x).any())
             if state["grew"]:
                 state["evaluations"] += state["problem"].n_evaluations
-                state["problem"] = watching(watched)
+                state["problem"] = run.problem()
 
+    n_spots = run.full.shape[1]
     non_negative = optimize.Bounds(np.zeros(n_spots), np.full(n_spots, np.inf))
     message = ""
     # L-BFGS-B's vector work is serial, but its BLAS calls can wake OpenBLAS threads that
     # then spin on the core numba's product threads need (the products ran 1.7x slower on
     # 2 cores): one BLAS thread while optimising
     with threadpool_limits(limits=1, user_api="blas"):
-        while state["iteration"] < max_iterations:
+        while state["iteration"] < run.max_iterations:
             state["grew"] = False
             res = optimize.minimize(
                 scaled,
@@ -452,29 +436,19 @@ def _scipy_lbfgsb(
                 jac=True,
                 method="L-BFGS-B",
                 bounds=non_negative,
-                tol=tolerance,
-                options={"maxiter": max_iterations - state["iteration"]},
+                tol=run.tolerance,
+                options={"maxiter": run.max_iterations - state["iteration"]},
                 callback=on_iteration,
             )
             w = np.maximum(res.x, 0.0)
             message = str(res.message)
-            if (
-                watch_margin is None
-                or not res.success
-                or stop_below is not None
-                and res.fun / scale <= stop_below
-            ):
+            if run.margin is None or not res.success or run.reached(res.fun):
                 break
             # converged: on the full problem too, unless rows near their limits were left out
-            before = np.count_nonzero(watched)
-            if (
-                np.count_nonzero(_watch(objectives, rows, full.matvec(w), watch_margin, watched))
-                == before
-                and not state["grew"]
-            ):
+            if not run.grow(w).any() and not state["grew"]:
                 break
             state["evaluations"] += state["problem"].n_evaluations
-            state["problem"] = watching(watched)
+            state["problem"] = run.problem()
     evaluations = state["evaluations"] + state["problem"].n_evaluations
     return w, state["iteration"], evaluations, message
 
