@@ -25,6 +25,8 @@ What it does, for each case:
    * at equal plan quality (the ratios below): protonpath's L-BFGS-B stops as soon as its
      objective is at or below pyRadPlan's final one (capped at pyRadPlan's iteration count).
      Both objectives are the same matRad definitions, each scored on its own dose model;
+     when protonpath does not get there within the cap (seen with a single 45-degree beam on
+     the box), its output and the summary say that the ratios are not at equal plan quality;
    * at equal work: as many iterations as pyRadPlan ran (its default cap is 500);
 4. checks that both sides computed the same plan, and refuses to print any ratio (exit status
    1) otherwise: the CT frames (shape, spacing, first voxel) agree, pyRadPlan's isocentres
@@ -563,8 +565,20 @@ def run_case(phantom: str, grid: str, args, env, python: Path) -> dict:
     print(f"{'optimiser iterations':28s}{theirs['iterations']:12d}{ours['iterations']:12d}")
     print(f"{'final objective':28s}{theirs['objective']:12.2f}{ours['objective']:12.2f}")
     print(f"protonpath's optimiser: {'its own L-BFGS-B' if args.method == 'lbfgsb' else 'SciPy'}")
+    # "equal plan quality": our objective at or below pyRadPlan's (0.1 %: ours is reported on
+    # the float32 matrix, the stop was tested on the 16-bit products)
+    reached = ours["objective"] <= theirs["objective"] * (1 + 1e-3)
+    if reached:
+        print("(protonpath stopped at pyRadPlan's objective", end="")
+    else:
+        print(
+            f"(protonpath did NOT reach pyRadPlan's objective in {ours['iterations']} "
+            f"iterations: {ours['objective']:.2f} against {theirs['objective']:.2f}, each in its "
+            "own dose model; the ratios are NOT at equal plan quality",
+            end="",
+        )
     print(
-        f"(protonpath stopped at pyRadPlan's objective; with as many iterations as pyRadPlan, "
+        f"; with as many iterations as pyRadPlan, "
         f"{ours['same_work_iterations']}, it reaches {ours['same_work_objective']:.2f} in "
         f"{ours['same_work_s']:.2f} s: {theirs['optimisation_s'] / ours['same_work_s']:.1f}x)"
     )
@@ -592,6 +606,8 @@ def run_case(phantom: str, grid: str, args, env, python: Path) -> dict:
         "overall": total_theirs / total_ours,
         "memory": ratio("peak_rss_mb"),
         "gamma": ours["gamma_2_2"],
+        "equal_quality": reached,
+        "objectives": (theirs["objective"], ours["objective"]),
     }
 
 
@@ -644,6 +660,12 @@ def main() -> None:
                 f"  {r['label']}: dose matrix {r['dose_matrix']:.1f}x, optimisation "
                 f"{r['optimisation']:.1f}x, overall {r['overall']:.1f}x, peak memory "
                 f"{r['memory']:.1f}x less, gamma {100 * r['gamma']:.1f} %"
+                + (
+                    ""
+                    if r["equal_quality"]
+                    else " (NOT at equal plan quality: objective {1:.2f} against pyRadPlan's "
+                    "{0:.2f})".format(*r["objectives"])
+                )
             )
         else:
             print(f"  {r['label']}: FAILED ({'; '.join(r['problems'])})")
