@@ -204,6 +204,16 @@ def _csc_fill_blocks(indptr, indices, data, block_ptr, n_rows, width, n_threads)
     return first_col, values
 
 
+@numba.njit(cache=True, inline="always")
+def _level(value, inverse):
+    """The 16-bit level of a non-negative ``value`` in a block whose largest value is
+    ``65535 / inverse``: rounded to the nearest (a multiplication, not a division per value;
+    both ways of building compact blocks use it, so they store the same levels)."""
+    return np.uint16(
+        min(max(value * inverse + np.float32(0.5), np.float32(0.0)), np.float32(65535.0))
+    )
+
+
 @numba.njit(cache=True)
 def _flush(stage, at, k, q, scale, width):
     """Quantise the staged values ``stage[at:at + width]`` into block ``k`` and clear them."""
@@ -214,8 +224,9 @@ def _flush(stage, at, k, q, scale, width):
     # a block of subnormal values (a far halo tail) has a step of 0 in float32: it stays 0
     if step > 0:
         scale[k] = step
+        inverse = np.float32(65535.0) / top
         for j in range(width):
-            q[k * width + j] = np.uint16(min(max(round(stage[at + j] / step), 0), 65535))
+            q[k * width + j] = _level(stage[at + j], inverse)
     for j in range(width):
         stage[at + j] = 0.0
 
@@ -232,8 +243,12 @@ def _csc_fill_blocks_q16(indptr, indices, data, block_ptr, n_rows, width, n_thre
     for t in numba.prange(n_threads):
         lo = n_rows * t // n_threads
         hi = n_rows * (t + 1) // n_threads
-        current = np.full(hi - lo, -(1 << 40), dtype=np.int64)
-        slot = block_ptr[lo:hi] - 1
+        # each row's current block's first column and number side by side: one cache line
+        # per visit instead of two (the rows of a column come in no order)
+        state = np.empty(2 * (hi - lo), dtype=np.int64)
+        for i in range(hi - lo):
+            state[2 * i] = -(1 << 40)
+            state[2 * i + 1] = block_ptr[lo + i] - 1
         stage = np.zeros((hi - lo) * width, dtype=np.float32)
         for c in range(n_cols):
             for p in range(indptr[c], indptr[c + 1]):
@@ -241,16 +256,20 @@ def _csc_fill_blocks_q16(indptr, indices, data, block_ptr, n_rows, width, n_thre
                 if r < lo or r >= hi:
                     continue
                 i = r - lo
-                if c >= current[i] + width:
-                    if slot[i] >= block_ptr[r]:
-                        _flush(stage, i * width, slot[i], q, scale, width)
-                    current[i] = c
-                    slot[i] += 1
-                    first_col[slot[i]] = c
-                stage[i * width + c - current[i]] += data[p]
+                current = state[2 * i]
+                if c >= current + width:
+                    k = state[2 * i + 1]
+                    if k >= block_ptr[r]:
+                        _flush(stage, i * width, k, q, scale, width)
+                    current = c
+                    state[2 * i] = c
+                    state[2 * i + 1] = k + 1
+                    first_col[k + 1] = c
+                stage[i * width + c - current] += data[p]
         for i in range(hi - lo):
-            if slot[i] >= block_ptr[lo + i]:
-                _flush(stage, i * width, slot[i], q, scale, width)
+            k = state[2 * i + 1]
+            if k >= block_ptr[lo + i]:
+                _flush(stage, i * width, k, q, scale, width)
     return first_col, q, scale
 
 
@@ -378,6 +397,12 @@ class BlockRows:
             )
         return _block_matvec(self.block_ptr, self.first_col, self.values, padded, rows, bounds)
 
+    def split(self, rows: np.ndarray | None = None):
+        """The rows (uint64, every row for None) and their split between the product
+        threads, for :meth:`objective`'s ``split`` (a caller computing the same rows over and
+        over computes these once)."""
+        return self._rows_and_bounds(rows)
+
     def _rows_and_bounds(self, rows):
         if rows is None:
             rows = np.arange(self.shape[0], dtype=np.uint64)
@@ -407,7 +432,7 @@ class BlockRows:
             )
         return out[: self.shape[1]]
 
-    def objective(self, x: np.ndarray, rows, term_ptr, kind, ref, coef):
+    def objective(self, x: np.ndarray, rows, term_ptr, kind, ref, coef, split=None):
         """Value and gradient (``matrix.T @ dC/dd``) of a sum of per-row dose terms, in one
         pass over the matrix: each row's dose, its terms' value and derivative, and the
         row's share of the gradient while its blocks are still in the cache (the separate
@@ -417,14 +442,15 @@ class BlockRows:
         ``term_ptr[i]:term_ptr[i + 1]``, term ``p`` being ``coef[p] * (d - ref[p])^2``
         (:data:`TERM_DEVIATION`), the same over or under ``ref[p]`` only
         (:data:`TERM_OVERDOSE`, :data:`TERM_UNDERDOSE`) or ``coef[p] * d``
-        (:data:`TERM_MEAN`) of the row's dose ``d``.
+        (:data:`TERM_MEAN`) of the row's dose ``d``.  ``split`` is :meth:`split`'s answer
+        for ``rows``, when the caller keeps it.
         """
         x = np.asarray(x, dtype=np.float64)
         if x.shape != (self.shape[1],):
             raise ValueError(f"expected a vector of {self.shape[1]} values, got {x.shape}")
         padded = np.zeros(self.shape[1] + WIDTH)
         padded[: self.shape[1]] = x
-        rows, bounds = self._rows_and_bounds(rows)
+        rows, bounds = self._rows_and_bounds(rows) if split is None else split
         if len(term_ptr) != len(rows) + 1:
             raise ValueError(f"expected {len(rows) + 1} term pointers, got {len(term_ptr)}")
         n_out = self.shape[1] + WIDTH
@@ -465,10 +491,9 @@ def _quantise(values, width):
         step = top / np.float32(65535.0)
         if step > 0:  # subnormal blocks stay 0 (see _flush)
             scale[k] = step
+            inverse = np.float32(65535.0) / top
             for j in range(width):
-                q[k * width + j] = np.uint16(
-                    min(max(round(values[k * width + j] / step), 0), 65535)
-                )
+                q[k * width + j] = _level(values[k * width + j], inverse)
     return q, scale
 
 

@@ -905,7 +905,17 @@ class _Memory:
     def arrays(self) -> tuple:
         """The ring, its Gram matrices, the free set's mask and the slots in age order, in
         the order :func:`_direction` and :func:`_add_pair` take them."""
-        return (self.s, self.y, self.ss, self.sy, self.fss, self.fsy, self.fyy, self.fmask, self.slots)
+        return (
+            self.s,
+            self.y,
+            self.ss,
+            self.sy,
+            self.fss,
+            self.fsy,
+            self.fyy,
+            self.fmask,
+            self.slots,
+        )
 
     @property
     def k(self) -> int:

@@ -123,14 +123,22 @@ class _Problem:
             (o, rows[o.structure], sizes[o.structure]) for o in objectives if len(rows[o.structure])
         ]
         n_positions = self.blocks.shape[0] if watched is None else len(self.watched)
-        self.term_arrays = _term_arrays(self.terms, n_positions)
+        self.term_arrays = tuple(
+            np.ascontiguousarray(a, dtype=t)
+            for a, t in zip(
+                _term_arrays(self.terms, n_positions),
+                (np.int64, np.int8, np.float64, np.float64),
+                strict=True,
+            )
+        )
+        self.split = self.blocks.split(self.watched)  # once, not at every evaluation
         self.n_evaluations = 0
 
     def __call__(self, w: np.ndarray):
         """Objective value and gradient, in one pass over the matrix
         (:meth:`BlockRows.objective`)."""
         self.n_evaluations += 1
-        return self.blocks.objective(w, self.watched, *self.term_arrays)
+        return self.blocks.objective(w, self.watched, *self.term_arrays, split=self.split)
 
 
 _TERM_KIND = {
