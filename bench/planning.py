@@ -171,11 +171,10 @@ def thread_env(threads: int) -> dict:
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env[var] = str(threads)
-    # OpenMP threads that sleep as soon as a parallel loop ends: spinning ones take the core
-    # the main thread needs between two parallel products, and numba's own work queue wakes
-    # its threads more slowly (on 2 cores the optimiser ran 20-40 % longer with either)
+    # numba on OpenMP with OpenMP's default wait policy, as the department's task worker runs
+    # (protonpath.planning.threads: OMP_WAIT_POLICY=passive made the optimiser's second thread
+    # wake too late to help; with other processes busy, the optimiser takes fewer threads)
     env.setdefault("NUMBA_THREADING_LAYER", "omp")
-    env.setdefault("OMP_WAIT_POLICY", "passive")
     # set on this machine for old OpenBLAS builds; they slow a current one: neither side gets them
     for var in BLAS_OVERRIDES:
         env.pop(var, None)

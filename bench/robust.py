@@ -72,8 +72,7 @@ def bench_env(threads: int) -> dict:
         env.pop(var, None)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env[var] = str(threads)
-    env.setdefault("NUMBA_THREADING_LAYER", "omp")
-    env.setdefault("OMP_WAIT_POLICY", "passive")
+    env.setdefault("NUMBA_THREADING_LAYER", "omp")  # OpenMP's default wait policy, as the worker
     return env
 
 

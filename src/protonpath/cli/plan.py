@@ -29,7 +29,6 @@ holds the delivery-time estimate per field and per fraction.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -186,10 +185,9 @@ def plan_command(
     ] = None,
 ) -> None:
     """Plan a proton PBS treatment and write RT Ion Plan, RT Dose, a DVH plot and a summary."""
-    # OpenMP threads that sleep as soon as a parallel loop ends (read when OpenMP loads):
-    # spinning ones take the core the main thread needs between two optimiser products, and
-    # numba's own work queue, the fallback, wakes its threads more slowly
-    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+    # numba on OpenMP (numba's own work queue, the fallback, wakes its threads more slowly),
+    # with OpenMP's default wait policy: the optimisers take fewer threads when other
+    # processes keep CPUs busy (protonpath.planning.threads)
     import numba
 
     if numba.config.THREADING_LAYER == "default":

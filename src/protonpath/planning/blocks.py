@@ -30,6 +30,8 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from protonpath.planning.threads import work_parts
+
 #: Columns per block.
 WIDTH = 8
 _U = np.uint64
@@ -408,7 +410,7 @@ class BlockRows:
             rows = np.arange(self.shape[0], dtype=np.uint64)
         else:
             rows = np.ascontiguousarray(rows, dtype=np.uint64)
-        return rows, _split(self.block_ptr, rows, _threads())
+        return rows, _split(self.block_ptr, rows, work_parts())
 
     def rmatvec(self, y: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """``matrix.T @ y`` in float64.

@@ -34,6 +34,7 @@ from protonpath.planning.raytrace import (
     water_equivalent_depth,
 )
 from protonpath.planning.spots import Spots
+from protonpath.planning.threads import work_parts
 
 #: Stopping-power ratio of air, for the nozzle-to-skin air gap.
 AIR_SPR = 0.0011
@@ -522,5 +523,5 @@ def csc_matvec(matrix: sp.csc_matrix, x: np.ndarray) -> np.ndarray:
         return np.asarray(matrix @ x, dtype=np.float64)
     if x.shape != (matrix.shape[1],):
         raise ValueError(f"expected a vector of {matrix.shape[1]} values, got {x.shape}")
-    threads = max(1, min(numba.get_num_threads(), matrix.shape[1]))
+    threads = max(1, min(work_parts(), matrix.shape[1]))  # parts: the same sums on any threads
     return _csc_matvec(matrix.indptr, matrix.indices, matrix.data, x, int(matrix.shape[0]), threads)

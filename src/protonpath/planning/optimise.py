@@ -37,6 +37,7 @@ from protonpath.planning.blocks import (
     BlockRows,
 )
 from protonpath.planning.dose import DoseMatrix, csc_matvec
+from protonpath.planning.threads import fitted_threads
 
 SQUARED_DEVIATION = "squared_deviation"
 SQUARED_OVERDOSE = "squared_overdose"
@@ -272,40 +273,42 @@ def optimise_weights(
         targets = [o for o in objectives if o.kind in (SQUARED_DEVIATION, SQUARED_UNDERDOSE)]
         ref = targets[0] if targets else objectives[0]
         initial = initial_weights(dose_matrix, rows[ref.structure], ref.dose_gy or 1.0)
-    # the matrix in the products' layout, built once; the problem computes the watched rows
-    stored = dose_matrix.matrix
-    compact = compact and (stored.nnz == 0 or float(stored.data.min()) >= 0.0)
-    full = BlockRows.from_matrix(stored, compact=compact)
-    w = np.asarray(initial, dtype=np.float64)
-    # the start's value on every row (its per-row terms are not kept: the CT grid has millions)
-    start_value, _ = _Problem(full, objectives, rows)(w)
-    # L-BFGS-B's tolerance is relative only while the objective is above 1: scale it to start
-    # at 1e6, so doses per fraction (small objectives) converge like whole courses
-    scale = 1e6 / start_value if start_value > 0 else 1.0
-    watched = np.ones(full.shape[0], dtype=bool)
-    if watch_margin is not None:
-        watched = _watch(objectives, rows, full.matvec(w), watch_margin, ~watched)
-    run = _Run(
-        full,
-        objectives,
-        rows,
-        {k: len(r) for k, r in rows.items()},
-        watched,
-        watch_margin,
-        watch_every,
-        scale,
-        max_iterations,
-        tolerance,
-        callback,
-        stop_below,
-    )
-    if method == "lbfgsb":
-        w, iterations, evaluations, message = _own_lbfgsb(run, w, memory)
-    else:
-        w, iterations, evaluations, message = _scipy_lbfgsb(run, w)
-    # the returned objective is the stored matrix's (float32), whatever the products used
-    value = objectives_value(csc_matvec(dose_matrix.matrix, w), objectives, rows)
-    return OptimisationResult(w, float(value), iterations, evaluations, message)
+    # as many product threads as the CPUs other processes leave free (see threads.py)
+    with fitted_threads():
+        # the matrix in the products' layout, built once; the problem computes the watched rows
+        stored = dose_matrix.matrix
+        compact = compact and (stored.nnz == 0 or float(stored.data.min()) >= 0.0)
+        full = BlockRows.from_matrix(stored, compact=compact)
+        w = np.asarray(initial, dtype=np.float64)
+        # the start's value on every row (its per-row terms are not kept: the CT grid has millions)
+        start_value, _ = _Problem(full, objectives, rows)(w)
+        # L-BFGS-B's tolerance is relative only while the objective is above 1: scale it to start
+        # at 1e6, so doses per fraction (small objectives) converge like whole courses
+        scale = 1e6 / start_value if start_value > 0 else 1.0
+        watched = np.ones(full.shape[0], dtype=bool)
+        if watch_margin is not None:
+            watched = _watch(objectives, rows, full.matvec(w), watch_margin, ~watched)
+        run = _Run(
+            full,
+            objectives,
+            rows,
+            {k: len(r) for k, r in rows.items()},
+            watched,
+            watch_margin,
+            watch_every,
+            scale,
+            max_iterations,
+            tolerance,
+            callback,
+            stop_below,
+        )
+        if method == "lbfgsb":
+            w, iterations, evaluations, message = _own_lbfgsb(run, w, memory)
+        else:
+            w, iterations, evaluations, message = _scipy_lbfgsb(run, w)
+        # the returned objective is the stored matrix's (float32), whatever the products used
+        value = objectives_value(csc_matvec(dose_matrix.matrix, w), objectives, rows)
+        return OptimisationResult(w, float(value), iterations, evaluations, message)
 
 
 def _watched_problem(matrix, objectives, rows, sizes, mask) -> _Problem:

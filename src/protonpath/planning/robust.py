@@ -43,6 +43,7 @@ from protonpath.planning.optimise import (
     objective_value_and_gradient,
 )
 from protonpath.planning.scenarios import ScenarioMatrices
+from protonpath.planning.threads import fitted_threads
 
 NOMINAL = "nominal"
 STOCHASTIC = "stochastic"
@@ -429,7 +430,8 @@ def optimise_robust(
         if callback is not None:
             callback(iterations)
 
-    with threadpool_limits(limits=1, user_api="blas"):
+    # as many product threads as the CPUs other processes leave free (see threads.py)
+    with threadpool_limits(limits=1, user_api="blas"), fitted_threads():
         if method == SMOOTH_MAX:
             stages = STAGES if problem.has_composite else ((None, 1.0),)
             for relative, share in stages:
