@@ -101,6 +101,7 @@ class OptimisationResult:
     iterations: int
     evaluations: int
     message: str
+    threads: int = 1  # the product threads it ran on (threads.fitted_threads)
 
 
 class _Problem:
@@ -274,7 +275,7 @@ def optimise_weights(
         ref = targets[0] if targets else objectives[0]
         initial = initial_weights(dose_matrix, rows[ref.structure], ref.dose_gy or 1.0)
     # as many product threads as the CPUs other processes leave free (see threads.py)
-    with fitted_threads():
+    with fitted_threads() as n_threads:
         # the matrix in the products' layout, built once; the problem computes the watched rows
         stored = dose_matrix.matrix
         compact = compact and (stored.nnz == 0 or float(stored.data.min()) >= 0.0)
@@ -308,7 +309,7 @@ def optimise_weights(
             w, iterations, evaluations, message = _scipy_lbfgsb(run, w)
         # the returned objective is the stored matrix's (float32), whatever the products used
         value = objectives_value(csc_matvec(dose_matrix.matrix, w), objectives, rows)
-        return OptimisationResult(w, float(value), iterations, evaluations, message)
+        return OptimisationResult(w, float(value), iterations, evaluations, message, n_threads)
 
 
 def _watched_problem(matrix, objectives, rows, sizes, mask) -> _Problem:
