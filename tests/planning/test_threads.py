@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from protonpath.planning import optimise, threads
+from protonpath.planning.pipeline import default_objectives
 
-from .test_optimise import BINDING_LIMITS, single_beam_plan  # noqa: F401 (a fixture)
+from .test_optimise import BINDING_LIMITS, RX, make_plan
 
 
 def fake_proc(tmp_path, running_total: int, own_states: list[str]):
@@ -73,9 +74,14 @@ def test_with_every_cpu_busy_elsewhere_one_thread_runs_and_numba_is_restored(bus
     assert threads.work_parts() == before
 
 
+@pytest.fixture(scope="module")
+def one_beam_plan(cube_plan_case):
+    return make_plan(cube_plan_case, [0.0], default_objectives("PTV", RX, ["Rectum"], {"Rectum": 0.1}))
+
+
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="one CPU: a single thread always")
-def test_weights_are_the_same_to_the_last_bit_on_one_thread_or_two(single_beam_plan, monkeypatch):
-    p = single_beam_plan
+def test_weights_are_the_same_to_the_last_bit_on_one_thread_or_two(one_beam_plan, monkeypatch):
+    p = one_beam_plan
     rows = {s.name: p.dose_matrix.rows_of(s.mask) for s in p.structures}
     numba.set_num_threads(2)
     used = []
