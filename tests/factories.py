@@ -33,6 +33,12 @@ class UserFactory(factory.django.DjangoModelFactory):
             obj.save()
 
 
+def meeting_day(weeks: int = 1) -> datetime.date:
+    """A Thursday ``weeks`` weeks or more ahead of today: meetings the tests plan stay upcoming whatever the date."""
+    today = datetime.date.today()
+    return today + datetime.timedelta(days=7 * weeks + (3 - today.weekday()) % 7)
+
+
 def patient_data(**overrides) -> dict:
     data = {
         "first_name": "Amina",

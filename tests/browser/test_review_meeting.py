@@ -10,7 +10,7 @@ import pytest
 from protonpath.department.models import AgendaItem, ReviewMeeting
 from protonpath.referrals.models import State
 from tests.browser.conftest import login
-from tests.factories import PASSWORD, advance_to, make_request
+from tests.factories import PASSWORD, advance_to, make_request, meeting_day
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,7 +27,7 @@ def test_staff_put_a_file_on_the_agenda_and_an_oncologist_accepts_it(page, scree
     login(page, staff.username, PASSWORD)
     page.goto("/department/meetings/")
     form = page.locator("form#new-meeting")
-    form.locator("input[name=starts_at]").fill("2026-12-10T14:00")
+    form.locator("input[name=starts_at]").fill(f"{meeting_day(2)}T14:00")
     form.locator("input[name=location]").fill("Salle de staff")
     form.locator("select[name=chair]").select_option(str(oncologist.pk))
     form.locator("button[type=submit]").click()

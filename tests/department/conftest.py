@@ -8,12 +8,12 @@ import pytest
 from django.utils import timezone
 
 from protonpath.department import services
-from tests.factories import advance_to, make_request
+from tests.factories import advance_to, make_request, meeting_day
 
 
 @pytest.fixture
 def meeting(staff, oncologist, head):
-    starts_at = timezone.make_aware(datetime.datetime(2026, 12, 3, 14, 0))
+    starts_at = timezone.make_aware(datetime.datetime.combine(meeting_day(), datetime.time(14, 0)))
     return services.create_meeting(actor=staff, starts_at=starts_at, chair=oncologist, location="Staff room", attendees=[head])
 
 

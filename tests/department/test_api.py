@@ -6,7 +6,7 @@ import pytest
 
 from protonpath.accounts.models import ApiToken
 from protonpath.referrals.models import State
-from tests.factories import make_request
+from tests.factories import make_request, meeting_day
 
 pytestmark = pytest.mark.django_db
 
@@ -75,7 +75,7 @@ def test_a_meeting_through_the_api(client, users, complete_request):
     staff, oncologist = bearer(users["staff"]), bearer(users["oncologist"])
     created = client.post(
         "/api/department/meetings",
-        {"starts_at": "2026-12-10T14:00:00+01:00", "chair_id": users["oncologist"].pk},
+        {"starts_at": f"{meeting_day(2)}T14:00:00+01:00", "chair_id": users["oncologist"].pk},
         content_type="application/json",
         **staff,
     )
@@ -122,7 +122,7 @@ def test_meetings_api_is_closed_to_others(client, users, meeting, complete_reque
         f"/api/department/meetings/{meeting.pk}/agenda", {"request_id": complete_request.pk}, content_type="application/json", **headers
     )
     assert response.status_code == 403
-    assert client.post("/api/department/meetings", {"starts_at": "2026-12-10T14:00:00+01:00"}, content_type="application/json", **headers).status_code == 403
+    assert client.post("/api/department/meetings", {"starts_at": f"{meeting_day(2)}T14:00:00+01:00"}, content_type="application/json", **headers).status_code == 403
 
 
 @pytest.mark.parametrize(("role", "status"), [("head", 200), ("staff", 200), ("oncologist", 403), ("physicist", 403), ("patient", 403), ("doctor", 403)])

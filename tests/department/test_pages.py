@@ -20,6 +20,7 @@ from protonpath.department.models import (
     TeamMember,
 )
 from protonpath.referrals.models import State
+from tests.factories import meeting_day
 
 pytestmark = pytest.mark.django_db
 
@@ -166,7 +167,7 @@ def test_meetings_are_closed_to_external_users_and_physicists(client, users, mee
         reverse("department:minutes", args=[meeting.pk]),
     ):
         assert client.get(url).status_code == 403, url
-    assert client.post(reverse("department:meetings"), {"starts_at": "2026-12-10T14:00"}).status_code == 403
+    assert client.post(reverse("department:meetings"), {"starts_at": f"{meeting_day(2)}T14:00"}).status_code == 403
     assert ReviewMeeting.objects.count() == 1
 
 
@@ -182,7 +183,7 @@ def test_staff_plan_a_meeting_from_the_page(client, users):
     as_user(client, users["staff"])
     response = client.post(
         reverse("department:meetings"),
-        {"starts_at": "2026-12-10T14:00", "location": "Salle 2", "chair": users["oncologist"].pk, "attendees": [users["head"].pk]},
+        {"starts_at": f"{meeting_day(2)}T14:00", "location": "Salle 2", "chair": users["oncologist"].pk, "attendees": [users["head"].pk]},
     )
     meeting = ReviewMeeting.objects.get()
     assert response.status_code == 302 and response["Location"] == reverse("department:meeting", args=[meeting.pk])
@@ -357,7 +358,7 @@ def test_the_team_form_offers_only_staff_accounts(client, users):
 def test_only_organisers_edit_remove_or_close_a_meeting(client, users, meeting, complete_request, role):
     item = services.add_to_agenda(actor=users["staff"], meeting=meeting, treatment_request=complete_request)
     as_user(client, users[role])
-    edit = client.post(reverse("department:meeting_edit", args=[meeting.pk]), {"starts_at": "2027-01-07T14:00"})
+    edit = client.post(reverse("department:meeting_edit", args=[meeting.pk]), {"starts_at": f"{meeting_day(5)}T14:00"})
     assert edit.status_code == 403
     assert client.post(reverse("department:agenda_remove", args=[item.pk])).status_code == 403
     assert AgendaItem.objects.filter(pk=item.pk).exists()
@@ -367,7 +368,7 @@ def test_only_organisers_edit_remove_or_close_a_meeting(client, users, meeting, 
         assert held.status_code == 302 and meeting.status == ReviewMeeting.Status.HELD
     else:
         assert held.status_code == 403 and meeting.status == ReviewMeeting.Status.PLANNED
-    assert timezone.localtime(meeting.starts_at).date() == datetime.date(2026, 12, 3)
+    assert timezone.localtime(meeting.starts_at).date() == meeting_day()
 
 
 def test_staff_change_the_attendees_and_take_a_file_off_the_agenda(client, users, meeting, complete_request):
@@ -375,7 +376,7 @@ def test_staff_change_the_attendees_and_take_a_file_off_the_agenda(client, users
     as_user(client, users["staff"])
     response = client.post(
         reverse("department:meeting_edit", args=[meeting.pk]),
-        {"starts_at": "2026-12-03T15:00", "chair": users["head"].pk, "attendees": [users["oncologist"].pk]},
+        {"starts_at": f"{meeting_day()}T15:00", "chair": users["head"].pk, "attendees": [users["oncologist"].pk]},
     )
     assert response.status_code == 302
     meeting.refresh_from_db()
