@@ -8,11 +8,11 @@ time, each acknowledged instance exactly once.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from pathlib import Path
 
+import blake3
 import pydicom
 import pytest
 from django.db import connection
@@ -127,7 +127,7 @@ def test_one_disk_flush_per_instance_and_one_folder_flush_per_batch_of_slots(tmp
     assert left == sorted(i.path for i in sink.instances)  # written in place: no rename, no leftover slot
     for instance in sink.instances:
         data = instance.path.read_bytes()
-        assert journal_entry_digest(data) == instance.dataset_sha256 == ingest.dataset_digest(data)
+        assert journal_entry_digest(data) == instance.dataset_digest == ingest.dataset_digest(data)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -186,10 +186,10 @@ def test_a_batch_the_index_refuses_is_indexed_one_by_one_each_instance_once(
 
 
 @pytest.mark.parametrize("fast_pdus", ["all", "every other", "none"])
-def test_the_data_set_hashed_as_its_fragments_arrive_is_the_data_sets_sha256(tmp_path, monkeypatch, fast_pdus):
-    """The seal's SHA-256 is fed fragment by fragment as the data PDUs arrive (the upper layer's
+def test_the_data_set_hashed_as_its_fragments_arrive_is_the_data_sets_blake3(tmp_path, monkeypatch, fast_pdus):
+    """The seal's BLAKE3 is fed fragment by fragment as the data PDUs arrive (the upper layer's
     fast path), the rest hashed once the message is complete: whichever PDUs took which way,
-    it is the SHA-256 of the data set written."""
+    it is the BLAKE3 of the data set written."""
     real = reactor.PromptDul._append_data_fragments
     taken = []
 
@@ -209,8 +209,8 @@ def test_the_data_set_hashed_as_its_fragments_arrive_is_the_data_sets_sha256(tmp
     assert (sum(taken) > 4) == (fast_pdus != "none")
     for instance in sink.instances:
         data = instance.path.read_bytes()
-        assert instance.dataset_sha256 == hashlib.sha256(data[ingest.dataset_offset(data):]).hexdigest()
-        assert journal_entry_digest(data) == instance.dataset_sha256
+        assert instance.dataset_digest == "blake3:" + blake3.blake3(data[ingest.dataset_offset(data):]).hexdigest()
+        assert journal_entry_digest(data) == instance.dataset_digest
 
 
 @pytest.mark.django_db(transaction=True)
@@ -238,13 +238,13 @@ def test_the_rows_the_writer_inserts_hold_what_the_general_path_gives(submitted,
     instances = list(Instance.objects.select_related("series"))
     assert len(instances) == transfer.stored == 6
     compared = ("sop_instance_uid", "sop_class_uid", "instance_number", "slice_position_mm", "size_bytes",
-                "sha256", "dataset_sha256", "transfer_syntax_uid", "received_via", "calling_ae_title", "header")
+                "file_digest", "dataset_digest", "transfer_syntax_uid", "received_via", "calling_ae_title", "header")
     for instance in instances:
         data = Path(instance.file.path).read_bytes()
         general = ingest._new_instance(
             classify_file(instance.file.path, data=data), data, instance.series, via="dicom",
-            calling_ae_title="HOSPITAL_PACS", dataset_sha256=ingest.dataset_digest(data),
+            calling_ae_title="HOSPITAL_PACS", dataset_digest=ingest.dataset_digest(data),
         )
         assert {k: getattr(instance, k) for k in compared} == {k: getattr(general, k) for k in compared}
-        assert instance.sha256 == hashlib.sha256(data).hexdigest()
+        assert instance.file_digest == "blake3:" + blake3.blake3(data).hexdigest()
         assert instance.transfer_id == transfer.pk and before <= instance.received_at <= after

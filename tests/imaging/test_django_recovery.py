@@ -46,7 +46,7 @@ def listener_file(source: Path, target: Path, calling_ae: str = "MODALITY") -> P
 
 def slot_file(source: Path, target: Path, *, sealed: bool = True) -> tuple[Path, str]:
     """``source`` as the listener writes it into a journal slot: file meta with the seal of the
-    data set's length and SHA-256, then the data set. Returns the slot and the sealed digest."""
+    data set's length and digest, then the data set. Returns the slot and the sealed digest."""
     ds = pydicom.dcmread(source)
     data = source.read_bytes()
     dataset = data[dataset_offset(data):]
@@ -181,6 +181,6 @@ def test_journal_slots_whole_ones_are_indexed_and_cut_tampered_unsealed_or_empty
     instance = Instance.objects.get()
     assert instance.sop_instance_uid == str(pydicom.dcmread(paths[0]).SOPInstanceUID)
     stored = Path(instance.file.path).read_bytes()
-    assert instance.dataset_sha256 == digest == dataset_digest(stored)
+    assert instance.dataset_digest == digest == dataset_digest(stored)
     assert pydicom.dcmread(instance.file.path).PixelData == pydicom.dcmread(paths[0]).PixelData
     assert list(incoming.iterdir()) == []

@@ -518,7 +518,7 @@ def test_a_data_set_is_in_its_slot_before_its_last_fragment_and_sealed_once_whol
     first = recorder.instances[0]
     on_disk = first.path.read_bytes()
     assert on_disk == first.data
-    assert journal_entry_digest(on_disk) == first.dataset_sha256
+    assert journal_entry_digest(on_disk) == first.dataset_digest
     assert on_disk.endswith(dataset)
     assert pydicom.dcmread(first.path).SOPInstanceUID == ds.SOPInstanceUID
 

@@ -14,7 +14,6 @@ Nothing here logs a patient's name or identifier.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import shutil
 import stat
@@ -30,6 +29,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
+from protonpath.imaging import digests
 from protonpath.imaging.checks import InstanceHeader, header_from_dataset
 
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
@@ -117,8 +117,8 @@ class DicomFile:
         The attributes the index and the checks need.
     transfer_syntax_uid : str
     size_bytes : int
-    sha256 : str
-        Hex digest of the file's bytes, to recognise the same file sent twice.
+    digest : str
+        Digest text (:mod:`.digests`) of the file's bytes, to recognise the same file sent twice.
     part10 : bool
         True when the file has the DICOM File Format preamble and meta header; False for a bare
         dataset (old systems write those), which the storage side should wrap before keeping.
@@ -129,7 +129,7 @@ class DicomFile:
     header: InstanceHeader
     transfer_syntax_uid: str
     size_bytes: int
-    sha256: str
+    digest: str
     part10: bool
 
 
@@ -520,7 +520,7 @@ def _classify_all(collected: _Collected) -> UploadResult:
         if earlier is None:
             by_uid[found.header.sop_instance_uid] = found
             files.append(found)
-        elif earlier.sha256 == found.sha256:
+        elif earlier.digest == found.digest:
             duplicates.append(found)
         else:
             problems.append(
@@ -546,7 +546,7 @@ def classify_file(
     data : bytes, optional
         The file's bytes when the caller has read them already (read from ``path`` otherwise).
     file_digest : bool
-        Compute :attr:`DicomFile.sha256` (left empty otherwise, for callers that hash the bytes
+        Compute :attr:`DicomFile.digest` (left empty otherwise, for callers that hash the bytes
         they keep themselves: the DICOM listener).
     quick : bool
         Read the header with :func:`quick_header` when it can (the listener's case: one file per
@@ -628,7 +628,7 @@ def _dicom_file(
         header=header,
         transfer_syntax_uid=transfer_syntax,
         size_bytes=len(data),
-        sha256=hashlib.sha256(data).hexdigest() if file_digest else "",
+        digest=digests.of(data) if file_digest else "",
         part10=part10,
     )
 

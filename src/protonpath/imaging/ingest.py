@@ -17,7 +17,6 @@ Nothing here logs a patient's name or identifier.
 from __future__ import annotations
 
 import gc
-import hashlib
 import io
 import logging
 import math
@@ -45,7 +44,7 @@ from django.utils import timezone
 from protonpath.accounts import audit
 from protonpath.accounts.audit import AuditContext, reset_context, set_context
 from protonpath.accounts.models import AuditEvent
-from protonpath.imaging import checks
+from protonpath.imaging import checks, digests
 from protonpath.imaging.files import DicomFile, FileRejected, classify_file
 from protonpath.imaging.models import Instance, ReceivedVia, Series, Study, Transfer, instance_path
 from protonpath.imaging.scp import (
@@ -120,8 +119,9 @@ def dataset_offset(data: bytes) -> int:
 
 
 def dataset_digest(data: bytes) -> str:
-    """SHA-256 of the encoded dataset only: every sender writes its own file meta header."""
-    return hashlib.sha256(memoryview(data)[dataset_offset(data) :]).hexdigest()
+    """The digest text (:mod:`.digests`) of the encoded dataset only: every sender writes its
+    own file meta header."""
+    return digests.of(memoryview(data)[dataset_offset(data) :])
 
 
 def _same_content(existing: Instance, data: bytes) -> bool:
@@ -343,7 +343,7 @@ def store_instance(
     study = _study_for(header, treatment_request, inbox_reason, actor)
     series = _series_for(study, header)
     instance = _new_instance(
-        dicom_file, data, series, via=via, calling_ae_title=calling_ae_title, dataset_sha256=digest,
+        dicom_file, data, series, via=via, calling_ae_title=calling_ae_title, dataset_digest=digest,
         transfer=transfer,
     )
     instance.file.save("instance.dcm", ContentFile(data), save=False)
@@ -358,7 +358,7 @@ def store_instance(
 
 def _new_instance(
     dicom_file: DicomFile, data: bytes, series: Series, *, via: str, calling_ae_title: str,
-    dataset_sha256: str, **links,
+    dataset_digest: str, **links,
 ) -> Instance:
     """The index row of a checked instance (not saved): what both ways in record of it.
     ``links``: its transfer (``transfer`` or ``transfer_id``) and, when already stored, ``file``."""
@@ -370,8 +370,8 @@ def _new_instance(
         instance_number=header.instance_number,
         slice_position_mm=_slice_position(header),
         size_bytes=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-        dataset_sha256=dataset_sha256,
+        file_digest=digests.of(data),
+        dataset_digest=dataset_digest,
         transfer_syntax_uid=dicom_file.transfer_syntax_uid[:64],
         received_via=via,
         calling_ae_title=calling_ae_title[:16],
@@ -867,7 +867,8 @@ def _check_same(existing: Instance, data: bytes, dicom_file: DicomFile, treatmen
             "an instance with the same SOP Instance UID but another SOP Class was already received",
             COMMENT_OTHER_CLASS,
         )
-    if existing.dataset_sha256 != dataset_digest(data) and not _same_content(existing, data):
+    same_bytes = digests.matches(existing.dataset_digest, memoryview(data)[dataset_offset(data) :])
+    if not same_bytes and not _same_content(existing, data):
         raise InstanceConflict(
             "an instance with the same SOP Instance UID but different content was already received",
             COMMENT_OTHER_CONTENT,
@@ -926,8 +927,8 @@ def _instance_row(item: _Accepted, series: Series, name: str) -> dict[str, Any]:
         "slice_position_mm": _slice_position(header),
         "file": name,
         "size_bytes": len(data),
-        "sha256": file_sha256() if (file_sha256 := item.received.file_sha256) else hashlib.sha256(data).hexdigest(),
-        "dataset_sha256": item.received.dataset_sha256 or dataset_digest(data),
+        "file_digest": file_digest() if (file_digest := item.received.file_digest) else digests.of(data),
+        "dataset_digest": item.received.dataset_digest or dataset_digest(data),
         "transfer_syntax_uid": item.dicom_file.transfer_syntax_uid[:64],
         "received_via": ReceivedVia.DICOM,
         "calling_ae_title": item.received.calling_ae_title[:16],

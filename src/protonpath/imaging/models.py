@@ -161,9 +161,10 @@ class Instance(models.Model):
     slice_position_mm = models.FloatField(null=True, blank=True)
     file = models.FileField(upload_to=instance_path, max_length=200)
     size_bytes = models.BigIntegerField()
-    sha256 = models.CharField(max_length=64, help_text="of the stored file")
-    dataset_sha256 = models.CharField(
-        max_length=64, help_text="of the encoded dataset without file meta: same instance, same digest"
+    # "<algorithm>:<hex>" (imaging.digests): BLAKE3 since 2026-12, SHA-256 before.
+    file_digest = models.CharField(max_length=71, help_text="of the stored file")
+    dataset_digest = models.CharField(
+        max_length=71, help_text="of the encoded dataset without file meta: same instance, same digest"
     )
     transfer_syntax_uid = models.CharField(max_length=64)
     received_via = models.CharField(max_length=10, choices=ReceivedVia.choices)

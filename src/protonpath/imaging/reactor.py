@@ -37,7 +37,6 @@ exceeded) at once.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import queue
 import re
@@ -62,6 +61,8 @@ from pynetdicom.pdu_primitives import A_ASSOCIATE, P_DATA
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 from pynetdicom.utils import set_timer_resolution
+
+from protonpath.imaging import digests
 
 LOGGER = logging.getLogger(__name__)
 
@@ -218,7 +219,7 @@ class _Incoming:
 
     def __init__(self, data_set: Any):
         self.data_set = data_set
-        self.digest = hashlib.sha256()
+        self.digest = digests.hasher()
         self.hashed = 0  # bytes of the data set hashed so far
         self.request: StoreRequest | None = None
         self.entry: Any = None  # what ``open_store`` returned: written(), write(), discard()
@@ -249,8 +250,8 @@ class PromptDul(DULServiceProvider):
         self._dimse_started: float | None = None
         self._stop_reason: str | None = None
         self._quiet: bool | None = None  # no handler bound to the events of a data fragment
-        # the data set being received on the fast path: its SHA-256, fed with its fragments as
-        # they arrive (see data_set_sha256), and its journal entry, written as they arrive
+        # the data set being received on the fast path: its digest, fed with its fragments as
+        # they arrive (see data_set_digest), and its journal entry, written as they arrive
         self._incoming: _Incoming | None = None
 
     def request_abort(self, reason: str) -> None:
@@ -596,8 +597,8 @@ class PromptDul(DULServiceProvider):
         if self._process_recv_primitive():
             self._do_action(self.event_queue.get_nowait())
 
-    def data_set_sha256(self, data_set: Any) -> Any:
-        """The SHA-256 (a hashlib object) of a complete data set received on this association:
+    def data_set_digest(self, data_set: Any) -> Any:
+        """The hasher (:func:`~protonpath.imaging.digests.hasher`) of a complete data set received on this association:
         of the bytes already hashed as they arrived (:meth:`_append_data_fragments`), and of
         the rest now. ``data_set`` is the message's stream (a C-STORE request's ``DataSet``)."""
         state = self._incoming
@@ -607,7 +608,7 @@ class PromptDul(DULServiceProvider):
             if state.entry is not None:  # not taken (take_journal_entry): nothing will finish it
                 state.entry.discard()
         else:
-            digest, hashed = hashlib.sha256(), 0
+            digest, hashed = digests.hasher(), 0
         with data_set.getbuffer() as written:
             digest.update(written[hashed:])
         return digest
@@ -616,7 +617,7 @@ class PromptDul(DULServiceProvider):
         """The journal entry opened for a complete data set received on this association
         (written with every fragment that came the fast way, and with no header yet), now the
         caller's to finish or discard; None when there is none. Called from this thread, before
-        :meth:`data_set_sha256`."""
+        :meth:`data_set_digest`."""
         state = self._incoming
         if state is None or state.data_set is not data_set or threading.current_thread() is not self:
             return None

@@ -115,7 +115,7 @@ def _meta(path: Path) -> dict[str, str] | None:
 
 
 def _received(
-    path: Path, meta: dict[str, str], transfer: Transfer | None, association_id: str, dataset_sha256: str = ""
+    path: Path, meta: dict[str, str], transfer: Transfer | None, association_id: str, dataset_digest: str = ""
 ) -> ReceivedInstance:
     return ReceivedInstance(
         path=path,
@@ -127,7 +127,7 @@ def _received(
         peer_address=transfer.peer_address if transfer else "",
         peer_port=0,
         association_id=association_id,
-        dataset_sha256=dataset_sha256,
+        dataset_digest=dataset_digest,
     )
 
 

@@ -4,7 +4,7 @@
 is written as a DICOM Part 10 file straight from the bytes on the wire (never decoded): the
 preamble and file meta information, then the dataset as the peer encoded it. The bytes go into
 a journal slot made in advance (one disk flush per instance with ``fsync``), sealed with the
-data set's length and SHA-256, so that a file cut short by a crash is told apart from a whole
+data set's length and BLAKE3 digest, so that a file cut short by a crash is told apart from a whole
 one and everything stored before a cut is kept. Each
 stored file is handed to the ``on_instance`` callable (the storage sink), which attaches it to a
 patient's request or keeps it for staff to match; if the sink refuses it, the file is removed and
@@ -24,7 +24,6 @@ Logs carry AE titles, addresses and counts, never UIDs or patient data.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -51,6 +50,7 @@ from pynetdicom import (
 )
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
 
+from protonpath.imaging import digests
 from protonpath.imaging.checks import InstanceHeader
 from protonpath.imaging.reactor import (
     MAX_PDU_CAP,
@@ -104,9 +104,11 @@ SLOTS_AHEAD = 8
 SYNC_THREADS = 4
 #: Private Information Creator UID (0002,0100) of the seal the listener writes in each file's
 #: meta information (a UUID-derived UID, PS3.5 B.2), and the seal's (0002,0102) layout: magic,
-#: the data set's length (8 bytes, little endian) and its SHA-256 (32 bytes).
+#: the data set's length (8 bytes, little endian) and its digest (32 bytes): BLAKE3 after
+#: magic ``PPJ2``, SHA-256 after ``PPJ1`` (files sealed before BLAKE3, still recovered).
 JOURNAL_SEAL_CREATOR_UID = "2.25.168871145352364551718259961535756849068"
-JOURNAL_SEAL_MAGIC = b"PPJ1"
+JOURNAL_SEAL_MAGIC = b"PPJ2"
+_LEGACY_SEAL_MAGIC = b"PPJ1"
 _SEAL_LENGTH = len(JOURNAL_SEAL_MAGIC) + 8 + 32
 
 
@@ -119,7 +121,7 @@ class ListenerSettings:
     incoming_dir : pathlib.Path
         The journal: received files are written into slots made in advance,
         ``incoming_dir/<association id>/<n>.slot``, each a Part 10 file whose meta information
-        carries a seal (the data set's length and SHA-256, :func:`journal_entry_digest`).
+        carries a seal (the data set's length and digest, :func:`journal_entry_digest`).
     ae_title : str
         Our AE title; associations called with another title are rejected.
     host, port : str, int
@@ -219,16 +221,17 @@ class ReceivedInstance:
     association_id: str
     #: The file's bytes, when the listener still holds them (None: read ``path``).
     data: bytes | None = field(default=None, repr=False, compare=False)
-    #: SHA-256 (hex) of the data set without file meta, when the listener sealed the file with it.
-    dataset_sha256: str = field(default="", compare=False)
+    #: Digest (:mod:`~protonpath.imaging.digests` text) of the data set without file meta, when
+    #: the listener sealed the file with it.
+    dataset_digest: str = field(default="", compare=False)
     #: With ``fsync``, the file's flush to disk runs while the sink checks the instance: this
     #: returns once the file is on disk (raises OSError if the flush failed). A sink that makes
     #: the instance known anywhere else (an index writer, another process) calls it first; the
     #: listener calls it anyway before it answers the peer. None: nothing to wait for.
     wait_durable: Callable[[], None] | None = field(default=None, repr=False, compare=False)
-    #: With ``fsync``, the SHA-256 (hex) of the whole file, computed while its flush runs: this
+    #: With ``fsync``, the digest text of the whole file, computed while its flush runs: this
     #: returns it. None: not computed (hash ``data``).
-    file_sha256: Callable[[], str] | None = field(default=None, repr=False, compare=False)
+    file_digest: Callable[[], str] | None = field(default=None, repr=False, compare=False)
 
     def header(self) -> InstanceHeader:
         """Read the attributes the index and the checks need (pixel data not read)."""
@@ -694,9 +697,9 @@ class DicomListener:
             peer_port=int(assoc.requestor.port),
             association_id=transfer.association_id,
             data=data,
-            dataset_sha256=digest,
+            dataset_digest=digest,
             wait_durable=None if flushed is None else flushed.result,
-            file_sha256=None if file_digest is None else file_digest.result,
+            file_digest=None if file_digest is None else file_digest.result,
         )
         status, kept = self._hand_over(received, transfer)
         if flushed is not None:
@@ -755,7 +758,7 @@ class DicomListener:
         """Write preamble, file meta (with the seal) and the peer's encoded dataset into the
         association's next journal slot; with ``fsync``, start flushing it to disk, and hashing
         the whole file meanwhile (the processors would wait for the disk anyway). Returns the
-        file, its bytes, the data set's SHA-256, the flush under way and the file's SHA-256 to
+        file, its bytes, the data set's digest, the flush under way and the file's digest to
         come (both None without ``fsync``).
 
         One flush per instance: the slot already exists and its name is on disk (made and
@@ -767,7 +770,7 @@ class DicomListener:
         dul = getattr(assoc, "dul", None)
         entry = dul.take_journal_entry(request.DataSet) if hasattr(dul, "take_journal_entry") else None
         dataset = request.DataSet.getbuffer()
-        hashed = dul.data_set_sha256(request.DataSet) if hasattr(dul, "data_set_sha256") else None
+        hashed = dul.data_set_digest(request.DataSet) if hasattr(dul, "data_set_digest") else None
         seal, digest = journal_seal(dataset, hashed)
         header = encode_file_header(
             sop_class_uid=sop_class_uid,
@@ -808,7 +811,7 @@ class DicomListener:
                         os.fsync(fd)
                     else:
                         flushed = syncer.submit(_sync_and_close, fd)
-                        file_digest = syncer.submit(_sha256_hex, data)
+                        file_digest = syncer.submit(digests.of, data)
             finally:
                 if flushed is None:
                     os.close(fd)
@@ -969,10 +972,6 @@ def _sync_and_close(fd: int) -> None:
         os.close(fd)
 
 
-def _sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def fsync_directory(folder: Path) -> None:
     """Flush a folder's entries to disk (a file renamed or created in it then survives a power
     loss under that name); a no-op where folders cannot be opened (Windows)."""
@@ -1023,15 +1022,16 @@ def encode_file_header(
 
 def journal_seal(dataset: bytes | memoryview, digest: Any = None) -> tuple[bytes, str]:
     """The seal of a journal file for its encoded data set: (the Private Information value,
-    the data set's SHA-256 in hex). ``digest``: the data set's SHA-256 (a hashlib object) when
-    already computed, as the bytes arrived."""
+    the data set's digest text). ``digest``: the data set's hasher
+    (:func:`~protonpath.imaging.digests.hasher`) when already fed, as the bytes arrived."""
     if digest is None:
-        digest = hashlib.sha256(dataset)
-    return JOURNAL_SEAL_MAGIC + struct.pack("<Q", len(dataset)) + digest.digest(), digest.hexdigest()
+        digest = digests.hasher()
+        digest.update(dataset)
+    return JOURNAL_SEAL_MAGIC + struct.pack("<Q", len(dataset)) + digest.digest(), digests.text(digest)
 
 
 def journal_entry_digest(data: bytes) -> str | None:
-    """The data set's SHA-256 (hex) when ``data`` is a whole sealed journal file: its meta
+    """The data set's digest text when ``data`` is a whole sealed journal file: its meta
     information carries the listener's seal, and the data set that follows has the sealed
     length and digest. None for anything else (a file cut short, one never written, one
     written without a seal)."""
@@ -1059,13 +1059,14 @@ def journal_entry_digest(data: bytes) -> str | None:
         offset = start + length
     if creator != JOURNAL_SEAL_CREATOR_UID or seal is None or len(seal) != _SEAL_LENGTH:
         return None
-    if not seal.startswith(JOURNAL_SEAL_MAGIC):
+    magic = seal[: len(JOURNAL_SEAL_MAGIC)]
+    if magic not in (JOURNAL_SEAL_MAGIC, _LEGACY_SEAL_MAGIC):
         return None
     length = struct.unpack_from("<Q", seal, len(JOURNAL_SEAL_MAGIC))[0]
     if end - offset != length:
         return None
-    digest = hashlib.sha256(memoryview(data)[offset:])
-    return digest.hexdigest() if digest.digest() == seal[-32:] else None
+    claimed = f"{digests.ALGORITHM if magic == JOURNAL_SEAL_MAGIC else digests.LEGACY}:{seal[-32:].hex()}"
+    return claimed if digests.matches(claimed, memoryview(data)[offset:]) else None
 
 
 def _uid_bytes(uid: str) -> bytes:
