@@ -2,7 +2,7 @@
 
 The listener keeps a journal in ``incoming/<association>/``: empty ``<n>.slot`` files made in
 advance (their names synced with their folder), each then written with one received instance,
-a Part 10 file whose meta information carries a seal (the data set's length and SHA-256), and
+a Part 10 file whose meta information carries a seal (the data set's length and digest), and
 synced before the instance is acknowledged. Its index writer then moves the file into the
 storage and writes the rows in one transaction (see
 :class:`protonpath.imaging.ingest.NetworkReceiver`). A process killed at any point of that
