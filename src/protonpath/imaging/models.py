@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from protonpath.imaging import digests
 from protonpath.imaging.messages import inbox_reason_message, localised
 from protonpath.referrals.models import TreatmentRequest
 
@@ -162,9 +163,9 @@ class Instance(models.Model):
     file = models.FileField(upload_to=instance_path, max_length=200)
     size_bytes = models.BigIntegerField()
     # "<algorithm>:<hex>" (imaging.digests): BLAKE3 since 2026-12, SHA-256 before.
-    file_digest = models.CharField(max_length=71, help_text="of the stored file")
+    file_digest = models.CharField(max_length=digests.MAX_LENGTH, help_text="of the stored file")
     dataset_digest = models.CharField(
-        max_length=71, help_text="of the encoded dataset without file meta: same instance, same digest"
+        max_length=digests.MAX_LENGTH, help_text="of the encoded dataset without file meta: same instance, same digest"
     )
     transfer_syntax_uid = models.CharField(max_length=64)
     received_via = models.CharField(max_length=10, choices=ReceivedVia.choices)

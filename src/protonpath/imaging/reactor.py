@@ -598,9 +598,9 @@ class PromptDul(DULServiceProvider):
             self._do_action(self.event_queue.get_nowait())
 
     def data_set_digest(self, data_set: Any) -> Any:
-        """The hasher (:func:`~protonpath.imaging.digests.hasher`) of a complete data set received on this association:
-        of the bytes already hashed as they arrived (:meth:`_append_data_fragments`), and of
-        the rest now. ``data_set`` is the message's stream (a C-STORE request's ``DataSet``)."""
+        """The hasher (:func:`~protonpath.imaging.digests.hasher`) of a complete data set
+        received on this association: of the bytes already hashed as they arrived
+        (:meth:`_append_data_fragments`), and of the rest now. ``data_set`` is the message's stream (a C-STORE request's ``DataSet``)."""
         state = self._incoming
         if state is not None and state.data_set is data_set:
             self._incoming = None  # hashed once; and the stream is not kept alive by the layer

@@ -3,7 +3,7 @@ with BLAKE3 (imaging.digests); the SHA-256 digests of rows indexed before keep t
 
 from django.db import migrations, models
 from django.db.models import Value
-from django.db.models.functions import Concat
+from django.db.models.functions import Concat, Substr
 
 
 def tag_sha256(apps, schema_editor):
@@ -15,8 +15,6 @@ def tag_sha256(apps, schema_editor):
 
 
 def untag_sha256(apps, schema_editor):
-    from django.db.models.functions import Substr
-
     Instance = apps.get_model("imaging", "Instance")
     for field in ("file_digest", "dataset_digest"):
         Instance.objects.filter(**{f"{field}__startswith": "sha256:"}).update(**{field: Substr(field, 8)})
