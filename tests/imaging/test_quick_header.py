@@ -56,3 +56,46 @@ def test_classify_file_quick_refuses_what_the_usual_path_refuses(tmp_path):
     truncated.write_bytes(write_ct_series(tmp_path / "ct2", 1)[0].read_bytes()[:-500])
     with pytest.raises(FileRejected, match="truncated"):
         classify_file(truncated, quick=True)
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_the_quick_walk_judges_every_cut_as_the_structure_walk_does(path):
+    """One walk now reads the header and checks the structure: on each test file cut at points
+    through its elements (a header sequence included), the quick path refuses exactly the cuts
+    the full structure walk refuses, with its words, and accepts the others."""
+    from protonpath.imaging.files import _quick_read, dataset_structure_problem
+
+    data = path.read_bytes()
+    if _quick_read(data) is None:
+        return  # read by pydicom, whose path runs the structure walk itself
+    for cut in sorted({len(data) - 1, len(data) - 500, *range(300, min(len(data), 4000), 97)}):
+        short = data[:cut]
+        found = _quick_read(short)
+        if found is None:
+            continue  # given to pydicom (an element cut in the header), which walks it whole
+        transfer_syntax = found[1]
+        assert found[3] == dataset_structure_problem(short, part10=True, transfer_syntax_uid=transfer_syntax), cut
+
+
+def test_a_header_sequence_left_open_is_refused_as_truncated_not_an_error(tmp_path):
+    """An undefined-length sequence before the pixel data that the file ends inside is refused
+    with the structure walk's words (it escaped the quick reader as an internal error before,
+    which the listener answered as 'out of resources')."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    path = write_ct_series(tmp_path / "ct", 1)[0]
+    ds = pydicom.dcmread(path)
+    item = Dataset()
+    item.ReferencedSOPClassUID = ds.SOPClassUID
+    item.ReferencedSOPInstanceUID = ds.SOPInstanceUID
+    ds.ReferencedImageSequence = Sequence([item])
+    ds["ReferencedImageSequence"].is_undefined_length = True
+    ds.save_as(path, enforce_file_format=True)
+    data = path.read_bytes()
+    assert quick_header(data) is not None
+    start = data.index(b"\x08\x00\x40\x11")  # (0008,1140) Referenced Image Sequence
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(data[: start + 40])  # inside its item
+    with pytest.raises(FileRejected, match="truncated or corrupt"):
+        classify_file(cut, quick=True)
