@@ -627,3 +627,33 @@ def test_a_malformed_command_set_is_refused_or_aborted_and_the_listener_goes_on(
     assert len(recorder.instances) == 1
     slots = [p for p in listener.settings.incoming_dir.rglob(f"*{SLOT_SUFFIX}") if p.stat().st_size]
     assert slots == [recorder.instances[0].path]
+
+
+def test_instances_of_other_lengths_after_one_are_handed_over_exactly_as_sent(tmp_path):
+    """The fast path makes each data set's buffer to the length of the association's last one:
+    a shorter one after it keeps none of those zeros, a longer one grows past it, and one whose
+    PDUs leave the fast path midway (pynetdicom's decoder appends) is whole too."""
+    import numpy as np
+
+    recorder = Recorder()
+    listener = start_listener(tmp_path, recorder, maximum_pdu_size=16384)
+    sizes = [512, 128, 128, 700, 64, 512]
+    sent = []
+    for side in sizes:
+        ds = ct_dataset()
+        ds.Rows = ds.Columns = side
+        ds.PixelData = np.full((side, side), side, dtype=np.uint16).tobytes()
+        sent.append(ds)
+    try:
+        assoc = associate(listener)
+        statuses = [assoc.send_c_store(ds).Status for ds in sent]
+        assoc.release()
+        recorder.wait_end()
+    finally:
+        listener.stop()
+    assert statuses == [0x0000] * len(sent)
+    for received, ds in zip(recorder.instances, sent, strict=True):
+        assert received.data == received.path.read_bytes()
+        kept = pydicom.dcmread(received.path)
+        assert kept.PixelData == ds.PixelData and kept.Rows == ds.Rows
+        assert [e.tag for e in kept] == [e.tag for e in ds]  # nothing after the data set's last element

@@ -37,6 +37,7 @@ exceeded) at once.
 
 from __future__ import annotations
 
+import io
 import logging
 import queue
 import re
@@ -76,6 +77,9 @@ CONTROL_CHECK_S = 0.005
 MAX_PDU_CAP = 64 * 1024 * 1024
 #: First allocation for a PDU body; the buffer doubles as bytes arrive, up to the PDU's length.
 FIRST_CHUNK = 256 * 1024
+#: The largest data set the fast path makes its buffer for in advance (the length of the
+#: association's last one; see PromptDul._begin_incoming).
+MAX_PRESIZE = 64 * 1024 * 1024
 #: How long a connection refused for too many open ones may take to read our A-ASSOCIATE-RJ.
 REFUSAL_DRAIN_S = 0.5
 #: Longest wait, once an association is told to stop, for its upper layer to end.
@@ -215,10 +219,11 @@ def decode_store_request(command: bytes | bytearray | memoryview) -> StoreReques
 class _Incoming:
     """The data set of a C-STORE request being received on the fast path."""
 
-    __slots__ = ("data_set", "digest", "hashed", "request", "entry")
+    __slots__ = ("data_set", "digest", "hashed", "request", "entry", "presized")
 
     def __init__(self, data_set: Any):
         self.data_set = data_set
+        self.presized = False  # holds zeros past what was written (cut at the last fragment)
         self.digest = digests.hasher()
         self.hashed = 0  # bytes of the data set hashed so far
         self.request: StoreRequest | None = None
@@ -253,6 +258,9 @@ class PromptDul(DULServiceProvider):
         # the data set being received on the fast path: its digest, fed with its fragments as
         # they arrive (see data_set_digest), and its journal entry, written as they arrive
         self._incoming: _Incoming | None = None
+        # the length of the last data set received whole on the fast path: the next one's
+        # buffer is made that size at its first fragment (see _begin_incoming)
+        self._last_data_set_length = 0
 
     def request_abort(self, reason: str) -> None:
         """Abort the association from any thread (the upper layer does it at its next pass)."""
@@ -457,6 +465,17 @@ class PromptDul(DULServiceProvider):
         return "pdu"
 
     def _append_data_fragments(self, pdu: bytearray) -> bool:
+        """:meth:`_append_fast`; when it leaves the PDU to pynetdicom, a data set made in advance
+        to the length expected is cut to what it holds first (pynetdicom appends to it)."""
+        if self._append_fast(pdu):
+            return True
+        state = self._incoming
+        if state is not None and state.presized:
+            state.presized = False
+            state.data_set.truncate()
+        return False
+
+    def _append_fast(self, pdu: bytearray) -> bool:
         """Write the data set fragments of a P-DATA-TF straight into the C-STORE request being
         received (every PDU of an instance after its command set). True if done; False leaves
         the PDU to pynetdicom (its state machine, its decoder, the DIMSE provider), which does
@@ -507,6 +526,7 @@ class PromptDul(DULServiceProvider):
         state = self._incoming
         if state is None or state.data_set is not data_set:
             state = self._begin_incoming(message)
+            data_set = message.data_set  # made anew to the length expected, perhaps
         hashed = data_set.tell()
         entry = state.entry
         if state.hashed != hashed or (entry is not None and entry.written != hashed):
@@ -524,6 +544,11 @@ class PromptDul(DULServiceProvider):
                     entry.write(fragment)
                 hashed += end - start
         state.hashed = hashed
+        if last:
+            if state.presized:  # the zeros past the data set go
+                state.presized = False
+                data_set.truncate()
+            self._last_data_set_length = hashed
         self._message_grew(message)
         if last and assoc.dimse.message is message:  # complete, and not aborted for its size
             self._complete_store(message)
@@ -532,7 +557,15 @@ class PromptDul(DULServiceProvider):
     def _begin_incoming(self, message: Any) -> _Incoming:
         """The fast path's state for a C-STORE request's data set, at its first fragment here."""
         self._discard_incoming()  # a message left incomplete (aborted for its size, say)
+        expected = self._last_data_set_length
+        presize = 0 < expected <= min(MAX_PRESIZE, self.limits.max_message_bytes) and message.data_set.tell() == 0
+        if presize:
+            # A growing stream costs a fresh allocation and a copy each time it outgrows itself:
+            # 0.19 ms for the 5 fragments of a 512 KB CT slice, against 0.01 ms written into one
+            # made to the length of the last data set (AMD EPYC).
+            message.data_set = io.BytesIO(bytes(expected))
         state = self._incoming = _Incoming(message.data_set)
+        state.presized = presize
         assoc = self.assoc
         request = decode_store_request(message.encoded_command_set.getbuffer())
         if request is None:
