@@ -657,3 +657,23 @@ def test_instances_of_other_lengths_after_one_are_handed_over_exactly_as_sent(tm
         kept = pydicom.dcmread(received.path)
         assert kept.PixelData == ds.PixelData and kept.Rows == ds.Rows
         assert [e.tag for e in kept] == [e.tag for e in ds]  # nothing after the data set's last element
+
+
+@pytest.mark.parametrize(
+    ("context_id", "message_id", "sop_instance_uid", "status", "comment"),
+    [(1, 1, "1.2.3.4", 0x0000, ""), (255, 65535, "1.2.826.0.1.3680043.2.1143.1", 0xA900, "reused UID"),
+     (7, 42, "1.2.3", 0xC000, "odd")],
+)
+def test_the_answer_pdu_written_directly_is_pynetdicom_s(context_id, message_id, sop_instance_uid, status, comment):
+    """PromptDul.send_now writes a C-STORE answer's P-DATA-TF itself: byte for byte what
+    pynetdicom's PDU encoder gives, which its decoder reads back as the same answer."""
+    from pynetdicom.pdu import P_DATA_TF
+
+    from protonpath.imaging.reactor import encode_p_data_tf, encode_store_response
+
+    primitive = encode_store_response(context_id, message_id, "1.2.840.10008.5.1.4.1.1.2", sop_instance_uid, status, comment)
+    encoded = encode_p_data_tf(primitive)
+    assert encoded == P_DATA_TF(primitive).encode()
+    decoded = P_DATA_TF()
+    decoded.decode(encoded)
+    assert decoded.presentation_data_value_items[0].presentation_context_id == context_id

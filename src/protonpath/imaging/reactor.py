@@ -88,6 +88,8 @@ KILL_WAIT_S = 5.0
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 #: pynetdicom's events for a P-DATA-TF received (see PromptDul._append_data_fragments).
 _FRAGMENT_EVENTS = (evt.EVT_DATA_RECV, evt.EVT_PDU_RECV, evt.EVT_FSM_TRANSITION, evt.EVT_DIMSE_RECV)
+#: ... and those of a P-DATA-TF sent (PromptDul.send_now writes the PDU itself when none is bound).
+_SENT_EVENTS = (evt.EVT_DATA_SENT, evt.EVT_PDU_SENT, evt.EVT_FSM_TRANSITION)
 #: A-ABORT reasons (PS3.8 9.3.8): not specified, unexpected PDU, invalid PDU parameter value.
 ABORT_NOT_SPECIFIED = 0x00
 ABORT_UNRECOGNISED_PDU = 0x01
@@ -255,6 +257,7 @@ class PromptDul(DULServiceProvider):
         self._dimse_started: float | None = None
         self._stop_reason: str | None = None
         self._quiet: bool | None = None  # no handler bound to the events of a data fragment
+        self._sent_quiet: bool | None = None  # ... nor to those of a P-DATA-TF sent
         # the data set being received on the fast path: its digest, fed with its fragments as
         # they arrive (see data_set_digest), and its journal entry, written as they arrive
         self._incoming: _Incoming | None = None
@@ -626,6 +629,13 @@ class PromptDul(DULServiceProvider):
         ):
             self.send_pdu(primitive)
             return
+        if self._sent_quiet is None:
+            self._sent_quiet = not any(self.assoc.get_handlers(event) for event in _SENT_EVENTS)
+        if self._sent_quiet and self.socket is not None and type(primitive) is P_DATA:
+            # What DT-1 does in Sta6 (send the P-DATA-TF PDU, stay in Sta6), without building
+            # pynetdicom's PDU objects for an answer of a few dozen bytes.
+            self.socket.send(encode_p_data_tf(primitive))
+            return
         DULServiceProvider.send_pdu(self, primitive)
         if self._process_recv_primitive():
             self._do_action(self.event_queue.get_nowait())
@@ -797,6 +807,16 @@ def encode_store_response(
     primitive = P_DATA()
     primitive.presentation_data_value_list.append((context_id, b"\x03" + command))
     return primitive
+
+
+def encode_p_data_tf(primitive: P_DATA) -> bytes:
+    """The P-DATA-TF PDU (PS3.8 9.3.5) of a P-DATA primitive: each presentation data value
+    (its message control header first) in an item with its length and context ID."""
+    items = b"".join(
+        struct.pack(">LB", 1 + len(value), context_id) + bytes(value)
+        for context_id, value in primitive.presentation_data_value_list
+    )
+    return struct.pack(">BBL", 0x04, 0x00, len(items)) + items
 
 
 #: ``store(assoc, request, transfer_syntax_uid) -> status``: a C-STORE handler called straight
