@@ -18,7 +18,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from protonpath.imaging import ingest, reactor
+from protonpath.imaging import aio, ingest, reactor
 from protonpath.imaging.models import Instance, Transfer
 from protonpath.imaging.scp import journal_entry_digest
 from tests.imaging.conftest import PATIENT_BIRTH, PATIENT_NAME, stamp
@@ -30,8 +30,39 @@ from tests.imaging.test_scp import Recorder, start_listener
 pytestmark = pytest.mark.dicom_peer
 
 
+#: Where Linux AIO is to be had, the listener's flushes run in the kernel (kernel_flush, the
+#: default); elsewhere, and with kernel_flush off, in its syncer threads. Both ways are tested.
+KERNEL_FLUSH = [True, False] if aio.thread_flusher() is not None else [False]
+
+
+def spy_kernel_flushes(monkeypatch, on_flushed):
+    """Call ``on_flushed(fd)`` once each flush handed to the kernel has completed (before the
+    file is closed); returns the list of the files handed over (their fds)."""
+    started = []
+    real_start, real_result = aio.Flusher.start, aio.Flush.result
+
+    def start(self, fd, data_only=False):
+        flush = real_start(self, fd, data_only)
+        if flush is not None:
+            started.append(fd)
+        return flush
+
+    def result(flush):
+        fd = None if flush._done else flush._fd
+        if fd is not None:
+            st = os.fstat(fd)
+        real_result(flush)
+        if fd is not None:
+            on_flushed(st)
+
+    monkeypatch.setattr(aio.Flusher, "start", start)
+    monkeypatch.setattr(aio.Flush, "result", result)
+    return started
+
+
 class Synced:
-    """os.fsync, remembering the inodes it synced (files and folders)."""
+    """os.fsync and the flushes handed to the kernel, remembering the inodes they synced
+    (files and folders)."""
 
     def __init__(self, monkeypatch):
         self.inodes: set[tuple[int, int]] = set()
@@ -43,6 +74,7 @@ class Synced:
             self.inodes.add((st.st_dev, st.st_ino))
 
         monkeypatch.setattr(os, "fsync", fsync)
+        self.kernel = spy_kernel_flushes(monkeypatch, lambda st: self.inodes.add((st.st_dev, st.st_ino)))
 
     def __contains__(self, path) -> bool:
         st = os.stat(path)
@@ -82,19 +114,22 @@ class SyncWitness(Recorder):
         super().__call__(instance)
 
 
+@pytest.mark.parametrize("kernel_flush", KERNEL_FLUSH)
 @pytest.mark.parametrize("fsync", [True, False])
-def test_an_instance_is_synced_file_and_name_before_it_is_acknowledged(tmp_path, monkeypatch, fsync):
+def test_an_instance_is_synced_file_and_name_before_it_is_acknowledged(tmp_path, monkeypatch, fsync, kernel_flush):
     synced = Synced(monkeypatch)
     sink = SyncWitness(synced, monkeypatch)
-    listener = start_listener(tmp_path, sink, fsync=fsync)
+    listener = start_listener(tmp_path, sink, fsync=fsync, kernel_flush=kernel_flush)
     statuses = store_series(listener, sink, 3)
     assert statuses == [0x0000] * 3
     assert sink.seen == [(fsync, fsync, fsync)] * 3
     assert sink.answered == [fsync] * 3
+    assert len(synced.kernel) == (3 if fsync and kernel_flush else 0)
 
 
+@pytest.mark.parametrize("kernel_flush", KERNEL_FLUSH)
 @pytest.mark.parametrize("fsync", [True, False])
-def test_one_disk_flush_per_instance_and_one_folder_flush_per_batch_of_slots(tmp_path, monkeypatch, fsync):
+def test_one_disk_flush_per_instance_and_one_folder_flush_per_batch_of_slots(tmp_path, monkeypatch, fsync, kernel_flush):
     flushes = {"file": 0, "folder": 0}
     synced: set[tuple[int, int]] = set()
     real = os.fsync
@@ -106,6 +141,12 @@ def test_one_disk_flush_per_instance_and_one_folder_flush_per_batch_of_slots(tmp
         synced.add((st.st_dev, st.st_ino))
 
     monkeypatch.setattr(os, "fsync", counting_fsync)
+
+    def kernel_flushed(st):
+        flushes["file"] += 1
+        synced.add((st.st_dev, st.st_ino))
+
+    kernel = spy_kernel_flushes(monkeypatch, kernel_flushed)
     sink = Recorder()  # a sink that does not wait for the flush itself: the listener does
     answered_synced = []
     real_encode = reactor.encode_store_response
@@ -116,13 +157,14 @@ def test_one_disk_flush_per_instance_and_one_folder_flush_per_batch_of_slots(tmp
         return real_encode(*args)
 
     monkeypatch.setattr(reactor, "encode_store_response", encode_store_response)
-    listener = start_listener(tmp_path, sink, fsync=fsync)
+    listener = start_listener(tmp_path, sink, fsync=fsync, kernel_flush=kernel_flush)
     statuses = store_series(listener, sink, 20)
     assert statuses == [0x0000] * 20
     assert answered_synced == [fsync] * 20
     # 20 slots in batches of 4, 4, 8, 16 (the last one's unused slots removed at the end): the
     # incoming folder once for the association's folder, that folder once per batch.
     assert flushes == ({"file": 20, "folder": 1 + 4} if fsync else {"file": 0, "folder": 0})
+    assert len(kernel) == (20 if fsync and kernel_flush else 0)
     left = sorted(p for p in (tmp_path / "incoming").rglob("*") if p.is_file())
     assert left == sorted(i.path for i in sink.instances)  # written in place: no rename, no leftover slot
     for instance in sink.instances:

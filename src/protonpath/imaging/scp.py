@@ -50,7 +50,7 @@ from pynetdicom import (
 )
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
 
-from protonpath.imaging import digests
+from protonpath.imaging import aio, digests
 from protonpath.imaging.checks import InstanceHeader
 from protonpath.imaging.reactor import (
     MAX_PDU_CAP,
@@ -138,6 +138,10 @@ class ListenerSettings:
         when slots are made, the association's folder's parent when the folder is made), so
         this is one flush per instance (about 3 ms on a virtual disk). Without it, a file
         complete in the page cache survives a killed listener only.
+    kernel_flush : bool
+        With ``fsync``, hand each flush to the kernel (Linux AIO, :mod:`.aio`) and wait for it
+        in the receiving thread once the instance is checked, instead of flushing in a thread
+        of the listener's (the way where Linux AIO is not to be had, or with False).
     network_timeout_s : float
         An association with nothing received for this long is aborted (idle time).
     acse_timeout_s : float
@@ -168,6 +172,7 @@ class ListenerSettings:
     allowed_calling_ae_titles: frozenset[str] | None = None
     maximum_pdu_size: int = 4 * 1024 * 1024
     fsync: bool = True
+    kernel_flush: bool = True
     network_timeout_s: float = 60.0
     acse_timeout_s: float = 30.0
     dimse_timeout_s: float = 300.0
@@ -754,7 +759,7 @@ class DicomListener:
         sop_class_uid: str,
         sop_instance_uid: str,
         transfer_syntax_uid: str,
-    ) -> tuple[Path, bytes, str, Future[None] | None, Future[str] | None]:
+    ) -> tuple[Path, bytes, str, Future[None] | aio.Flush | None, Future[str] | None]:
         """Write preamble, file meta (with the seal) and the peer's encoded dataset into the
         association's next journal slot; with ``fsync``, start flushing it to disk, and hashing
         the whole file meanwhile (the processors would wait for the disk anyway). Returns the
@@ -788,7 +793,7 @@ class DicomListener:
                                    transfer.calling_ae_title, entry.failed.strerror)
                 entry.discard()
                 entry = None
-        flushed: Future[None] | None = None
+        flushed: Future[None] | aio.Flush | None = None
         file_digest: Future[str] | None = None
         if entry is None:
             slot = self._slot(transfer)
@@ -807,7 +812,11 @@ class DicomListener:
                     _pwrite_all(fd, header, 0)
                 if self.settings.fsync:
                     syncer = self._syncer
-                    if syncer is None:  # not started through start(): flush here
+                    kernel = aio.thread_flusher() if self.settings.kernel_flush else None
+                    flushed = kernel.start(fd) if kernel is not None else None
+                    if flushed is not None:
+                        pass  # the kernel flushes it while the sink checks it; the writer hashes it
+                    elif syncer is None:  # not started through start(): flush here
                         os.fsync(fd)
                     else:
                         flushed = syncer.submit(_sync_and_close, fd)
