@@ -219,7 +219,7 @@ class ThreadProfiles:
             stats = pstats.Stats(profiles[0], stream=out)
             for profile in profiles[1:]:
                 stats.add(profile)
-            stats.sort_stats("tottime").print_stats(20)
+            stats.sort_stats(os.environ.get("BENCH_PROFILE_SORT", "tottime")).print_stats(int(os.environ.get("BENCH_PROFILE_LINES", "20")))
             print(f"=== {kind} ({len(profiles)} thread(s))")
             print(out.getvalue())
 
