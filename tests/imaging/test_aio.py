@@ -9,7 +9,7 @@ import os
 import pytest
 
 from protonpath.imaging import aio
-from tests.imaging.test_reactor import store_series
+from tests.imaging.test_reactor import associate, ct_dataset, store_series
 from tests.imaging.test_scp import Recorder, start_listener
 
 KERNEL = aio.thread_flusher() is not None
@@ -133,3 +133,52 @@ def test_an_instance_whose_flush_fails_is_refused_so_that_the_peer_sends_it_agai
     refused = sink.instances[1]
     assert not refused.path.exists()
     assert all(i.path.exists() for i in (sink.instances[0], sink.instances[2]))
+
+
+def _slice():
+    """A CT instance of 512 x 512 pixels (512 KiB of pixel data), as a scanner sends."""
+    import numpy as np
+
+    ds = ct_dataset()
+    ds.Rows = ds.Columns = 512
+    ds.PixelData = np.arange(512 * 512, dtype=np.uint16).tobytes()
+    return ds
+
+
+def test_the_writeback_of_an_instance_begins_while_it_arrives(tmp_path, monkeypatch):
+    """With early_writeback, a 512 KB CT slice has its journal file's writeback started as
+    its data set arrives (every 256 KiB written), on ranges of that file that were written;
+    without it, or without fsync, none is; the files are whole either way."""
+    from protonpath.imaging import scp
+
+    started = []
+    real_start = aio.Writeback.start
+
+    def start(self, fd, offset, length):
+        started.append((os.readlink(f"/proc/self/fd/{fd}"), offset, length, os.fstat(fd).st_size))
+        real_start(self, fd, offset, length)
+
+    monkeypatch.setattr(aio.Writeback, "start", start)
+    for settings, expected in (({}, True), ({"early_writeback": False}, False), ({"fsync": False}, False)):
+        started.clear()
+        sink = Recorder()
+        listener = start_listener(tmp_path / str(len(settings)) / str(expected), sink, **settings)
+        assert (listener._writeback is not None) == expected
+        try:
+            assoc = associate(listener)
+            statuses = [assoc.send_c_store(_slice()).Status for _ in range(3)]
+            assoc.release()
+            sink.wait_end()
+        finally:
+            listener.stop()
+        assert statuses == [0x0000] * 3
+        assert listener._writeback is None  # stopped with the listener
+        if not expected:
+            assert started == []
+            continue
+        assert len(started) >= 3  # each of the three instances at least once
+        slots = {str(i.path) for i in sink.instances}
+        for path, offset, length, size in started:
+            assert path in slots and length >= scp.WRITEBACK_BYTES and offset + length <= size
+        for instance in sink.instances:
+            assert scp.journal_entry_digest(instance.path.read_bytes()) == instance.dataset_digest

@@ -99,6 +99,9 @@ MAX_SLOTS = 64
 #: 200-250 instances/s, 30-40 ms ahead of need, more than a batch takes on a quiet disk; and
 #: few enough that an association that ends seldom leaves a batch made for nothing.
 SLOTS_AHEAD = 8
+#: With ``fsync`` and ``early_writeback``, the writeback of an instance's journal file is
+#: started each time this much more of its data set has been written (see JournalEntry.write).
+WRITEBACK_BYTES = 256 * 1024
 #: Threads flushing journal files (one flush at a time per association; several associations
 #: may flush at once).
 SYNC_THREADS = 4
@@ -142,6 +145,11 @@ class ListenerSettings:
         With ``fsync``, hand each flush to the kernel (Linux AIO, :mod:`.aio`) and wait for it
         in the receiving thread once the instance is checked, instead of flushing in a thread
         of the listener's (the way where Linux AIO is not to be had, or with False).
+    early_writeback : bool
+        With ``fsync``, start writing each instance's journal file out to disk while the rest
+        of it arrives (every :data:`WRITEBACK_BYTES`, ``sync_file_range`` in a
+        ``dicom-journal-writeback`` thread that nothing waits for), so that its flush has less
+        left to do once the instance is complete.
     network_timeout_s : float
         An association with nothing received for this long is aborted (idle time).
     acse_timeout_s : float
@@ -173,6 +181,7 @@ class ListenerSettings:
     maximum_pdu_size: int = 4 * 1024 * 1024
     fsync: bool = True
     kernel_flush: bool = True
+    early_writeback: bool = True
     network_timeout_s: float = 60.0
     acse_timeout_s: float = 30.0
     dimse_timeout_s: float = 300.0
@@ -339,7 +348,7 @@ class JournalEntry:
     writes the rest, then the header. Until then the slot holds no ``DICM`` and no seal: should
     the listener die, the start-up recovery removes it as written in part."""
 
-    __slots__ = ("path", "fd", "offset", "written", "failed", "_transfer", "_lock")
+    __slots__ = ("path", "fd", "offset", "written", "failed", "_transfer", "_lock", "writeback", "written_back")
 
     def __init__(self, path: Path, fd: int, offset: int, transfer: _Transfer, lock: threading.Lock):
         self.path = path
@@ -347,6 +356,8 @@ class JournalEntry:
         self.offset = offset  # the header's length: where the data set begins
         self.written = 0  # data set bytes in the file
         self.failed: OSError | None = None
+        self.writeback: aio.Writeback | None = None
+        self.written_back = 0  # data set bytes whose writeback was started
         self._transfer = transfer
         self._lock = lock
 
@@ -360,6 +371,10 @@ class JournalEntry:
             self.failed = error
             return
         self.written += len(chunk)
+        # the writeback of what is written so far begins (the flush then has the rest to do)
+        if self.writeback is not None and self.written - self.written_back >= WRITEBACK_BYTES:
+            self.writeback.start(self.fd, self.offset + self.written_back, self.written - self.written_back)
+            self.written_back = self.written
 
     def take(self) -> None:
         """The instance is being stored: the association's end no longer removes this slot."""
@@ -428,6 +443,7 @@ class DicomListener:
         # journal files flushed to disk while the sink checks them (see _write)
         self._syncer: ThreadPoolExecutor | None = None
         self._slot_maker: ThreadPoolExecutor | None = None
+        self._writeback: aio.Writeback | None = None
         self.ae = self._build_ae()
 
     # --- life cycle ---------------------------------------------------------------------------
@@ -476,6 +492,9 @@ class DicomListener:
             self._syncer = ThreadPoolExecutor(max_workers=SYNC_THREADS, thread_name_prefix="dicom-journal-sync")
         if self._slot_maker is None:
             self._slot_maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dicom-journal-slots")
+        if self.settings.fsync and self.settings.early_writeback and self._writeback is None:
+            writeback = aio.Writeback()
+            self._writeback = writeback if writeback.available else None
         # pynetdicom's server, with associations that serve each message as soon as it has
         # arrived instead of polling every millisecond (see reactor.py)
         server = self.ae.make_server(
@@ -538,6 +557,9 @@ class DicomListener:
         server.shutdown()
         if grace_s is not None:
             self._drain(server, grace_s, hurry or threading.Event())
+        writeback, self._writeback = self._writeback, None
+        if writeback is not None:  # associations still open flush without it
+            writeback.close()
 
     def _drain(self, server: Any, grace_s: float, hurry: threading.Event) -> None:
         deadline = time.monotonic() + grace_s
@@ -742,6 +764,7 @@ class DicomListener:
             slot.unlink(missing_ok=True)
             raise
         entry = JournalEntry(slot, fd, header_length, transfer, self._lock)
+        entry.writeback = self._writeback
         with self._lock:
             ended = transfer.ended
             if not ended:
