@@ -26,7 +26,8 @@ most (1,000-1,250 instances/s against 1,450-1,600 on the Intel Xeon of 2026-12-0
 Prints instances per second for storescp and for protonpath, and their ratio (aim: >= 0.5).
 OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are unset for both sides (the script re-runs itself
 without them). ``--profile`` runs every thread of the listener under cProfile (its own
-overhead slows the rounds) and prints where their time went.
+overhead slows the rounds) and prints where their time went (``BENCH_PROFILE_SORT``, default
+``tottime``, and ``BENCH_PROFILE_LINES``, default 20, choose the listing's order and length).
 
 Usage::
 
