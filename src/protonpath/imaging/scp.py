@@ -25,6 +25,7 @@ Logs carry AE titles, addresses and counts, never UIDs or patient data.
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import re
 import signal
@@ -372,8 +373,11 @@ class JournalEntry:
             return
         self.written += len(chunk)
         # the writeback of what is written so far begins (the flush then has the rest to do)
+        # (past the first page, which the header is written into last: a page being written out
+        # may not change under it on disks that want stable pages)
         if self.writeback is not None and self.written - self.written_back >= WRITEBACK_BYTES:
-            self.writeback.start(self.fd, self.offset + self.written_back, self.written - self.written_back)
+            start = max(self.offset + self.written_back, mmap.PAGESIZE)
+            self.writeback.start(self.fd, start, self.offset + self.written - start)
             self.written_back = self.written
 
     def take(self) -> None:
