@@ -788,15 +788,16 @@ class DicomListener:
         transfer_syntax_uid: str,
     ) -> tuple[Path, bytes, str, Future[None] | aio.Flush | None, Future[str] | None]:
         """Write preamble, file meta (with the seal) and the peer's encoded dataset into the
-        association's next journal slot; with ``fsync``, start flushing it to disk, and hashing
-        the whole file meanwhile (the processors would wait for the disk anyway). Returns the
+        association's next journal slot; with ``fsync``, start flushing it to disk: handed to the
+        kernel (``kernel_flush``, :mod:`.aio`; the index writer then hashes the whole file), or
+        in a syncer thread that hashes the whole file meanwhile. Returns the
         file, its bytes, the data set's digest, the flush under way and the file's digest to
-        come (both None without ``fsync``).
+        come (both None without ``fsync``; the file's digest None with the kernel's flush).
 
         One flush per instance: the slot already exists and its name is on disk (made and
         synced in advance by :meth:`_slot`), so syncing the file makes both its content and its
-        length durable, and no rename (with its folder sync) follows. The flush runs in a
-        syncer thread while the sink checks the instance (:attr:`ReceivedInstance.wait_durable`).
+        length durable, and no rename (with its folder sync) follows. The flush runs while the
+        sink checks the instance (:attr:`ReceivedInstance.wait_durable`).
         A file cut short by a crash is told apart from a whole one by its seal
         (:func:`journal_entry_digest`)."""
         dul = getattr(assoc, "dul", None)
