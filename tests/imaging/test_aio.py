@@ -98,6 +98,24 @@ def test_a_flush_that_fails_raises_its_error_and_still_closes_the_file(tmp_path,
         flush.result()
 
 
+@needs_aio
+def test_a_wait_that_fails_is_said_by_every_call(tmp_path, monkeypatch):
+    flusher = aio.thread_flusher()
+    fd = _written(tmp_path / "a")
+    flush = flusher.start(fd)
+    real_reap = aio.Flusher._reap
+
+    def reap(self, key):
+        real_reap(self, key)
+        raise OSError(errno.EINVAL, "io_getevents failed")
+
+    monkeypatch.setattr(aio.Flusher, "_reap", reap)
+    for _ in range(2):  # the sink's wait, then the listener's before it answers
+        with pytest.raises(OSError):
+            flush.result()
+    assert _closed(fd)
+
+
 @pytest.mark.parametrize("kernel_flush", [True, False] if KERNEL else [False])
 def test_an_instance_whose_flush_fails_is_refused_so_that_the_peer_sends_it_again(tmp_path, monkeypatch, kernel_flush):
     """The second instance's flush fails (a disk error): it is answered 'out of resources'

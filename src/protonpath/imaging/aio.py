@@ -94,6 +94,9 @@ class Flush:
         if not self._done:
             try:
                 code = self._flusher._reap(self._key)
+            except OSError as error:  # the wait itself failed: the flush is not known to be done
+                self._error = error
+            else:
                 if code < 0:
                     self._error = OSError(-code, os.strerror(-code))
             finally:
