@@ -153,10 +153,12 @@ def round_storescp(study: Path, count: int, work: Path) -> tuple[float, float]:
     return count / seconds, cpu
 
 
-def set_up_django(work: Path, database_url: str | None, fsync: bool = True) -> None:
+def set_up_django(work: Path, database_url: str | None, fsync: bool = True, reserve: int | None = None) -> None:
     """Settings pointing at ``work`` (database, media, incoming folder), migrated."""
     os.environ["PROTONPATH_VAR_DIR"] = str(work / "var")
     os.environ["DICOM_FSYNC"] = "1" if fsync else "0"
+    if reserve is not None:
+        os.environ["DICOM_JOURNAL_RESERVE"] = str(reserve)
     os.environ.setdefault("SECRET_KEY", "bench-only-" + os.urandom(24).hex())
     os.environ["DATABASE_URL"] = database_url or f"sqlite:///{work / 'var' / 'bench.sqlite3'}"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "protonpath.settings")
@@ -230,6 +232,7 @@ def round_protonpath(study: Path, count: int, work: Path, treatment_request, lis
     """Instances per second of the whole ingest (until the check report is written), and CPU
     seconds of the listener and storescu together."""
     from protonpath.imaging.models import CheckReport, Instance, Transfer
+    from protonpath.imaging.reserve import RESERVE_DIR
 
     done.clear()
     before = Instance.objects.count()
@@ -245,7 +248,8 @@ def round_protonpath(study: Path, count: int, work: Path, treatment_request, lis
     report = CheckReport.objects.get(treatment_request=treatment_request)
     if stored != count or transfer.stored != count or report.instance_count != before + count:
         raise RuntimeError(f"protonpath indexed {stored} of {count} instances")
-    leftovers = [p for p in Path(listener.settings.incoming_dir).rglob("*") if p.is_file()]
+    reserve = Path(listener.settings.incoming_dir) / RESERVE_DIR
+    leftovers = [p for p in Path(listener.settings.incoming_dir).rglob("*") if p.is_file() and p.parent != reserve]
     if leftovers:
         raise RuntimeError(f"{len(leftovers)} file(s) left in the incoming folder")
     return count / seconds, cpu
@@ -255,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="dicom-ingest-") as tmp:
         work = Path(tmp)
-        set_up_django(work, args.database_url, fsync=args.fsync)
+        set_up_django(work, args.database_url, fsync=args.fsync, reserve=args.journal_reserve)
         from django.db import connection
 
         from protonpath.imaging.ingest import build_listener
@@ -281,8 +285,15 @@ def run(args: argparse.Namespace) -> int:
                 source = generate_study(study, args.instances, treatment_request.accession_number)
                 if number == 0:
                     size_mb = sum(p.stat().st_size for p in study.iterdir()) / 1e6
+                    reserve = listener.reserve
                     print(f"study: {args.instances} CT instances from {source.name}, {size_mb:.1f} MB per round; "
-                          f"database: {connection.vendor}; listener fsync: {listener.settings.fsync}")
+                          f"database: {connection.vendor}; listener fsync: {listener.settings.fsync}; journal reserve: "
+                          f"{reserve.count if reserve else 0} slot(s) of {listener.settings.journal_reserve_slot_bytes} bytes")
+                # The listener's reserve is filled while it is idle (after the last round, at its
+                # start): before storescp's round, so that neither receiver shares the disk with it.
+                if listener.reserve is not None and not listener.reserve.wait_full(120):
+                    print(f"journal reserve: {listener.reserve.available} of {listener.reserve.count} slot(s) "
+                          "(the disk keeps too little free space for more)")
                 os.sync()
                 dcmtk.append(round_storescp(study, args.instances, work))
                 os.sync()
@@ -314,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default=None,
                         help="an empty database to migrate and use (default: SQLite in a temporary folder)")
     parser.add_argument("--profile", action="store_true", help="cProfile the listener's threads")
+    parser.add_argument("--journal-reserve", type=int, default=None, metavar="SLOTS",
+                        help="slot files of zeros the journal keeps, made while the listener is idle "
+                             "(DICOM_JOURNAL_RESERVE; default: the settings', 512; 0: none)")
     parser.add_argument("--no-fsync", dest="fsync", action="store_false",
                         help="acknowledge without syncing to disk, as storescp does (DICOM_FSYNC=0)")
     args = parser.parse_args(argv)

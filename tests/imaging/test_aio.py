@@ -135,14 +135,14 @@ def test_an_instance_whose_flush_fails_is_refused_so_that_the_peer_sends_it_agai
 
         monkeypatch.setattr(aio.Flusher, "_reap", reap)
     else:
-        real_fsync = os.fsync
+        real_fdatasync = os.fdatasync
 
-        def fsync(fd):
-            real_fsync(fd)
+        def fdatasync(fd):
+            real_fdatasync(fd)
             if os.path.isfile(f"/proc/self/fd/{fd}") and failing_second():
                 raise OSError(errno.EIO, os.strerror(errno.EIO))
 
-        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(os, "fdatasync", fdatasync)
     sink = Recorder()
     listener = start_listener(tmp_path, sink, fsync=True, kernel_flush=kernel_flush)
     statuses = store_series(listener, sink, 3)

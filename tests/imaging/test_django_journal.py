@@ -61,20 +61,22 @@ def spy_kernel_flushes(monkeypatch, on_flushed):
 
 
 class Synced:
-    """os.fsync and the flushes handed to the kernel, remembering the inodes they synced
-    (files and folders)."""
+    """os.fsync, os.fdatasync and the flushes handed to the kernel, remembering the inodes they
+    synced (files and folders)."""
 
     def __init__(self, monkeypatch):
         self.inodes: set[tuple[int, int]] = set()
-        real = os.fsync
+        for name in ("fsync", "fdatasync"):
+            monkeypatch.setattr(os, name, self._spy(getattr(os, name)))
+        self.kernel = spy_kernel_flushes(monkeypatch, lambda st: self.inodes.add((st.st_dev, st.st_ino)))
 
-        def fsync(fd):
+    def _spy(self, real):
+        def sync(fd):
             real(fd)
             st = os.fstat(fd)
             self.inodes.add((st.st_dev, st.st_ino))
 
-        monkeypatch.setattr(os, "fsync", fsync)
-        self.kernel = spy_kernel_flushes(monkeypatch, lambda st: self.inodes.add((st.st_dev, st.st_ino)))
+        return sync
 
     def __contains__(self, path) -> bool:
         st = os.stat(path)
@@ -132,15 +134,17 @@ def test_an_instance_is_synced_file_and_name_before_it_is_acknowledged(tmp_path,
 def test_one_disk_flush_per_instance_and_one_folder_flush_per_batch_of_slots(tmp_path, monkeypatch, fsync, kernel_flush):
     flushes = {"file": 0, "folder": 0}
     synced: set[tuple[int, int]] = set()
-    real = os.fsync
+    def counting(real):
+        def sync(fd):
+            st = os.fstat(fd)
+            flushes["folder" if stat.S_ISDIR(st.st_mode) else "file"] += 1
+            real(fd)
+            synced.add((st.st_dev, st.st_ino))
 
-    def counting_fsync(fd):
-        st = os.fstat(fd)
-        flushes["folder" if stat.S_ISDIR(st.st_mode) else "file"] += 1
-        real(fd)
-        synced.add((st.st_dev, st.st_ino))
+        return sync
 
-    monkeypatch.setattr(os, "fsync", counting_fsync)
+    monkeypatch.setattr(os, "fsync", counting(os.fsync))  # folders
+    monkeypatch.setattr(os, "fdatasync", counting(os.fdatasync))  # journal files: their data and length
 
     def kernel_flushed(st):
         flushes["file"] += 1

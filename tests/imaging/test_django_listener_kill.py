@@ -21,6 +21,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
+from protonpath.imaging.reserve import RESERVE_DIR
 from tests.imaging.dicomdata import write_ct_series
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,6 +67,19 @@ class Node:
             assert self.process.poll() is None, (self.var / "listener.log").read_text()[-3000:]
             time.sleep(0.3)
         pytest.fail("the listener did not start")
+
+    def wait_reserve(self) -> None:
+        """Until the journal's reserve is full (DICOM_JOURNAL_RESERVE slot files, as the tests'
+        settings set it), none being made: the next instances are written into its slots."""
+        reserve = self.var / "dicom-incoming" / RESERVE_DIR
+        wanted = int(self.env["DICOM_JOURNAL_RESERVE"])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            names = [p.name for p in reserve.iterdir()] if reserve.is_dir() else []
+            if len(names) == wanted and all(name.endswith(".slot") for name in names):
+                return
+            time.sleep(0.05)
+        pytest.fail(f"the journal's reserve was not filled: {names}")
 
     def kill(self) -> None:
         assert self.process is not None
@@ -117,8 +131,12 @@ def send_and_kill(node: Node, files: list[Path], kill_after: int | None, delay_s
 
 def assert_nothing_left_over(node: Node, acknowledged_uids: set[str]) -> None:
     incoming = node.var / "dicom-incoming"
-    assert [p for p in incoming.rglob("*") if p.is_file()] == []  # no slot, written or not
-    assert list(incoming.iterdir()) == []  # no empty association folders
+    reserve = incoming / RESERVE_DIR
+    slot_bytes = int(node.env.get("DICOM_JOURNAL_RESERVE_SLOT_BYTES", 576 * 1024))
+    for path in reserve.iterdir():  # the reserve holds whole slots of zeros, nothing else
+        assert path.suffix == ".slot" and path.read_bytes() == bytes(slot_bytes)
+    assert [p for p in incoming.rglob("*") if p.is_file() and p.parent != reserve] == []  # no slot, written or not
+    assert [p for p in incoming.iterdir() if p != reserve] == []  # no empty association folders
     rows = node.rows()
     uids = [uid for uid, _ in rows]
     assert len(uids) == len(set(uids))  # each instance once
@@ -139,12 +157,16 @@ def test_sigkill_mid_transfer_then_restart_leaves_nothing_over_and_loses_nothing
     try:
         # Kill points: after the 1st acknowledgement at once, then later and later in the
         # study, each a little after an acknowledgement (while the next instance is on the
-        # wire, being checked or being indexed).
+        # wire, being checked or being indexed). The first instances of each transfer go into
+        # the journal reserve's slots (8: the first two kill points fall among them), the
+        # others into empty slots.
+        node.wait_reserve()
         for kill_after in (1, 6, 14, 25, 33):
             delay = rng.uniform(0.0, 0.03)
             done = send_and_kill(node, files, kill_after, delay)
             acknowledged |= {uid_of[p] for p in done}
             node.start()  # reconciles what the killed one left, then listens
+            node.wait_reserve()  # refilled once idle (and what it had kept, kept whole)
             assert_nothing_left_over(node, acknowledged)
         done = send_and_kill(node, files, None, 0.0)
         assert done == set(files)

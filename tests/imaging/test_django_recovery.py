@@ -17,6 +17,7 @@ from protonpath.imaging import services
 from protonpath.imaging.ingest import NetworkReceiver, dataset_digest, dataset_offset
 from protonpath.imaging.models import Instance, Transfer
 from protonpath.imaging.recovery import Reconciliation, reconcile_leftovers
+from protonpath.imaging.reserve import RESERVE_DIR
 from protonpath.imaging.scp import (
     PARTIAL_DIR,
     SLOT_SUFFIX,
@@ -184,3 +185,35 @@ def test_journal_slots_whole_ones_are_indexed_and_cut_tampered_unsealed_or_empty
     assert instance.dataset_digest == digest == dataset_digest(stored)
     assert pydicom.dcmread(instance.file.path).PixelData == pydicom.dcmread(paths[0]).PixelData
     assert list(incoming.iterdir()) == []
+
+
+def test_reserve_slots_are_cut_when_whole_removed_when_never_written_and_the_reserve_kept(submitted, tmp_path):
+    """A listener that took its slots from the journal's reserve (files of zeros) and died
+    between an instance's flush and the cut of the zeros past it, or before writing a slot
+    taken: the first is indexed cut to its instance, the second removed as never written; the
+    reserve's own files are the next listener's, left as they are."""
+    incoming = tmp_path / "incoming"
+    paths = write_ct_series(tmp_path / "ct", 2, patient_name=PATIENT_NAME, birth_date=PATIENT_BIRTH)
+    stamp(paths, AccessionNumber=submitted.accession_number)
+    folder = incoming / "s2"
+    padded, digest = slot_file(paths[0], folder / f"00000000{SLOT_SUFFIX}")
+    exact = padded.read_bytes()
+    with open(padded, "ab") as f:
+        f.write(bytes(64 * 1024))  # the reserve slot's zeros past the instance
+    (folder / f"00000001{SLOT_SUFFIX}").write_bytes(bytes(64 * 1024))  # taken, never written
+    partly, _ = slot_file(paths[1], folder / f"00000002{SLOT_SUFFIX}")  # data set in, header not yet
+    data = bytearray(partly.read_bytes())
+    data[:1024] = bytes(1024)
+    partly.write_bytes(bytes(data) + bytes(4096))
+    reserve = incoming / RESERVE_DIR
+    reserve.mkdir()
+    (reserve / f"a{SLOT_SUFFIX}").write_bytes(bytes(64 * 1024))
+
+    result = reconcile_leftovers(incoming)
+
+    assert (result.indexed, result.partial_removed, result.refused, result.folders_removed) == (1, 1, 0, 1)
+    instance = Instance.objects.get()
+    assert Path(instance.file.path).read_bytes() == exact
+    assert instance.dataset_digest == digest
+    assert list(incoming.iterdir()) == [reserve]
+    assert [p.name for p in reserve.iterdir()] == [f"a{SLOT_SUFFIX}"]

@@ -19,6 +19,9 @@ SETTINGS = {
     "max_message_bytes": "DICOM_MAX_MESSAGE_BYTES",
     "stop_grace_s": "DICOM_STOP_GRACE_S",
     "fsync": "DICOM_FSYNC",
+    "journal_reserve": "DICOM_JOURNAL_RESERVE",
+    "journal_reserve_slot_bytes": "DICOM_JOURNAL_RESERVE_SLOT_BYTES",
+    "journal_reserve_min_free_bytes": "DICOM_JOURNAL_RESERVE_MIN_FREE_BYTES",
 }
 
 

@@ -8,13 +8,18 @@ storage and writes the rows in one transaction (see
 :class:`protonpath.imaging.ingest.NetworkReceiver`). A process killed at any point of that
 leaves one of:
 
-* slots never written (empty): removed;
+* slots never written (empty, or all zeros when taken from the journal's reserve): removed;
+  the reserve itself (``incoming/.reserve/``, files of zeros made while the listener was idle,
+  see :mod:`protonpath.imaging.reserve`) is left to the next listener, which keeps its whole
+  files;
 * slots written in part, or whose bytes do not match their seal (an instance not yet received
   whole, never acknowledged), and the ``.part`` files of listeners from before the slots:
   removed;
 * whole sealed slots, and the ``<SOP Instance UID>.dcm`` files of listeners from before the
   slots (acknowledged or not, not yet indexed, or indexed but not yet removed): each goes
-  through the listener's normal checks and routing, and is indexed under its association's
+  through the listener's normal checks and routing (a reserve slot's zeros past the sealed
+  data set, left when the listener died between the instance's flush and their cut, are cut
+  first), and is indexed under its association's
   transfer, recognised as a duplicate and removed, or refused and removed;
 * files in the storage with no index row (moved, then the transaction never committed): those
   the listener wrote (its implementation version name in the file meta) are indexed the same
@@ -43,6 +48,7 @@ from django.core.files.storage import default_storage
 from protonpath.accounts import audit
 from protonpath.accounts.models import AuditEvent
 from protonpath.imaging.models import Instance, ReceivedVia, Study, Transfer
+from protonpath.imaging.reserve import RESERVE_DIR
 from protonpath.imaging.scp import (
     DUPLICATE,
     IMPLEMENTATION_VERSION_NAME,
@@ -51,6 +57,7 @@ from protonpath.imaging.scp import (
     InstanceRefused,
     ReceivedInstance,
     journal_entry_digest,
+    journal_entry_length,
 )
 
 logger = logging.getLogger(__name__)
@@ -173,7 +180,9 @@ def reconcile_leftovers(incoming_dir: Path | None = None, *, orphan_grace_s: flo
                 (incoming / PARTIAL_DIR).rmdir()  # an earlier listener's, now empty
             except OSError:
                 pass
-            for folder in sorted(p for p in incoming.iterdir() if p.is_dir() and p.name != PARTIAL_DIR):
+            for folder in sorted(
+                p for p in incoming.iterdir() if p.is_dir() and p.name not in (PARTIAL_DIR, RESERVE_DIR)
+            ):
                 transfer = (
                     Transfer.objects.filter(via=ReceivedVia.DICOM, association_id=folder.name).order_by("pk").first()
                 )
@@ -214,9 +223,17 @@ def _recover_slot(receiver, path: Path, transfer: Transfer | None, association_i
     except OSError:
         counts.add("failed")
         return
-    if not data:
+    if not data or data.count(0) == len(data):  # never written (a reserve slot is zeros)
         path.unlink(missing_ok=True)
         return
+    length = journal_entry_length(data)
+    if length is not None and len(data) > length and data.count(0, length) == len(data) - length:
+        try:  # a reserve slot's zeros, left uncut
+            os.truncate(path, length)
+        except OSError:
+            counts.add("failed")
+            return
+        data = data[:length]
     digest = journal_entry_digest(data)
     meta = _meta(path) if digest is not None else None
     if digest is None or meta is None:

@@ -3,7 +3,8 @@
 :class:`DicomListener` wraps a pynetdicom Application Entity. Each instance received over C-STORE
 is written as a DICOM Part 10 file straight from the bytes on the wire (never decoded): the
 preamble and file meta information, then the dataset as the peer encoded it. The bytes go into
-a journal slot made in advance (one disk flush per instance with ``fsync``), sealed with the
+a journal slot made in advance (one disk flush per instance with ``fsync``; a slot of the
+journal's reserve, zeros already on disk, where there is one: :mod:`.reserve`), sealed with the
 data set's length and BLAKE3 digest, so that a file cut short by a crash is told apart from a whole
 one and everything stored before a cut is kept. Each
 stored file is handed to the ``on_instance`` callable (the storage sink), which attaches it to a
@@ -59,6 +60,7 @@ from protonpath.imaging.reactor import (
     NetworkLimits,
     PromptRequestHandler,
 )
+from protonpath.imaging.reserve import RESERVE_DIR, JournalReserve
 
 LOGGER = logging.getLogger(__name__)
 
@@ -103,6 +105,11 @@ SLOTS_AHEAD = 8
 #: With ``fsync`` and ``early_writeback``, the writeback of an instance's journal file is
 #: started each time this much more of its data set has been written (see JournalEntry.write).
 WRITEBACK_BYTES = 256 * 1024
+#: The journal reserve's defaults (see :mod:`.reserve`): each file fits a 512 x 512 slice of 16
+#: bits with up to 64 KiB of other attributes; 512 of them (288 MiB) take a CT study of that size.
+RESERVE_SLOTS = 512
+RESERVE_SLOT_BYTES = 576 * 1024
+RESERVE_MIN_FREE_BYTES = 1024**3
 #: Threads flushing journal files (one flush at a time per association; several associations
 #: may flush at once).
 SYNC_THREADS = 4
@@ -151,6 +158,18 @@ class ListenerSettings:
         of it arrives (every :data:`WRITEBACK_BYTES`, ``sync_file_range`` in a
         ``dicom-journal-writeback`` thread that nothing waits for), so that its flush has less
         left to do once the instance is complete.
+    journal_reserve : int
+        With ``fsync``, how many slot files of zeros the journal keeps on disk, made while no
+        association is open (:mod:`.reserve`, ``incoming_dir/.reserve/``): an instance that fits
+        in one is flushed without the file system allocating anything, in half the time of an
+        empty slot. 0: every slot is a new, empty file.
+    journal_reserve_slot_bytes : int
+        Each reserve file's length; a longer instance grows its file (and is flushed as in an
+        empty slot).
+    journal_reserve_min_free_bytes : int
+        The reserve is not filled past what would leave the disk less than this free.
+    journal_reserve_idle_s : float
+        How long no association must have been open before the reserve is filled.
     network_timeout_s : float
         An association with nothing received for this long is aborted (idle time).
     acse_timeout_s : float
@@ -183,6 +202,10 @@ class ListenerSettings:
     fsync: bool = True
     kernel_flush: bool = True
     early_writeback: bool = True
+    journal_reserve: int = 0
+    journal_reserve_slot_bytes: int = RESERVE_SLOT_BYTES
+    journal_reserve_min_free_bytes: int = RESERVE_MIN_FREE_BYTES
+    journal_reserve_idle_s: float = 1.0
     network_timeout_s: float = 60.0
     acse_timeout_s: float = 30.0
     dimse_timeout_s: float = 300.0
@@ -216,7 +239,10 @@ class ReceivedInstance:
     Attributes
     ----------
     path : pathlib.Path
-        The complete Part 10 file. The sink may move it (into the storage backend) or leave it.
+        The complete Part 10 file. The sink may move it (into the storage backend) or leave it,
+        once ``wait_durable`` has returned: until then, a file written over a slot of the
+        journal's reserve may hold zeros past its bytes (cut once it is on disk); ``data``
+        holds them exactly.
     sop_class_uid, sop_instance_uid, transfer_syntax_uid : str
     calling_ae_title, called_ae_title : str
     peer_address : str
@@ -448,6 +474,7 @@ class DicomListener:
         self._syncer: ThreadPoolExecutor | None = None
         self._slot_maker: ThreadPoolExecutor | None = None
         self._writeback: aio.Writeback | None = None
+        self._reserve: JournalReserve | None = None
         self.ae = self._build_ae()
 
     # --- life cycle ---------------------------------------------------------------------------
@@ -499,6 +526,17 @@ class DicomListener:
         if self.settings.fsync and self.settings.early_writeback and self._writeback is None:
             writeback = aio.Writeback()
             self._writeback = writeback if writeback.available else None
+        if self.settings.fsync and self.settings.journal_reserve > 0 and self._reserve is None:
+            reserve = JournalReserve(
+                Path(self.settings.incoming_dir) / RESERVE_DIR,
+                count=self.settings.journal_reserve,
+                slot_bytes=self.settings.journal_reserve_slot_bytes,
+                idle=lambda: not self._transfers,
+                idle_s=self.settings.journal_reserve_idle_s,
+                min_free_bytes=self.settings.journal_reserve_min_free_bytes,
+            )
+            reserve.open()
+            self._reserve = reserve
         # pynetdicom's server, with associations that serve each message as soon as it has
         # arrived instead of polling every millisecond (see reactor.py)
         server = self.ae.make_server(
@@ -564,6 +602,14 @@ class DicomListener:
         writeback, self._writeback = self._writeback, None
         if writeback is not None:  # associations still open flush without it
             writeback.close()
+        reserve, self._reserve = self._reserve, None
+        if reserve is not None:  # associations still open make empty slots
+            reserve.close()
+
+    @property
+    def reserve(self) -> JournalReserve | None:
+        """The journal's reserve (None without ``fsync`` or with ``journal_reserve`` 0)."""
+        return self._reserve
 
     def _drain(self, server: Any, grace_s: float, hurry: threading.Event) -> None:
         deadline = time.monotonic() + grace_s
@@ -673,8 +719,10 @@ class DicomListener:
                 making.result()
             except Exception:
                 pass  # it failed: nothing of it is left
-        for slot in unused:  # never written: nothing to keep
-            slot.unlink(missing_ok=True)
+        self._drop_slots(unused)
+        reserve = self._reserve
+        if reserve is not None:
+            reserve.wake()  # filled once the listener has been idle for a while
         LOGGER.info(
             "association from %s %s: %d stored, %d duplicate(s), %d refused",
             transfer.calling_ae_title, outcome, transfer.stored - transfer.duplicates, transfer.duplicates,
@@ -786,7 +834,7 @@ class DicomListener:
         sop_class_uid: str,
         sop_instance_uid: str,
         transfer_syntax_uid: str,
-    ) -> tuple[Path, bytes, str, Future[None] | aio.Flush | None, Future[str] | None]:
+    ) -> tuple[Path, bytes, str, Future[None] | aio.Flush | _CutWhenFlushed | None, Future[str] | None]:
         """Write preamble, file meta (with the seal) and the peer's encoded dataset into the
         association's next journal slot; with ``fsync``, start flushing it to disk: handed to the
         kernel (``kernel_flush``, :mod:`.aio`; the index writer then hashes the whole file), or
@@ -821,7 +869,7 @@ class DicomListener:
                                    transfer.calling_ae_title, entry.failed.strerror)
                 entry.discard()
                 entry = None
-        flushed: Future[None] | aio.Flush | None = None
+        flushed: Future[None] | aio.Flush | _CutWhenFlushed | None = None
         file_digest: Future[str] | None = None
         if entry is None:
             slot = self._slot(transfer)
@@ -839,16 +887,26 @@ class DicomListener:
                     _pwrite_all(fd, dataset[entry.written :], len(header) + entry.written)
                     _pwrite_all(fd, header, 0)
                 if self.settings.fsync:
+                    # a slot of the reserve is longer than its instance: the zeros past it are
+                    # cut once it is on disk (cut before, the flush would commit the new length)
+                    padded = os.fstat(fd).st_size > len(data)
                     syncer = self._syncer
                     kernel = aio.thread_flusher() if self.settings.kernel_flush else None
-                    flushed = kernel.start(fd) if kernel is not None else None
+                    # data only (fdatasync): the slot's name is on disk already, and its length
+                    # and blocks, which the flush needs to find the data, are synced with it
+                    flushed = kernel.start(fd, data_only=True) if kernel is not None else None
                     if flushed is not None:
                         pass  # the kernel flushes it while the sink checks it; the writer hashes it
                     elif syncer is None:  # not started through start(): flush here
-                        os.fsync(fd)
+                        os.fdatasync(fd)
+                        if padded:
+                            os.ftruncate(fd, len(data))
+                            padded = False
                     else:
                         flushed = syncer.submit(_sync_and_close, fd)
                         file_digest = syncer.submit(digests.of, data)
+                    if flushed is not None and padded:
+                        flushed = _CutWhenFlushed(flushed, slot, len(data))
             finally:
                 if flushed is None:
                     os.close(fd)
@@ -912,21 +970,29 @@ class DicomListener:
             transfer.slots_made += count
             make_folder = not transfer.folder_made
             transfer.folder_made = True
-        made = []
+        made: list[Path] = []
+        reserved: list[Path] = []
         try:
             if make_folder:
                 folder.mkdir(exist_ok=True)
                 if durable:
                     fsync_directory(folder.parent)
+            reserved = self._reserve.take(count) if self._reserve is not None else []
             for number in range(first, first + count):
                 path = folder / f"{number:08d}{SLOT_SUFFIX}"
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                while reserved:  # a file of the reserve, renamed: its blocks are on disk
+                    try:
+                        os.rename(reserved.pop(), path)
+                        break
+                    except FileNotFoundError:
+                        continue
+                else:
+                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
                 made.append(path)
             if durable:
                 fsync_directory(folder)
         except BaseException:
-            for path in made:
-                path.unlink(missing_ok=True)
+            self._drop_slots(made + reserved)
             if make_folder:
                 with self._lock:
                     transfer.folder_made = False
@@ -936,8 +1002,14 @@ class DicomListener:
             if not ended:  # after the slots left (lower numbers, popped first)
                 transfer.slots = made[::-1] + transfer.slots
         if ended:  # the association ended meanwhile: nothing will be written into them
-            for path in made:
-                path.unlink(missing_ok=True)
+            self._drop_slots(made)
+
+    def _drop_slots(self, slots: Iterable[Path]) -> None:
+        """Slots never written: back into the reserve, or removed."""
+        reserve = self._reserve
+        for slot in slots:
+            if reserve is None or not reserve.give_back(slot):
+                slot.unlink(missing_ok=True)
 
     def _hand_over(self, received: ReceivedInstance, transfer: _Transfer) -> tuple[int, bool]:
         """The sink's verdict: the status for the peer, and whether the sink kept the file (an
@@ -1004,9 +1076,31 @@ def _printable(text: str) -> str:
 
 def _sync_and_close(fd: int) -> None:
     try:
-        os.fsync(fd)
+        os.fdatasync(fd)
     finally:
         os.close(fd)
+
+
+class _CutWhenFlushed:
+    """A journal file's flush under way (:class:`aio.Flush` or a future): :meth:`result` waits
+    for it, then cuts the file to its instance's bytes (a reserve slot's zeros past them go).
+    The cut need not be on disk before the peer is answered: the file system's journal commits
+    it with the storage folder's sync that follows the file's rename (ext4 and XFS write their
+    journal in order), and a start-up recovery cuts a file left uncut."""
+
+    __slots__ = ("_flush", "_path", "_length", "_cut")
+
+    def __init__(self, flush: Any, path: Path, length: int):
+        self._flush = flush
+        self._path = path
+        self._length = length
+        self._cut = False
+
+    def result(self) -> None:
+        self._flush.result()  # raises when the flush failed (and again at every call)
+        if not self._cut:
+            os.truncate(self._path, self._length)
+            self._cut = True
 
 
 def fsync_directory(folder: Path) -> None:
@@ -1071,7 +1165,25 @@ def journal_entry_digest(data: bytes) -> str | None:
     """The data set's digest text when ``data`` is a whole sealed journal file: its meta
     information carries the listener's seal, and the data set that follows has the sealed
     length and digest. None for anything else (a file cut short, one never written, one
-    written without a seal)."""
+    written without a seal, one with bytes past its data set)."""
+    sealed = _sealed(data)
+    if sealed is None:
+        return None
+    offset, length, claimed = sealed
+    if len(data) - offset != length:
+        return None
+    return claimed if digests.matches(claimed, memoryview(data)[offset:]) else None
+
+
+def journal_entry_length(data: bytes) -> int | None:
+    """The length a sealed journal file has once cut to its data set (its meta information and
+    the data set's sealed length); None when ``data`` carries no seal of the listener's."""
+    sealed = _sealed(data)
+    return None if sealed is None else sealed[0] + sealed[1]
+
+
+def _sealed(data: bytes) -> tuple[int, int, str] | None:
+    """(where the data set begins, its sealed length, its sealed digest text), or None."""
     if data[128:132] != b"DICM":
         return None
     offset, end = 132, len(data)
@@ -1100,10 +1212,8 @@ def journal_entry_digest(data: bytes) -> str | None:
     if magic not in (JOURNAL_SEAL_MAGIC, _LEGACY_SEAL_MAGIC):
         return None
     length = struct.unpack_from("<Q", seal, len(JOURNAL_SEAL_MAGIC))[0]
-    if end - offset != length:
-        return None
     claimed = f"{digests.ALGORITHM if magic == JOURNAL_SEAL_MAGIC else digests.LEGACY}:{seal[-32:].hex()}"
-    return claimed if digests.matches(claimed, memoryview(data)[offset:]) else None
+    return offset, length, claimed
 
 
 def _uid_bytes(uid: str) -> bytes:
