@@ -78,8 +78,8 @@ def test_filling_stops_when_an_association_opens_and_goes_on_after_it(tmp_path, 
     reserve = _reserve(tmp_path, busy, count=6)
     real = reserve._make_one
 
-    def make_one(zeros):
-        path = real(zeros)
+    def make_one(length):
+        path = real(length)
         if reserve.available == 1:  # an association opens while the second file is made
             busy.set()
         return path
@@ -107,7 +107,7 @@ def test_taken_slots_leave_the_reserve_and_unwritten_ones_come_back(tmp_path):
         for number, path in enumerate(taken):
             moved.append(tmp_path / f"{number}.slot")
             os.rename(path, moved[-1])
-        moved[0].write_bytes(b"written")  # not of the reserve's length any more: not taken back
+        moved[0].write_bytes(b"")  # an empty slot (made when the reserve ran out): not taken
         assert [reserve.give_back(p) for p in moved] == [False, True, True]
         assert reserve.available == 4 and moved[0].exists() and not moved[1].exists()
         assert reserve.take(10) and reserve.available == 0
@@ -133,12 +133,79 @@ def test_opening_keeps_whole_slots_and_removes_the_rest(tmp_path):
     whole = folder / "a.slot"
     whole.write_bytes(bytes(SLOT))
     (folder / "b.new").write_bytes(bytes(SLOT // 2))  # being made when the listener died
-    (folder / "c.slot").write_bytes(bytes(100))  # of another length (the setting changed)
+    (folder / "c.slot").write_bytes(bytes(2 * SLOT))  # longer than the setting now allows
+    (folder / "d.slot").write_bytes(b"")  # not a reserve file
+    shorter = folder / "e.slot"
+    shorter.write_bytes(bytes(SLOT // 4))  # made to fit shorter instances: kept
     reserve = _reserve(tmp_path, count=2, idle_s=60)  # nothing made during the test
     reserve.open()
     try:
-        assert _files(folder) == [whole]
-        assert reserve.available == 1
+        assert _files(folder) == [whole, shorter]
+        assert reserve.available == 2
+    finally:
+        reserve.close()
+
+
+def test_new_files_take_the_length_most_recent_instances_had_in_whole_blocks(tmp_path):
+    reserve = _reserve(tmp_path, count=3, idle_s=60)
+    reserve.open()
+    try:
+        assert reserve.next_length == SLOT  # nothing noted yet: the longest
+        block = reserve.block
+        for length in (10_000, 10_001, 3 * block + 1, 10_500, 5 * SLOT):  # the last: too long to fit
+            reserve.note(length)
+        assert reserve.next_length == -(-10_000 // block) * block  # three of four in those blocks
+        for _ in range(5):
+            reserve.note(3 * block + 1)
+        assert reserve.next_length == 4 * block
+        reserve.idle_s = 0.0
+        reserve.wake()
+        assert reserve.wait_full(10)
+        assert sorted(p.stat().st_size for p in _files(tmp_path / RESERVE_DIR)) == [4 * block] * 3
+    finally:
+        reserve.close()
+
+
+def test_slots_are_taken_best_fitting_first_and_idle_time_remakes_the_others(tmp_path):
+    folder = tmp_path / RESERVE_DIR
+    folder.mkdir()
+    block = 4096
+    for name, size in (("long", SLOT), ("fits", 4 * block), ("short", 2 * block)):
+        (folder / f"{name}.slot").write_bytes(bytes(size))
+    reserve = _reserve(tmp_path, count=3, idle_s=60)
+    reserve.open()
+    try:
+        for _ in range(3):
+            reserve.note(4 * block - 100)
+        assert reserve.next_length == 4 * block
+        assert [p.name for p in reserve.take(1)] == ["fits.slot"]
+        assert [p.name for p in reserve.take(1)] == ["long.slot"]  # longer (cut later) before shorter
+        assert [p.name for p in reserve.take(5)] == ["short.slot"]
+        (folder / "fits.slot").unlink()  # taken for good (written with an instance)
+        for name in ("long", "short"):
+            assert reserve.give_back(folder / f"{name}.slot")
+        assert not reserve.wait_full(0.2)  # a missing file, and two of other lengths
+        reserve.idle_s = 0.0
+        reserve.wake()
+        assert reserve.wait_full(10)
+        assert reserve.lengths() == [4 * block] * 3
+        assert sorted(p.stat().st_size for p in _files(folder)) == [4 * block] * 3
+    finally:
+        reserve.close()
+
+
+def test_a_new_listener_keeps_the_lengths_an_earlier_one_made(tmp_path):
+    folder = tmp_path / RESERVE_DIR
+    folder.mkdir()
+    for number in range(3):
+        (folder / f"{number}.slot").write_bytes(bytes(5 * 4096))  # made to fit earlier instances
+    reserve = _reserve(tmp_path, count=4)
+    reserve.open()
+    try:
+        assert reserve.next_length == 5 * 4096
+        assert reserve.wait_full(10)  # one more of that length, none remade
+        assert reserve.lengths() == [5 * 4096] * 4
+        assert {p.name for p in _files(folder)} >= {f"{number}.slot" for number in range(3)}
     finally:
         reserve.close()
 
@@ -211,7 +278,11 @@ def test_instances_are_written_over_reserve_slots_flushed_data_only_and_cut(tmp_
         data = instance.path.read_bytes()
         assert data == instance.data  # cut to the instance once on disk
         assert journal_entry_digest(data) == instance.dataset_digest
-    assert len(_files(tmp_path / "incoming" / RESERVE_DIR)) == 6
+    # refilled with files the instances' length, in whole blocks: their cuts stay in the last
+    block = reserve.block
+    lengths = {-(-len(instance.data) // block) * block for instance in sink.instances}
+    assert len(lengths) == 1
+    assert [p.stat().st_size for p in _files(tmp_path / "incoming" / RESERVE_DIR)] == [lengths.pop()] * 6
 
 
 def test_an_instance_longer_than_a_reserve_slot_grows_it(tmp_path):

@@ -164,8 +164,10 @@ class ListenerSettings:
         in one is flushed without the file system allocating anything, in half the time of an
         empty slot. 0: every slot is a new, empty file.
     journal_reserve_slot_bytes : int
-        Each reserve file's length; a longer instance grows its file (and is flushed as in an
-        empty slot).
+        The longest reserve file: the first ones are made this long, later ones as long as
+        most of the last instances were (rounded up to the file system's block), so that the
+        zeros cut past each instance are within its last block. A longer instance grows its
+        file (and is flushed as in an empty slot).
     journal_reserve_min_free_bytes : int
         The reserve is not filled past what would leave the disk less than this free.
     journal_reserve_idle_s : float
@@ -887,6 +889,8 @@ class DicomListener:
                     _pwrite_all(fd, dataset[entry.written :], len(header) + entry.written)
                     _pwrite_all(fd, header, 0)
                 if self.settings.fsync:
+                    if self._reserve is not None:
+                        self._reserve.note(len(data))  # the reserve's next slots are made to fit
                     # a slot of the reserve is longer than its instance: the zeros past it are
                     # cut once it is on disk (cut before, the flush would commit the new length)
                     padded = os.fstat(fd).st_size > len(data)
