@@ -132,6 +132,8 @@ class JournalReserve:
         with self._cv:
             self._files = kept
             self._closing = False
+        LOGGER.info("journal reserve: %d of %d slot file(s) on disk, the rest made once the listener is idle",
+                    len(kept), self.count)
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="dicom-journal-reserve", daemon=True)
             self._thread.start()
