@@ -105,9 +105,8 @@ SLOTS_AHEAD = 8
 #: With ``fsync`` and ``early_writeback``, the writeback of an instance's journal file is
 #: started each time this much more of its data set has been written (see JournalEntry.write).
 WRITEBACK_BYTES = 256 * 1024
-#: The journal reserve's defaults (see :mod:`.reserve`): each file fits a 512 x 512 slice of 16
-#: bits with up to 64 KiB of other attributes; 512 of them (288 MiB) take a CT study of that size.
-RESERVE_SLOTS = 512
+#: The journal reserve's longest file (see :mod:`.reserve`): a 512 x 512 slice of 16 bits with up
+#: to 64 KiB of other attributes (the settings' 512 such files, 288 MiB, take a CT study of that size).
 RESERVE_SLOT_BYTES = 576 * 1024
 RESERVE_MIN_FREE_BYTES = 1024**3
 #: Threads flushing journal files (one flush at a time per association; several associations
@@ -162,7 +161,8 @@ class ListenerSettings:
         With ``fsync``, how many slot files of zeros the journal keeps on disk, made while no
         association is open (:mod:`.reserve`, ``incoming_dir/.reserve/``): an instance that fits
         in one is flushed without the file system allocating anything, in half the time of an
-        empty slot. 0: every slot is a new, empty file.
+        empty slot. 0 (the default here; ``dicom_listen`` takes ``DICOM_JOURNAL_RESERVE``, 512):
+        every slot is a new, empty file.
     journal_reserve_slot_bytes : int
         The longest reserve file: the first ones are made this long, later ones as long as
         most of the last instances were (rounded up to the file system's block), so that the
