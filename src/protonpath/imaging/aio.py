@@ -4,7 +4,8 @@ The listener acknowledges an instance only once its journal file is on disk, and
 instance while the flush runs. A flush done by a thread of ours ends with that thread taking the
 interpreter's lock back and waking the one that waits, which cost 0.3 ms and more per instance
 beside the checks' own Python. Here the receiving thread submits the flush to the kernel
-(``io_submit`` of an ``IOCB_CMD_FSYNC``, run by a kernel worker since Linux 4.18), checks the
+(``io_submit`` of an ``IOCB_CMD_FSYNC`` or ``IOCB_CMD_FDSYNC``, run by a kernel worker since
+Linux 4.18), checks the
 instance, then waits for its completion in ``io_getevents``: no thread of ours in between.
 
 Linux on x86-64 and arm64 only, through ``ctypes`` and the raw system calls (no library); where
@@ -12,6 +13,7 @@ anything of it is missing, :func:`thread_flusher` is None and the caller flushes
 
 :class:`Writeback` starts writing a file's ranges out (``sync_file_range``) while the rest of it
 is still arriving, in a thread nothing waits for, so that the flush at its end has less to do.
+:func:`fsync_directory` flushes a folder's entries (names made or renamed in it).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import platform
 import sys
 import threading
 import weakref
+from pathlib import Path
 
 #: Outstanding flushes one thread's context holds (one per instance in progress).
 DEPTH = 8
@@ -245,3 +248,16 @@ class Writeback:
                 call(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
             finally:
                 os.close(fd)
+
+
+def fsync_directory(folder: Path) -> None:
+    """Flush a folder's entries to disk (a file renamed or created in it then survives a power
+    loss under that name); a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (PermissionError, IsADirectoryError):
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

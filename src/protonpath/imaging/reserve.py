@@ -38,11 +38,14 @@ from collections import Counter, deque
 from collections.abc import Callable
 from pathlib import Path
 
+from protonpath.imaging.aio import fsync_directory
+
 LOGGER = logging.getLogger(__name__)
 
 #: The reserve's folder, inside the listener's incoming folder (the same file system: its files
 #: are renamed into association folders).
 RESERVE_DIR = ".reserve"
+#: The journal's slot files, in association folders and in the reserve.
 SLOT_SUFFIX = ".slot"
 _NEW_SUFFIX = ".new"
 #: How many of the last instances' lengths the next files' length is drawn from.
@@ -307,7 +310,7 @@ class JournalReserve:
         finally:
             if made:
                 try:
-                    _sync_folder(self.folder)
+                    fsync_directory(self.folder)
                 except OSError:
                     pass
                 LOGGER.debug("journal reserve: %d file(s) made", made)
@@ -351,10 +354,3 @@ def _misfit(size: int, wanted: int) -> tuple[bool, int]:
     what it has too much (cut later); one shorter (the instance grows it) after any such."""
     return (size < wanted, abs(size - wanted))
 
-
-def _sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

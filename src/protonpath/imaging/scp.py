@@ -53,6 +53,7 @@ from pynetdicom import (
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
 
 from protonpath.imaging import aio, digests
+from protonpath.imaging.aio import fsync_directory
 from protonpath.imaging.checks import InstanceHeader
 from protonpath.imaging.reactor import (
     MAX_PDU_CAP,
@@ -60,7 +61,7 @@ from protonpath.imaging.reactor import (
     NetworkLimits,
     PromptRequestHandler,
 )
-from protonpath.imaging.reserve import RESERVE_DIR, JournalReserve
+from protonpath.imaging.reserve import RESERVE_DIR, SLOT_SUFFIX, JournalReserve
 
 LOGGER = logging.getLogger(__name__)
 
@@ -91,9 +92,9 @@ _UID_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 #: start-up reconciliation still removes what one of them left).
 PARTIAL_DIR = ".partial"
 
-#: The journal (see :meth:`DicomListener._write`): ``incoming/<association>/<n>.slot`` files,
-#: made empty in advance and synced with their folder, each then written with one instance.
-SLOT_SUFFIX = ".slot"
+#: The journal (see :meth:`DicomListener._write`): ``incoming/<association>/<n>.slot`` files
+#: (:data:`SLOT_SUFFIX`, the reserve's too), made in advance and synced with their folder, each
+#: then written with one instance.
 #: Slots made at an association's first instance; each time they run out, twice as many, up
 #: to :data:`MAX_SLOTS` (one folder sync per batch of slots).
 FIRST_SLOTS = 4
@@ -1105,19 +1106,6 @@ class _CutWhenFlushed:
         if not self._cut:
             os.truncate(self._path, self._length)
             self._cut = True
-
-
-def fsync_directory(folder: Path) -> None:
-    """Flush a folder's entries to disk (a file renamed or created in it then survives a power
-    loss under that name); a no-op where folders cannot be opened (Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except (PermissionError, IsADirectoryError):
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- Part 10 file header (pure) ---------------------------------------------------------------
